@@ -1,0 +1,132 @@
+"""The connector contract: I/O only, no database, no scheduler, no sleeping policy.
+
+``pull(object_name, cursor)`` yields ``Page``s; each carries the canonical records (or
+quarantined raw records with their reason) and the cursor to save after it. The sync engine
+writes a page's records and cursor in one transaction, so a crash resumes at the last page.
+``push`` takes a batch of ``PushItem``s and answers per item.
+
+Errors at the HTTP edge are classified once: ``RetriableError`` (429, 5xx, timeouts; carries
+``retry_after``) vs ``FatalError`` (auth, validation). tenacity retries the transport only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from crmsync.model import Record
+
+
+class ConnectorError(Exception):
+    """Base of the error taxonomy. Messages never contain credentials or payloads."""
+
+
+class RetriableError(ConnectorError):
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class RateLimitedError(RetriableError):
+    """429 or a limit header at zero; ``retry_after`` seconds when the server said so."""
+
+
+class FatalError(ConnectorError):
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AuthError(FatalError):
+    pass
+
+
+class BudgetExhausted(ConnectorError):
+    """This connection's share of the daily quota is spent: stop cleanly, resume later."""
+
+
+@dataclass(slots=True)
+class Quarantined:
+    """A source record that could not be mapped; kept with the reason, never dropped."""
+
+    source_object: str
+    source_id: str
+    payload: dict[str, Any]
+    reason: str
+
+
+@dataclass(slots=True)
+class Page:
+    records: list[Record]
+    cursor: dict[str, Any]
+    quarantined: list[Quarantined] = field(default_factory=list)
+    deleted_ids: list[str] = field(default_factory=list)  # source ids known deleted (soft/hard)
+    api_calls: int = 0
+    done: bool = False  # True on the last page of this pull
+
+
+@dataclass(slots=True)
+class Usage:
+    """API usage as the CRM reported it in its last answer."""
+
+    calls: int = 0
+    used: int | None = None
+    limit: int | None = None
+    remaining: int | None = None
+    burst_remaining: int | None = None
+    observed_at: dt.datetime | None = None
+
+
+@dataclass(slots=True)
+class PushItem:
+    object_name: str
+    operation: str  # "update" | "create" | "upsert" | "delete"
+    fields: dict[str, Any]
+    source_id: str | None = None  # target id for update/delete
+    idempotency_key: str | None = None
+    based_on_modified_at: dt.datetime | None = None
+    ref: int | None = None  # the outbox row id
+
+
+@dataclass(slots=True)
+class PushResult:
+    ref: int | None
+    ok: bool
+    source_id: str | None = None
+    created: bool = False
+    conflict: bool = False  # the record changed since the decision: park, re-run rules
+    error: str | None = None
+    retriable: bool = False
+
+
+class Connector(Protocol):
+    kind: str
+    name: str
+    usage: Usage
+
+    def objects(self) -> Sequence[str]:
+        """Object names this connector can pull (canonical names: deals, owners, stages, ...)."""
+        ...
+
+    def pull(self, object_name: str, cursor: Mapping[str, Any] | None, *,
+             since: dt.datetime | None = None, until: dt.datetime | None = None,
+             backfill: bool = False) -> Iterator[Page]:
+        ...
+
+    def count(self, object_name: str, *, since: dt.datetime | None = None,
+              until: dt.datetime | None = None) -> int:
+        """How many live records the source says exist (the completeness check)."""
+        ...
+
+    def list_ids(self, object_name: str) -> Iterator[list[str]]:
+        """Every live source id, in chunks, for the hard-delete sweep."""
+        ...
+
+    def push(self, items: Sequence[PushItem]) -> list[PushResult]:
+        ...
+
+    def close(self) -> None:
+        ...
