@@ -1,0 +1,173 @@
+"""Field tables: how a CRM's native record becomes a canonical record, declared as data.
+
+Each connector declares one ``ObjectMapping`` per object: the native id and modification
+fields and a list of ``FieldMap(source, target, convert)``. Every native field no mapping claims
+lands in ``record.extra`` so custom fields survive. A connection may add mappings in config
+(``field_mappings: {deals: {Custom_Score__c: extra.score}}`` or onto a canonical field).
+A value that does not convert raises ``ModelError`` naming the field; the engine quarantines
+that record with the reason and goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from crmsync.model import (
+    RECORD_TYPES,
+    ModelError,
+    ObjectType,
+    Record,
+    parse_bool,
+    parse_date,
+    parse_decimal,
+    parse_timestamp,
+)
+
+Converter = Callable[[Any, str], Any]
+
+
+def as_str(value: Any, name: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, dict | list):
+        raise ModelError(f"{name}: expected text, got {type(value).__name__}")
+    return str(value)
+
+
+def as_id(value: Any, name: str) -> str | None:
+    """Ids are strings in the canonical model whatever the CRM sends (HubSpot str, Pipedrive int)."""
+    if isinstance(value, dict):  # Pipedrive v1 embeds {"id": ..., "name": ...}
+        value = value.get("id") if "id" in value else value.get("value")
+    return as_str(value, name)
+
+
+def as_int(value: Any, name: str) -> int | None:
+    number = parse_decimal(value, field_name=name)
+    if number is None:
+        return None
+    if number != number.to_integral_value():
+        raise ModelError(f"{name}: {value!r} is not a whole number")
+    return int(number)
+
+
+def as_decimal(value: Any, name: str) -> Any:
+    return parse_decimal(value, field_name=name)
+
+
+def as_percent(value: Any, name: str) -> Any:
+    """0-100 percent (Salesforce Probability, Pipedrive probability) to a 0..1 fraction."""
+    number = parse_decimal(value, field_name=name)
+    return None if number is None else number / 100
+
+
+def as_bool(value: Any, name: str) -> bool | None:
+    return parse_bool(value, field_name=name)
+
+
+def as_timestamp(value: Any, name: str) -> Any:
+    return parse_timestamp(value, field_name=name)
+
+
+def as_date(value: Any, name: str) -> Any:
+    return parse_date(value, field_name=name)
+
+
+CONVERTERS: dict[str, Converter] = {
+    "str": as_str, "id": as_id, "int": as_int, "decimal": as_decimal, "percent": as_percent,
+    "bool": as_bool, "timestamp": as_timestamp, "date": as_date,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldMap:
+    source: str
+    target: str  # a canonical field name, or "extra.<name>"
+    convert: Converter = as_str
+
+
+@dataclass(frozen=True)
+class ObjectMapping:
+    object_name: str  # canonical plural used in config and cursors: "deals", "owners", ...
+    object_type: ObjectType
+    source_object: str  # "Opportunity", "deals", ...
+    id_field: str
+    modified_field: str
+    fields: tuple[FieldMap, ...]
+    created_field: str | None = None
+    deleted_field: str | None = None  # a native flag meaning soft-deleted / archived
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    ignore: frozenset[str] = frozenset()  # native fields never kept in extra (e.g. "attributes")
+
+    def with_overrides(self, overrides: Mapping[str, str]) -> ObjectMapping:
+        """Add config mappings ``{source: target}``; a target may be ``name:converter``."""
+        if not overrides:
+            return self
+        canonical = RECORD_TYPES[self.object_type].__dataclass_fields__
+        extra_maps = []
+        for source, target in overrides.items():
+            name, _, conv = target.partition(":")
+            if not name.startswith("extra.") and name not in canonical:
+                raise ModelError(f"field_mappings.{self.object_name}.{source}: unknown canonical field {name!r}")
+            if conv and conv not in CONVERTERS:
+                raise ModelError(f"field_mappings.{self.object_name}.{source}: unknown converter {conv!r} "
+                                 f"(expected one of {', '.join(CONVERTERS)})")
+            extra_maps.append(FieldMap(source, name, CONVERTERS[conv] if conv else as_str))
+        kept = tuple(f for f in self.fields if f.source not in overrides)
+        return ObjectMapping(self.object_name, self.object_type, self.source_object, self.id_field,
+                             self.modified_field, kept + tuple(extra_maps), self.created_field,
+                             self.deleted_field, self.defaults, self.ignore)
+
+    @property
+    def source_fields(self) -> list[str]:
+        names = [self.id_field, self.modified_field, *(f.source for f in self.fields)]
+        for extra in (self.created_field, self.deleted_field):
+            if extra:
+                names.append(extra)
+        return list(dict.fromkeys(n for n in names if "." not in n))
+
+    def to_record(self, connection: str, raw: Mapping[str, Any]) -> Record:
+        """Map one native record; raises ModelError naming the field on bad data."""
+        source_id = as_id(raw.get(self.id_field), self.id_field)
+        if not source_id:
+            raise ModelError(f"{self.source_object}: missing {self.id_field}")
+        modified = parse_timestamp(_lookup(raw, self.modified_field), field_name=self.modified_field)
+        if modified is None:
+            raise ModelError(f"{self.source_object} {source_id}: missing {self.modified_field}")
+        values: dict[str, Any] = dict(self.defaults)
+        extra: dict[str, Any] = {}
+        claimed = {self.id_field, self.modified_field, *self.ignore}
+        for fm in self.fields:
+            claimed.add(fm.source.split(".", 1)[0])
+            value = fm.convert(_lookup(raw, fm.source), fm.source)
+            if fm.target.startswith("extra."):
+                extra[fm.target[6:]] = value
+            elif value is not None or fm.target not in values:
+                values[fm.target] = value
+        for key, value in raw.items():
+            if key not in claimed:
+                extra[key] = value
+        if self.created_field:
+            claimed.add(self.created_field)
+            values["created_at"] = parse_timestamp(_lookup(raw, self.created_field), field_name=self.created_field)
+        if self.deleted_field:
+            values["deleted"] = bool(parse_bool(_lookup(raw, self.deleted_field), field_name=self.deleted_field))
+        cls = RECORD_TYPES[self.object_type]
+        try:
+            return cls(connection=connection, source_object=self.source_object, source_id=source_id,
+                       modified_at=modified, extra=extra, **{k: v for k, v in values.items() if v is not None})
+        except TypeError as exc:  # a mapping names a field the record does not have
+            raise ModelError(f"{self.source_object} {source_id}: {exc}") from exc
+
+
+def _lookup(raw: Mapping[str, Any], path: str) -> Any:
+    """``properties.amount`` walks nested dicts (HubSpot keeps values under ``properties``)."""
+    if "." not in path:
+        return raw.get(path)
+    node: Any = raw
+    for part in path.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node
