@@ -1,0 +1,79 @@
+"""Engine construction for the two supported databases.
+
+SQLite (the embedded default): WAL journal, ``synchronous=NORMAL``, a busy timeout, foreign keys on.
+pysqlite's own implicit transaction handling is switched off so that SQLAlchemy's ``begin`` emits
+``BEGIN`` itself: write transactions (``Store.transaction()``) use ``BEGIN IMMEDIATE`` so two writers
+queue on the busy timeout instead of failing with "database is locked" when upgrading a read lock.
+
+PostgreSQL: ``postgresql+psycopg://`` (psycopg 3); plain ``postgresql://`` URLs are mapped to it.
+Sessions run with ``timezone=UTC``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+
+from crmsync.store.types import json_dumps, json_loads
+
+#: execution option set on a connection whose transaction must take the write lock up front
+WRITE_OPTION = "crmsync_write"
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class StoreError(RuntimeError):
+    """A store operation that cannot be carried out (bad URL, bad argument, unknown kind)."""
+
+
+def normalize_url(url: str | URL) -> URL:
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise StoreError(f"unsupported store database {parsed.get_backend_name()!r} (sqlite or postgresql)")
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername != "postgresql+psycopg":
+        raise StoreError(f"PostgreSQL needs the psycopg 3 driver (postgresql+psycopg://), got {parsed.drivername}")
+    return parsed
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (see "begin" below)
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA temp_store = MEMORY")
+        cursor.execute("PRAGMA cache_size = -65536")  # 64 MiB page cache per connection
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: Any) -> None:
+    if conn.get_execution_options().get(WRITE_OPTION):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
+
+
+def create_store_engine(url: str | URL, **kwargs: Any) -> Engine:
+    """Create the engine for ``url`` with the dialect settings described in the module docstring."""
+    parsed = normalize_url(url)
+    options: dict[str, Any] = {
+        "json_serializer": json_dumps,
+        "json_deserializer": json_loads,
+    }
+    if parsed.get_backend_name() == "postgresql":
+        connect_args = dict(kwargs.pop("connect_args", {}))
+        connect_args.setdefault("options", "-c timezone=UTC")
+        options.update(connect_args=connect_args, pool_pre_ping=True)
+    options.update(kwargs)
+    engine = create_engine(parsed, **options)
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+    return engine

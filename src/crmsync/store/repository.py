@@ -1,0 +1,816 @@
+"""The store's public face: ``Store`` (reads, small writes in their own transaction, schema upgrade)
+and ``Transaction`` (the unit of work: records, cursor, quarantine, outbox, decisions in one commit).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, and_, case, delete, func, insert, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from crmsync.model import ModelError, ObjectType, Record, now_utc, utc
+from crmsync.store import tables as t
+from crmsync.store.engine import WRITE_OPTION, StoreError, create_store_engine
+from crmsync.store.upsert import plan_for, upsert_records
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_IN_CHUNK = 500  # ids per IN (...) list
+
+
+class RunKind(StrEnum):
+    SYNC = "sync"
+    BACKFILL = "backfill"
+    RULES = "rules"
+    SWEEP = "sweep"
+    PUSH = "push"
+    BILLING = "billing"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+class OutboxOperation(StrEnum):
+    UPDATE = "update"
+    CREATE = "create"
+    UPSERT = "upsert"
+    DELETE = "delete"
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    DONE = "done"
+    FAILED = "failed"
+    PARKED = "parked"
+    DROPPED = "dropped"
+
+
+@dataclass(slots=True, kw_only=True)
+class OutboxItem:
+    """One change to push. ``fields`` is stored as JSON: Decimal/datetime/date values come back as
+    strings. ``source_id`` is None for creates (the CRM assigns it; it lands in ``result_id``)."""
+
+    connection: str
+    object_name: str
+    operation: str
+    fields: dict[str, Any]
+    idempotency_key: str
+    source_id: str | None = None
+    based_on_modified_at: dt.datetime | None = None
+    status: str = OutboxStatus.PENDING
+    attempts: int = 0
+    last_error: str | None = None
+    result_id: str | None = None
+    id: int | None = None
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+    def __post_init__(self) -> None:
+        self.operation = OutboxOperation(self.operation).value
+        self.status = OutboxStatus(self.status).value
+        if not self.idempotency_key:
+            raise ModelError("outbox: empty idempotency key")
+        if self.operation in (OutboxOperation.UPDATE, OutboxOperation.DELETE) and not self.source_id:
+            raise ModelError(f"outbox: {self.operation} needs a source_id")
+        if self.based_on_modified_at is not None:
+            self.based_on_modified_at = utc(self.based_on_modified_at, field_name="based_on_modified_at")
+
+
+@dataclass(slots=True, kw_only=True)
+class Decision:
+    """One decision-log entry (what a rule decided about a record, and why)."""
+
+    rule_kind: str
+    rule_name: str
+    connection: str
+    object_type: str
+    source_id: str | None
+    action: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+    run_id: int | None = None
+    rule_set_hash: str | None = None
+    created_at: dt.datetime | None = None
+    id: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class RunInfo:
+    id: int
+    kind: str
+    connection: str | None
+    object_name: str | None
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    status: str
+    counts: dict[str, Any]
+    error: str | None
+
+
+@dataclass(slots=True, frozen=True)
+class CursorInfo:
+    connection: str
+    object_name: str
+    cursor: dict[str, Any]
+    updated_at: dt.datetime
+
+
+@dataclass(slots=True, frozen=True)
+class QuarantineEntry:
+    id: int
+    connection: str
+    object_name: str
+    source_id: str | None
+    payload: dict[str, Any]
+    reason: str
+    created_at: dt.datetime
+    resolved: bool
+
+
+@dataclass(slots=True, frozen=True)
+class RuleSetInfo:
+    hash: str
+    applied_at: dt.datetime
+    author: str | None
+    source: str
+
+
+@dataclass(slots=True, frozen=True)
+class Link:
+    id: int
+    left: tuple[str, str, str]  # (connection, object, id)
+    right: tuple[str, str, str]
+    created_at: dt.datetime
+
+
+def _outbox_item(row: Row[Any]) -> OutboxItem:
+    m = row._mapping
+    return OutboxItem(
+        id=m["id"],
+        connection=m["connection"],
+        object_name=m["object_name"],
+        source_id=m["source_id"],
+        operation=m["operation"],
+        fields=m["fields"],
+        based_on_modified_at=m["based_on_modified_at"],
+        idempotency_key=m["idempotency_key"],
+        status=m["status"],
+        attempts=m["attempts"],
+        last_error=m["last_error"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        result_id=m["result_id"],
+    )
+
+
+def _decision_row(d: Decision, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "run_id": d.run_id,
+        "rule_set_hash": d.rule_set_hash,
+        "rule_kind": d.rule_kind,
+        "rule_name": d.rule_name,
+        "connection": d.connection,
+        "object_type": str(d.object_type),
+        "source_id": d.source_id,
+        "action": d.action,
+        "fields": d.fields,
+        "reason": d.reason,
+        "created_at": d.created_at or now,
+    }
+
+
+def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _dialect_insert(conn: Connection, table: t.SATable) -> Any:
+    return (sqlite if conn.dialect.name == "sqlite" else postgresql).insert(table)
+
+
+class Transaction:
+    """One database transaction (commit on leaving ``Store.transaction()``, rollback on error)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    # --- records ---------------------------------------------------------------------------
+    def upsert(self, records: Sequence[Record]) -> int:
+        """Bulk upsert (kinds may be mixed); last write by ``modified_at`` wins, equal timestamps
+        update. Returns the number of rows inserted or updated."""
+        if not records:
+            return 0
+        return upsert_records(self.conn, records, now_utc())
+
+    def mark_deleted(
+        self, object_type: ObjectType | str, connection: str, source_ids: Iterable[str], at: dt.datetime
+    ) -> int:
+        """Flag records as deleted at ``at`` (``modified_at`` moves forward to ``at`` if older, so a
+        stale re-pull does not resurrect them; a newer one does). Returns rows changed."""
+        at = utc(at, field_name="at")
+        table = plan_for(object_type).table
+        ids = sorted(set(source_ids))
+        changed = 0
+        now = now_utc()
+        for chunk in _chunks(ids):
+            result = self.conn.execute(
+                update(table)
+                .where(table.c.connection == connection, table.c.source_id.in_(chunk), ~table.c.deleted)
+                .values(
+                    deleted=True,
+                    synced_at=now,
+                    modified_at=case((table.c.modified_at < at, at), else_=table.c.modified_at),
+                )
+            )
+            changed += result.rowcount
+        return changed
+
+    def content_hashes(self, object_type: ObjectType | str, connection: str, source_ids: Iterable[str]) -> dict[str, str]:
+        """Stored ``content_hash`` per source id (missing ids are absent), to tell changes from echoes."""
+        table = plan_for(object_type).table
+        out: dict[str, str] = {}
+        for chunk in _chunks(sorted(set(source_ids))):
+            rows = self.conn.execute(
+                select(table.c.source_id, table.c.content_hash).where(
+                    table.c.connection == connection, table.c.source_id.in_(chunk)
+                )
+            )
+            out.update({r[0]: r[1] for r in rows})
+        return out
+
+    def get(self, object_type: ObjectType | str, connection: str, source_id: str) -> Record | None:
+        plan = plan_for(object_type)
+        cols = [plan.table.c[n] for n in plan.field_names]
+        row = self.conn.execute(
+            select(*cols).where(plan.table.c.connection == connection, plan.table.c.source_id == source_id)
+        ).first()
+        return None if row is None else plan.to_record(row)
+
+    # --- cursors ---------------------------------------------------------------------------
+    def save_cursor(self, connection: str, object_name: str, cursor: dict[str, Any]) -> None:
+        ins = _dialect_insert(self.conn, t.sync_cursors)
+        now = now_utc()
+        self.conn.execute(
+            ins.values(connection=connection, object_name=object_name, cursor=cursor, updated_at=now).on_conflict_do_update(
+                index_elements=[t.sync_cursors.c.connection, t.sync_cursors.c.object_name],
+                set_={"cursor": ins.excluded.cursor, "updated_at": ins.excluded.updated_at},
+            )
+        )
+
+    def load_cursor(self, connection: str, object_name: str) -> dict[str, Any] | None:
+        c = t.sync_cursors.c
+        value = self.conn.execute(
+            select(c.cursor).where(c.connection == connection, c.object_name == object_name)
+        ).scalar_one_or_none()
+        return value  # type: ignore[no-any-return]
+
+    def delete_cursor(self, connection: str, object_name: str) -> bool:
+        c = t.sync_cursors.c
+        result = self.conn.execute(
+            delete(t.sync_cursors).where(c.connection == connection, c.object_name == object_name)
+        )
+        return result.rowcount > 0
+
+    # --- quarantine ------------------------------------------------------------------------
+    def quarantine(
+        self, connection: str, object_name: str, source_id: str | None, payload: dict[str, Any], reason: str
+    ) -> int:
+        """Park a payload that could not become a record; returns the quarantine id."""
+        result = self.conn.execute(
+            insert(t.quarantine)
+            .values(
+                connection=connection,
+                object_name=object_name,
+                source_id=source_id,
+                payload=payload,
+                reason=reason,
+                created_at=now_utc(),
+                resolved=False,
+            )
+            .returning(t.quarantine.c.id)
+        )
+        return int(result.scalar_one())
+
+    def resolve_quarantine(self, quarantine_id: int) -> bool:
+        result = self.conn.execute(
+            update(t.quarantine).where(t.quarantine.c.id == quarantine_id).values(resolved=True)
+        )
+        return result.rowcount > 0
+
+    # --- outbox ----------------------------------------------------------------------------
+    def enqueue(self, item: OutboxItem) -> bool:
+        """Add a change to push; False (and nothing written) if the idempotency key exists."""
+        now = now_utc()
+        ins = _dialect_insert(self.conn, t.outbox)
+        result = self.conn.execute(
+            ins.values(
+                connection=item.connection,
+                object_name=item.object_name,
+                source_id=item.source_id,
+                operation=item.operation,
+                fields=item.fields,
+                based_on_modified_at=item.based_on_modified_at,
+                idempotency_key=item.idempotency_key,
+                status=item.status,
+                attempts=item.attempts,
+                last_error=item.last_error,
+                created_at=item.created_at or now,
+                updated_at=now,
+                result_id=item.result_id,
+            ).on_conflict_do_nothing(index_elements=[t.outbox.c.idempotency_key])
+        )
+        return result.rowcount == 1
+
+    def update_outbox(
+        self,
+        item_id: int,
+        status: str,
+        *,
+        attempts: int | None = None,
+        last_error: str | None = None,
+        result_id: str | None = None,
+    ) -> bool:
+        values: dict[str, Any] = {"status": OutboxStatus(status).value, "updated_at": now_utc()}
+        if attempts is not None:
+            values["attempts"] = attempts
+        if last_error is not None:
+            values["last_error"] = last_error
+        if result_id is not None:
+            values["result_id"] = result_id
+        result = self.conn.execute(update(t.outbox).where(t.outbox.c.id == item_id).values(**values))
+        return result.rowcount > 0
+
+    def claim_outbox(self, connection: str, limit: int) -> list[OutboxItem]:
+        """Take up to ``limit`` pending items (oldest first) and mark them ``in_flight``. On
+        PostgreSQL rows locked by another worker are skipped (``FOR UPDATE SKIP LOCKED``)."""
+        c = t.outbox.c
+        stmt = (
+            select(t.outbox)
+            .where(c.connection == connection, c.status == OutboxStatus.PENDING.value)
+            .order_by(c.id)
+            .limit(limit)
+        )
+        if self.conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        items = [_outbox_item(r) for r in self.conn.execute(stmt)]
+        if items:
+            now = now_utc()
+            self.conn.execute(
+                update(t.outbox)
+                .where(c.id.in_([i.id for i in items]))
+                .values(status=OutboxStatus.IN_FLIGHT.value, updated_at=now)
+            )
+            for item in items:
+                item.status = OutboxStatus.IN_FLIGHT.value
+                item.updated_at = now
+        return items
+
+    # --- decisions and rule sets -----------------------------------------------------------
+    def log_decision(
+        self,
+        *,
+        rule_kind: str,
+        rule_name: str,
+        connection: str,
+        object_type: str,
+        source_id: str | None,
+        action: str,
+        fields: dict[str, Any] | None = None,
+        reason: str | None = None,
+        run_id: int | None = None,
+        rule_set_hash: str | None = None,
+        created_at: dt.datetime | None = None,
+    ) -> int:
+        """Append one decision; returns its id."""
+        decision = Decision(
+            rule_kind=rule_kind,
+            rule_name=rule_name,
+            connection=connection,
+            object_type=object_type,
+            source_id=source_id,
+            action=action,
+            fields=fields or {},
+            reason=reason,
+            run_id=run_id,
+            rule_set_hash=rule_set_hash,
+            created_at=utc(created_at, field_name="created_at") if created_at else None,
+        )
+        result = self.conn.execute(
+            insert(t.decisions).values(**_decision_row(decision, now_utc())).returning(t.decisions.c.id)
+        )
+        return int(result.scalar_one())
+
+    def log_decisions(self, decisions: Sequence[Decision]) -> int:
+        """Append many decisions in one executemany; returns how many."""
+        if not decisions:
+            return 0
+        now = now_utc()
+        self.conn.execute(insert(t.decisions), [_decision_row(d, now) for d in decisions])
+        return len(decisions)
+
+    def record_rule_set(
+        self, rule_set_hash: str, source: str, *, author: str | None = None, applied_at: dt.datetime | None = None
+    ) -> bool:
+        """Remember an applied rule-set version; False if that hash is already recorded."""
+        ins = _dialect_insert(self.conn, t.rule_sets)
+        result = self.conn.execute(
+            ins.values(
+                hash=rule_set_hash,
+                source=source,
+                author=author,
+                applied_at=utc(applied_at, field_name="applied_at") if applied_at else now_utc(),
+            ).on_conflict_do_nothing(index_elements=[t.rule_sets.c.hash])
+        )
+        return result.rowcount == 1
+
+    # --- links -----------------------------------------------------------------------------
+    def link(self, left: tuple[str, str, str], right: tuple[str, str, str]) -> int:
+        """Record that ``left`` (connection, object, id) mirrors ``right``; returns the link id.
+        Each side can be linked once (IntegrityError otherwise)."""
+        result = self.conn.execute(
+            insert(t.links)
+            .values(
+                left_connection=left[0],
+                left_object=left[1],
+                left_id=left[2],
+                right_connection=right[0],
+                right_object=right[1],
+                right_id=right[2],
+                created_at=now_utc(),
+            )
+            .returning(t.links.c.id)
+        )
+        return int(result.scalar_one())
+
+    def find_link(self, connection: str, object_name: str, source_id: str) -> Link | None:
+        c = t.links.c
+        row = self.conn.execute(
+            select(t.links).where(
+                or_(
+                    and_(c.left_connection == connection, c.left_object == object_name, c.left_id == source_id),
+                    and_(c.right_connection == connection, c.right_object == object_name, c.right_id == source_id),
+                )
+            )
+        ).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return Link(
+            id=m["id"],
+            left=(m["left_connection"], m["left_object"], m["left_id"]),
+            right=(m["right_connection"], m["right_object"], m["right_id"]),
+            created_at=m["created_at"],
+        )
+
+    # --- key/value state -------------------------------------------------------------------
+    def set_state(self, namespace: str, key: str, value: Any) -> None:
+        ins = _dialect_insert(self.conn, t.kv_state)
+        self.conn.execute(
+            ins.values(namespace=namespace, key=key, value=value, updated_at=now_utc()).on_conflict_do_update(
+                index_elements=[t.kv_state.c.namespace, t.kv_state.c.key],
+                set_={"value": ins.excluded.value, "updated_at": ins.excluded.updated_at},
+            )
+        )
+
+    def get_state(self, namespace: str, key: str, *, for_update: bool = False) -> Any | None:
+        """The stored value or None. ``for_update`` locks the row until commit on PostgreSQL (on
+        SQLite the write transaction already holds the database write lock)."""
+        c = t.kv_state.c
+        stmt = select(c.value).where(c.namespace == namespace, c.key == key)
+        if for_update and self.conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        return self.conn.execute(stmt).scalar_one_or_none()
+
+    def delete_state(self, namespace: str, key: str) -> bool:
+        c = t.kv_state.c
+        result = self.conn.execute(delete(t.kv_state).where(c.namespace == namespace, c.key == key))
+        return result.rowcount > 0
+
+
+class Store:
+    """Persistence for canonical records and the worker's operational state."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str, **engine_kwargs: Any) -> Store:
+        """Create the engine (SQLite: WAL, synchronous=NORMAL, busy_timeout; PostgreSQL: psycopg 3)."""
+        return cls(create_store_engine(url, **engine_kwargs))
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- schema ----------------------------------------------------------------------------
+    def _alembic_config(self, conn: Connection) -> Any:
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        config.attributes["connection"] = conn
+        return config
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Apply the migrations up to ``revision`` (idempotent)."""
+        from alembic import command
+
+        with self.engine.connect() as conn:
+            conn.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                if conn.dialect.name == "postgresql":  # one migrator at a time across workers
+                    conn.execute(text("SELECT pg_advisory_xact_lock(7265734)"))
+                command.upgrade(self._alembic_config(conn), revision)
+
+    def current_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    # --- transactions ----------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """One write transaction: commit on exit, rollback on exception."""
+        with self.engine.connect() as conn:
+            conn.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                yield Transaction(conn)
+
+    @contextmanager
+    def _read(self) -> Iterator[Transaction]:
+        with self.engine.connect() as conn:
+            yield Transaction(conn)
+
+    # --- records ---------------------------------------------------------------------------
+    def upsert(self, records: Sequence[Record]) -> int:
+        with self.transaction() as tx:
+            return tx.upsert(records)
+
+    def mark_deleted(
+        self, object_type: ObjectType | str, connection: str, source_ids: Iterable[str], at: dt.datetime
+    ) -> int:
+        with self.transaction() as tx:
+            return tx.mark_deleted(object_type, connection, source_ids, at)
+
+    def get(self, object_type: ObjectType | str, connection: str, source_id: str) -> Record | None:
+        with self._read() as tx:
+            return tx.get(object_type, connection, source_id)
+
+    def iter_records(
+        self,
+        object_type: ObjectType | str,
+        connection: str | None = None,
+        modified_since: dt.datetime | None = None,
+        include_deleted: bool = False,
+        batch_size: int = 5000,
+    ) -> Iterator[Record]:
+        """Stream records in (connection, source_id) order with a server-side cursor (PostgreSQL) /
+        the driver's row cursor (SQLite), ``batch_size`` rows at a time. ``modified_since`` is
+        inclusive. Holds a connection until the iterator is exhausted or closed."""
+        plan = plan_for(object_type)
+        table = plan.table
+        stmt = select(*[table.c[n] for n in plan.field_names])
+        if connection is not None:
+            stmt = stmt.where(table.c.connection == connection)
+        if modified_since is not None:
+            stmt = stmt.where(table.c.modified_at >= utc(modified_since, field_name="modified_since"))
+        if not include_deleted:
+            stmt = stmt.where(~table.c.deleted)
+        stmt = stmt.order_by(table.c.connection, table.c.source_id)
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(stmt)
+            to_record = plan.to_record
+            for partition in result.partitions():
+                for row in partition:
+                    yield to_record(row)
+
+    def count(self, object_type: ObjectType | str, connection: str | None = None, include_deleted: bool = False) -> int:
+        table = plan_for(object_type).table
+        stmt = select(func.count()).select_from(table)
+        if connection is not None:
+            stmt = stmt.where(table.c.connection == connection)
+        if not include_deleted:
+            stmt = stmt.where(~table.c.deleted)
+        with self.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def source_ids(self, object_type: ObjectType | str, connection: str, include_deleted: bool = False) -> set[str]:
+        """Ids stored for ``connection`` (not deleted by default), for delete-reconciliation sweeps."""
+        table = plan_for(object_type).table
+        stmt = select(table.c.source_id).where(table.c.connection == connection)
+        if not include_deleted:
+            stmt = stmt.where(~table.c.deleted)
+        with self.engine.connect() as conn:
+            return set(conn.execute(stmt).scalars())
+
+    def content_hashes(self, object_type: ObjectType | str, connection: str, source_ids: Iterable[str]) -> dict[str, str]:
+        with self._read() as tx:
+            return tx.content_hashes(object_type, connection, source_ids)
+
+    # --- cursors ---------------------------------------------------------------------------
+    def load_cursor(self, connection: str, object_name: str) -> dict[str, Any] | None:
+        with self._read() as tx:
+            return tx.load_cursor(connection, object_name)
+
+    def save_cursor(self, connection: str, object_name: str, cursor: dict[str, Any]) -> None:
+        with self.transaction() as tx:
+            tx.save_cursor(connection, object_name, cursor)
+
+    def cursors(self, connection: str | None = None) -> list[CursorInfo]:
+        c = t.sync_cursors.c
+        stmt = select(c.connection, c.object_name, c.cursor, c.updated_at).order_by(c.connection, c.object_name)
+        if connection is not None:
+            stmt = stmt.where(c.connection == connection)
+        with self.engine.connect() as conn:
+            return [CursorInfo(*row) for row in conn.execute(stmt)]
+
+    # --- run log ---------------------------------------------------------------------------
+    def start_run(self, kind: str, connection: str | None = None, object_name: str | None = None) -> int:
+        with self.transaction() as tx:
+            result = tx.conn.execute(
+                insert(t.runs)
+                .values(
+                    kind=RunKind(kind).value,
+                    connection=connection,
+                    object_name=object_name,
+                    started_at=now_utc(),
+                    status=RunStatus.RUNNING.value,
+                    counts={},
+                )
+                .returning(t.runs.c.id)
+            )
+            return int(result.scalar_one())
+
+    def finish_run(self, run_id: int, status: str, counts: dict[str, Any], error: str | None = None) -> None:
+        status = RunStatus(status).value
+        if status == RunStatus.RUNNING:
+            raise StoreError("finish_run: status must be ok, failed or stopped")
+        with self.transaction() as tx:
+            result = tx.conn.execute(
+                update(t.runs)
+                .where(t.runs.c.id == run_id)
+                .values(status=status, counts=counts, error=error, finished_at=now_utc())
+            )
+            if result.rowcount != 1:
+                raise StoreError(f"finish_run: no run {run_id}")
+
+    def last_runs(self, limit: int = 20, *, kind: str | None = None, connection: str | None = None) -> list[RunInfo]:
+        """Most recent runs first."""
+        c = t.runs.c
+        stmt = select(t.runs).order_by(c.id.desc()).limit(limit)
+        if kind is not None:
+            stmt = stmt.where(c.kind == RunKind(kind).value)
+        if connection is not None:
+            stmt = stmt.where(c.connection == connection)
+        with self.engine.connect() as conn:
+            return [RunInfo(**row._mapping) for row in conn.execute(stmt)]
+
+    def get_run(self, run_id: int) -> RunInfo | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.runs).where(t.runs.c.id == run_id)).first()
+        return None if row is None else RunInfo(**row._mapping)
+
+    # --- decisions and rule sets -----------------------------------------------------------
+    def decisions(
+        self,
+        *,
+        connection: str | None = None,
+        object_type: str | None = None,
+        source_id: str | None = None,
+        run_id: int | None = None,
+        limit: int = 100,
+    ) -> list[Decision]:
+        """Decision log, newest first."""
+        c = t.decisions.c
+        stmt = select(t.decisions).order_by(c.id.desc()).limit(limit)
+        if connection is not None:
+            stmt = stmt.where(c.connection == connection)
+        if object_type is not None:
+            stmt = stmt.where(c.object_type == str(object_type))
+        if source_id is not None:
+            stmt = stmt.where(c.source_id == source_id)
+        if run_id is not None:
+            stmt = stmt.where(c.run_id == run_id)
+        with self.engine.connect() as conn:
+            return [Decision(**row._mapping) for row in conn.execute(stmt)]
+
+    def log_decision(self, **kwargs: Any) -> int:
+        with self.transaction() as tx:
+            return tx.log_decision(**kwargs)
+
+    def record_rule_set(self, rule_set_hash: str, source: str, *, author: str | None = None) -> bool:
+        with self.transaction() as tx:
+            return tx.record_rule_set(rule_set_hash, source, author=author)
+
+    def rule_sets(self, limit: int = 50) -> list[RuleSetInfo]:
+        """Applied rule-set versions, newest first."""
+        c = t.rule_sets.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(c.hash, c.applied_at, c.author, c.source).order_by(c.applied_at.desc()).limit(limit))
+            return [RuleSetInfo(*row) for row in rows]
+
+    # --- outbox ----------------------------------------------------------------------------
+    def enqueue(self, item: OutboxItem) -> bool:
+        with self.transaction() as tx:
+            return tx.enqueue(item)
+
+    def outbox_pending(self, connection: str, limit: int = 100) -> list[OutboxItem]:
+        """Pending items for ``connection``, oldest first (not claimed; see ``claim_outbox``)."""
+        c = t.outbox.c
+        stmt = (
+            select(t.outbox)
+            .where(c.connection == connection, c.status == OutboxStatus.PENDING.value)
+            .order_by(c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [_outbox_item(r) for r in conn.execute(stmt)]
+
+    def outbox_items(self, *, connection: str | None = None, status: str | None = None, limit: int = 1000) -> list[OutboxItem]:
+        c = t.outbox.c
+        stmt = select(t.outbox).order_by(c.id).limit(limit)
+        if connection is not None:
+            stmt = stmt.where(c.connection == connection)
+        if status is not None:
+            stmt = stmt.where(c.status == OutboxStatus(status).value)
+        with self.engine.connect() as conn:
+            return [_outbox_item(r) for r in conn.execute(stmt)]
+
+    def claim_outbox(self, connection: str, limit: int = 100) -> list[OutboxItem]:
+        with self.transaction() as tx:
+            return tx.claim_outbox(connection, limit)
+
+    def update_outbox(
+        self,
+        item_id: int,
+        status: str,
+        *,
+        attempts: int | None = None,
+        last_error: str | None = None,
+        result_id: str | None = None,
+    ) -> bool:
+        with self.transaction() as tx:
+            return tx.update_outbox(item_id, status, attempts=attempts, last_error=last_error, result_id=result_id)
+
+    def outbox_counts(self, connection: str | None = None) -> dict[str, int]:
+        """Items per status (statuses with no items are absent)."""
+        c = t.outbox.c
+        stmt = select(c.status, func.count()).group_by(c.status)
+        if connection is not None:
+            stmt = stmt.where(c.connection == connection)
+        with self.engine.connect() as conn:
+            return {status: int(n) for status, n in conn.execute(stmt)}
+
+    # --- quarantine ------------------------------------------------------------------------
+    def quarantine_count(self, connection: str | None = None, *, include_resolved: bool = False) -> int:
+        c = t.quarantine.c
+        stmt = select(func.count()).select_from(t.quarantine)
+        if connection is not None:
+            stmt = stmt.where(c.connection == connection)
+        if not include_resolved:
+            stmt = stmt.where(~c.resolved)
+        with self.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def quarantined(self, connection: str | None = None, *, limit: int = 100) -> list[QuarantineEntry]:
+        """Unresolved quarantine entries, oldest first."""
+        c = t.quarantine.c
+        stmt = select(t.quarantine).where(~c.resolved).order_by(c.id).limit(limit)
+        if connection is not None:
+            stmt = stmt.where(c.connection == connection)
+        with self.engine.connect() as conn:
+            return [QuarantineEntry(**row._mapping) for row in conn.execute(stmt)]
+
+    # --- links and state -------------------------------------------------------------------
+    def find_link(self, connection: str, object_name: str, source_id: str) -> Link | None:
+        with self._read() as tx:
+            return tx.find_link(connection, object_name, source_id)
+
+    def get_state(self, namespace: str, key: str) -> Any | None:
+        with self._read() as tx:
+            return tx.get_state(namespace, key)
+
+    def set_state(self, namespace: str, key: str, value: Any) -> None:
+        with self.transaction() as tx:
+            tx.set_state(namespace, key, value)

@@ -1,0 +1,125 @@
+"""Column types shared by every table, identical in meaning on SQLite and PostgreSQL.
+
+* ``UTCDateTime``: ``timestamptz`` on PostgreSQL; on SQLite a fixed-width ISO 8601 text
+  (``2024-05-01T12:00:00.000000+00:00``) so that text order is time order and values come back
+  timezone-aware UTC. Naive datetimes are refused (``ModelError``), never guessed.
+* ``ExactDecimal``: unconstrained ``NUMERIC`` on PostgreSQL (exact, no rounding, scale kept); on
+  SQLite the decimal's text form (SQLite's own NUMERIC would go through a float and lose digits).
+* ``JSONDoc``: ``JSONB`` on PostgreSQL, JSON text on SQLite. Serialised by :func:`json_dumps`:
+  ``Decimal`` becomes its string (``"12.50"``), ``datetime``/``date`` become ISO 8601 strings,
+  non-string dict keys become strings. Those values therefore come back as *strings* from a
+  JSON column (e.g. inside ``Record.extra``); everything JSON-native round-trips unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from sqlalchemy import JSON, DateTime, Numeric, String
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from crmsync.model import UTC, ModelError
+
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def json_dumps(value: Any) -> str:
+    """Serialise to JSON text (Decimal -> string, datetime/date -> ISO 8601 string)."""
+    return orjson.dumps(value, default=_json_default, option=_JSON_OPTIONS).decode()
+
+
+def json_loads(text: str | bytes) -> Any:
+    return orjson.loads(text)
+
+
+def format_utc(value: dt.datetime) -> str:
+    """Fixed-width ISO text of an aware datetime in UTC (the SQLite storage form)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ModelError(f"naive datetime {value.isoformat()} (expected timezone-aware)")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC timestamps on both dialects (see module docstring)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(32))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, dt.datetime):
+            raise ModelError(f"expected a datetime, got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ModelError(f"naive datetime {value.isoformat()} (expected timezone-aware)")
+        if dialect.name == "sqlite":
+            return value.astimezone(UTC).isoformat(timespec="microseconds")
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            parsed = dt.datetime.fromisoformat(value)
+            if parsed.tzinfo is None:  # written by something else; stored values are UTC
+                return parsed.replace(tzinfo=UTC)
+            return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """Decimals without loss on both dialects (see module docstring)."""
+
+    impl = Numeric(asdecimal=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(64))
+        return dialect.type_descriptor(Numeric(asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal):
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = Decimal(value)
+            else:
+                raise ModelError(f"expected a Decimal, got {type(value).__name__}")
+        if not value.is_finite():
+            raise ModelError(f"{value} is not a finite number")
+        if dialect.name == "sqlite":
+            return str(value)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if isinstance(value, Decimal):
+            return value
+        return Decimal(str(value))
+
+
+def JSONDoc() -> TypeEngine[Any]:  # noqa: N802 - reads like a type in table definitions
+    """JSON on SQLite, JSONB on PostgreSQL."""
+    return JSON().with_variant(JSONB(), "postgresql")
