@@ -1,0 +1,55 @@
+"""``crmsync status``: connections, cursors, last runs, outbox and quarantine, as tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from crmsync.settings import Settings
+
+
+def render_status(console: Console, settings: Settings, store: Any) -> None:
+    connections = Table(title="connections")
+    for col in ("name", "kind", "objects", "schedule", "last run", "status"):
+        connections.add_column(col)
+    runs = store.last_runs(200)
+    for conn in settings.connections:
+        last = next((r for r in runs if r.connection == conn.name), None)
+        schedule = conn.schedule.cron or f"every {conn.schedule.interval_seconds}s"
+        connections.add_row(conn.name, conn.kind, ", ".join(conn.objects), schedule,
+                            last.started_at.isoformat(timespec="seconds") if last else "never",
+                            last.status if last else "-")
+    console.print(connections)
+
+    cursors = Table(title="cursors")
+    for col in ("connection", "object", "cursor", "updated"):
+        cursors.add_column(col)
+    for cur in store.cursors():
+        inner = cur.cursor.get("connector") if isinstance(cur.cursor, dict) else cur.cursor
+        text = ", ".join(f"{k}={v}" for k, v in (inner or {}).items() if k in ("ts", "id", "since", "job_id",
+                                                                               "updated_since", "after"))
+        cursors.add_row(cur.connection, cur.object_name, text[:80] or "-",
+                        cur.updated_at.isoformat(timespec="seconds") if cur.updated_at else "-")
+    console.print(cursors)
+
+    last_runs = Table(title="last runs")
+    for col in ("id", "kind", "connection", "object", "started", "status", "records", "error"):
+        last_runs.add_column(col)
+    for run in runs[:15]:
+        counts = run.counts or {}
+        last_runs.add_row(str(run.id), run.kind, run.connection or "-", run.object_name or "-",
+                          run.started_at.isoformat(timespec="seconds"), run.status,
+                          str(counts.get("records", "")), (run.error or "")[:60])
+    console.print(last_runs)
+
+    outbox = store.outbox_counts()
+    quarantined = store.quarantine_count()
+    summary = Table(title="queues")
+    summary.add_column("queue")
+    summary.add_column("count", justify="right")
+    for status_name in ("pending", "in_flight", "failed", "parked", "done", "dropped"):
+        summary.add_row(f"outbox {status_name}", str(outbox.get(status_name, 0)))
+    summary.add_row("quarantine (open)", str(quarantined))
+    console.print(summary)

@@ -1,0 +1,1 @@
+"""Pull engine, backfill, delete reconciliation and the outbox drain."""

@@ -1,0 +1,240 @@
+"""The pull engine: pages from a connector into the store, one transaction per page.
+
+A page's records, its quarantined rows, its deletions and the cursor to save after it are
+committed together, so a crash or kill resumes at the last committed page and never loses or
+doubles a record (upserts are idempotent). Backfills keep their own cursor, keyed by the
+requested window, so an interrupted backfill resumes where it stopped; incremental cycles keep
+theirs. The per-connection API budget is checked after every page: when spent, the run stops
+cleanly with its checkpoint and the next run resumes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from crmsync.connectors.base import BudgetExhausted, Connector, ConnectorError, Page
+from crmsync.logging import bind, get_logger, unbind
+from crmsync.model import RECORD_TYPES, ObjectType, Record, now_utc
+from crmsync.settings import ConnectionSettings
+from crmsync.store import Store
+from crmsync.sync.budget import ApiBudget
+
+log = get_logger("crmsync.sync")
+
+OBJECT_TYPES: dict[str, ObjectType] = {
+    "deals": ObjectType.DEAL, "leads": ObjectType.LEAD, "accounts": ObjectType.ACCOUNT,
+    "contacts": ObjectType.CONTACT, "owners": ObjectType.OWNER, "pipelines": ObjectType.PIPELINE,
+    "stages": ObjectType.STAGE, "line_items": ObjectType.LINE_ITEM, "products": ObjectType.PRODUCT,
+    "price_book_entries": ObjectType.PRICE_BOOK_ENTRY, "tasks": ObjectType.TASK,
+}
+# Reference data first so deals find their owners and stages already stored.
+PULL_ORDER = ("owners", "pipelines", "stages", "products", "price_book_entries", "accounts", "contacts",
+              "leads", "deals", "line_items", "tasks")
+
+
+@dataclass
+class ObjectResult:
+    connection: str
+    object_name: str
+    mode: str
+    status: str = "ok"  # ok | stopped (budget or signal) | failed
+    pages: int = 0
+    records: int = 0
+    deleted: int = 0
+    quarantined: int = 0
+    api_calls: int = 0
+    changed: list[tuple[str, str]] = field(default_factory=list)  # (object_type, source_id) written
+    source_count: int | None = None
+    stored_count: int | None = None
+    error: str | None = None
+
+    @property
+    def complete(self) -> bool | None:
+        if self.source_count is None or self.stored_count is None:
+            return None
+        return self.source_count == self.stored_count
+
+    def counts(self) -> dict[str, Any]:
+        return {"pages": self.pages, "records": self.records, "deleted": self.deleted,
+                "quarantined": self.quarantined, "api_calls": self.api_calls,
+                "source_count": self.source_count, "stored_count": self.stored_count}
+
+
+ProgressCallback = Callable[[ObjectResult, Page], None]
+
+
+def backfill_cursor_name(object_name: str, since: dt.datetime | None, until: dt.datetime | None) -> str:
+    lo = since.isoformat() if since else "-"
+    hi = until.isoformat() if until else "-"
+    return f"{object_name}@backfill[{lo},{hi}]"
+
+
+class SyncEngine:
+    """Runs pulls for one connection."""
+
+    def __init__(self, store: Store, connector: Connector, conn: ConnectionSettings, *,
+                 stop_event: threading.Event | None = None,
+                 clock: Callable[[], dt.datetime] = now_utc) -> None:
+        self.store = store
+        self.connector = connector
+        self.conn = conn
+        self.stop_event = stop_event or threading.Event()
+        self.clock = clock
+        self.budget = ApiBudget(store, conn, clock=clock)
+
+    # --- public entry points ----------------------------------------------------------------
+    def sync(self, objects: Sequence[str] | None = None) -> list[ObjectResult]:
+        """One incremental cycle over the connection's objects."""
+        wanted = list(objects or self.conn.objects)
+        results = []
+        for name in sorted(wanted, key=lambda n: PULL_ORDER.index(n) if n in PULL_ORDER else len(PULL_ORDER)):
+            result = self.run(name, mode="sync")
+            results.append(result)
+            if result.status == "stopped":
+                break
+        return results
+
+    def backfill(self, object_name: str, *, since: dt.datetime | None = None, until: dt.datetime | None = None,
+                 dry_run: bool = False, progress: ProgressCallback | None = None) -> ObjectResult:
+        return self.run(object_name, mode="backfill", since=since, until=until, dry_run=dry_run, progress=progress)
+
+    def run(self, object_name: str, *, mode: str, since: dt.datetime | None = None,
+            until: dt.datetime | None = None, dry_run: bool = False,
+            progress: ProgressCallback | None = None) -> ObjectResult:
+        if object_name not in OBJECT_TYPES:
+            raise ValueError(f"unknown object {object_name!r} (expected one of {', '.join(OBJECT_TYPES)})")
+        result = ObjectResult(self.conn.name, object_name, mode)
+        cursor_name = object_name if mode == "sync" else backfill_cursor_name(object_name, since, until)
+        run_id = None if dry_run else self.store.start_run(mode, self.conn.name, object_name)
+        bind(connection=self.conn.name, object=object_name, run_id=run_id, mode=mode)
+        try:
+            self._pull(result, cursor_name, since=since, until=until, dry_run=dry_run, progress=progress)
+            if mode == "backfill" and result.status == "ok":
+                self._check_completeness(result, since, until)
+        except BudgetExhausted as exc:
+            result.status, result.error = "stopped", str(exc)
+            log.warning("sync.budget_exhausted", reason=str(exc), records=result.records)
+        except ConnectorError as exc:
+            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+            log.error("sync.failed", error=result.error, records=result.records)
+        except Exception as exc:
+            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+            log.exception("sync.crashed", records=result.records)
+            raise
+        finally:
+            if run_id is not None:
+                self.store.finish_run(run_id, result.status, result.counts(), result.error)
+            log.info("sync.finished", status=result.status, **result.counts())
+            unbind("connection", "object", "run_id", "mode")
+        return result
+
+    # --- internals ----------------------------------------------------------------------------
+    def _pull(self, result: ObjectResult, cursor_name: str, *, since: dt.datetime | None,
+              until: dt.datetime | None, dry_run: bool, progress: ProgressCallback | None) -> None:
+        saved = self.store.load_cursor(self.conn.name, cursor_name)
+        if saved and saved.get("complete") and result.mode == "backfill":
+            log.info("backfill.already_complete", cursor=cursor_name)
+            return
+        cursor = (saved or {}).get("connector") if saved else None
+        self.budget.check()
+        pages = self.connector.pull(result.object_name, cursor, since=since, until=until,
+                                    backfill=result.mode == "backfill")
+        object_type = OBJECT_TYPES[result.object_name]
+        for page in pages:
+            self._apply(result, object_type, cursor_name, page, dry_run)
+            if progress is not None:
+                progress(result, page)
+            if page.done:
+                break
+            if self.stop_event.is_set():
+                result.status = "stopped"
+                result.error = "stop requested; checkpoint saved"
+                break
+            self.budget.check()
+
+    def _apply(self, result: ObjectResult, object_type: ObjectType, cursor_name: str, page: Page,
+               dry_run: bool) -> None:
+        records = [r for r in page.records if _is_kind(r, object_type)]
+        result.pages += 1
+        result.records += len(records)
+        result.deleted += len(page.deleted_ids)
+        result.quarantined += len(page.quarantined)
+        result.api_calls += page.api_calls
+        if dry_run:
+            return
+        checkpoint = {"connector": page.cursor, "complete": page.done and result.mode == "backfill",
+                      "saved_at": self.clock().isoformat()}
+        with self.store.transaction() as tx:
+            if records:
+                tx.upsert(records)
+            for bad in page.quarantined:
+                tx.quarantine(self.conn.name, result.object_name, bad.source_id, bad.payload, bad.reason)
+            if page.deleted_ids:
+                tx.mark_deleted(object_type, self.conn.name, page.deleted_ids, self.clock())
+            tx.save_cursor(self.conn.name, cursor_name, checkpoint)
+            self.budget.charge(tx, page.api_calls)
+        result.changed.extend((object_type.value, r.source_id) for r in records)
+        if len(result.changed) > 100_000:  # keep memory bounded on huge backfills
+            del result.changed[:-100_000]
+        self.budget.observe(self.connector.usage)
+        if result.mode == "backfill" and page.done and not self.store.load_cursor(self.conn.name, result.object_name):
+            # A finished backfill hands over to incremental sync from its high-water mark.
+            with self.store.transaction() as tx:
+                tx.save_cursor(self.conn.name, result.object_name,
+                               {"connector": page.cursor, "complete": False, "saved_at": self.clock().isoformat()})
+
+    def _check_completeness(self, result: ObjectResult, since: dt.datetime | None,
+                            until: dt.datetime | None) -> None:
+        if since is not None or until is not None:
+            result.source_count = self.connector.count(result.object_name, since=since, until=until)
+            result.stored_count = _count_in_window(self.store, OBJECT_TYPES[result.object_name], self.conn.name,
+                                                   since, until)
+        else:
+            result.source_count = self.connector.count(result.object_name)
+            result.stored_count = self.store.count(OBJECT_TYPES[result.object_name], self.conn.name)
+        level = log.info if result.complete else log.warning
+        level("backfill.completeness", source=result.source_count, stored=result.stored_count,
+              complete=result.complete)
+
+    def sweep_deletes(self, object_name: str) -> int:
+        """Hard-delete reconciliation: stored ids the source no longer lists are marked deleted."""
+        object_type = OBJECT_TYPES[object_name]
+        run_id = self.store.start_run("sweep", self.conn.name, object_name)
+        live: set[str] = set()
+        try:
+            for chunk in self.connector.list_ids(object_name):
+                live.update(chunk)
+            stored = self.store.source_ids(object_type, self.conn.name)
+            gone = sorted(stored - live)
+            if gone:
+                with self.store.transaction() as tx:
+                    tx.mark_deleted(object_type, self.conn.name, gone, self.clock())
+            self.store.finish_run(run_id, "ok", {"live": len(live), "stored": len(stored), "deleted": len(gone)})
+            return len(gone)
+        except Exception as exc:
+            self.store.finish_run(run_id, "failed", {"live": len(live)}, f"{type(exc).__name__}: {exc}")
+            raise
+
+
+def _is_kind(record: Record, object_type: ObjectType) -> bool:
+    return RECORD_TYPES[object_type] is type(record)
+
+
+def _count_in_window(store: Store, object_type: ObjectType, connection: str, since: dt.datetime | None,
+                     until: dt.datetime | None) -> int:
+    count = 0
+    for record in store.iter_records(object_type, connection=connection, modified_since=since):
+        if until is None or record.modified_at < until:
+            count += 1
+    return count
+
+
+def pull_all(engines: Iterable[SyncEngine]) -> list[ObjectResult]:
+    results: list[ObjectResult] = []
+    for engine in engines:
+        results.extend(engine.sync())
+    return results
