@@ -1,0 +1,49 @@
+"""What a rule decides: one ``Decision`` per action, with a reason and an idempotency key.
+
+The idempotency key is built from the inputs that make the action unique (connection, record id,
+stage, contract end...) and never from the rule set version, so re-running the same rules, or a
+reworded rule set, does not create a second task, handoff or renewal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# actions
+SET_FIELDS = "set_fields"
+ASSIGN_OWNER = "assign_owner"
+CREATE_TASK = "create_task"
+CREATE_NOTE = "create_note"
+CREATE_HANDOFF = "create_handoff"
+CREATE_RENEWAL = "create_renewal"
+FINDING = "finding"
+ACTIONS = (SET_FIELDS, ASSIGN_OWNER, CREATE_TASK, CREATE_NOTE, CREATE_HANDOFF, CREATE_RENEWAL, FINDING)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    rule_kind: str  # scoring | routing | hygiene | handoff | renewal
+    rule_name: str
+    object_type: str  # deal | lead
+    connection: str
+    source_id: str
+    action: str
+    fields: dict[str, Any]
+    reason: str
+    idempotency_key: str
+    rule_set: str = field(default="", compare=False)  # hash of the rule set that decided (traceability)
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "rule_kind": self.rule_kind,
+            "rule_name": self.rule_name,
+            "object_type": self.object_type,
+            "connection": self.connection,
+            "source_id": self.source_id,
+            "action": self.action,
+            "fields": dict(self.fields),
+            "reason": self.reason,
+            "idempotency_key": self.idempotency_key,
+            "rule_set": self.rule_set,
+        }

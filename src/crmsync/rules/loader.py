@@ -1,0 +1,295 @@
+"""Load, validate and compile a rule directory; keep the last good set running.
+
+Every mistake is reported with file, line, key path and what was expected::
+
+    config/rules/scoring.yaml:14: models[0].groups[0].rules[1].when.gte: amount: expected a number, got 'lots'
+
+``RuleSetHolder.reload()`` swaps in a new set only when every file is valid; otherwise it returns
+the issues and the previous set keeps running. A set's ``hash`` is the sha256 of the canonical
+(parsed, key-sorted JSON) content of its files, so comments and whitespace do not make a version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from crmsync.rules.conditions import ConditionError
+from crmsync.rules.handoff import CompiledHandoff
+from crmsync.rules.hygiene import CompiledHygieneRule, compile_hygiene
+from crmsync.rules.renewal import CompiledRenewal
+from crmsync.rules.routing import Router
+from crmsync.rules.schema import (
+    FILE_MODELS,
+    HandoffFile,
+    HygieneFile,
+    RenewalFile,
+    RoutingFile,
+)
+from crmsync.rules.scoring import CompiledScoringModel, compile_scoring
+
+KINDS = ("scoring", "routing", "hygiene", "handoff", "renewal")
+KeyPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleIssue:
+    file: str
+    line: int | None
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class RuleFileError(ValueError):
+    """One or more rule files are invalid; ``issues`` names file, line, key and expectation."""
+
+    def __init__(self, issues: list[RuleIssue]) -> None:
+        super().__init__("\n".join(str(i) for i in issues))
+        self.issues = issues
+
+
+def format_key(path: KeyPath) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            _walk(value_node, (*path, key), lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[(*path, i)] = item.start_mark.line + 1
+            _walk(item, (*path, i), lines)
+
+
+class LineLoader(yaml.SafeLoader):
+    """SafeLoader that also records the start line of every mapping key and list item."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self.key_lines: dict[KeyPath, int] = {}
+
+    def get_single_node(self) -> Any:
+        node = super().get_single_node()
+        if node is not None:
+            _walk(node, (), self.key_lines)
+        return node
+
+
+def parse_yaml(text: str, file: str) -> tuple[Any, dict[KeyPath, int]]:
+    """Parse YAML text; returns (data, line of each key path). YAML errors carry the line."""
+    loader = LineLoader(text)
+    try:
+        data = loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise RuleFileError([RuleIssue(file, line, "", f"YAML syntax error: {exc.problem or exc}")]) from exc
+    finally:
+        loader.dispose()
+    return data, loader.key_lines
+
+
+def line_for(lines: dict[KeyPath, int], path: KeyPath) -> int | None:
+    for n in range(len(path), 0, -1):
+        line = lines.get(tuple(path[:n]))
+        if line is not None:
+            return line
+    return 1 if lines else None
+
+
+def _pydantic_issues(exc: ValidationError, file: str, lines: dict[KeyPath, int]) -> Iterator[RuleIssue]:
+    for err in exc.errors():
+        loc: KeyPath = tuple(p for p in err["loc"] if isinstance(p, str | int))
+        # pydantic adds the model or function name for nested validators; keep keys present in the file
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not part of the schema)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        elif "input" in err and err["type"] not in ("value_error",):
+            msg = f"{msg}, got {err['input']!r}"
+        yield RuleIssue(file, line_for(lines, loc), format_key(loc), msg)
+
+
+@dataclass(slots=True)
+class RuleSet:
+    """A compiled, validated rule set ready for ``engine.evaluate``."""
+
+    hash: str
+    directory: str
+    loaded_at: dt.datetime
+    author: str
+    files: dict[str, str]  # kind -> file path
+    data: dict[str, Any]  # kind -> parsed content (for diff / versioning)
+    scoring: list[CompiledScoringModel] = field(default_factory=list)
+    router: Router | None = None
+    hygiene: list[CompiledHygieneRule] = field(default_factory=list)
+    handoff: CompiledHandoff | None = None
+    renewal: CompiledRenewal | None = None
+
+    @property
+    def rule_count(self) -> int:
+        return (
+            sum(m.rule_count for m in self.scoring)
+            + (self.router.rule_count if self.router else 0)
+            + len(self.hygiene)
+            + (1 if self.handoff else 0)
+            + (1 if self.renewal else 0)
+        )
+
+    def version(self) -> dict[str, Any]:
+        """What the store records for this version (hash, time, author, content)."""
+        return {
+            "hash": self.hash,
+            "loaded_at": self.loaded_at.isoformat(),
+            "author": self.author,
+            "files": dict(self.files),
+            "content": canonical_json(self.data),
+        }
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _default_author() -> str:
+    env = os.environ.get("CRMSYNC_RULES_AUTHOR")
+    if env:
+        return env
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def load_rules(directory: str | os.PathLike[str], *, author: str | None = None, now: dt.datetime | None = None) -> RuleSet:
+    """Load every known rule file in ``directory``; raises ``RuleFileError`` with all issues."""
+    root = FsPath(directory)
+    if not root.is_dir():
+        raise RuleFileError([RuleIssue(str(root), None, "", "rule directory does not exist")])
+    issues: list[RuleIssue] = []
+    parsed: dict[str, Any] = {}
+    lines: dict[str, dict[KeyPath, int]] = {}
+    files: dict[str, str] = {}
+    for kind in KINDS:
+        path = root / f"{kind}.yaml"
+        if not path.exists():
+            alt = root / f"{kind}.yml"
+            if not alt.exists():
+                continue
+            path = alt
+        files[kind] = str(path)
+        try:
+            data, key_lines = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+        except RuleFileError as exc:
+            issues.extend(exc.issues)
+            continue
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            issues.append(RuleIssue(str(path), 1, "", f"expected a mapping at the top of the file, got {type(data).__name__}"))
+            continue
+        try:
+            parsed[kind] = FILE_MODELS[kind].model_validate(data)
+        except ValidationError as exc:
+            issues.extend(_pydantic_issues(exc, str(path), key_lines))
+            continue
+        lines[kind] = key_lines
+        files[kind] = str(path)
+        parsed[kind + ":raw"] = data
+    if issues:
+        raise RuleFileError(issues)
+
+    def compiled(kind: str, build: Any) -> Any:
+        try:
+            return build()
+        except ConditionError as exc:
+            issues.append(RuleIssue(files[kind], line_for(lines[kind], exc.path), format_key(exc.path), exc.message))
+            return None
+
+    scoring = compiled("scoring", lambda: compile_scoring(parsed["scoring"])) if "scoring" in parsed else []
+    routing_spec: RoutingFile | None = parsed.get("routing")
+    router = compiled("routing", lambda: Router(routing_spec)) if routing_spec is not None else None
+    hygiene_spec: HygieneFile | None = parsed.get("hygiene")
+    hygiene = compiled("hygiene", lambda: compile_hygiene(hygiene_spec)) if hygiene_spec is not None else []
+    handoff_spec: HandoffFile | None = parsed.get("handoff")
+    handoff = None
+    if handoff_spec is not None and handoff_spec.handoff is not None:
+        handoff = compiled("handoff", lambda: CompiledHandoff(handoff_spec, router))
+    renewal_spec: RenewalFile | None = parsed.get("renewal")
+    renewal = None
+    if renewal_spec is not None and renewal_spec.renewal is not None:
+        renewal = compiled("renewal", lambda: CompiledRenewal(renewal_spec, router))
+    if issues:
+        raise RuleFileError(issues)
+    data = {kind: parsed[kind + ":raw"] for kind in KINDS if kind + ":raw" in parsed}
+    digest = hashlib.sha256(canonical_json(data).encode()).hexdigest()
+    return RuleSet(
+        hash=digest,
+        directory=str(root),
+        loaded_at=now or dt.datetime.now(dt.UTC),
+        author=author or _default_author(),
+        files=files,
+        data=data,
+        scoring=scoring or [],
+        router=router,
+        hygiene=hygiene or [],
+        handoff=handoff,
+        renewal=renewal,
+    )
+
+
+class RuleSetHolder:
+    """Keeps the last good compiled rule set; ``reload()`` never replaces it with a broken one."""
+
+    def __init__(self, directory: str | os.PathLike[str], *, author: str | None = None) -> None:
+        self.directory = str(directory)
+        self.author = author
+        self.current: RuleSet | None = None
+        self.errors: list[RuleIssue] = []
+        self.changed = False
+
+    def reload(self) -> list[RuleIssue]:
+        """Load the directory again. Returns the issues (empty on success); on error the
+        previous set stays current. ``changed`` tells whether a new version was applied."""
+        self.changed = False
+        try:
+            new = load_rules(self.directory, author=self.author)
+        except RuleFileError as exc:
+            self.errors = list(exc.issues)
+            return self.errors
+        self.errors = []
+        if self.current is None or new.hash != self.current.hash:
+            self.current = new
+            self.changed = True
+        return []
+
+    @property
+    def rule_set(self) -> RuleSet:
+        if self.current is None:
+            detail = "; ".join(str(i) for i in self.errors) or "call reload() first"
+            raise RuleFileError(self.errors or [RuleIssue(self.directory, None, "", f"no valid rule set loaded ({detail})")])
+        return self.current

@@ -1,0 +1,303 @@
+"""Scoring: points per condition, caps per group, fit and engagement parts, decay by days since
+the last activity, grades and lifecycle transitions; plus the optional predictive probability.
+
+Scores are whole numbers (Decimal); a decision is emitted only when the score, grade, lifecycle
+stage or predicted probability differs from what the record already holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from crmsync.model import ObjectType
+from crmsync.rules.conditions import (
+    FieldRef,
+    Path,
+    Predicate,
+    _as_number,
+    compile_condition,
+    condition_fields,
+    resolve_field,
+)
+from crmsync.rules.decisions import SET_FIELDS, Decision
+from crmsync.rules.predictive import FieldContribution, NaiveBayesModel
+from crmsync.rules.schema import ScoringFile, ScoringModel
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledScoreRule:
+    name: str
+    points: float
+    pred: Predicate
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledGroup:
+    name: str
+    part: str
+    cap: float | None
+    rules: tuple[CompiledScoreRule, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledTransition:
+    name: str
+    from_: frozenset[str | None]
+    to: str
+    min_score: float | None
+    grades: frozenset[str] | None
+    pred: Predicate | None
+
+
+@dataclass(slots=True)
+class ScoreResult:
+    fit: float
+    engagement: float
+    decay_factor: float
+    days_since_activity: float | None
+    total: int
+    grade: str | None
+    lifecycle: str | None
+    matched: list[tuple[str, str, float]]  # (group, rule, points)
+    capped: list[str]
+    probability: float | None = None
+    contributions: list[FieldContribution] | None = None
+
+
+def _num_equal(current: Any, new: Any) -> bool:
+    if current is None:
+        return new is None
+    cur = _as_number(current)
+    return cur is not None and cur == new
+
+
+class CompiledScoringModel:
+    kind = "scoring"
+
+    def __init__(self, spec: ScoringModel, path: Path) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.object_type = ObjectType(spec.object)
+        ot = self.object_type
+        self.applies = compile_condition(ot, spec.when, (*path, "when")) if spec.when else None
+        self.score_ref = _ref(ot, spec.score_field, (*path, "score_field"))
+        self.grade_ref = _ref(ot, spec.grade_field, (*path, "grade_field")) if spec.grade_field else None
+        groups = []
+        for gi, g in enumerate(spec.groups):
+            rules = tuple(
+                CompiledScoreRule(
+                    r.name,
+                    float(r.points),
+                    compile_condition(ot, r.when, (*path, "groups", gi, "rules", ri, "when")),
+                    tuple(condition_fields(r.when)),
+                )
+                for ri, r in enumerate(g.rules)
+            )
+            groups.append(CompiledGroup(g.name, g.part, None if g.cap is None else float(g.cap), rules))
+        self.groups = tuple(groups)
+        self.rule_count = sum(len(g.rules) for g in groups)
+        self.decay_ref: FieldRef | None = None
+        self.decay_steps: tuple[tuple[float, float], ...] = ()
+        if spec.decay:
+            self.decay_ref = _ref(ot, spec.decay.field, (*path, "decay", "field"))
+            if self.decay_ref.kind not in ("date", "datetime"):
+                raise _err((*path, "decay", "field"), f"decay field must be a date or timestamp, got {self.decay_ref.kind}")
+            self.decay_steps = tuple((s.after_days, float(s.factor)) for s in reversed(spec.decay.steps))
+            self.decay_missing = float(spec.decay.missing_factor)
+            self.decay_total = spec.decay.applies_to == "total"
+        self.grades = tuple((float(g.min), g.grade) for g in spec.grades)
+        self.lifecycle_ref: FieldRef | None = None
+        self.transitions: tuple[CompiledTransition, ...] = ()
+        if spec.lifecycle:
+            self.lifecycle_ref = _ref(ot, spec.lifecycle.field, (*path, "lifecycle", "field"))
+            self.transitions = tuple(
+                CompiledTransition(
+                    t.name,
+                    frozenset(t.from_),
+                    t.to,
+                    None if t.min_score is None else float(t.min_score),
+                    None if t.grades is None else frozenset(t.grades),
+                    compile_condition(ot, t.when, (*path, "lifecycle", "transitions", ti, "when")) if t.when else None,
+                )
+                for ti, t in enumerate(spec.lifecycle.transitions)
+            )
+        self.predictive = spec.predictive
+        self.predictive_ref: FieldRef | None = None
+        if spec.predictive:
+            self.predictive_ref = _ref(ot, spec.predictive.target_field, (*path, "predictive", "target_field"))
+            for fi, f in enumerate(spec.predictive.fields):
+                _ref(ot, f, (*path, "predictive", "fields", fi))
+
+    # ------------------------------------------------------------------ scoring
+    def score(self, record: Any, ctx: Any, *, explain: bool = False) -> ScoreResult:
+        fit = 0.0
+        engagement = 0.0
+        matched: list[tuple[str, str, float]] = []
+        capped: list[str] = []
+        for g in self.groups:
+            pts = 0.0
+            for r in g.rules:
+                if r.pred(record, ctx):
+                    pts += r.points
+                    matched.append((g.name, r.name, r.points))
+            if g.cap is not None and pts > g.cap:
+                pts = g.cap
+                capped.append(g.name)
+            if g.part == "fit":
+                fit += pts
+            else:
+                engagement += pts
+        factor = 1.0
+        days: float | None = None
+        if self.decay_ref is not None:
+            last = self.decay_ref.get(record, ctx)
+            if last is None:
+                factor = self.decay_missing
+            else:
+                if hasattr(last, "hour"):
+                    days = (ctx.now - last).total_seconds() / 86400.0
+                else:
+                    days = float((ctx.today - last).days)
+                for after, f in self.decay_steps:
+                    if days >= after:
+                        factor = f
+                        break
+            if self.decay_total:
+                fit *= factor
+        total = int(round(fit + engagement * factor))
+        grade = None
+        for minimum, name in self.grades:
+            if total >= minimum:
+                grade = name
+                break
+        lifecycle = None
+        if self.lifecycle_ref is not None:
+            current = self.lifecycle_ref.get(record, ctx)
+            lifecycle = current
+            for t in self.transitions:
+                if current in t.from_ and (t.min_score is None or total >= t.min_score):
+                    if (t.grades is None or grade in t.grades) and (t.pred is None or t.pred(record, ctx)):
+                        lifecycle = t.to
+                        matched.append(("lifecycle", t.name, 0.0))
+                        break
+        result = ScoreResult(fit, engagement, factor, days, total, grade, lifecycle, matched, capped)
+        model = ctx.predictive.get(self.name) if self.predictive is not None else None
+        if isinstance(model, NaiveBayesModel) and model.samples >= self.predictive.min_samples:  # type: ignore[union-attr]
+            prob, parts = model.predict(record, ctx)
+            result.probability = prob
+            result.contributions = parts
+        return result
+
+    def evaluate(self, record: Any, ctx: Any, out: list[Decision], rule_set: str) -> None:
+        if self.applies is not None and not self.applies(record, ctx):
+            return
+        res = self.score(record, ctx)
+        fields: dict[str, Any] = {}
+        score = Decimal(res.total)
+        if not _num_equal(self.score_ref.get(record, ctx), score):
+            fields[self.score_ref.path] = score
+        if self.grade_ref is not None and self.grade_ref.get(record, ctx) != res.grade:
+            fields[self.grade_ref.path] = res.grade
+        if self.lifecycle_ref is not None and self.lifecycle_ref.get(record, ctx) != res.lifecycle:
+            fields[self.lifecycle_ref.path] = res.lifecycle
+        prob: Decimal | None = None
+        if res.probability is not None and self.predictive_ref is not None:
+            prob = Decimal(round(res.probability, 3)).quantize(Decimal("0.001"))
+            if not _num_equal(self.predictive_ref.get(record, ctx), prob):
+                fields[self.predictive_ref.path] = prob
+        if not fields:
+            return
+        key = f"score:{self.name}:{record.connection}:{record.source_id}:{res.total}:{res.grade}:{res.lifecycle}:{prob}"
+        if key in ctx.known_keys:
+            return
+        out.append(
+            Decision(
+                "scoring",
+                self.name,
+                self.object_type.value,
+                record.connection,
+                record.source_id,
+                SET_FIELDS,
+                fields,
+                self.reason(res),
+                key,
+                rule_set,
+            )
+        )
+
+    def reason(self, res: ScoreResult) -> str:
+        hits = ", ".join(f"{rule} {pts:+g}" for _, rule, pts in res.matched if _ != "lifecycle") or "no rule matched"
+        text = f"fit {res.fit:g} + engagement {res.engagement:g}"
+        if self.decay_ref is not None:
+            since = "never" if res.days_since_activity is None else f"{res.days_since_activity:.0f}d"
+            text += f" x decay {res.decay_factor:g} (last activity {since})"
+        text += f" = {res.total} [{hits}]"
+        if res.capped:
+            text += f" capped: {', '.join(res.capped)}"
+        if res.grade is not None:
+            text += f"; grade {res.grade}"
+        moves = [rule for g, rule, _ in res.matched if g == "lifecycle"]
+        if moves:
+            text += f"; lifecycle -> {res.lifecycle} ({moves[0]})"
+        if res.probability is not None:
+            text += f"; predicted win {res.probability:.1%}"
+        return text
+
+    def explain(self, record: Any, ctx: Any) -> list[dict[str, Any]]:
+        """One row per scoring rule (matched or not), then decay, totals and predictive fields."""
+        rows: list[dict[str, Any]] = []
+        res = self.score(record, ctx)
+        hit = {(g, r) for g, r, _ in res.matched}
+        for g in self.groups:
+            for r in g.rules:
+                values = ", ".join(f"{f}={_show(resolve_field(self.object_type, f).get(record, ctx))}" for f in r.fields)
+                rows.append(
+                    {
+                        "kind": "scoring",
+                        "rule": f"{self.name}/{g.name}/{r.name}",
+                        "result": f"{r.points:+g}" if (g.name, r.name) in hit else "no",
+                        "detail": values,
+                    }
+                )
+        rows.append({"kind": "scoring", "rule": f"{self.name}/total", "result": str(res.total), "detail": self.reason(res)})
+        for c in res.contributions or []:
+            rows.append(
+                {
+                    "kind": "predictive",
+                    "rule": f"{self.name}/{c.field}",
+                    "result": f"x{c.ratio:.2f}",
+                    "detail": f"value {c.value!r}: P(won)={c.p_won:.3f} P(lost)={c.p_lost:.3f}",
+                }
+            )
+        return rows
+
+
+def _show(v: Any) -> str:
+    return "-" if v is None else str(v)
+
+
+def _err(path: Path, message: str) -> Exception:
+    from crmsync.rules.conditions import ConditionError
+
+    return ConditionError(path, message)
+
+
+def _ref(object_type: ObjectType, path_text: str, path: Path) -> FieldRef:
+    try:
+        return resolve_field(object_type, path_text)
+    except ValueError as exc:
+        raise _err(path, str(exc)) from exc
+
+
+def compile_scoring(spec: ScoringFile) -> list[CompiledScoringModel]:
+    names = set()
+    models = []
+    for i, m in enumerate(spec.models):
+        if m.name in names:
+            raise _err(("models", i, "name"), f"duplicate model name {m.name!r}")
+        names.add(m.name)
+        models.append(CompiledScoringModel(m, ("models", i)))
+    return models

@@ -1,0 +1,45 @@
+"""Safe text templates for task subjects and names: ``"Renew {name} ({extra.plan})"``.
+
+Only ``{field path}`` placeholders are allowed, checked against the model at load time; there is
+no attribute access, indexing or format spec (unlike ``str.format`` on admin text).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from crmsync.model import ObjectType
+from crmsync.rules.conditions import resolve_field
+
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+Template = Callable[[Any, Any], str]
+
+
+def compile_template(object_type: ObjectType, text: str) -> Template:
+    parts: list[str | Any] = []
+    pos = 0
+    for m in _PLACEHOLDER.finditer(text):
+        parts.append(text[pos : m.start()])
+        name = m.group(1).strip()
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name):
+            raise ValueError(f"template placeholder {{{m.group(1)}}} must be a field path like {{name}}")
+        parts.append(resolve_field(object_type, name))
+        pos = m.end()
+    parts.append(text[pos:])
+    if "{" in text[pos:] or "}" in text[pos:]:
+        raise ValueError(f"unbalanced braces in template {text!r}")
+
+    def render(record: Any, ctx: Any) -> str:
+        out = []
+        for p in parts:
+            if isinstance(p, str):
+                out.append(p)
+            else:
+                v = p.get(record, ctx)
+                out.append("" if v is None else str(v))
+        return "".join(out)
+
+    return render
