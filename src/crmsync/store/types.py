@@ -45,11 +45,55 @@ def json_loads(text: str | bytes) -> Any:
     return orjson.loads(text)
 
 
-def format_utc(value: dt.datetime) -> str:
-    """Fixed-width ISO text of an aware datetime in UTC (the SQLite storage form)."""
+def _naive(value: dt.datetime) -> ModelError:
+    return ModelError(f"naive datetime {value.isoformat()} (expected timezone-aware)")
+
+
+def aware_param(value: Any) -> dt.datetime:
+    """Validate a timestamp parameter: a timezone-aware datetime (naive ones are refused)."""
+    if not isinstance(value, dt.datetime):
+        raise ModelError(f"expected a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
-        raise ModelError(f"naive datetime {value.isoformat()} (expected timezone-aware)")
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
+        raise _naive(value)
+    return value
+
+
+def format_utc(value: Any) -> str:
+    """Fixed-width ISO text of an aware datetime in UTC (the SQLite storage form)."""
+    if type(value) is dt.datetime and value.tzinfo is UTC:  # the common case, fast
+        return value.isoformat(timespec="microseconds")
+    return aware_param(value).astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def decimal_param(value: Any) -> Decimal:
+    """Validate a decimal parameter (ints are accepted and made Decimal; floats are refused)."""
+    if type(value) is not Decimal:
+        if isinstance(value, Decimal):
+            pass
+        elif isinstance(value, int) and not isinstance(value, bool):
+            value = Decimal(value)
+        else:
+            raise ModelError(f"expected a Decimal, got {type(value).__name__}")
+    if not value.is_finite():
+        raise ModelError(f"{value} is not a finite number")
+    return value
+
+
+def decimal_text(value: Any) -> str:
+    """A decimal's exact text form (the SQLite storage form)."""
+    return str(decimal_param(value))
+
+
+def date_param(value: Any) -> dt.date:
+    if type(value) is dt.date:
+        return value
+    if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
+        raise ModelError(f"expected a date, got {type(value).__name__}")
+    return value
+
+
+def date_text(value: Any) -> str:
+    return date_param(value).isoformat()
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -66,13 +110,9 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
             return None
-        if not isinstance(value, dt.datetime):
-            raise ModelError(f"expected a datetime, got {type(value).__name__}")
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ModelError(f"naive datetime {value.isoformat()} (expected timezone-aware)")
         if dialect.name == "sqlite":
-            return value.astimezone(UTC).isoformat(timespec="microseconds")
-        return value
+            return format_utc(value)
+        return aware_param(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
         if value is None:
@@ -101,16 +141,9 @@ class ExactDecimal(TypeDecorator[Decimal]):
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
             return None
-        if not isinstance(value, Decimal):
-            if isinstance(value, int) and not isinstance(value, bool):
-                value = Decimal(value)
-            else:
-                raise ModelError(f"expected a Decimal, got {type(value).__name__}")
-        if not value.is_finite():
-            raise ModelError(f"{value} is not a finite number")
         if dialect.name == "sqlite":
-            return str(value)
-        return value
+            return decimal_text(value)
+        return decimal_param(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
