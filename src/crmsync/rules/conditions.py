@@ -183,10 +183,25 @@ def resolve_field(object_type: ObjectType, path: str) -> FieldRef:
             raise ValueError(f"{head}.* paths are not available on {object_type.value} records")
         inner = resolve_field(rel_type, rest)
         inner_get = inner.getter
+        get_related: Getter
+        if inner.plain is not None and head in ("account", "stage", "owner"):
+            # hot path: one dict lookup in the context table, one C-level attribute read
+            attr = attrgetter(inner.plain)
+            table = {"account": "accounts", "stage": "stages", "owner": "owners"}[head]
+            link = {"account": "account_id" if object_type == ObjectType.DEAL else "converted_account_id",
+                    "stage": "stage_id", "owner": "owner_id"}[head]
+            link_get = attrgetter(link)
+            table_get = attrgetter(table)
 
-        def get_related(record: Any, ctx: Any, _k: str = head) -> Any:
-            other = ctx.related(_k, record)
-            return None if other is None else inner_get(other, ctx)
+            def get_related(record: Any, ctx: Any) -> Any:
+                other = table_get(ctx).get((record.connection, link_get(record)))
+                return None if other is None else attr(other)
+
+        else:
+
+            def get_related(record: Any, ctx: Any, _k: str = head) -> Any:
+                other = ctx.related(_k, record)
+                return None if other is None else inner_get(other, ctx)
 
         return FieldRef(path, inner.kind, None, get_related)
     kinds = field_kinds(object_type)
@@ -465,11 +480,31 @@ def compile_condition(object_type: ObjectType, tree: Any, path: Path = ()) -> Pr
             if len(parts) == 2:
                 a, b = parts
                 return lambda r, c: a(r, c) and b(r, c)
-            return lambda r, c: all(p(r, c) for p in parts)
+            if len(parts) == 3:
+                a, b, d = parts
+                return lambda r, c: a(r, c) and b(r, c) and d(r, c)
+
+            def all_of(r: Any, c: Any) -> bool:
+                for p in parts:
+                    if not p(r, c):
+                        return False
+                return True
+
+            return all_of
         if len(parts) == 2:
             a, b = parts
             return lambda r, c: a(r, c) or b(r, c)
-        return lambda r, c: any(p(r, c) for p in parts)
+        if len(parts) == 3:
+            a, b, d = parts
+            return lambda r, c: a(r, c) or b(r, c) or d(r, c)
+
+        def any_of(r: Any, c: Any) -> bool:
+            for p in parts:
+                if p(r, c):
+                    return True
+            return False
+
+        return any_of
     if keys == {"not"}:
         inner = compile_condition(object_type, tree["not"], (*path, "not"))
         return lambda r, c: not inner(r, c)
@@ -515,6 +550,13 @@ def compile_condition(object_type: ObjectType, tree: Any, path: Path = ()) -> Pr
                 return fast
     except ValueError as exc:
         raise ConditionError((*path, op), f"{ref.path}: {exc}") from exc
+    head, _, name = ref.path.partition(".")
+    if head == "extra":
+        if op == "exists":
+            if raw is True:
+                return lambda r, c: (v := r.extra.get(name)) is not None and v != "" and v != []
+            return lambda r, c: (v := r.extra.get(name)) is None or v == "" or v == []
+        return lambda r, c: test(r.extra.get(name))
     get = ref.getter
     return lambda r, c: test(get(r, c))
 

@@ -21,7 +21,7 @@ FINDING = "finding"
 ACTIONS = (SET_FIELDS, ASSIGN_OWNER, CREATE_TASK, CREATE_NOTE, CREATE_HANDOFF, CREATE_RENEWAL, FINDING)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     rule_kind: str  # scoring | routing | hygiene | handoff | renewal
     rule_name: str
@@ -33,6 +33,8 @@ class Decision:
     reason: str
     idempotency_key: str
     rule_set: str = field(default="", compare=False)  # hash of the rule set that decided (traceability)
+
+    # not frozen: creating millions of decisions per full re-evaluation must stay cheap; treat as read-only
 
     def as_row(self) -> dict[str, Any]:
         return {

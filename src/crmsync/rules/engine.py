@@ -15,6 +15,7 @@ from typing import Any
 from crmsync.model import ObjectType
 from crmsync.rules.context import RuleContext
 from crmsync.rules.decisions import Decision
+from crmsync.rules.hygiene import bind_rules
 from crmsync.rules.loader import RuleSet
 
 ALL_KINDS = frozenset({"scoring", "routing", "hygiene", "handoff", "renewal"})
@@ -39,7 +40,7 @@ def evaluate(
         for ot in (ObjectType.DEAL, ObjectType.LEAD)
     }
     hygiene = {
-        ot: tuple(r.bind(ctx, h) for r in rule_set.hygiene if r.object_type == ot) if "hygiene" in wanted else ()
+        ot: (bind_rules(rule_set.hygiene, ctx, h, ot),) if "hygiene" in wanted and rule_set.hygiene else ()
         for ot in (ObjectType.DEAL, ObjectType.LEAD)
     }
     router = rule_set.router if "routing" in wanted else None

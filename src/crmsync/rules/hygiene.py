@@ -83,23 +83,42 @@ class CompiledHygieneRule:
     def bind(self, ctx: Any, rule_set: str) -> Bound:
         """A per-evaluation checker with stage sets resolved against this context's stages."""
         stage_ids = self._stage_ids(ctx)
+        check = self.bind_unfiltered(ctx, rule_set)
+        if self.object_type != ObjectType.DEAL:
+            return check
+
+        def run(record: Any, out: list[Decision]) -> None:
+            if stage_ids is None:
+                if record.is_closed:
+                    return
+            elif record.stage_id not in stage_ids:
+                return
+            check(record, out)
+
+        return run
+
+    def bind_unfiltered(self, ctx: Any, rule_set: str) -> Bound:
+        """The check without the stage filter (``bind_rules`` dispatches on the stage instead)."""
         when = self.when
         check = getattr(self, f"_check_{self.spec.kind}")
         emit = self._emit
-        is_deal = self.object_type == ObjectType.DEAL
+        due = ctx.today + dt.timedelta(days=self.spec.due_in_days)
 
-        def run(record: Any, out: list[Decision]) -> None:
-            if is_deal:
-                if stage_ids is None:
-                    if record.is_closed:
-                        return
-                elif record.stage_id not in stage_ids:
+        if when is None:
+
+            def run(record: Any, out: list[Decision]) -> None:
+                found = check(record, ctx)
+                if found is not None:
+                    emit(record, ctx, out, rule_set, found[0], found[1], due)
+
+        else:
+
+            def run(record: Any, out: list[Decision]) -> None:
+                if not when(record, ctx):
                     return
-            if when is not None and not when(record, ctx):
-                return
-            found = check(record, ctx)
-            if found is not None:
-                emit(record, ctx, out, rule_set, *found)
+                found = check(record, ctx)
+                if found is not None:
+                    emit(record, ctx, out, rule_set, found[0], found[1], due)
 
         return run
 
@@ -191,7 +210,9 @@ class CompiledHygieneRule:
         stage = ctx.stage(r.connection, getattr(r, "stage_id", None))
         return f" in stage {stage.name}" if stage is not None else ""
 
-    def _emit(self, r: Any, ctx: Any, out: list[Decision], rule_set: str, scope: str, message: str) -> None:
+    def _emit(
+        self, r: Any, ctx: Any, out: list[Decision], rule_set: str, scope: str, message: str, due: dt.date
+    ) -> None:
         ot = self.object_type.value
         key = f"hygiene:{self.name}:{r.connection}:{r.source_id}:{scope}"
         text = self.spec.message or message
@@ -213,7 +234,6 @@ class CompiledHygieneRule:
         task_key = f"hygiene-task:{self.name}:{r.connection}:{r.source_id}:{scope}"
         if self.spec.task and r.owner_id and task_key not in ctx.known_keys:
             subject = self.subject(r, ctx) if self.subject else f"Fix: {text}"
-            due = ctx.today + dt.timedelta(days=self.spec.due_in_days)
             out.append(
                 Decision(
                     "hygiene",
@@ -239,6 +259,44 @@ class CompiledHygieneRule:
             "result": "finding" if found else "ok",
             "detail": found[0].fields["message"] if found else self.spec.kind,
         }
+
+
+def bind_rules(rules: Iterable[CompiledHygieneRule], ctx: Any, rule_set: str, object_type: ObjectType) -> Bound:
+    """All hygiene checks for one object type as one callable. For deals the checks are indexed by
+    stage once per evaluation, so each record only runs the rules that apply to its stage."""
+    mine = [r for r in rules if r.object_type == object_type]
+    bound = [(r, r.bind_unfiltered(ctx, rule_set)) for r in mine]
+    if object_type != ObjectType.DEAL:
+        checks = tuple(b for _, b in bound)
+
+        def run_all(record: Any, out: list[Decision]) -> None:
+            for check in checks:
+                check(record, out)
+
+        return run_all
+    any_open = tuple(b for r, b in bound if not r.stage_names)
+    stage_sets = [(r._stage_ids(ctx), b) for r, b in bound if r.stage_names]
+    stage_ids = {s.source_id for s in ctx.stages.values()}
+    for ids, _ in stage_sets:
+        stage_ids |= ids or set()
+    when_open: dict[str | None, tuple[Bound, ...]] = {}
+    when_closed: dict[str | None, tuple[Bound, ...]] = {}
+    for sid in stage_ids:
+        specific = tuple(b for ids, b in stage_sets if ids is not None and sid in ids)
+        when_open[sid] = specific + any_open
+        when_closed[sid] = specific
+    open_get, closed_get = when_open.get, when_closed.get
+    empty: tuple[Bound, ...] = ()
+
+    def run_deal(record: Any, out: list[Decision]) -> None:
+        if record.is_closed:
+            for check in closed_get(record.stage_id, empty):
+                check(record, out)
+        else:
+            for check in open_get(record.stage_id, any_open):
+                check(record, out)
+
+    return run_deal
 
 
 def compile_hygiene(spec: HygieneFile) -> list[CompiledHygieneRule]:

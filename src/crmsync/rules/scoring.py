@@ -61,7 +61,7 @@ class ScoreResult:
     total: int
     grade: str | None
     lifecycle: str | None
-    matched: list[tuple[str, str, float]]  # (group, rule, points)
+    matched: list[tuple[str, str]]  # (group, "rule +points"); ("lifecycle", transition name)
     capped: list[str]
     probability: float | None = None
     contributions: list[FieldContribution] | None = None
@@ -98,6 +98,11 @@ class CompiledScoringModel:
             )
             groups.append(CompiledGroup(g.name, g.part, None if g.cap is None else float(g.cap), rules))
         self.groups = tuple(groups)
+        # flat evaluation plan: (is_fit, cap, group name, ((pred, points, rule name), ...))
+        self._plan = tuple(
+            (g.part == "fit", g.cap, g.name, tuple((r.pred, r.points, f"{r.name} {r.points:+g}") for r in g.rules))
+            for g in self.groups
+        )
         self.rule_count = sum(len(g.rules) for g in groups)
         self.decay_ref: FieldRef | None = None
         self.decay_steps: tuple[tuple[float, float], ...] = ()
@@ -135,18 +140,18 @@ class CompiledScoringModel:
     def score(self, record: Any, ctx: Any, *, explain: bool = False) -> ScoreResult:
         fit = 0.0
         engagement = 0.0
-        matched: list[tuple[str, str, float]] = []
+        matched: list[tuple[str, str]] = []
         capped: list[str] = []
-        for g in self.groups:
+        for is_fit, cap, gname, rules in self._plan:
             pts = 0.0
-            for r in g.rules:
-                if r.pred(record, ctx):
-                    pts += r.points
-                    matched.append((g.name, r.name, r.points))
-            if g.cap is not None and pts > g.cap:
-                pts = g.cap
-                capped.append(g.name)
-            if g.part == "fit":
+            for pred, points, label in rules:
+                if pred(record, ctx):
+                    pts += points
+                    matched.append((gname, label))
+            if cap is not None and pts > cap:
+                pts = cap
+                capped.append(gname)
+            if is_fit:
                 fit += pts
             else:
                 engagement += pts
@@ -181,7 +186,7 @@ class CompiledScoringModel:
                 if current in t.from_ and (t.min_score is None or total >= t.min_score):
                     if (t.grades is None or grade in t.grades) and (t.pred is None or t.pred(record, ctx)):
                         lifecycle = t.to
-                        matched.append(("lifecycle", t.name, 0.0))
+                        matched.append(("lifecycle", t.name))
                         break
         result = ScoreResult(fit, engagement, factor, days, total, grade, lifecycle, matched, capped)
         model = ctx.predictive.get(self.name) if self.predictive is not None else None
@@ -229,7 +234,7 @@ class CompiledScoringModel:
         )
 
     def reason(self, res: ScoreResult) -> str:
-        hits = ", ".join(f"{rule} {pts:+g}" for _, rule, pts in res.matched if _ != "lifecycle") or "no rule matched"
+        hits = ", ".join([label for g, label in res.matched if g != "lifecycle"]) or "no rule matched"
         text = f"fit {res.fit:g} + engagement {res.engagement:g}"
         if self.decay_ref is not None:
             since = "never" if res.days_since_activity is None else f"{res.days_since_activity:.0f}d"
@@ -239,7 +244,7 @@ class CompiledScoringModel:
             text += f" capped: {', '.join(res.capped)}"
         if res.grade is not None:
             text += f"; grade {res.grade}"
-        moves = [rule for g, rule, _ in res.matched if g == "lifecycle"]
+        moves = [rule for g, rule in res.matched if g == "lifecycle"]
         if moves:
             text += f"; lifecycle -> {res.lifecycle} ({moves[0]})"
         if res.probability is not None:
@@ -250,7 +255,7 @@ class CompiledScoringModel:
         """One row per scoring rule (matched or not), then decay, totals and predictive fields."""
         rows: list[dict[str, Any]] = []
         res = self.score(record, ctx)
-        hit = {(g, r) for g, r, _ in res.matched}
+        hit = {(g, label.rsplit(" ", 1)[0]) for g, label in res.matched}
         for g in self.groups:
             for r in g.rules:
                 values = ", ".join(f"{f}={_show(resolve_field(self.object_type, f).get(record, ctx))}" for f in r.fields)
