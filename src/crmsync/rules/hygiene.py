@@ -64,6 +64,12 @@ class CompiledHygieneRule:
         self.stage_names = frozenset(s.strip().lower() for s in spec.stages)
         self.days = spec.days
         self.tolerance = float(spec.tolerance)
+        self._ot = ot.value
+        self._id_field = f"{ot.value}_id"
+        self._key_prefix = f"hygiene:{self.name}:"
+        self._task_prefix = f"hygiene-task:{self.name}:"
+        self._severity = spec.severity
+        self._task = spec.task
         self.subject: Template | None = None
         if spec.task_subject:
             try:
@@ -213,39 +219,32 @@ class CompiledHygieneRule:
     def _emit(
         self, r: Any, ctx: Any, out: list[Decision], rule_set: str, scope: str, message: str, due: dt.date
     ) -> None:
-        ot = self.object_type.value
-        key = f"hygiene:{self.name}:{r.connection}:{r.source_id}:{scope}"
-        text = self.spec.message or message
-        if key not in ctx.known_keys:
+        conn = r.connection
+        sid = r.source_id
+        owner = r.owner_id
+        tail = f"{conn}:{sid}:{scope}"
+        key = self._key_prefix + tail
+        known = ctx.known_keys
+        if self.spec.message:
+            message = self.spec.message
+        if key not in known:
             out.append(
                 Decision(
-                    "hygiene",
-                    self.name,
-                    ot,
-                    r.connection,
-                    r.source_id,
-                    FINDING,
-                    {"severity": self.spec.severity, "message": message, "owner_id": r.owner_id, "scope": scope},
-                    f"{self.spec.kind}: {message}",
-                    key,
-                    rule_set,
+                    "hygiene", self.name, self._ot, conn, sid, FINDING,
+                    {"severity": self._severity, "message": message, "owner_id": owner, "scope": scope},
+                    message, key, rule_set,
                 )
             )
-        task_key = f"hygiene-task:{self.name}:{r.connection}:{r.source_id}:{scope}"
-        if self.spec.task and r.owner_id and task_key not in ctx.known_keys:
-            subject = self.subject(r, ctx) if self.subject else f"Fix: {text}"
+        if self._task and owner:
+            task_key = self._task_prefix + tail
+            if task_key in known:
+                return
+            subject = self.subject(r, ctx) if self.subject is not None else "Fix: " + message
             out.append(
                 Decision(
-                    "hygiene",
-                    self.name,
-                    ot,
-                    r.connection,
-                    r.source_id,
-                    CREATE_TASK,
-                    {"subject": subject, "owner_id": r.owner_id, "due_date": due, f"{ot}_id": r.source_id, "crmsync_key": task_key},
-                    f"{self.spec.kind}: {message}",
-                    task_key,
-                    rule_set,
+                    "hygiene", self.name, self._ot, conn, sid, CREATE_TASK,
+                    {"subject": subject, "owner_id": owner, "due_date": due, self._id_field: sid, "crmsync_key": task_key},
+                    message, task_key, rule_set,
                 )
             )
 
