@@ -310,7 +310,8 @@ class Transaction:
 
     # --- outbox ----------------------------------------------------------------------------
     def enqueue(self, item: OutboxItem) -> bool:
-        """Add a change to push; False (and nothing written) if the idempotency key exists."""
+        """Add a change to push; False (and nothing written) if the idempotency key exists.
+        On success ``item.id`` is set to the new row's id."""
         now = now_utc()
         ins = _dialect_insert(self.conn, t.outbox)
         result = self.conn.execute(
@@ -328,9 +329,15 @@ class Transaction:
                 created_at=item.created_at or now,
                 updated_at=now,
                 result_id=item.result_id,
-            ).on_conflict_do_nothing(index_elements=[t.outbox.c.idempotency_key])
+            )
+            .on_conflict_do_nothing(index_elements=[t.outbox.c.idempotency_key])
+            .returning(t.outbox.c.id)
         )
-        return result.rowcount == 1
+        new_id = result.scalar_one_or_none()
+        if new_id is None:
+            return False
+        item.id = int(new_id)
+        return True
 
     def update_outbox(
         self,
@@ -430,9 +437,11 @@ class Transaction:
                 source=source,
                 author=author,
                 applied_at=utc(applied_at, field_name="applied_at") if applied_at else now_utc(),
-            ).on_conflict_do_nothing(index_elements=[t.rule_sets.c.hash])
+            )
+            .on_conflict_do_nothing(index_elements=[t.rule_sets.c.hash])
+            .returning(t.rule_sets.c.hash)
         )
-        return result.rowcount == 1
+        return result.scalar_one_or_none() is not None
 
     # --- links -----------------------------------------------------------------------------
     def link(self, left: tuple[str, str, str], right: tuple[str, str, str]) -> int:

@@ -41,7 +41,11 @@ def json_dumps(value: Any) -> str:
     return orjson.dumps(value, default=_json_default, option=_JSON_OPTIONS).decode()
 
 
-def json_loads(text: str | bytes) -> Any:
+def json_loads(text: str | bytes | int | float) -> Any:
+    # SQLite gives columns declared JSON numeric affinity: a top-level JSON number (kv_state values)
+    # comes back already converted to int/float. Documents (objects, arrays) are text.
+    if isinstance(text, int | float):
+        return text
     return orjson.loads(text)
 
 
