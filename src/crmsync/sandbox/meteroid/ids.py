@@ -35,9 +35,14 @@ def _decode(body: str) -> int | None:
     return value
 
 
+def _offset(prefix: str, salt: int) -> int:
+    """Per-kind and per-salt offset, so plan 1 and product 1 do not share a body."""
+    return int.from_bytes(prefix.encode(), "big") * 10**18 + salt * 1_000_003
+
+
 def make_id(prefix: str, number: int, salt: int = 0) -> str:
     """The id of record ``number`` of kind ``prefix`` (deterministic)."""
-    return f"{prefix}_{_encode(((number + salt * 1_000_003) * _MULT) % _MOD)}"
+    return f"{prefix}_{_encode(((number + _offset(prefix, salt)) * _MULT) % _MOD)}"
 
 
 def parse_id(prefix: str, value: str, salt: int = 0) -> int | None:
@@ -48,7 +53,7 @@ def parse_id(prefix: str, value: str, salt: int = 0) -> int | None:
     raw = _decode(body)
     if raw is None:
         return None
-    return (raw * _INV) % _MOD - salt * 1_000_003
+    return (raw * _INV) % _MOD - _offset(prefix, salt)
 
 
 ID_PREFIXES = ("cus_", "plan_", "plv_", "sub_", "prd_", "pf_", "price_", "cou_", "inv_", "ive_", "acp_", "pri_")

@@ -1,0 +1,8 @@
+"""The Meteroid (billing) connector."""
+
+from crmsync.connectors.meteroid.aliases import customer_alias, subscription_marker
+from crmsync.connectors.meteroid.connector import MeteroidConnector
+from crmsync.connectors.meteroid.errors import AlreadyExists, AmbiguousCreate, NotFound
+
+__all__ = ["AlreadyExists", "AmbiguousCreate", "MeteroidConnector", "NotFound", "customer_alias",
+           "subscription_marker"]

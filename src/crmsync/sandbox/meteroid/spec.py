@@ -1,0 +1,127 @@
+"""The official Meteroid OpenAPI spec, patched in memory so a strict validator can use it.
+
+Every tagged union in the spec (``Pricing``, ``Fee``, ``SubscriptionFee``, ``PriceEntry``,
+``CouponDiscount``...) names a ``type`` discriminator, but the variant schemas do not declare
+``type``, so ``oneOf`` cannot tell some variants apart (ONE_TIME vs EXTRA_RECURRING pricing).
+``patched_spec`` makes each variant require ``type`` as a one-value enum (its tag), and drops the
+server list so any loopback host matches. ``HttpxOpenAPIRequest``/``HttpxOpenAPIResponse`` adapt
+httpx objects to openapi-core's protocols.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+
+DEFAULT_SPEC_PATH = Path(os.environ.get("CRMSYNC_METEROID_SPEC", "/work/shared/specs/meteroid/openapi.json"))
+
+
+def patch_tagged_unions(spec: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``spec`` whose discriminated variants require their ``type`` tag."""
+    out = copy.deepcopy(spec)
+    schemas = out["components"]["schemas"]
+    tags: dict[str, dict[str, set[str]]] = {}
+    for schema in schemas.values():
+        disc = schema.get("discriminator")
+        if not disc:
+            continue
+        prop = disc["propertyName"]
+        for tag, ref in disc.get("mapping", {}).items():
+            tags.setdefault(ref.rsplit("/", 1)[-1], {}).setdefault(prop, set()).add(tag)
+    for name, props in tags.items():
+        variant = schemas[name]
+        for prop, values in props.items():
+            variant.setdefault("properties", {})[prop] = {"type": "string", "enum": sorted(values)}
+            required = variant.setdefault("required", [])
+            if prop not in required:
+                required.append(prop)
+            variant.setdefault("type", "object")
+    out["servers"] = [{"url": "/"}]
+    return out
+
+
+@functools.lru_cache(maxsize=2)
+def patched_spec(path: str = str(DEFAULT_SPEC_PATH)) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        return patch_tagged_unions(json.load(fh))
+
+
+def openapi(path: str = str(DEFAULT_SPEC_PATH)) -> Any:
+    from openapi_core import OpenAPI
+
+    return OpenAPI.from_dict(copy.deepcopy(patched_spec(path)))
+
+
+class HttpxOpenAPIRequest:
+    """openapi-core's ``Request`` protocol over an ``httpx.Request``."""
+
+    def __init__(self, request: httpx.Request) -> None:
+        from openapi_core.datatypes import RequestParameters
+        from werkzeug.datastructures import Headers, ImmutableMultiDict
+
+        self._request = request
+        query = parse_qsl(request.url.query.decode(), keep_blank_values=True)
+        self.parameters = RequestParameters(query=ImmutableMultiDict(query),
+                                            header=Headers(dict(request.headers)),
+                                            cookie=ImmutableMultiDict())
+
+    @property
+    def host_url(self) -> str:
+        return f"{self._request.url.scheme}://{self._request.url.netloc.decode()}"
+
+    @property
+    def path(self) -> str:
+        return self._request.url.path
+
+    @property
+    def method(self) -> str:
+        return self._request.method.lower()
+
+    @property
+    def body(self) -> bytes | None:
+        return self._request.content or None
+
+    @property
+    def content_type(self) -> str:
+        return self._request.headers.get("content-type", "application/json")
+
+
+class HttpxOpenAPIResponse:
+    """openapi-core's ``Response`` protocol over an ``httpx.Response``."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+
+    @property
+    def status_code(self) -> int:
+        return self._response.status_code
+
+    @property
+    def content_type(self) -> str:
+        return self._response.headers.get("content-type", "application/json").lower()
+
+    @property
+    def headers(self) -> Any:
+        from werkzeug.datastructures import Headers
+
+        return Headers(dict(self._response.headers))
+
+    @property
+    def data(self) -> bytes | None:
+        return self._response.content
+
+
+def validate_exchange(api: Any, response: httpx.Response) -> None:
+    """Validate one request/response pair against the patched spec; raises on a mismatch."""
+    api.validate_response(HttpxOpenAPIRequest(response.request), HttpxOpenAPIResponse(response))
+
+
+def validate_request(api: Any, request: httpx.Request) -> None:
+    api.validate_request(HttpxOpenAPIRequest(request))
