@@ -1,0 +1,68 @@
+"""Opaque page cursors: base64url JSON of the last item's sort value and id (like Pipedrive's).
+
+A cursor names a position in the (sort value, id) order, never an offset, so records edited or
+deleted while a client pages do not shift the pages after it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from typing import Any
+
+import orjson
+
+TIME_SORTS = ("update_time", "add_time")
+
+
+class CursorError(ValueError):
+    pass
+
+
+def to_rfc3339(epoch: int) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(text: str) -> int:
+    """RFC3339 (``Z`` or an offset) to epoch seconds; raises ValueError on anything else."""
+    value = text.strip()
+    if value.endswith("Z"):
+        value = value[:-1] + "+00:00"
+    parsed = dt.datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError(f"{text!r} has no timezone")
+    return int(parsed.timestamp())
+
+
+def sort_key(sort_by: str, epoch: int, record_id: int) -> int:
+    """One integer that orders like (sort value, id): time << 32 | id, or the id itself."""
+    if sort_by in TIME_SORTS:
+        return (epoch << 32) | record_id
+    return record_id
+
+
+def encode(sort_by: str, direction: str, key: int) -> str:
+    record_id = key & 0xFFFFFFFF if sort_by in TIME_SORTS else key
+    value: Any = to_rfc3339(key >> 32) if sort_by in TIME_SORTS else record_id
+    raw = orjson.dumps({"field": sort_by, "fieldValue": value, "sortDirection": direction, "id": record_id})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode(cursor: str, sort_by: str, direction: str) -> int:
+    """The sort key after which the next page starts; the cursor must match the request's order."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
+        field, value, record_id = data["field"], data["fieldValue"], int(data["id"])
+        cursor_direction = data["sortDirection"]
+    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+        raise CursorError("Invalid cursor") from exc
+    if field != sort_by or cursor_direction != direction:
+        raise CursorError("Cursor does not match sort_by/sort_direction")
+    if field in TIME_SORTS:
+        try:
+            return sort_key(field, parse_rfc3339(str(value)), record_id)
+        except ValueError as exc:
+            raise CursorError("Invalid cursor") from exc
+    return record_id
