@@ -1,0 +1,175 @@
+"""``crmsync rules ...``: validate, test, explain, simulate, diff (thin shells over the library).
+
+The main CLI mounts ``rules_app`` with ``app.add_typer(rules_app, name="rules")``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from crmsync.model import ObjectType, now_utc
+from crmsync.rules.context import RuleContext
+from crmsync.rules.loader import RuleFileError, RuleSet, load_rules
+
+rules_app = typer.Typer(help="Rule sets: validate, test, explain, simulate, diff.", no_args_is_help=True)
+console = Console()
+
+RULES_DIR = typer.Option(Path("config/rules"), "--rules-dir", help="Directory of rule files.")
+CONFIG = typer.Option(Path("config/crmsync.yaml"), "--config", "-c", help="crmsync settings file (for the store URL).")
+
+
+def _table(title: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=title)
+    columns = list(rows[0]) if rows else ["(nothing)"]
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(str(row.get(c, "")) for c in columns))
+    return table
+
+
+def _load(rules_dir: Path) -> RuleSet:
+    try:
+        return load_rules(rules_dir)
+    except RuleFileError as exc:
+        for issue in exc.issues:
+            console.print(f"[red]error[/red] {issue}", highlight=False)
+        raise typer.Exit(1) from exc
+
+
+def parse_since(text: str, now: dt.datetime) -> dt.datetime:
+    """``30d``, ``12h``, ``2w`` or an ISO timestamp -> the instant it names."""
+    m = re.fullmatch(r"\s*(\d+)\s*([dhwm])\s*", text)
+    if m:
+        n, unit = int(m.group(1)), m.group(2)
+        delta = {"h": dt.timedelta(hours=n), "d": dt.timedelta(days=n), "w": dt.timedelta(weeks=n),
+                 "m": dt.timedelta(minutes=n)}[unit]
+        return now - delta
+    from crmsync.model import parse_timestamp
+
+    parsed = parse_timestamp(text, field_name="--since")
+    if parsed is None:
+        raise typer.BadParameter("expected e.g. 30d, 12h or an ISO timestamp")
+    return parsed
+
+
+def _open_store(config: Path) -> Any:
+    from crmsync.settings import load_settings
+    from crmsync.store import Store
+
+    return Store.open(load_settings(config).store.url)
+
+
+def context_from_store(store: Any, now: dt.datetime, connection: str | None = None) -> RuleContext:
+    """Owners, stages and accounts from the store, routing state read through the store."""
+    from crmsync.rules.state import StoreRoutingState
+
+    def table(ot: ObjectType) -> dict[tuple[str, str], Any]:
+        return {(r.connection, r.source_id): r for r in store.iter_records(ot, connection=connection)}
+
+    return RuleContext(now=now, owners=table(ObjectType.OWNER), stages=table(ObjectType.STAGE),
+                       accounts=table(ObjectType.ACCOUNT), routing_state=StoreRoutingState(store))
+
+
+@rules_app.command("validate")
+def validate_cmd(rules_dir: Path = RULES_DIR) -> None:
+    """Check every rule file; errors name the file, line, key and what was expected."""
+    rule_set = _load(rules_dir)
+    console.print(f"ok: {rule_set.rule_count} rules in {len(rule_set.files)} files, version {rule_set.hash[:12]}")
+
+
+@rules_app.command("test")
+def test_cmd(rules_dir: Path = RULES_DIR) -> None:
+    """Run the cases in <rules-dir>/tests/*.yaml against the rule set."""
+    from crmsync.rules.testing import run_tests
+
+    rule_set = _load(rules_dir)
+    try:
+        results = run_tests(rule_set, rules_dir / "tests")
+    except RuleFileError as exc:
+        for issue in exc.issues:
+            console.print(f"[red]error[/red] {issue}", highlight=False)
+        raise typer.Exit(1) from exc
+    failed = 0
+    for r in results:
+        mark = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
+        console.print(f"{mark} {Path(r.file).name}: {r.name}", highlight=False)
+        for p in r.problems:
+            console.print(f"      {p}", highlight=False)
+        failed += not r.passed
+    console.print(f"{len(results) - failed} passed, {failed} failed")
+    if failed or not results:
+        raise typer.Exit(1)
+
+
+@rules_app.command("explain")
+def explain_cmd(
+    record_id: str = typer.Argument(..., help="Source id of the deal or lead."),
+    connection: str = typer.Option(..., "--connection", help="Connection the record belongs to."),
+    object_type: str = typer.Option("deal", "--object", help="deal or lead."),
+    rules_dir: Path = RULES_DIR,
+    config: Path = CONFIG,
+) -> None:
+    """Explain, rule by rule and field by field, what the rules decide for one record."""
+    from crmsync.rules.explain import explain
+
+    rule_set = _load(rules_dir)
+    store = _open_store(config)
+    ot = ObjectType(object_type)
+    record = store.get(ot, connection, record_id)
+    if record is None:
+        console.print(f"[red]no {ot.value} {record_id!r} in connection {connection!r}[/red]")
+        raise typer.Exit(1)
+    ctx = context_from_store(store, now_utc(), connection)
+    console.print(_table(f"{ot.value} {record_id}", explain(rule_set, record, ctx)))
+
+
+@rules_app.command("simulate")
+def simulate_cmd(
+    since: str = typer.Option("30d", "--since", help="Records modified since (30d, 12h, or ISO)."),
+    connection: str | None = typer.Option(None, "--connection"),
+    rules_dir: Path = RULES_DIR,
+    config: Path = CONFIG,
+) -> None:
+    """What the rules would decide over recently modified records (nothing is written)."""
+    from crmsync.rules.simulate import simulate
+
+    rule_set = _load(rules_dir)
+    store = _open_store(config)
+    now = now_utc()
+    start = parse_since(since, now)
+    records = [r for ot in (ObjectType.DEAL, ObjectType.LEAD)
+               for r in store.iter_records(ot, connection=connection, modified_since=start)]
+    report = simulate(rule_set, records, context_from_store(store, now, connection))
+    console.print(f"{report.records} records, {len(report.decisions)} decisions")
+    console.print(_table("decisions per rule", report.by_rule))
+    if report.by_owner:
+        console.print(_table("assignments per owner", report.by_owner))
+
+
+@rules_app.command("diff")
+def diff_cmd(
+    against: Path = typer.Option(..., "--against", help="The other rule directory (e.g. the deployed one)."),
+    rules_dir: Path = RULES_DIR,
+    since: str | None = typer.Option(None, "--since", help="Also compare decisions on records modified since."),
+    config: Path = CONFIG,
+) -> None:
+    """Rule-by-rule differences between two rule sets, and optionally the decisions that change."""
+    from crmsync.rules.diff import diff_decisions, diff_rule_sets
+
+    old, new = _load(against), _load(rules_dir)
+    console.print(f"{against} {old.hash[:12]} -> {rules_dir} {new.hash[:12]}")
+    console.print(_table("rule changes", diff_rule_sets(old, new)))
+    if since is not None:
+        store = _open_store(config)
+        now = now_utc()
+        start = parse_since(since, now)
+        records = [r for ot in (ObjectType.DEAL, ObjectType.LEAD) for r in store.iter_records(ot, modified_since=start)]
+        console.print(_table("decision changes", diff_decisions(old, new, records, context_from_store(store, now))))
