@@ -1,0 +1,192 @@
+"""The worker's HTTP endpoint: ``/healthz``, ``/readyz``, ``/metrics`` and the webhook receivers.
+
+- ``GET /healthz``: the process answers (liveness).
+- ``GET /readyz``: the store answers ``SELECT 1`` and the scheduler / worker loop is running.
+- ``GET /metrics``: Prometheus text format (see ``crmsync.runtime.metrics``).
+- ``POST /webhooks/hubspot`` and ``/webhooks/hubspot/{connection}``: v3 signature checked, then an
+  immediate incremental sync of the connection(s) the events belong to (by ``options.portal_id``,
+  or the only HubSpot connection).
+- ``POST /webhooks/pipedrive/{connection}``: HTTP Basic credentials checked, then a sync.
+
+The sync itself is requested from the worker (``SyncRequester``): debounced in the embedded
+scheduler, a deferred job under the connection's queueing lock in distributed mode.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import orjson
+import uvicorn
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from crmsync.logging import get_logger
+from crmsync.runtime import webhooks
+from crmsync.runtime.metrics import CONTENT_TYPE, WorkerMetrics
+from crmsync.settings import ConnectionSettings, Settings
+from crmsync.store import Store
+
+log = get_logger("crmsync.runtime.http")
+MAX_BODY = 1 << 20
+
+
+class SyncRequester(Protocol):
+    def request_sync(self, connection: str, *, reason: str, touched: list[tuple[str, str]]) -> str:
+        """Ask for an immediate incremental sync; returns what happened (queued, already queued...)."""
+        ...
+
+    def is_running(self) -> bool:
+        ...
+
+
+def build_app(settings: Settings, store: Store, metrics: WorkerMetrics, requester: SyncRequester, *,
+              clock_ms: Callable[[], int] | None = None) -> Starlette:
+    secrets = settings.worker.webhook_secrets
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        checks: dict[str, str] = {}
+        try:
+            with store.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            checks["store"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported as not ready
+            checks["store"] = f"unreachable: {type(exc).__name__}"
+        checks["scheduler"] = "ok" if requester.is_running() else "not running"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(metrics.render(), media_type=None, headers={"Content-Type": CONTENT_TYPE})
+
+    async def read_body(request: Request) -> bytes | None:
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                return None
+        return body
+
+    def trigger(conns: list[ConnectionSettings], event: webhooks.WebhookEvent) -> Response:
+        outcome = {}
+        for conn in conns:
+            touched = list(event.touched)
+            outcome[conn.name] = requester.request_sync(conn.name, reason=f"webhook:{event.source}", touched=touched)
+        metrics.webhooks.labels(event.source, "accepted").inc()
+        log.info("webhook.accepted", source=event.source, connections=sorted(outcome), touched=len(event.touched))
+        return JSONResponse({"accepted": True, "sync": outcome}, status_code=202)
+
+    def reject(source: str, status: int, why: str) -> Response:
+        metrics.webhooks.labels(source, "rejected").inc()
+        log.warning("webhook.rejected", source=source, reason=why)
+        return JSONResponse({"accepted": False, "error": why}, status_code=status)
+
+    async def hubspot(request: Request) -> Response:
+        body = await read_body(request)
+        if body is None:
+            return reject("hubspot", 413, "body too large")
+        named = request.path_params.get("connection")
+        candidates = [c for c in settings.connections if c.kind == "hubspot" and c.enabled
+                      and (named is None or c.name == named)]
+        if not candidates:
+            return reject("hubspot", 404, "no such HubSpot connection")
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            payload = None
+        event = webhooks.parse_hubspot(payload) if payload is not None else webhooks.WebhookEvent("hubspot")
+        if named is None and len(candidates) > 1:
+            candidates = [c for c in candidates if str(c.options.get("portal_id")) in event.account_ids]
+            if not candidates:
+                return reject("hubspot", 404, "no HubSpot connection with this portal id")
+        accepted = []
+        for conn in candidates:
+            secret = webhooks.secret_for(secrets, "hubspot", conn.name)
+            if secret is None:
+                continue
+            try:
+                webhooks.verify_hubspot_v3(
+                    secret, method=request.method, uri=str(request.url), body=body,
+                    signature=request.headers.get("x-hubspot-signature-v3"),
+                    timestamp=request.headers.get("x-hubspot-request-timestamp"),
+                    now_ms=clock_ms() if clock_ms else None)
+            except webhooks.WebhookRejected as exc:
+                return reject("hubspot", 401, str(exc))
+            accepted.append(conn)
+        if not accepted:
+            return reject("hubspot", 401, "no webhook secret configured for this connection")
+        if payload is None:
+            return reject("hubspot", 400, "body is not JSON")
+        return trigger(accepted, event)
+
+    async def pipedrive(request: Request) -> Response:
+        body = await read_body(request)
+        if body is None:
+            return reject("pipedrive", 413, "body too large")
+        name = request.path_params["connection"]
+        conn = next((c for c in settings.connections if c.name == name and c.kind == "pipedrive" and c.enabled), None)
+        if conn is None:
+            return reject("pipedrive", 404, "no such Pipedrive connection")
+        expected = webhooks.secret_for(secrets, "pipedrive", conn.name)
+        if expected is None:
+            return reject("pipedrive", 401, "no webhook credentials configured for this connection")
+        try:
+            webhooks.verify_basic_auth(expected, request.headers.get("authorization"))
+        except webhooks.WebhookRejected as exc:
+            return reject("pipedrive", 401, str(exc))
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return reject("pipedrive", 400, "body is not JSON")
+        return trigger([conn], webhooks.parse_pipedrive(payload))
+
+    return Starlette(routes=[
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/webhooks/hubspot", hubspot, methods=["POST"]),
+        Route("/webhooks/hubspot/{connection}", hubspot, methods=["POST"]),
+        Route("/webhooks/pipedrive/{connection}", pipedrive, methods=["POST"]),
+    ])
+
+
+class HttpServer:
+    """uvicorn in a daemon thread (port 0 picks a free port; ``port`` tells which)."""
+
+    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+        self.host = host
+        self.port = port
+
+    def start(self) -> HttpServer:
+        self._thread = threading.Thread(target=self._server.run, name="crmsync-http", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the worker's HTTP endpoint did not start on {self.host}:{self.port}")
+            time.sleep(0.01)
+        servers = getattr(self._server, "servers", [])
+        if servers and servers[0].sockets:
+            self.port = int(servers[0].sockets[0].getsockname()[1])
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
