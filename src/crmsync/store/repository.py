@@ -614,11 +614,20 @@ class Store:
                 for row in partition:
                     yield to_record(row)
 
-    def count(self, object_type: ObjectType | str, connection: str | None = None, include_deleted: bool = False) -> int:
+    def count(
+        self,
+        object_type: ObjectType | str,
+        connection: str | None = None,
+        include_deleted: bool = False,
+        modified_since: dt.datetime | None = None,
+    ) -> int:
+        """Stored records (not deleted by default); ``modified_since`` is inclusive."""
         table = plan_for(object_type).table
         stmt = select(func.count()).select_from(table)
         if connection is not None:
             stmt = stmt.where(table.c.connection == connection)
+        if modified_since is not None:
+            stmt = stmt.where(table.c.modified_at >= utc(modified_since, field_name="modified_since"))
         if not include_deleted:
             stmt = stmt.where(~table.c.deleted)
         with self.engine.connect() as conn:
