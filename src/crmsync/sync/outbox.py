@@ -1,0 +1,638 @@
+"""The outbox drain: every write crmsync decided, pushed once, in the CRM's batch size.
+
+``drain(store, connector, conn)`` works one connection's queue:
+
+1. It takes the connection's drain lease (``kv_state``), so one process drains a connection at a
+   time; a lease whose holder died (same host, pid gone) or expired is taken over. Holding the
+   lease means every ``in_flight`` row of the connection was left by a killed drain: those rows
+   are claimed again first (re-pushing is safe: creates are upserts by crmsync key, updates are
+   conditional on the record not having changed).
+2. It claims a batch (one object and operation, oldest first, at most one item per target record)
+   and commits ``in_flight`` with ``attempts + 1`` BEFORE calling the CRM, so a kill anywhere is
+   recoverable.
+3. ``connector.push`` answers per item and the answers are booked in one transaction: ``done``
+   (with the created id, the mirror link and the echo memory), ``parked`` on a conflict (a human
+   changed the record since the decision; a re-run marker asks the rules to decide again on the
+   new data), back to ``pending`` with exponential backoff when retriable (``failed`` after
+   ``max_attempts``), ``failed`` with the error kept when refused. A failed row stays until someone
+   acts (``crmsync outbox retry|drop``).
+
+Field ownership: when ``conn.writable_fields[object]`` is configured, a write touching any other
+field is refused (``failed``, the error names the field) without calling the CRM.
+
+Loop prevention: after a successful write the expected content of the record (the stored record
+with the written fields applied) is remembered. ``is_echo``/``filter_echoes`` tell the rules and
+mirror layers that a pulled record is just crmsync's own write coming back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy import and_, delete, or_, select, update
+
+from crmsync.connectors.base import (
+    AuthError,
+    BudgetExhausted,
+    ConnectorError,
+    FatalError,
+    PushItem,
+    PushResult,
+    RetriableError,
+)
+from crmsync.logging import get_logger
+from crmsync.mirror.canonical import (
+    apply_fields,
+    coerce_fields,
+    field_kinds,
+    jsonable,
+    object_type_of,
+    record_value,
+    same_value,
+)
+from crmsync.mirror.keys import parse_mirror_key
+from crmsync.model import ObjectType, Record, now_utc, parse_timestamp
+from crmsync.settings import ConnectionSettings
+from crmsync.store import OutboxItem, OutboxStatus, Store, Transaction, content_hash
+from crmsync.store import tables as t
+from crmsync.store.repository import _outbox_item
+from crmsync.sync.budget import ApiBudget
+
+log = get_logger("crmsync.outbox")
+R = TypeVar("R", bound=Record)
+
+#: env var: SIGKILL this process right after ``connector.push`` returns, before any bookkeeping
+#: (the crash test of the push path; never set in production)
+KILL_ENV = "CRMSYNC_TEST_KILL_AFTER_PUSH"
+
+LEASE_NS = "outbox.lease"
+PAUSE_NS = "outbox.pause"
+WRITES_NS = "outbox.writes"
+RERUN_NS = "rules.rerun"
+
+#: records per push call when the connector does not say (its ``push_batch_size`` wins)
+BATCH_SIZES = {"salesforce": 200, "hubspot": 100, "pipedrive": 50, "meteroid": 50}
+DEFAULT_MAX_ATTEMPTS = 6
+BACKOFF_BASE_S = 5.0
+BACKOFF_CAP_S = 900.0
+#: fields crmsync writes for its own bookkeeping; never subject to ``writable_fields``
+BOOKKEEPING_FIELDS = frozenset({"crmsync_key"})
+
+
+@dataclass
+class DrainResult:
+    connection: str
+    status: str = "ok"  # ok | stopped | paused | busy | failed
+    claimed: int = 0
+    recovered: int = 0  # in_flight rows left by a killed drain, pushed again
+    done: int = 0
+    created: int = 0
+    conflicts: int = 0
+    retried: int = 0
+    failed: int = 0
+    refused: int = 0  # failed by field ownership, never sent
+    batches: int = 0
+    api_calls: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    errors: list[str] = field(default_factory=list)  # a sample of per-item errors
+
+    def counts(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("claimed", "recovered", "done", "created", "conflicts", "retried",
+                                               "failed", "refused", "batches", "api_calls")}
+
+
+# --- public API -------------------------------------------------------------------------------
+def drain(store: Store, connector: Any, conn: ConnectionSettings, *, limit: int | None = None,
+          stop_event: threading.Event | None = None, batch_size: int | None = None,
+          max_attempts: int = DEFAULT_MAX_ATTEMPTS, lease_seconds: float = 300.0) -> DrainResult:
+    """Push the connection's pending outbox items; see the module docstring."""
+    started = time.perf_counter()
+    result = DrainResult(conn.name)
+    owner = _owner()
+    if not _acquire_lease(store, conn.name, owner, lease_seconds):
+        result.status = "busy"
+        result.error = "another process is draining this connection"
+        return result
+    try:
+        paused = _paused_until(store, conn.name)
+        if paused is not None and paused > now_utc():
+            result.status = "paused"
+            result.error = f"rate limited; paused until {paused.isoformat(timespec='seconds')}"
+            return result
+        size = batch_size or int(getattr(connector, "push_batch_size", 0) or BATCH_SIZES.get(conn.kind, 50))
+        budget = ApiBudget(store, conn, clock=now_utc)
+        retried_ids: set[int] = set()
+        while limit is None or result.claimed < limit:
+            if stop_event is not None and stop_event.is_set():
+                result.status = "stopped"
+                break
+            want = size if limit is None else min(size, limit - result.claimed)
+            items, recovered = _claim(store, conn.name, want, owner, lease_seconds, retried_ids)
+            if not items:
+                break
+            result.claimed += len(items)
+            result.recovered += recovered
+            if not _push_batch(store, connector, conn, items, result, budget, max_attempts, retried_ids):
+                break
+    finally:
+        _release_lease(store, conn.name, owner)
+        result.seconds = time.perf_counter() - started
+        log.info("outbox.drained", connection=conn.name, status=result.status, **result.counts())
+    return result
+
+
+def is_echo(store: Store, record: Record) -> bool:
+    """True when ``record`` is exactly what crmsync's own last write to it should look like."""
+    entry = store.get_state(WRITES_NS, _write_key(record.connection, record.object_type, record.source_id))
+    return _matches(entry, record)
+
+
+def filter_echoes(store: Store, records: Sequence[R]) -> list[R]:
+    """``records`` without crmsync's own writes coming back (what the rules should look at)."""
+    if not records:
+        return []
+    keys = [_write_key(r.connection, r.object_type, r.source_id) for r in records]
+    entries = _states(store, WRITES_NS, keys)
+    return [r for r, k in zip(records, keys, strict=True) if not _matches(entries.get(k), r)]
+
+
+@dataclass(frozen=True, slots=True)
+class Rerun:
+    """A record whose write was parked on a conflict: the rules must decide again on new data."""
+
+    connection: str
+    object_type: str
+    source_id: str
+    outbox_id: int
+    at: dt.datetime
+    reason: str
+    idempotency_key: str = ""
+
+
+def pending_reruns(store: Store, connection: str | None = None) -> list[Rerun]:
+    c = t.kv_state.c
+    stmt = select(c.key, c.value).where(c.namespace == RERUN_NS).order_by(c.key)
+    if connection is not None:
+        stmt = stmt.where(c.key.startswith(f"{connection}|", autoescape=True))
+    with store.engine.connect() as db:
+        rows = list(db.execute(stmt))
+    out = []
+    for key, value in rows:
+        conn_name, object_type, source_id = key.split("|", 2)
+        at = parse_timestamp(value.get("at")) or now_utc()
+        out.append(Rerun(conn_name, object_type, source_id, int(value.get("outbox_id", 0)), at,
+                         str(value.get("reason", "")), str(value.get("key", ""))))
+    return out
+
+
+def clear_rerun(store: Store, connection: str, object_type: ObjectType | str, source_id: str) -> bool:
+    with store.transaction() as tx:
+        return tx.delete_state(RERUN_NS, _write_key(connection, object_type, source_id))
+
+
+def retry(store: Store, item_id: int) -> bool:
+    """A failed/parked item back to pending, due now (attempts reset; the last error is kept)."""
+    c = t.outbox.c
+    with store.transaction() as tx:
+        res = tx.conn.execute(
+            update(t.outbox)
+            .where(c.id == item_id, c.status.in_([OutboxStatus.FAILED.value, OutboxStatus.PARKED.value]))
+            .values(status=OutboxStatus.PENDING.value, attempts=0, updated_at=now_utc()))
+        return res.rowcount == 1
+
+
+def retry_failed(store: Store, connection: str | None = None) -> int:
+    c = t.outbox.c
+    stmt = update(t.outbox).where(c.status == OutboxStatus.FAILED.value)
+    if connection is not None:
+        stmt = stmt.where(c.connection == connection)
+    with store.transaction() as tx:
+        return int(tx.conn.execute(stmt.values(status=OutboxStatus.PENDING.value, attempts=0,
+                                               updated_at=now_utc())).rowcount)
+
+
+def drop(store: Store, item_id: int) -> bool:
+    """Give up on an item that is not in flight (kept as ``dropped`` for the record)."""
+    c = t.outbox.c
+    with store.transaction() as tx:
+        res = tx.conn.execute(
+            update(t.outbox)
+            .where(c.id == item_id, c.status.notin_([OutboxStatus.IN_FLIGHT.value, OutboxStatus.DONE.value]))
+            .values(status=OutboxStatus.DROPPED.value, updated_at=now_utc()))
+        return res.rowcount == 1
+
+
+def get_item(store: Store, item_id: int) -> OutboxItem | None:
+    with store.engine.connect() as db:
+        row = db.execute(select(t.outbox).where(t.outbox.c.id == item_id)).first()
+    return None if row is None else _outbox_item(row)
+
+
+def refused_fields(conn: ConnectionSettings, item: OutboxItem, native_names: dict[str, str] | None = None) -> list[str]:
+    """Fields of ``item`` outside ``conn.writable_fields[object]`` (empty when not configured).
+    A canonical field is allowed when it, or its native name (``native_names``), is listed."""
+    allowed = conn.writable_fields.get(item.object_name)
+    if allowed is None or item.operation == "delete":
+        return []
+    allowed_set = set(allowed)
+    native_names = native_names or {}
+    bad = []
+    for name in item.fields:
+        bare = name[6:] if name.startswith("extra.") else name
+        if name in BOOKKEEPING_FIELDS or name in allowed_set or bare in allowed_set:
+            continue
+        if native_names.get(name) in allowed_set:
+            continue
+        bad.append(name)
+    return bad
+
+
+# --- lease ------------------------------------------------------------------------------------
+_PROCESS_TOKEN = uuid.uuid4().hex[:8]
+
+
+def _owner() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "token": _PROCESS_TOKEN,
+            "thread": threading.get_ident()}
+
+
+def _same_owner(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return all(a.get(k) == b.get(k) for k in ("host", "pid", "token", "thread"))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _lease_free(holder: Any, owner: dict[str, Any], now: dt.datetime) -> bool:
+    if not isinstance(holder, dict) or _same_owner(holder, owner):
+        return True
+    expires = parse_timestamp(holder.get("expires"))
+    if expires is None or expires <= now:
+        return True
+    if holder.get("host") == owner["host"] and holder.get("pid") != owner["pid"]:
+        return not _pid_alive(int(holder.get("pid", 0)))
+    return False
+
+
+def _lease_value(owner: dict[str, Any], lease_seconds: float) -> dict[str, Any]:
+    return {**owner, "expires": (now_utc() + dt.timedelta(seconds=lease_seconds)).isoformat()}
+
+
+def _acquire_lease(store: Store, connection: str, owner: dict[str, Any], lease_seconds: float) -> bool:
+    with store.transaction() as tx:
+        holder = tx.get_state(LEASE_NS, connection, for_update=True)
+        if not _lease_free(holder, owner, now_utc()):
+            return False
+        tx.set_state(LEASE_NS, connection, _lease_value(owner, lease_seconds))
+        return True
+
+
+def _release_lease(store: Store, connection: str, owner: dict[str, Any]) -> None:
+    with store.transaction() as tx:
+        holder = tx.get_state(LEASE_NS, connection, for_update=True)
+        if isinstance(holder, dict) and _same_owner(holder, owner):
+            tx.delete_state(LEASE_NS, connection)
+
+
+def _paused_until(store: Store, connection: str) -> dt.datetime | None:
+    value = store.get_state(PAUSE_NS, connection)
+    return parse_timestamp(value.get("until")) if isinstance(value, dict) else None
+
+
+# --- claim ------------------------------------------------------------------------------------
+def backoff_seconds(attempts: int) -> float:
+    """Wait before attempt ``attempts + 1`` after a retriable failure: 5 s, 20 s, 80 s, ... 15 min."""
+    if attempts <= 0:
+        return 0.0
+    return float(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 4 ** (attempts - 1)))
+
+
+def _due(now: dt.datetime) -> Any:
+    """SQL: a pending row is due when its backoff since the last update has passed."""
+    c = t.outbox.c
+    terms = [c.attempts == 0]
+    n = 1
+    while backoff_seconds(n) < BACKOFF_CAP_S:
+        terms.append(and_(c.attempts == n, c.updated_at <= now - dt.timedelta(seconds=backoff_seconds(n))))
+        n += 1
+    terms.append(and_(c.attempts >= n, c.updated_at <= now - dt.timedelta(seconds=BACKOFF_CAP_S)))
+    return or_(*terms)
+
+
+def _claim(store: Store, connection: str, want: int, owner: dict[str, Any], lease_seconds: float,
+           exclude: set[int]) -> tuple[list[OutboxItem], int]:
+    """Orphaned in_flight rows first, then due pending rows: one (object, operation), at most one
+    row per target record, committed as in_flight with attempts + 1 (and the lease renewed)."""
+    c = t.outbox.c
+    now = now_utc()
+    with store.transaction() as tx:
+        eligible = and_(
+            c.connection == connection,
+            or_(c.status == OutboxStatus.IN_FLIGHT.value, and_(c.status == OutboxStatus.PENDING.value, _due(now))),
+        )
+        if exclude:
+            eligible = and_(eligible, c.id.notin_(sorted(exclude)))
+        head = tx.conn.execute(select(c.object_name, c.operation).where(eligible).order_by(c.id).limit(1)).first()
+        if head is None:
+            return [], 0
+        stmt = (select(t.outbox).where(eligible, c.object_name == head[0], c.operation == head[1])
+                .order_by(c.id).limit(want * 2))
+        if tx.conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        items: list[OutboxItem] = []
+        targets: set[str] = set()
+        for row in tx.conn.execute(stmt):
+            item = _outbox_item(row)
+            target = item.source_id or item.idempotency_key
+            if target in targets:
+                continue  # a second write to the same record waits for the next batch
+            targets.add(target)
+            items.append(item)
+            if len(items) >= want:
+                break
+        if not items:
+            return [], 0
+        tx.conn.execute(
+            update(t.outbox).where(c.id.in_([i.id for i in items]))
+            .values(status=OutboxStatus.IN_FLIGHT.value, attempts=c.attempts + 1, updated_at=now))
+        tx.set_state(LEASE_NS, connection, _lease_value(owner, lease_seconds))
+    recovered = sum(1 for i in items if i.status == OutboxStatus.IN_FLIGHT.value)
+    for item in items:
+        item.status = OutboxStatus.IN_FLIGHT.value
+        item.attempts += 1
+    return items, recovered
+
+
+# --- push and bookkeeping ---------------------------------------------------------------------
+def _native_names(connector: Any, object_name: str) -> dict[str, str]:
+    """canonical field -> native field, when the connector exposes its field table."""
+    finder = getattr(connector, "native_field_names", None)
+    if callable(finder):
+        try:
+            return dict(finder(object_name))
+        except (KeyError, ValueError):
+            return {}
+    return {}
+
+
+def _push_items(items: Sequence[OutboxItem]) -> list[PushItem]:
+    out = []
+    for item in items:
+        out.append(PushItem(
+            object_name=item.object_name,
+            operation=item.operation,
+            fields=coerce_fields(object_type_of(item.object_name), item.fields),
+            source_id=item.source_id,
+            idempotency_key=item.idempotency_key,
+            based_on_modified_at=item.based_on_modified_at,
+            ref=item.id,
+        ))
+    return out
+
+
+def _push_batch(store: Store, connector: Any, conn: ConnectionSettings, items: list[OutboxItem],
+                result: DrainResult, budget: ApiBudget, max_attempts: int, retried_ids: set[int]) -> bool:
+    """Push one claimed batch and book the answers; False stops the drain."""
+    native = _native_names(connector, items[0].object_name)
+    refusals: dict[int, str] = {}
+    for item in items:
+        bad = refused_fields(conn, item, native)
+        if bad:
+            refusals[_id(item)] = (f"refused: field(s) {', '.join(bad)} not writable on {conn.name}/{item.object_name} "
+                                   f"(writable_fields: {', '.join(conn.writable_fields[item.object_name]) or 'none'})")
+    sendable = [i for i in items if _id(i) not in refusals]
+    results: dict[int, PushResult] = {}
+    stop_error: ConnectorError | None = None
+    calls_before = connector.usage.calls
+    if sendable:
+        result.batches += 1
+        try:
+            answers = connector.push(_push_items(sendable))
+        except ConnectorError as exc:
+            stop_error = exc
+            answers = []
+        except Exception:
+            _requeue(store, sendable, "crashed: unexpected error in connector.push", restore_attempts=False)
+            raise
+        if os.environ.get(KILL_ENV) == "1":
+            os.kill(os.getpid(), signal.SIGKILL)
+        results = _match_results(sendable, answers)
+    calls = max(0, connector.usage.calls - calls_before)
+    result.api_calls += calls
+    if stop_error is not None:
+        return _book_batch_error(store, conn, sendable, refusals, stop_error, result, max_attempts, budget, calls)
+    _book(store, conn, items, refusals, results, result, max_attempts, retried_ids, budget, calls)
+    return True
+
+
+def _id(item: OutboxItem) -> int:
+    assert item.id is not None
+    return item.id
+
+
+def _match_results(items: Sequence[OutboxItem], answers: Sequence[PushResult]) -> dict[int, PushResult]:
+    by_ref = {a.ref: a for a in answers if a.ref is not None}
+    out: dict[int, PushResult] = {}
+    for index, item in enumerate(items):
+        answer = by_ref.get(_id(item))
+        if answer is None and not by_ref and index < len(answers):
+            answer = answers[index]  # a connector that answers in order without refs
+        if answer is None:
+            answer = PushResult(ref=item.id, ok=False, retriable=True, error="no answer from the connector")
+        out[_id(item)] = answer
+    return out
+
+
+def _requeue(store: Store, items: Sequence[OutboxItem], error: str, *, restore_attempts: bool) -> None:
+    with store.transaction() as tx:
+        for item in items:
+            tx.update_outbox(_id(item), OutboxStatus.PENDING.value, last_error=error,
+                             attempts=item.attempts - 1 if restore_attempts else item.attempts)
+
+
+def _book_batch_error(store: Store, conn: ConnectionSettings, items: list[OutboxItem], refusals: dict[int, str],
+                      exc: ConnectorError, result: DrainResult, max_attempts: int, budget: ApiBudget,
+                      calls: int) -> bool:
+    """The whole call failed: decide for the batch and whether the drain goes on."""
+    message = f"{type(exc).__name__}: {exc}"
+    with store.transaction() as tx:
+        _book_refusals(tx, refusals, result)
+        budget.charge(tx, calls)
+        if isinstance(exc, BudgetExhausted | AuthError):
+            for item in items:  # not the items' fault: the attempt does not count
+                tx.update_outbox(_id(item), OutboxStatus.PENDING.value, attempts=item.attempts - 1,
+                                 last_error=message)
+            result.status = "stopped" if isinstance(exc, BudgetExhausted) else "failed"
+            result.error = message
+            return False
+        if isinstance(exc, RetriableError):
+            for item in items:
+                _book_retriable(tx, item, message, result, max_attempts)
+            pause = exc.retry_after if exc.retry_after is not None else backoff_seconds(1)
+            until = now_utc() + dt.timedelta(seconds=pause)
+            tx.set_state(PAUSE_NS, conn.name, {"until": until.isoformat(), "reason": message})
+            result.status = "paused"
+            result.error = message
+            return False
+        assert isinstance(exc, FatalError) or isinstance(exc, ConnectorError)
+        for item in items:
+            tx.update_outbox(_id(item), OutboxStatus.FAILED.value, last_error=message)
+            result.failed += 1
+        _note_error(result, message)
+        return True
+
+
+def _book_refusals(tx: Transaction, refusals: dict[int, str], result: DrainResult) -> None:
+    for item_id, message in refusals.items():
+        tx.update_outbox(item_id, OutboxStatus.FAILED.value, last_error=message)
+        result.refused += 1
+        result.failed += 1
+        _note_error(result, message)
+
+
+def _book_retriable(tx: Transaction, item: OutboxItem, message: str, result: DrainResult, max_attempts: int) -> None:
+    if item.attempts >= max_attempts:
+        tx.update_outbox(_id(item), OutboxStatus.FAILED.value,
+                         last_error=f"gave up after {item.attempts} attempts: {message}")
+        result.failed += 1
+        _note_error(result, message)
+    else:
+        tx.update_outbox(_id(item), OutboxStatus.PENDING.value, last_error=message)
+        result.retried += 1
+
+
+def _book(store: Store, conn: ConnectionSettings, items: list[OutboxItem], refusals: dict[int, str],
+          results: dict[int, PushResult], result: DrainResult, max_attempts: int, retried_ids: set[int],
+          budget: ApiBudget, calls: int) -> None:
+    now = now_utc()
+    with store.transaction() as tx:
+        _book_refusals(tx, refusals, result)
+        budget.charge(tx, calls)
+        for item in items:
+            answer = results.get(_id(item))
+            if answer is None:
+                continue
+            if answer.ok:
+                record_id = answer.source_id or item.source_id
+                tx.conn.execute(update(t.outbox).where(t.outbox.c.id == item.id).values(
+                    status=OutboxStatus.DONE.value, result_id=record_id, last_error=None, updated_at=now))
+                result.done += 1
+                result.created += int(answer.created)
+                if record_id:
+                    _remember_write(tx, conn.name, item, record_id, now)
+                    _link_mirror(tx, conn.name, item, record_id)
+            elif answer.conflict:
+                reason = answer.error or "the record changed since the decision"
+                tx.update_outbox(_id(item), OutboxStatus.PARKED.value, last_error=f"conflict: {reason}")
+                result.conflicts += 1
+                ot = object_type_of(item.object_name)
+                if item.source_id:
+                    tx.set_state(RERUN_NS, _write_key(conn.name, ot or item.object_name, item.source_id),
+                                 {"outbox_id": item.id, "at": now.isoformat(), "reason": reason,
+                                  "key": item.idempotency_key})
+            elif answer.retriable:
+                _book_retriable(tx, item, answer.error or "retriable error", result, max_attempts)
+                retried_ids.add(_id(item))
+            else:
+                message = answer.error or "refused by the CRM"
+                tx.update_outbox(_id(item), OutboxStatus.FAILED.value, last_error=message)
+                result.failed += 1
+                _note_error(result, message)
+
+
+def _note_error(result: DrainResult, message: str) -> None:
+    if len(result.errors) < 20:
+        result.errors.append(message)
+
+
+# --- echo memory and links --------------------------------------------------------------------
+def _write_key(connection: str, object_type: ObjectType | str, source_id: str) -> str:
+    return f"{connection}|{getattr(object_type, 'value', object_type)}|{source_id}"
+
+
+def _remember_write(tx: Transaction, connection: str, item: OutboxItem, record_id: str, now: dt.datetime) -> None:
+    object_type = object_type_of(item.object_name)
+    if object_type is None or item.operation == "delete":
+        return
+    key = _write_key(connection, object_type, record_id)
+    fields = coerce_fields(object_type, item.fields)
+    expected: str | None = None
+    stored = tx.get(object_type, connection, record_id)
+    if stored is not None:
+        try:
+            expected = content_hash(apply_fields(stored, fields))
+        except (TypeError, ValueError):
+            expected = None
+    previous = tx.get_state(WRITES_NS, key)
+    merged = dict(previous.get("fields", {})) if isinstance(previous, dict) and expected is None else {}
+    merged.update(jsonable(fields))
+    tx.set_state(WRITES_NS, key, {"hash": expected, "fields": merged, "at": now.isoformat(), "outbox_id": item.id})
+
+
+def _matches(entry: Any, record: Record) -> bool:
+    if not isinstance(entry, dict):
+        return False
+    if entry.get("hash"):
+        return bool(content_hash(record) == entry["hash"])
+    kinds = field_kinds(record.object_type)
+    fields = entry.get("fields") or {}
+    if not fields:
+        return False
+    for name, value in fields.items():
+        if name in BOOKKEEPING_FIELDS:
+            continue
+        if not same_value(kinds.get(name, "str"), value, record_value(record, name)):
+            return False
+    return True
+
+
+def _states(store: Store, namespace: str, keys: Iterable[str]) -> dict[str, Any]:
+    c = t.kv_state.c
+    wanted = sorted(set(keys))
+    out: dict[str, Any] = {}
+    with store.engine.connect() as db:
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            out.update({k: v for k, v in db.execute(
+                select(c.key, c.value).where(c.namespace == namespace, c.key.in_(chunk)))})
+    return out
+
+
+def _link_mirror(tx: Transaction, connection: str, item: OutboxItem, record_id: str) -> None:
+    """A mirror create's result: link the source record to the new copy (once)."""
+    key = parse_mirror_key(item.idempotency_key)
+    if key is None or item.operation not in ("create", "upsert"):
+        return
+    object_type = object_type_of(item.object_name)
+    object_name = object_type.value if object_type else item.object_name
+    if tx.find_link(key.source_connection, object_name, key.source_id) is not None:
+        return
+    if tx.find_link(connection, object_name, record_id) is not None:
+        return
+    tx.link((key.source_connection, object_name, key.source_id), (connection, object_name, record_id))
+
+
+def forget_writes(store: Store, connection: str) -> int:
+    """Drop the echo memory of a connection (e.g. after a full re-backfill)."""
+    c = t.kv_state.c
+    with store.transaction() as tx:
+        res = tx.conn.execute(delete(t.kv_state).where(
+            c.namespace == WRITES_NS, c.key.startswith(f"{connection}|", autoescape=True)))
+        return int(res.rowcount)
