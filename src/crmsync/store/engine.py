@@ -11,6 +11,7 @@ Sessions run with ``timezone=UTC``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -72,6 +73,8 @@ def create_store_engine(url: str | URL, **kwargs: Any) -> Engine:
         connect_args.setdefault("options", "-c timezone=UTC")
         options.update(connect_args=connect_args, pool_pre_ping=True)
     options.update(kwargs)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(parsed, **options)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_on_connect)

@@ -492,7 +492,7 @@ class Transaction:
             )
         )
 
-    def get_state(self, namespace: str, key: str, *, for_update: bool = False) -> Any | None:
+    def get_state(self, namespace: str, key: str, *, for_update: bool = False) -> Any:
         """The stored value or None. ``for_update`` locks the row until commit on PostgreSQL (on
         SQLite the write transaction already holds the database write lock)."""
         c = t.kv_state.c
@@ -825,7 +825,7 @@ class Store:
         with self._read() as tx:
             return tx.find_link(connection, object_name, source_id)
 
-    def get_state(self, namespace: str, key: str) -> Any | None:
+    def get_state(self, namespace: str, key: str) -> Any:
         with self._read() as tx:
             return tx.get_state(namespace, key)
 
