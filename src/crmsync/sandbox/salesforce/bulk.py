@@ -1,0 +1,172 @@
+"""Bulk API 2.0 query jobs: create, poll, CSV results by locator, abort/delete.
+
+A job snapshots the matching Ids when it is created and completes after ``delay_s`` (0 = on the
+first poll). Locators encode an offset, so they stay valid until the job is deleted or expired: a
+crashed client resumes a job from its last locator.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from crmsync.sandbox.salesforce.evaluate import resolve, sf_datetime
+from crmsync.sandbox.salesforce.ids import make_id
+from crmsync.sandbox.salesforce.responses import sf_error, sf_json, to_csv
+from crmsync.sandbox.salesforce.rest import parse_body
+from crmsync.sandbox.salesforce.soql import SoqlError, parse
+
+if TYPE_CHECKING:
+    from crmsync.sandbox.salesforce.simulator import SalesforceSimulator
+
+DEFAULT_MAX_RECORDS = 100_000
+DELIMITERS = {"COMMA": ",", "TAB": "\t", "SEMICOLON": ";", "PIPE": "|", "CARET": "^", "BACKQUOTE": "`"}
+
+
+@dataclass
+class QueryJob:
+    id: str
+    operation: str
+    object_name: str
+    query: str
+    fields: list[str]
+    ids: list[str]
+    created: dt.datetime
+    ready_at: float
+    column_delimiter: str = "COMMA"
+    line_ending: str = "LF"
+    aborted: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def state(self) -> str:
+        if self.aborted:
+            return "Aborted"
+        return "JobComplete" if time.monotonic() >= self.ready_at else "InProgress"
+
+    def describe(self, created_reply: bool = False) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id, "operation": self.operation, "object": self.object_name,
+            "createdById": "005000000000001AAA", "createdDate": sf_datetime(self.created),
+            "systemModstamp": sf_datetime(self.created), "state": "UploadComplete" if created_reply else self.state(),
+            "concurrencyMode": "Parallel", "contentType": "CSV", "apiVersion": 59.0,
+            "lineEnding": self.line_ending, "columnDelimiter": self.column_delimiter,
+        }
+        if not created_reply:
+            done = body["state"] == "JobComplete"
+            body.update(jobType="V2Query", numberRecordsProcessed=len(self.ids) if done else 0, retries=0,
+                        totalProcessingTime=0, isPkChunkingSupported=True)
+        return body
+
+
+def encode_locator(offset: int) -> str:
+    return base64.urlsafe_b64encode(str(offset).encode()).decode().rstrip("=")
+
+
+def decode_locator(text: str) -> int:
+    padded = text + "=" * (-len(text) % 4)
+    value = base64.urlsafe_b64decode(padded.encode()).decode()
+    if not value.isdigit():
+        raise ValueError(text)
+    return int(value)
+
+
+class BulkApi:
+    def __init__(self, sim: SalesforceSimulator) -> None:
+        self.sim = sim
+        self.jobs: dict[str, QueryJob] = {}
+        self._lock = threading.Lock()
+        self._n = 0
+        self.delay_s = 0.0
+
+    def expire_all(self) -> None:
+        """Forget every job, as Salesforce does after the retention period."""
+        with self._lock:
+            self.jobs.clear()
+
+    async def handle(self, request: Request, tail: list[str]) -> Response:
+        if not tail or tail[0] != "query":
+            return sf_error("NOT_FOUND", "The requested resource does not exist", 404)
+        method = request.method
+        if len(tail) == 1 and method == "POST":
+            return self.create(parse_body(await request.body()) or {})
+        if len(tail) == 1 and method == "GET":
+            with self._lock:
+                records = [j.describe() for j in self.jobs.values()]
+            return sf_json({"done": True, "records": records, "nextRecordsUrl": None})
+        with self._lock:
+            job = self.jobs.get(tail[1])
+        if job is None:
+            return sf_error("NOT_FOUND", "The requested resource does not exist", 404)
+        if len(tail) == 2:
+            if method == "GET":
+                return sf_json(job.describe())
+            if method == "DELETE":
+                with self._lock:
+                    self.jobs.pop(job.id, None)
+                return Response(status_code=204)
+            if method == "PATCH":
+                body = parse_body(await request.body()) or {}
+                if body.get("state") == "Aborted":
+                    job.aborted = True
+                    return sf_json(job.describe())
+                return sf_error("INVALIDJOBSTATE", "Only Aborted is a valid state for a query job", 400)
+        if len(tail) == 3 and tail[2] == "results" and method == "GET":
+            return self.results(request, job)
+        return sf_error("METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed.", 405)
+
+    def create(self, body: dict[str, Any]) -> Response:
+        operation = body.get("operation")
+        if operation not in ("query", "queryAll"):
+            return sf_error("INVALIDJOB", "operation must be query or queryAll", 400)
+        delimiter = body.get("columnDelimiter", "COMMA")
+        line_ending = body.get("lineEnding", "LF")
+        if delimiter not in DELIMITERS or line_ending not in ("LF", "CRLF"):
+            return sf_error("INVALIDJOB", "invalid columnDelimiter or lineEnding", 400)
+        try:
+            query = parse(str(body.get("query") or ""))
+            if query.count_only or query.offset is not None:
+                raise SoqlError("Bulk API 2.0 queries do not support aggregates or OFFSET", "INVALIDJOB")
+            table = self.sim.data.table(query.object_name)
+            with self.sim.lock:
+                rows = table.select(query, include_deleted=operation == "queryAll")
+                fields = [resolve(table.sobj, f) for f in query.fields]
+        except SoqlError as exc:
+            return sf_error("API_ERROR" if exc.code == "MALFORMED_QUERY" else exc.code, str(exc), 400)
+        with self._lock:
+            self._n += 1
+            job = QueryJob(make_id("750", self._n), operation, table.sobj.name, query_text(body), fields,
+                           [r["Id"] for r in rows], dt.datetime.now(dt.UTC), time.monotonic() + self.delay_s,
+                           delimiter, line_ending)
+            self.jobs[job.id] = job
+        return sf_json(job.describe(created_reply=True))
+
+    def results(self, request: Request, job: QueryJob) -> Response:
+        if job.state() != "JobComplete":
+            return sf_error("API_ERROR", f"Job {job.id} is not complete (state {job.state()})", 400)
+        try:
+            max_records = int(request.query_params.get("maxRecords", DEFAULT_MAX_RECORDS))
+            offset = decode_locator(request.query_params["locator"]) if request.query_params.get("locator") else 0
+        except (ValueError, UnicodeDecodeError):
+            return sf_error("INVALIDLOCATOR", "invalid locator or maxRecords", 400)
+        if max_records <= 0 or offset > len(job.ids):
+            return sf_error("INVALIDLOCATOR", "invalid locator or maxRecords", 400)
+        table = self.sim.data.tables[job.object_name]
+        end = min(len(job.ids), offset + max_records)
+        with self.sim.lock:
+            rows = [r for r in (table.get(i) for i in job.ids[offset:end]) if r is not None]
+        body = to_csv(job.fields, rows, DELIMITERS[job.column_delimiter],
+                      "\r\n" if job.line_ending == "CRLF" else "\n")
+        next_locator = encode_locator(end) if end < len(job.ids) else "null"
+        return Response(body.encode("utf-8"), media_type="text/csv",
+                        headers={"Sforce-Locator": next_locator, "Sforce-NumberOfRecords": str(len(rows))})
+
+
+def query_text(body: dict[str, Any]) -> str:
+    return str(body.get("query") or "")

@@ -1,0 +1,183 @@
+"""The seeded World in Salesforce's dialect: native rows for every sObject, built on demand."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from crmsync.sandbox.salesforce.evaluate import sf_datetime
+from crmsync.sandbox.salesforce.ids import make_id
+from crmsync.sandbox.salesforce.schema import DEAL_CUSTOM_SF, SOBJECTS
+from crmsync.sandbox.salesforce.tables import Table
+from crmsync.sandbox.world import (
+    PRODUCTS,
+    STAGES,
+    WAccount,
+    WContact,
+    WDeal,
+    WLead,
+    World,
+    WOwner,
+    crm_list_price,
+)
+
+Row = dict[str, Any]
+STANDARD_PRICEBOOK = make_id("01s", 1)
+FORECAST = {"qualification": "Pipeline", "discovery": "Pipeline", "demo": "Pipeline", "proposal": "Best Case",
+            "negotiation": "Commit", "closedwon": "Closed", "closedlost": "Omitted"}
+
+
+def user_id(owner: int) -> str:
+    return make_id("005", owner)
+
+
+def _audit(record_id: str, created: dt.datetime, modified: dt.datetime, by: str) -> Row:
+    return {"Id": record_id, "IsDeleted": False, "CreatedDate": sf_datetime(created), "CreatedById": by,
+            "LastModifiedDate": sf_datetime(modified), "LastModifiedById": by, "SystemModstamp": sf_datetime(modified)}
+
+
+class WorldRows:
+    """Builders that turn World objects into native rows, and the loader that registers them."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.admin = user_id(1)
+        self.epoch = world.now - dt.timedelta(days=720)
+
+    def _static_time(self, n: int) -> dt.datetime:
+        return self.epoch + dt.timedelta(seconds=n)
+
+    def load(self, tables: dict[str, Table]) -> None:
+        w = self.world
+        self._load(tables["User"], w.owners, "005", lambda o: self._static_time(o.id), self.user)
+        self._load(tables["Account"], w.accounts, "001", lambda a: self._static_time(a.id), self.account)
+        self._load(tables["Contact"], w.contacts, "003", lambda c: self._static_time(c.id), self.contact)
+        self._load(tables["Lead"], w.leads, "00Q", lambda le: le.modified_at, self.lead)
+        self._load(tables["Opportunity"], w.deals, "006", lambda d: d.modified_at, self.opportunity)
+        stages = tables["OpportunityStage"]
+        for stage in STAGES:
+            stages.add_lazy(make_id("01J", stage.order + 1), sf_datetime(self.epoch), self.stage, stage)
+        stages.seal(len(STAGES) + 1)
+        books = tables["Pricebook2"]
+        books.add_lazy(STANDARD_PRICEBOOK, sf_datetime(self.epoch), self.pricebook, None)
+        books.seal(2)
+        for n, product in enumerate(PRODUCTS, start=1):
+            tables["Product2"].add_lazy(make_id("01t", n), sf_datetime(self.epoch), self.product, (n, product))
+            tables["PricebookEntry"].add_lazy(make_id("01u", n), sf_datetime(self.epoch), self.entry, (n, product))
+        tables["Product2"].seal(len(PRODUCTS) + 1)
+        tables["PricebookEntry"].seal(len(PRODUCTS) + 1)
+        items = tables["OpportunityLineItem"]
+        max_item = 0
+        for deal in w.deals:  # the count per deal is known without deriving the items
+            stamp = sf_datetime(deal.created_at)
+            for pos in range(1 + deal.id % 3):
+                number = deal.id * 10 + pos
+                items.add_lazy(make_id("00k", number), stamp, self.line_item, (deal, pos))
+                max_item = number
+        items.seal(max_item + 1)
+        tables["Task"].seal(1)
+
+    @staticmethod
+    def _load(table: Table, objects: list[Any], prefix: str, modified: Any, builder: Any) -> None:
+        top = 0
+        for obj in objects:
+            table.add_lazy(make_id(prefix, obj.id), sf_datetime(modified(obj)), builder, obj)
+            top = max(top, obj.id)
+        table.seal(top + 1)
+
+    # --- builders --------------------------------------------------------------------------
+    def user(self, o: WOwner) -> Row:
+        at = self._static_time(o.id)
+        return {**_audit(user_id(o.id), at, at, self.admin), "Username": o.email, "FirstName": o.first_name,
+                "LastName": o.last_name, "Name": f"{o.first_name} {o.last_name}", "Email": o.email,
+                "IsActive": o.active, "ManagerId": user_id(o.manager_id) if o.manager_id else None,
+                "TimeZoneSidKey": o.timezone, "Department": o.team, "UserRoleId": None, "ProfileId": None,
+                "Region__c": o.region, "Role__c": o.role, "Capacity_Per_Day__c": Decimal(o.capacity_per_day)}
+
+    def account(self, a: WAccount) -> Row:
+        at = self._static_time(a.id)
+        return {**_audit(make_id("001", a.id), at, at, self.admin), "Name": a.name,
+                "Website": f"https://{a.domain}", "Industry": a.industry, "BillingCountry": a.country,
+                "NumberOfEmployees": Decimal(a.employees), "AnnualRevenue": None, "OwnerId": user_id(a.owner_id),
+                "Type": "Customer", "Region__c": a.region, "Segment__c": a.segment, "MasterRecordId": None,
+                "Crmsync_Key__c": None}
+
+    def contact(self, c: WContact) -> Row:
+        at = self._static_time(c.id)
+        account = self.world.accounts[c.account_id - 1]
+        return {**_audit(make_id("003", c.id), at, at, self.admin), "FirstName": c.first_name,
+                "LastName": c.last_name, "Name": f"{c.first_name} {c.last_name}", "Email": c.email,
+                "Title": c.title, "AccountId": make_id("001", c.account_id), "OwnerId": user_id(account.owner_id),
+                "MasterRecordId": None, "Crmsync_Key__c": None}
+
+    def lead(self, le: WLead) -> Row:
+        return {**_audit(make_id("00Q", le.id), le.created_at, le.modified_at, self.admin),
+                "FirstName": le.first_name, "LastName": le.last_name, "Name": f"{le.first_name} {le.last_name}",
+                "Email": le.email, "Company": le.company, "Title": le.title, "Status": le.status,
+                "LeadSource": le.source, "Country": le.country, "Industry": le.industry,
+                "NumberOfEmployees": Decimal(le.employees),
+                "OwnerId": user_id(le.owner_id) if le.owner_id else None, "IsConverted": False,
+                "ConvertedAccountId": None, "ConvertedContactId": None, "ConvertedOpportunityId": None,
+                "ConvertedDate": None,
+                "LastActivityDate": le.last_activity_at.date().isoformat() if le.last_activity_at else None,
+                "Rating": None, "Region__c": le.region, "Lead_Score__c": None, "MasterRecordId": None,
+                "Crmsync_Key__c": None}
+
+    def opportunity(self, d: WDeal) -> Row:
+        stage = STAGES[d.stage]
+        owner = user_id(d.owner_id)
+        row = {**_audit(make_id("006", d.id), d.created_at, d.modified_at, owner), "Name": d.name,
+               "StageName": stage.label, "Amount": d.amount, "CloseDate": d.close_date.isoformat(),
+               "Probability": stage.probability * 100, "OwnerId": owner, "AccountId": make_id("001", d.account_id),
+               "ContactId": make_id("003", d.contact_id) if d.contact_id else None, "IsClosed": stage.is_closed,
+               "IsWon": stage.is_won, "ForecastCategoryName": FORECAST[stage.key], "Type": d.deal_type,
+               "LeadSource": d.lead_source, "Pricebook2Id": STANDARD_PRICEBOOK, "HasOpportunityLineItem": True,
+               "CurrencyIsoCode": d.currency, "FiscalYear": Decimal(d.close_date.year),
+               "FiscalQuarter": Decimal((d.close_date.month - 1) // 3 + 1), "Description": None, "NextStep": None,
+               "LastActivityDate": d.last_activity_at.date().isoformat() if d.last_activity_at else None,
+               "LastStageChangeDate": sf_datetime(d.stage_changed_at), "MasterRecordId": None,
+               "Contract_Start__c": d.contract_start.isoformat() if d.contract_start else None,
+               "Contract_End__c": d.contract_end.isoformat() if d.contract_end else None,
+               "Handoff_Done__c": d.handoff_done, "Crmsync_Key__c": None}
+        for key, value in d.custom_fields().items():
+            row[DEAL_CUSTOM_SF[key]] = (value == "true") if key == "discount_approved" else value
+        return row
+
+    def stage(self, s: Any) -> Row:
+        return {**_audit(make_id("01J", s.order + 1), self.epoch, self.epoch, self.admin), "ApiName": s.label,
+                "MasterLabel": s.label, "IsActive": True, "IsClosed": s.is_closed, "IsWon": s.is_won,
+                "DefaultProbability": s.probability * 100, "ForecastCategoryName": FORECAST[s.key],
+                "SortOrder": Decimal(s.order + 1)}
+
+    def pricebook(self, _: Any) -> Row:
+        return {**_audit(STANDARD_PRICEBOOK, self.epoch, self.epoch, self.admin), "Name": "Standard Price Book",
+                "IsActive": True, "IsStandard": True, "Description": None}
+
+    def product(self, item: tuple[int, Any]) -> Row:
+        n, p = item
+        return {**_audit(make_id("01t", n), self.epoch, self.epoch, self.admin), "Name": p.name,
+                "ProductCode": p.code, "Family": p.family, "IsActive": True, "Description": None,
+                "QuantityUnitOfMeasure": p.unit}
+
+    def entry(self, item: tuple[int, Any]) -> Row:
+        n, p = item
+        return {**_audit(make_id("01u", n), self.epoch, self.epoch, self.admin), "Name": p.name,
+                "Pricebook2Id": STANDARD_PRICEBOOK, "Product2Id": make_id("01t", n), "UnitPrice": crm_list_price(p),
+                "IsActive": True, "ProductCode": p.code, "CurrencyIsoCode": "EUR", "UseStandardPrice": False}
+
+    def line_item(self, item: tuple[WDeal, int]) -> Row:
+        deal, pos = item
+        li = self.world.line_items(deal)[pos]
+        n = PRODUCTS.index(li.product) + 1
+        return {**_audit(make_id("00k", li.id), deal.created_at, deal.created_at, user_id(deal.owner_id)),
+                "OpportunityId": make_id("006", deal.id), "PricebookEntryId": make_id("01u", n),
+                "Product2Id": make_id("01t", n), "ProductCode": li.product.code, "Name": li.product.name,
+                "Quantity": li.quantity, "UnitPrice": li.unit_price, "ListPrice": li.list_price,
+                "TotalPrice": li.total, "Discount": li.discount_percent or None, "ServiceDate": None,
+                "SortOrder": Decimal(pos + 1), "CurrencyIsoCode": deal.currency,
+                "Billing_Period__c": li.billing_period, "Term_Months__c": Decimal(li.term_months)}
+
+
+def empty_tables() -> dict[str, Table]:
+    return {name: Table(sobj) for name, sobj in SOBJECTS.items()}
