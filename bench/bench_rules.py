@@ -108,9 +108,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--deals", type=int, default=1_000_000)
     parser.add_argument("--changed", type=int, default=1_000)
-    parser.add_argument("--gc", choices=("freeze", "off"), default="freeze",
-                        help="freeze: collector on, input data frozen (gc.freeze) as a long-lived process would; "
-                             "off: collector disabled during the evaluation")
     parser.add_argument("--rules-dir", default=str(Path(__file__).resolve().parents[1] / "config" / "rules"))
     args = parser.parse_args(argv)
 
@@ -126,15 +123,10 @@ def main(argv: list[str] | None = None) -> int:
 
     kinds = ("scoring", "routing", "hygiene")
     gc.collect()
-    gc.freeze()  # the input is long-lived: keep it out of the collector's generations
-    if args.gc == "off":
-        gc.disable()
-    print(f"garbage collector: {'on, input frozen' if args.gc == 'freeze' else 'off during evaluation'}")
     ctx = RuleContext(now=NOW, owners=owners, stages=stages, accounts=accounts, routing_state=InMemoryRoutingState())
     t0 = time.perf_counter()
     decisions = evaluate(rule_set, deals, ctx, kinds=kinds)
     t_full = time.perf_counter() - t0
-    gc.enable()
     by_kind = Counter(f"{d.rule_kind}/{d.action}" for d in decisions)
     print(f"full evaluation ({', '.join(kinds)}) over {len(deals):,} deals: {t_full:.2f} s "
           f"({t_full / len(deals) * 1e6:.1f} us/deal), {len(decisions):,} decisions")
