@@ -1,0 +1,185 @@
+"""Pipedrive's HTTP edge: one call function with retries, usage tracking and error classification.
+
+The api token travels only in the ``x-api-token`` header, never in a URL, so it cannot leak into
+logs or exception messages (which name the method and the path template, never the query).
+Every answer's ``x-ratelimit-*`` and ``x-daily-ratelimit-token-*`` headers are read into
+``usage``. tenacity retries only ``RetriableError`` (429 burst, 5xx, timeouts, truncated bodies),
+waiting ``Retry-After`` (or ``x-ratelimit-reset``) when the server says so; a spent daily token
+budget raises ``BudgetExhausted`` at once instead of sleeping until midnight.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+from crmsync.connectors.base import (
+    AuthError,
+    BudgetExhausted,
+    FatalError,
+    RateLimitedError,
+    RetriableError,
+    Usage,
+)
+
+DEFAULT_BASE_URL = "https://api.pipedrive.com"
+_NUMERIC = re.compile(r"/\d+(?=/|$)")
+
+
+class NotFoundError(FatalError):
+    """404: the record does not exist (or is not visible to this token)."""
+
+
+def path_template(path: str) -> str:
+    return _NUMERIC.sub("/{id}", path)
+
+
+def _header_int(headers: httpx.Headers, name: str) -> int | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        return int(float(raw))
+    except ValueError:
+        return None
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+class PipedriveHttp:
+    """``request(method, path, params, json) -> dict`` over one pooled httpx client."""
+
+    def __init__(self, base_url: str, token: str, *, verify: Any = True, timeout: float = 30.0,
+                 max_attempts: int = 5, max_wait_s: float = 60.0,
+                 sleep: Callable[[float], None] = time.sleep, transport: httpx.BaseTransport | None = None) -> None:
+        self.client = httpx.Client(
+            base_url=base_url.rstrip("/"), timeout=timeout, verify=verify, transport=transport,
+            headers={"x-api-token": token, "accept": "application/json", "user-agent": "crmsync/0.1"},
+        )
+        self.usage = Usage()
+        self.max_attempts = max_attempts
+        self.max_wait_s = max_wait_s
+        self._sleep = sleep
+        self._burst_reset_at: float | None = None
+
+    def close(self) -> None:
+        self.client.close()
+
+    # --- one call ---------------------------------------------------------------------------------
+    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        retrying = Retrying(
+            retry=retry_if_exception_type(RetriableError), stop=stop_after_attempt(self.max_attempts),
+            wait=self._wait, sleep=self._sleep, reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                return self._once(method, path, params, body)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RetriableError) and exc.retry_after is not None:
+            return min(self.max_wait_s, max(0.0, exc.retry_after))
+        return min(self.max_wait_s, 0.5 * 2 ** (state.attempt_number - 1))
+
+    def _throttle(self) -> None:
+        """The burst window is spent: wait for its reset instead of collecting a 429."""
+        if self._burst_reset_at is None:
+            return
+        delay = self._burst_reset_at - time.monotonic()
+        self._burst_reset_at = None
+        if delay > 0:
+            self._sleep(min(delay, self.max_wait_s))
+
+    def _once(self, method: str, path: str, params: Mapping[str, Any] | None,
+              body: Mapping[str, Any] | None) -> dict[str, Any]:
+        where = f"{method} {path_template(path)}"
+        self._throttle()
+        content = json.dumps(body, default=_encode).encode() if body is not None else None
+        headers = {"content-type": "application/json"} if content is not None else None
+        try:
+            response = self.client.request(method, path, params=dict(params) if params else None,
+                                           content=content, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise RetriableError(f"{where}: timed out ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            raise RetriableError(f"{where}: transport error ({type(exc).__name__})") from None
+        self._observe(response)
+        return self._classify(where, response)
+
+    def _observe(self, response: httpx.Response) -> None:
+        headers = response.headers
+        usage = self.usage
+        usage.calls += 1
+        usage.observed_at = dt.datetime.now(dt.UTC)
+        limit = _header_int(headers, "x-daily-ratelimit-token-limit")
+        remaining = _header_int(headers, "x-daily-ratelimit-token-remaining")
+        if limit is not None:
+            usage.limit = limit
+        if remaining is not None:
+            usage.remaining = remaining
+        if usage.limit is not None and usage.remaining is not None:
+            usage.used = usage.limit - usage.remaining
+        burst = _header_int(headers, "x-ratelimit-remaining")
+        if burst is not None:
+            usage.burst_remaining = burst
+            reset = _header_int(headers, "x-ratelimit-reset")
+            if burst <= 0 and reset is not None:
+                self._burst_reset_at = time.monotonic() + reset
+
+    def _classify(self, where: str, response: httpx.Response) -> dict[str, Any]:
+        status = response.status_code
+        if status == 429:
+            retry_after = _header_int(response.headers, "retry-after")
+            if retry_after is None:
+                retry_after = _header_int(response.headers, "x-ratelimit-reset")
+            if self.usage.remaining is not None and self.usage.remaining <= 0:
+                raise BudgetExhausted(f"{where}: daily token budget spent (resets in {retry_after}s)")
+            if retry_after is not None and retry_after > self.max_wait_s:
+                raise BudgetExhausted(f"{where}: rate limited for {retry_after}s, longer than this run waits")
+            raise RateLimitedError(f"{where}: 429 rate limited", status=429,
+                                   retry_after=float(retry_after) if retry_after is not None else None)
+        if status >= 500:
+            raise RetriableError(f"{where}: server error {status}", status=status)
+        message = _error_message(response)
+        if status == 401:
+            raise AuthError(f"{where}: 401 {message}", status=401)
+        if status == 404:
+            raise NotFoundError(f"{where}: 404 {message}", status=404)
+        if status >= 400:
+            raise FatalError(f"{where}: {status} {message}", status=status)
+        try:
+            data = json.loads(response.content, parse_float=Decimal)
+        except ValueError:
+            raise RetriableError(f"{where}: truncated or invalid JSON body", status=status) from None
+        if not isinstance(data, dict) or data.get("success") is False:
+            raise FatalError(f"{where}: unexpected answer ({message})", status=status)
+        return data
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The ``error`` text of Pipedrive's envelope, cut short; never the request or the token."""
+    try:
+        data = response.json()
+    except ValueError:
+        return "(no JSON body)"
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        return data["error"][:200]
+    return "(no error message)"
