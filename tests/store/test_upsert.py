@@ -171,3 +171,23 @@ def test_upserted_deleted_flag_round_trips(store: Store) -> None:
 def test_unknown_kind_is_an_error(store: Store) -> None:
     with pytest.raises(ModelError, match="unknown object type"):
         store.count("opportunity")
+
+
+def test_deletion_time_is_stored_like_every_other_timestamp(store: Store) -> None:
+    """mark_deleted's new modified_at must compare correctly with modified_since (SQLite keeps
+    timestamps as ISO text, so one odd format would break ordering within a day)."""
+    morning = T0.replace(hour=8)
+    with store.transaction() as tx:
+        tx.upsert([deal("A", at=morning.replace(hour=10)), deal("B", at=morning)])
+        tx.mark_deleted(ObjectType.DEAL, "hs", ["B"], morning.replace(hour=9))
+    since = morning.replace(minute=30)
+    got = {r.source_id for r in store.iter_records(ObjectType.DEAL, modified_since=since, include_deleted=True)}
+    assert got == {"A", "B"}
+    assert store.count(ObjectType.DEAL, include_deleted=True, modified_since=morning.replace(hour=9)) == 2
+    assert store.count(ObjectType.DEAL, include_deleted=True, modified_since=morning.replace(hour=9, second=1)) == 1
+    if store.dialect == "sqlite":
+        with store.engine.connect() as conn:
+            raw = conn.exec_driver_sql("SELECT modified_at, synced_at, created_at FROM deals").all()
+        for row in raw:
+            for value in row:
+                assert value is None or (len(value) == 32 and value[10] == "T" and value.endswith("+00:00")), value

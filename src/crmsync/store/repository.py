@@ -12,12 +12,27 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, and_, case, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    and_,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from crmsync.model import ModelError, ObjectType, Record, now_utc, utc
 from crmsync.store import tables as t
 from crmsync.store.engine import WRITE_OPTION, StoreError, create_store_engine
+from crmsync.store.types import UTCDateTime
 from crmsync.store.upsert import plan_for, upsert_records
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -230,7 +245,7 @@ class Transaction:
                 .values(
                     deleted=True,
                     synced_at=now,
-                    modified_at=case((table.c.modified_at < at, at), else_=table.c.modified_at),
+                    modified_at=case((table.c.modified_at < at, literal(at, UTCDateTime())), else_=table.c.modified_at),
                 )
             )
             changed += result.rowcount
