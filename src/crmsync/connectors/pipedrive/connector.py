@@ -230,7 +230,7 @@ class PipedriveConnector:
         out: list[dict[str, Any]] = []
         next_cursor: str | None = None
         while True:
-            params: dict[str, Any] = {"deal_ids": ",".join(str(i) for i in deal_ids), "limit": self.page_limit}
+            params: dict[str, Any] = {"deal_ids": [str(i) for i in deal_ids], "limit": self.page_limit}
             if next_cursor:
                 params["cursor"] = next_cursor
             data = self.call("GET", V2 + "/deals/products", params=params)

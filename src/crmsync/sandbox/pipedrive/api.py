@@ -56,10 +56,10 @@ def _int(params: Any, name: str) -> int | None:
 
 
 def _csv_ints(params: Any, name: str, maximum: int = 100) -> set[int] | None:
-    raw = params.get(name)
+    raw = ",".join(params.getlist(name)) if hasattr(params, "getlist") else params.get(name)
     if raw is None or raw == "":
         return None
-    try:
+    try:  # the spec's array form repeats the parameter; Pipedrive also takes a comma list
         values = {int(v) for v in raw.split(",") if v.strip()}
     except ValueError as exc:
         raise BadRequest(f"{name} must be a comma separated list of integers") from exc

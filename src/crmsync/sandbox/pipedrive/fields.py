@@ -46,10 +46,10 @@ ORG_CUSTOM: tuple[CustomField, ...] = tuple(
 ORG_KEY_BY_NAME: dict[str, str] = {f.name: field_key("organization", f.name) for f in ORG_CUSTOM}
 
 _STANDARD_DEAL_FIELDS: tuple[tuple[str, str, str], ...] = (
-    ("id", "ID", "int"), ("title", "Title", "varchar"), ("creator_user_id", "Creator", "user"),
+    ("id", "ID", "double"), ("title", "Title", "varchar"), ("creator_user_id", "Creator", "user"),
     ("owner_id", "Owner", "user"), ("value", "Value", "monetary"), ("currency", "Currency", "varchar"),
     ("person_id", "Contact person", "people"), ("org_id", "Organization", "org"),
-    ("pipeline_id", "Pipeline", "double"), ("stage_id", "Stage", "stage"), ("status", "Status", "status"),
+    ("pipeline_id", "Pipeline", "double"), ("stage_id", "Stage", "enum"), ("status", "Status", "enum"),
     ("probability", "Probability", "double"), ("add_time", "Deal created", "date"),
     ("update_time", "Update time", "date"), ("stage_change_time", "Last stage change", "date"),
     ("close_time", "Deal closed on", "date"), ("won_time", "Won time", "date"),
@@ -59,10 +59,10 @@ _STANDARD_DEAL_FIELDS: tuple[tuple[str, str, str], ...] = (
 )
 
 ACTIVITY_FIELDS: tuple[tuple[str, str, str], ...] = (
-    ("id", "ID", "int"), ("subject", "Subject", "varchar"), ("type", "Type", "varchar"),
-    ("owner_id", "Assigned to user", "user"), ("deal_id", "Deal", "int"), ("person_id", "Contact person", "people"),
+    ("id", "ID", "double"), ("subject", "Subject", "varchar"), ("type", "Type", "varchar"),
+    ("owner_id", "Assigned to user", "user"), ("deal_id", "Deal", "double"), ("person_id", "Contact person", "people"),
     ("org_id", "Organization", "org"), ("due_date", "Due date", "date"), ("due_time", "Due time", "time"),
-    ("duration", "Duration", "time"), ("done", "Done", "boolean"), ("note", "Note", "text"),
+    ("duration", "Duration", "time"), ("done", "Done", "enum"), ("note", "Note", "text"),
     ("add_time", "Add time", "date"), ("update_time", "Update time", "date"),
 )
 
@@ -70,7 +70,7 @@ ACTIVITY_FIELDS: tuple[tuple[str, str, str], ...] = (
 def _field(n: int, key: str, name: str, field_type: str, *, custom: bool) -> dict[str, Any]:
     return {
         "id": n, "key": key, "name": name, "order_nr": n, "field_type": field_type,
-        "add_time": "2020-01-01 00:00:00", "update_time": "2020-01-01 00:00:00",
+        "add_time": "2020-01-01T00:00:00Z", "update_time": "2020-01-01T00:00:00Z",  # date-time per the v1 spec
         "last_updated_by_user_id": 1, "created_by_user_id": 1, "active_flag": True, "edit_flag": custom,
         "index_visible_flag": True, "details_visible_flag": True, "add_visible_flag": True,
         "important_flag": False, "bulk_edit_allowed": True, "searchable_flag": custom,
