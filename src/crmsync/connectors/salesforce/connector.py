@@ -1,0 +1,188 @@
+"""``SalesforceConnector``: the Connector contract over simple-salesforce and the REST/Bulk APIs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from decimal import Decimal
+from functools import partial
+from typing import Any, TypeVar
+
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceError, SalesforceResourceNotFound
+
+from crmsync.connectors.base import FatalError, Page, PushItem, PushResult, Usage
+from crmsync.connectors.salesforce.auth import connect
+from crmsync.connectors.salesforce.mapping import OBJECTS, PIPELINE_ID, SObjectSpec
+from crmsync.connectors.salesforce.pull import Reader
+from crmsync.connectors.salesforce.push import Pusher
+from crmsync.connectors.salesforce.soql import soql
+from crmsync.connectors.salesforce.transport import SalesforceSession
+from crmsync.model import Pipeline
+from crmsync.settings import ConnectionSettings
+
+T = TypeVar("T")
+API_VERSION = "59.0"
+PIPELINE_MODIFIED = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+
+class _DecimalEncoder(json.JSONEncoder):
+    def default(self, o: Any) -> Any:
+        if isinstance(o, Decimal):
+            return float(o) if o == o.to_integral_value() and abs(o) < 2**53 else _RawNumber(o)
+        return super().default(o)
+
+
+class _RawNumber(float):
+    """A float subclass whose repr is the Decimal's exact text (json writes floats via repr)."""
+
+    def __new__(cls, value: Decimal) -> _RawNumber:
+        obj = super().__new__(cls, float(value))
+        obj._text = format(value, "f")  # type: ignore[attr-defined]
+        return obj
+
+    def __repr__(self) -> str:
+        return str(self._text)  # type: ignore[attr-defined]
+
+
+class SalesforceConnector:
+    """Pull (REST keyset / Bulk 2.0), count, list ids and push for one Salesforce org.
+
+    Options (``conn.options``): ``page_size`` (REST keyset LIMIT, ≤2000, default 2000),
+    ``lookback_seconds`` (300), ``bulk_threshold`` (records; a backfill of at least this many uses
+    Bulk 2.0, default 100000), ``bulk_page_size`` (50000), ``bulk_poll_seconds`` (1.0),
+    ``track_deletes`` (getDeleted window per cycle, default true), ``extra_fields``
+    ({object: [field, ...]} selected and kept in ``extra``), ``max_attempts`` (5), ``timeout_seconds``.
+    """
+
+    kind = "salesforce"
+
+    def __init__(self, conn: ConnectionSettings) -> None:
+        self.conn = conn
+        self.name = conn.name
+        options = conn.options
+        self.usage = Usage()
+        self.page_size = max(1, min(2000, int(options.get("page_size", 2000))))
+        self.lookback_s = float(options.get("lookback_seconds", 300))
+        self.bulk_threshold = int(options.get("bulk_threshold", 100_000))
+        self.bulk_page_size = int(options.get("bulk_page_size", 50_000))
+        self.bulk_poll_s = float(options.get("bulk_poll_seconds", 1.0))
+        self.bulk_timeout_s = float(options.get("bulk_timeout_seconds", 3600))
+        self.track_deletes = bool(options.get("track_deletes", True))
+        self.session = SalesforceSession(ca_bundle=conn.ca_bundle, usage=self.usage,
+                                         max_attempts=int(options.get("max_attempts", 5)),
+                                         max_wait_s=float(options.get("max_wait_seconds", 60)),
+                                         timeout_s=float(options.get("timeout_seconds", 60)))
+        connect(conn, self.session)
+        self.sf = Salesforce(session_id=self.session.access_token, instance_url=self.session.instance_url,
+                             session=self.session, version=API_VERSION, parse_float=Decimal)
+        self._pusher = Pusher(self)
+
+    # --- plumbing -------------------------------------------------------------------------
+    def call(self, action: Callable[[], T]) -> T:
+        """Run one simple-salesforce call; its exceptions become FatalError (retries live in the session)."""
+        try:
+            return action()
+        except SalesforceResourceNotFound:
+            raise
+        except SalesforceError as exc:
+            code, message = _sf_error(exc)
+            raise FatalError(f"Salesforce {exc.status} {code}: {message}".strip(), status=exc.status) from None
+
+    @staticmethod
+    def dumps(body: Any) -> str:
+        return json.dumps(body, cls=_DecimalEncoder)
+
+    def extra_fields(self, object_name: str) -> list[str]:
+        return list(self.conn.options.get("extra_fields", {}).get(object_name, []))
+
+    def spec(self, object_name: str) -> SObjectSpec:
+        spec = OBJECTS.get(object_name)
+        if spec is None:
+            raise FatalError(f"unknown object {object_name!r} (known: {', '.join(self.objects())})")
+        return spec
+
+    def query(self, query: str, *, include_deleted: bool) -> list[dict[str, Any]]:
+        """All records of one SOQL query, following ``nextRecordsUrl``."""
+        answer = self.call(lambda: self.sf.query(query, include_deleted=include_deleted))
+        records = list(answer["records"])
+        while not answer.get("done", True) and answer.get("nextRecordsUrl"):
+            url = answer["nextRecordsUrl"]
+            answer = self.call(partial(self.sf.query_more, url, identifier_is_url=True,
+                                       include_deleted=include_deleted))
+            records.extend(answer["records"])
+        return records
+
+    def sobject_deleted(self, sobject: str, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
+        return dict(self.call(lambda: getattr(self.sf, sobject).deleted(start, end)))
+
+    # --- the contract ---------------------------------------------------------------------
+    def objects(self) -> Sequence[str]:
+        return ["pipelines", *OBJECTS]
+
+    def pull(self, object_name: str, cursor: Mapping[str, Any] | None, *,
+             since: dt.datetime | None = None, until: dt.datetime | None = None,
+             backfill: bool = False) -> Iterator[Page]:
+        if object_name == "pipelines":
+            yield Page([Pipeline(connection=self.name, source_object="OpportunityStage", source_id=PIPELINE_ID,
+                                 modified_at=PIPELINE_MODIFIED, name="Opportunities")],
+                       {"ts": PIPELINE_MODIFIED.isoformat()}, done=True)
+            return
+        reader = Reader(self, object_name, self.spec(object_name))
+        if cursor and cursor.get("mode") == "bulk":
+            yield from reader.bulk(cursor, since)
+            return
+        if backfill and not cursor and until is None:
+            before = self.usage.calls
+            total = self.count(object_name, since=since)
+            if total >= self.bulk_threshold:
+                pages = reader.bulk(None, since)
+                first = next(pages)
+                first.api_calls += self.usage.calls - before - first.api_calls
+                yield first
+                yield from pages
+                return
+        yield from reader.keyset(cursor, since, until)
+
+    def count(self, object_name: str, *, since: dt.datetime | None = None,
+              until: dt.datetime | None = None) -> int:
+        if object_name == "pipelines":
+            return 1
+        spec = self.spec(object_name)
+        query = soql("SELECT COUNT() FROM {:ident}", spec.sobject)
+        clauses = []
+        if since is not None:
+            clauses.append(soql("SystemModstamp >= {}", since))
+        if until is not None:
+            clauses.append(soql("SystemModstamp < {}", until))
+        if clauses:
+            query += " WHERE " + " AND ".join(clauses)
+        answer = self.call(lambda: self.sf.query(query))
+        return int(answer["totalSize"])
+
+    def list_ids(self, object_name: str) -> Iterator[list[str]]:
+        spec = self.spec(object_name)
+        last = ""
+        while True:
+            rows = self.query(soql("SELECT Id FROM {:ident} WHERE Id > {} ORDER BY Id LIMIT {}",
+                                   spec.sobject, last, 2000), include_deleted=False)
+            ids = [str(r["Id"]) for r in rows]
+            if ids:
+                yield ids
+                last = ids[-1]
+            if len(ids) < 2000:
+                return
+
+    def push(self, items: Sequence[PushItem]) -> list[PushResult]:
+        return self._pusher.push(items)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _sf_error(exc: SalesforceError) -> tuple[str, str]:
+    content = exc.content
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        return str(content[0].get("errorCode", "")), str(content[0].get("message", ""))[:200]
+    return "", ""

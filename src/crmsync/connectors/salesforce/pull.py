@@ -1,0 +1,187 @@
+"""Reading: REST keyset pages on (SystemModstamp, Id), Bulk 2.0 backfills, getDeleted windows.
+
+Cursor shapes (what the engine saves after each Page):
+- keyset: ``{"ts": iso, "id": last_id, "deleted_ts": iso?}``; each new cycle restarts at
+  ``ts - lookback`` (idempotent upserts absorb the re-read), the ``Id`` tie-break means records
+  sharing one SystemModstamp are never skipped nor repeated within a cycle.
+- bulk: ``{"mode": "bulk", "job": id, "locator": str, "job_created": iso}``; a restarted process
+  fetches the same job from that locator. When the job has expired the pull falls back to keyset.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import time
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from simple_salesforce.bulk2 import Operation, _Bulk2Client
+from simple_salesforce.exceptions import SalesforceResourceNotFound
+
+from crmsync.connectors.base import FatalError, Page, Quarantined
+from crmsync.connectors.salesforce.mapping import SObjectSpec
+from crmsync.connectors.salesforce.soql import soql
+from crmsync.model import ModelError, Record, parse_timestamp
+
+if TYPE_CHECKING:
+    from crmsync.connectors.salesforce.connector import SalesforceConnector
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+DELETED_WINDOW = dt.timedelta(days=15) - dt.timedelta(minutes=2)
+
+
+def iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def _jsonable(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in raw.items() if k != "attributes"}
+
+
+class Reader:
+    def __init__(self, connector: SalesforceConnector, name: str, spec: SObjectSpec) -> None:
+        self.c = connector
+        self.name = name
+        self.spec = spec
+        self.mapping = spec.mapping.with_overrides(connector.conn.field_mappings.get(name, {}))
+        self.fields = list(dict.fromkeys(["Id", *self.mapping.source_fields, *connector.extra_fields(name)]))
+
+    # --- mapping --------------------------------------------------------------------------
+    def page(self, rows: list[dict[str, Any]], cursor: dict[str, Any], calls: int, done: bool = False) -> Page:
+        records: list[Record] = []
+        bad: list[Quarantined] = []
+        deleted: list[str] = []
+        for raw in rows:
+            try:
+                record = self.mapping.to_record(self.c.name, raw)
+            except ModelError as exc:
+                bad.append(Quarantined(self.spec.sobject, str(raw.get("Id") or ""), _jsonable(raw), str(exc)))
+                continue
+            records.append(record)
+            if record.deleted:
+                deleted.append(record.source_id)
+        return Page(records, cursor, quarantined=bad, deleted_ids=deleted, api_calls=calls, done=done)
+
+    # --- keyset ---------------------------------------------------------------------------
+    def keyset(self, cursor: Mapping[str, Any] | None, since: dt.datetime | None,
+               until: dt.datetime | None) -> Iterator[Page]:
+        saved = dict(cursor) if cursor and "ts" in cursor else None
+        if saved is not None:
+            start_ts = parse_timestamp(saved["ts"]) or EPOCH
+            start_ts -= dt.timedelta(seconds=self.c.lookback_s)
+        else:
+            start_ts = since or EPOCH
+        ts, last_id = start_ts, ""
+        deleted_ts = saved.get("deleted_ts") if saved else None
+        size = self.c.page_size
+        emitted = False
+        while True:
+            before = self.c.usage.calls
+            if until is None:
+                query = soql("SELECT {:fields} FROM {:ident} WHERE (SystemModstamp > {} OR (SystemModstamp = {} "
+                             "AND Id > {})) ORDER BY SystemModstamp, Id LIMIT {}",
+                             self.fields, self.spec.sobject, ts, ts, last_id, size)
+            else:
+                query = soql("SELECT {:fields} FROM {:ident} WHERE (SystemModstamp > {} OR (SystemModstamp = {} "
+                             "AND Id > {})) AND SystemModstamp < {} ORDER BY SystemModstamp, Id LIMIT {}",
+                             self.fields, self.spec.sobject, ts, ts, last_id, until, size)
+            rows = self.c.query(query, include_deleted=self.spec.replicable)
+            last_page = len(rows) < size
+            if rows:
+                last = rows[-1]
+                ts = parse_timestamp(last["SystemModstamp"]) or ts
+                last_id = str(last["Id"])
+                after: dict[str, Any] = {"ts": iso(ts), "id": last_id}
+            elif saved is not None and not emitted:
+                after = {"ts": saved["ts"], "id": saved.get("id", "")}  # nothing new: never move back
+            else:
+                after = {"ts": iso(ts), "id": last_id}
+            if deleted_ts:
+                after["deleted_ts"] = deleted_ts
+            if saved is not None and rows:
+                after = _not_before(after, saved)
+            emitted = True
+            final = last_page and not (self.spec.replicable and self.c.track_deletes)
+            yield self.page(rows, after, self.c.usage.calls - before, done=final)
+            if last_page:
+                break
+        if self.spec.replicable and self.c.track_deletes:
+            yield self.deleted_window(after)
+
+    def deleted_window(self, cursor: dict[str, Any]) -> Page:
+        """Hard and soft deletes Salesforce logged since the last window (at most 15 days back)."""
+        before = self.c.usage.calls
+        now = dt.datetime.now(dt.UTC)
+        earliest = now - DELETED_WINDOW
+        start = parse_timestamp(cursor.get("deleted_ts")) if cursor.get("deleted_ts") else None
+        if start is None or start < earliest:
+            start = earliest
+        out = dict(cursor)
+        if now - start < dt.timedelta(minutes=1):
+            return Page([], out, api_calls=0, done=True)
+        answer = self.c.sobject_deleted(self.spec.sobject, start, now)
+        ids = [str(item["id"]) for item in answer.get("deletedRecords", [])]
+        out["deleted_ts"] = iso(parse_timestamp(answer.get("latestDateCovered")) or start)
+        return Page([], out, deleted_ids=ids, api_calls=self.c.usage.calls - before, done=True)
+
+    # --- bulk -----------------------------------------------------------------------------
+    def bulk(self, cursor: Mapping[str, Any] | None, since: dt.datetime | None) -> Iterator[Page]:
+        client = _Bulk2Client(self.spec.sobject, self.c.sf.bulk2_url, {"Content-Type": "application/json"},
+                              self.c.session)
+        if cursor and cursor.get("mode") == "bulk":
+            job_id, locator, created = str(cursor["job"]), str(cursor.get("locator") or ""), str(cursor["job_created"])
+        else:
+            before = self.c.usage.calls
+            query = soql("SELECT {:fields} FROM {:ident}", self.fields, self.spec.sobject)
+            if since is not None:
+                query += soql(" WHERE SystemModstamp >= {}", since)
+            op = Operation.query_all if self.spec.replicable else Operation.query
+            job = self.c.call(lambda: client.create_job(op, query))
+            job_id, locator, created = str(job["id"]), "", str(job["createdDate"])
+            # Checkpoint the job before any result: a crash from here on resumes this same job.
+            yield Page([], {"mode": "bulk", "job": job_id, "locator": "", "job_created": created},
+                       api_calls=self.c.usage.calls - before)
+        try:
+            yield from self._bulk_results(client, job_id, locator, created)
+        except SalesforceResourceNotFound:
+            # The job expired or was deleted: start over with REST keyset (upserts absorb repeats).
+            yield from self.keyset(None, since, None)
+
+    def _bulk_results(self, client: _Bulk2Client, job_id: str, locator: str, created: str) -> Iterator[Page]:
+        before = self.c.usage.calls
+        deadline = time.monotonic() + self.c.bulk_timeout_s
+        while True:
+            state = self.c.call(lambda: client.get_job(job_id, True))["state"]
+            if state == "JobComplete":
+                break
+            if state in ("Failed", "Aborted"):
+                raise FatalError(f"bulk job {job_id} ended in state {state}")
+            if time.monotonic() > deadline:
+                raise FatalError(f"bulk job {job_id} did not complete in {self.c.bulk_timeout_s:.0f}s")
+            time.sleep(self.c.bulk_poll_s)
+        while True:
+            result = self.c.call(partial(client.get_query_results, job_id, locator, self.c.bulk_page_size))
+            rows = [{k: (v if v != "" else None) for k, v in row.items()}
+                    for row in csv.DictReader(io.StringIO(str(result["records"])))]
+            locator = str(result["locator"] or "")
+            if locator:
+                after: dict[str, Any] = {"mode": "bulk", "job": job_id, "locator": locator, "job_created": created}
+            else:  # finished: the next incremental cycle starts at the job's snapshot time
+                after = {"ts": iso(parse_timestamp(created) or EPOCH), "id": ""}
+            yield self.page(rows, after, self.c.usage.calls - before, done=not locator)
+            before = self.c.usage.calls
+            if not locator:
+                return
+
+
+def _not_before(after: dict[str, Any], saved: Mapping[str, Any]) -> dict[str, Any]:
+    """A lookback re-read must not save a cursor older than the one it started from."""
+    saved_key = (parse_timestamp(saved["ts"]), str(saved.get("id", "")))
+    after_key = (parse_timestamp(after["ts"]), str(after["id"]))
+    if after_key < saved_key:  # type: ignore[operator]
+        return {**after, "ts": saved["ts"], "id": saved.get("id", "")}
+    return after

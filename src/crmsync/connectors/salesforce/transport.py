@@ -1,0 +1,153 @@
+"""The HTTP edge: a requests Session that authenticates, retries and classifies.
+
+simple-salesforce (and its Bulk 2.0 client) send every call through ``session.request``; this
+Session puts the current session id on each call, re-logs in once on ``INVALID_SESSION_ID``,
+retries 429/5xx/timeouts with tenacity (honouring ``Retry-After``), reads ``Sforce-Limit-Info``
+into ``usage`` after every answer, and turns refusals into the connector error taxonomy.
+Messages carry the method, path and Salesforce's error code, never headers, tokens or bodies.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from crmsync.connectors.base import AuthError, BudgetExhausted, RateLimitedError, RetriableError, Usage
+
+TOKEN_PATH = "/services/oauth2/token"
+_USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
+
+Login = Callable[["SalesforceSession"], tuple[str, str]]
+
+
+def error_code(response: requests.Response) -> tuple[str, str]:
+    """(errorCode, message) from Salesforce's JSON array error body, best effort."""
+    try:
+        body = response.json()
+    except ValueError:
+        return "", ""
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        return str(body[0].get("errorCode", "")), str(body[0].get("message", ""))[:200]
+    if isinstance(body, dict):
+        return str(body.get("error", body.get("errorCode", ""))), str(body.get("error_description", ""))[:200]
+    return "", ""
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+class SalesforceSession(requests.Session):
+    def __init__(self, *, ca_bundle: Path | str | None = None, usage: Usage | None = None,
+                 max_attempts: int = 5, max_wait_s: float = 60.0, timeout_s: float = 60.0) -> None:
+        super().__init__()
+        # An explicit CA wins over REQUESTS_CA_BUNDLE (requests lets the environment override .verify).
+        self.ca_verify: str | bool = str(ca_bundle) if ca_bundle else True
+        self.verify = self.ca_verify
+        self.usage = usage or Usage()
+        self.max_attempts = max_attempts
+        self.max_wait_s = max_wait_s
+        self.timeout_s = timeout_s
+        self.access_token: str | None = None
+        self.instance_url: str | None = None
+        self._login: Login | None = None
+        self.logins = 0
+
+    def authenticate(self, login: Login | None, token: str | None = None, instance_url: str | None = None) -> None:
+        """Use a fixed session id, or log in now (and again whenever the session expires)."""
+        self._login = login
+        if login is not None:
+            self.relogin()
+        else:
+            self.access_token, self.instance_url = token, instance_url
+
+    def relogin(self) -> None:
+        if self._login is None:
+            raise AuthError("session expired and no login credentials are configured", status=401)
+        self.access_token, self.instance_url = self._login(self)
+        self.logins += 1
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        hinted = getattr(exc, "retry_after", None)
+        if hinted is not None:
+            return float(min(hinted, self.max_wait_s))
+        return float(wait_exponential_jitter(initial=0.5, max=self.max_wait_s)(state))
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        retrying = Retrying(retry=retry_if_exception_type(RetriableError), stop=stop_after_attempt(self.max_attempts),
+                            wait=self._wait, reraise=True)
+        method_s = method.decode() if isinstance(method, bytes) else method
+        url_s = url.decode() if isinstance(url, bytes) else url
+        for attempt in retrying:
+            with attempt:
+                return self._once(method_s, url_s, args, dict(kwargs))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _once(self, method: str, url: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> requests.Response:
+        path = urlsplit(url).path
+        is_token = path.endswith(TOKEN_PATH)
+        kwargs.setdefault("timeout", self.timeout_s)
+        kwargs["verify"] = self.ca_verify
+        relogged = False
+        while True:
+            headers = dict(kwargs.get("headers") or {})
+            if not is_token and self.access_token:
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+                headers["Authorization"] = f"Bearer {self.access_token}"
+            try:
+                response = super().request(method, url, *args, **{**kwargs, "headers": headers})
+            except requests.Timeout:
+                raise RetriableError(f"{method} {path}: timed out") from None
+            except requests.ConnectionError:
+                raise RetriableError(f"{method} {path}: connection failed") from None
+            self.usage.calls += 1
+            self._read_usage(response)
+            status = response.status_code
+            if status == 401 and not is_token:
+                code, _ = error_code(response)
+                if code == "INVALID_SESSION_ID" and self._login is not None and not relogged:
+                    self.relogin()
+                    relogged = True
+                    continue
+                raise AuthError(f"{method} {path}: 401 {code or 'unauthorized'}", status=401)
+            break
+        if status == 429:
+            raise RateLimitedError(f"{method} {path}: 429 rate limited", status=429, retry_after=_retry_after(response))
+        if status in RETRY_STATUSES:
+            code, _ = error_code(response)
+            raise RetriableError(f"{method} {path}: {status} {code}".rstrip(), status=status,
+                                 retry_after=_retry_after(response))
+        if status == 403:
+            code, message = error_code(response)
+            if code == "REQUEST_LIMIT_EXCEEDED":
+                raise BudgetExhausted(f"{method} {path}: daily API limit exceeded ({message})")
+        return response
+
+    def _read_usage(self, response: requests.Response) -> None:
+        info = response.headers.get("Sforce-Limit-Info")
+        if not info:
+            return
+        match = _USAGE.search(info)
+        if match:
+            used, limit = int(match.group(1)), int(match.group(2))
+            self.usage.used, self.usage.limit, self.usage.remaining = used, limit, max(0, limit - used)
+            self.usage.observed_at = dt.datetime.now(dt.UTC)
