@@ -1,0 +1,164 @@
+"""``crmsync demo``: the whole worker against the local sandbox, on SQLite, with no accounts.
+
+1. start Salesforce, HubSpot, Pipedrive and Meteroid simulators on loopback (one seeded world);
+2. backfill every CRM object into a fresh SQLite store and compare the store with each
+   simulator's truth;
+3. run the example rules (scoring, routing, hygiene, handoff, renewal) and push the writes they
+   decide through the outbox;
+4. run the billing checks against Meteroid and turn won deals into subscriptions;
+5. print what happened, then ``crmsync status``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from crmsync.logging import configure_logging
+from crmsync.model import ObjectType
+from crmsync.sandbox.runner import CONNECTION_NAMES, CRM_OBJECTS, SandboxHandle, start_sandbox
+from crmsync.settings import Settings, load_settings
+from crmsync.store import Store
+from crmsync.sync.engine import OBJECT_TYPES, ObjectResult
+from crmsync.sync.runner import open_engine
+
+TRUTH_OBJECTS = {"salesforce": "Opportunity", "hubspot": "deals", "pipedrive": "deals"}
+
+
+def run_demo(console: Console, *, deals: int, seed: int, store_url: str, workdir: Path) -> int:
+    started = time.perf_counter()
+    _fresh_sqlite(store_url)
+    console.rule("[bold]crmsync demo")
+    console.print(f"generating a world of {deals:,} deals per CRM (seed {seed}) and starting the sandbox...")
+    handle = start_sandbox(deals=deals, seed=seed, state_dir=workdir)
+    try:
+        config_path = handle.write_config(workdir / "crmsync.yaml", store_url=store_url)
+        settings = load_settings(config_path)
+        configure_logging("json", secrets=settings.secret_values(), level="WARNING")
+        for name, server in handle.servers.items():
+            console.print(f"  {name:<11} {server.url}")
+        store = Store.open(settings.store.url)
+        store.upgrade()
+        ok = _sync_all(console, settings, store, handle)
+        _rules_and_push(console, settings, store)
+        _billing(console, settings, store)
+        console.rule("status")
+        from crmsync.status import render_status
+
+        render_status(console, settings, store)
+        console.print(f"\nconfig written to {config_path}; store {store_url}; "
+                      f"{time.perf_counter() - started:.1f}s in all")
+        return 0 if ok else 1
+    finally:
+        handle.stop()
+
+
+def _fresh_sqlite(store_url: str) -> None:
+    """The demo regenerates its world each run, so its SQLite file starts empty."""
+    if store_url.startswith("sqlite:///"):
+        path = Path(store_url.removeprefix("sqlite:///"))
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def _sync_all(console: Console, settings: Settings, store: Store, handle: SandboxHandle) -> bool:
+    console.rule("backfill every CRM into the store")
+    table = Table()
+    for col in ("connection", "object", "records", "api calls", "seconds", "source", "stored", "complete"):
+        table.add_column(col, justify="right" if col not in ("connection", "object") else "left")
+    all_ok = True
+    for system in ("salesforce", "hubspot", "pipedrive"):
+        name = CONNECTION_NAMES[system]
+        with open_engine(settings, store, name) as engine:
+            for object_name in CRM_OBJECTS[system]:
+                t0 = time.perf_counter()
+                result: ObjectResult = engine.backfill(object_name)
+                all_ok &= result.status == "ok" and result.complete is not False
+                table.add_row(name, object_name, f"{result.records:,}", str(result.api_calls),
+                              f"{time.perf_counter() - t0:.2f}", str(result.source_count),
+                              str(result.stored_count),
+                              {True: "[green]yes", False: "[red]NO", None: "-"}[result.complete]
+                              if result.status == "ok" else f"[red]{result.status}: {result.error}")
+    console.print(table)
+    truth = Table(title="store vs sandbox truth (live deals)")
+    for col in ("connection", "sandbox", "store", "equal"):
+        truth.add_column(col)
+    for system, native in TRUTH_OBJECTS.items():
+        name = CONNECTION_NAMES[system]
+        source_ids = {str(r.get("Id") or r.get("id")) for r in handle.sims[system].truth(native)}
+        stored = store.source_ids(ObjectType.DEAL, name)
+        equal = source_ids == stored
+        all_ok &= equal
+        truth.add_row(name, f"{len(source_ids):,}", f"{len(stored):,}", "[green]yes" if equal else "[red]NO")
+    console.print(truth)
+    return all_ok
+
+
+def _rules_and_push(console: Console, settings: Settings, store: Store) -> None:
+    from crmsync.connectors import build_connector
+    from crmsync.rules.runner import run_full
+    from crmsync.sync.outbox import drain
+
+    console.rule("rules: scoring, routing, hygiene, handoff, renewal")
+    table = Table()
+    for col in ("connection", "evaluated", "decisions", "queued writes", "by action"):
+        table.add_column(col)
+    for system in ("salesforce", "hubspot", "pipedrive"):
+        name = CONNECTION_NAMES[system]
+        run = run_full(settings, store, name)
+        actions = ", ".join(f"{k} {v}" for k, v in sorted(run.by_action.items()))
+        table.add_row(name, f"{run.evaluated:,}", f"{run.logged:,}", f"{run.enqueued:,}", actions)
+    console.print(table)
+    _show_decisions(console, store)
+
+    console.rule("outbox: push the decided writes")
+    pushed = Table()
+    for col in ("connection", "pushed", "created", "conflicts", "failed", "api calls"):
+        pushed.add_column(col)
+    for system in ("salesforce", "hubspot", "pipedrive"):
+        name = CONNECTION_NAMES[system]
+        conn = settings.connection(name)
+        connector = build_connector(conn)
+        try:
+            outcome: Any = drain(store, connector, conn)
+        finally:
+            connector.close()
+        pushed.add_row(name, str(getattr(outcome, "done", "")), str(getattr(outcome, "created", "")),
+                       str(getattr(outcome, "parked", "")), str(getattr(outcome, "failed", "")),
+                       str(getattr(outcome, "api_calls", "")))
+    console.print(pushed)
+
+
+def _show_decisions(console: Console, store: Store) -> None:
+    examples = Table(title="a few decisions, with their reasons")
+    for col in ("rule", "record", "action", "reason"):
+        examples.add_column(col, overflow="fold")
+    seen: Counter[str] = Counter()
+    for decision in store.decisions(limit=400):
+        if seen[decision.rule_kind] >= 2:
+            continue
+        seen[decision.rule_kind] += 1
+        examples.add_row(f"{decision.rule_kind}/{decision.rule_name}",
+                         f"{decision.connection}/{decision.object_type}/{decision.source_id}",
+                         decision.action, (decision.reason or "")[:140])
+    console.print(examples)
+
+
+def _billing(console: Console, settings: Settings, store: Store) -> None:
+    try:
+        from crmsync.billing.demo import run_billing_demo
+    except ModuleNotFoundError as exc:
+        if exc.name and "crmsync.billing" in exc.name:
+            console.print("[yellow]billing module not installed; skipping billing[/yellow]")
+            return
+        raise
+    console.rule("billing: price-book drift and won deals to subscriptions")
+    run_billing_demo(console, settings, store)
+
+
+__all__ = ["run_demo", "OBJECT_TYPES"]

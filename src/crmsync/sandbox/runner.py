@@ -1,0 +1,126 @@
+"""Start the four simulators together on loopback and describe how to connect to them.
+
+``start_sandbox`` generates one seeded world, builds a simulator per system, serves each on its
+own port (Salesforce over TLS with a CA generated into ``state_dir``) and returns a handle with
+the simulators (the user handle and the truth), the servers and ready-made connection settings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from crmsync.sandbox.core import Knobs, LocalCA, SandboxServer, Simulator
+from crmsync.sandbox.world import World, generate_world
+from crmsync.settings import ConnectionSettings
+
+SYSTEMS = ("salesforce", "hubspot", "pipedrive", "meteroid")
+CONNECTION_NAMES = {"salesforce": "sandbox-sf", "hubspot": "sandbox-hs", "pipedrive": "sandbox-pd",
+                    "meteroid": "sandbox-billing"}
+CRM_OBJECTS = {
+    "salesforce": ["owners", "stages", "products", "price_book_entries", "accounts", "contacts", "leads", "deals",
+                   "line_items"],
+    "hubspot": ["owners", "pipelines", "stages", "products", "accounts", "contacts", "deals", "line_items"],
+    "pipedrive": ["owners", "pipelines", "stages", "products", "accounts", "contacts", "deals", "line_items"],
+    "meteroid": [],
+}
+
+
+def build_simulator(system: str, world: World, knobs: Knobs | None = None) -> Simulator:
+    if system == "salesforce":
+        from crmsync.sandbox.salesforce import SalesforceSimulator
+
+        return SalesforceSimulator(world, knobs)
+    if system == "hubspot":
+        from crmsync.sandbox.hubspot import HubSpotSimulator
+
+        return HubSpotSimulator(world, knobs)
+    if system == "pipedrive":
+        from crmsync.sandbox.pipedrive import PipedriveSimulator
+
+        return PipedriveSimulator(world, knobs)
+    if system == "meteroid":
+        from crmsync.sandbox.meteroid import MeteroidSimulator
+
+        return MeteroidSimulator(world, knobs)
+    raise ValueError(f"unknown sandbox system {system!r} (expected one of {', '.join(SYSTEMS)})")
+
+
+def sandbox_credentials(system: str, sim: Any) -> dict[str, str]:
+    """Credentials the simulator accepts, in the connector's credential keys."""
+    if system == "salesforce":
+        creds = sim.credentials
+        return {"username": creds.username, "password": creds.password, "client_id": creds.client_id,
+                "client_secret": creds.client_secret}
+    if system == "hubspot":
+        return {"access_token": sorted(sim.tokens)[0]}
+    if system == "pipedrive":
+        return {"api_token": sorted(sim.api_tokens)[0]}
+    return {"api_key": sim.api_key}
+
+
+@dataclass
+class SandboxHandle:
+    world: World
+    ca: LocalCA
+    sims: dict[str, Simulator] = field(default_factory=dict)
+    servers: dict[str, SandboxServer] = field(default_factory=dict)
+
+    def connection_dicts(self) -> list[dict[str, Any]]:
+        out = []
+        for system, server in self.servers.items():
+            entry: dict[str, Any] = {
+                "name": CONNECTION_NAMES[system], "kind": system, "base_url": server.url,
+                "credentials": sandbox_credentials(system, self.sims[system]),
+                "objects": CRM_OBJECTS[system],
+                "schedule": {"interval_seconds": 30},
+            }
+            if system == "salesforce":
+                entry["ca_bundle"] = str(self.ca.ca_path)
+            out.append(entry)
+        return out
+
+    def connections(self) -> list[ConnectionSettings]:
+        return [ConnectionSettings.model_validate(d) for d in self.connection_dicts()]
+
+    def write_config(self, path: Path, *, store_url: str, rules_dir: str = "config/rules") -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        document = {
+            "store": {"url": store_url},
+            "rules_dir": rules_dir,
+            "connections": self.connection_dicts(),
+            "billing": {"connection": CONNECTION_NAMES["meteroid"]} if "meteroid" in self.servers else {},
+        }
+        header = ("# Written by crmsync for the local sandbox; the credentials below are the simulators'\n"
+                  "# own fixture values and work nowhere else.\n")
+        path.write_text(header + yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+        return path
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            server.stop()
+
+
+def start_sandbox(*, deals: int = 1000, seed: int = 7, systems: Sequence[str] = SYSTEMS, first_port: int = 0,
+                  state_dir: Path | None = None, now: dt.datetime | None = None,
+                  knobs: dict[str, Knobs] | None = None, world: World | None = None) -> SandboxHandle:
+    world = world or generate_world(seed, deals, now=now)
+    ca = LocalCA.create(state_dir / "ca" if state_dir else None)
+    handle = SandboxHandle(world=world, ca=ca)
+    try:
+        for index, system in enumerate(systems):
+            sim = build_simulator(system, world, (knobs or {}).get(system))
+            port = first_port + index if first_port else 0
+            server = SandboxServer(sim.build_app(), port=port, tls=ca if system == "salesforce" else None,
+                                   name=system)
+            handle.sims[system] = sim
+            handle.servers[system] = server.start()
+    except BaseException:
+        handle.stop()
+        raise
+    return handle
