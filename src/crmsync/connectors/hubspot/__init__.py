@@ -1,0 +1,5 @@
+"""HubSpot connector on hubspot-api-client."""
+
+from crmsync.connectors.hubspot.connector import HubSpotConnector
+
+__all__ = ["HubSpotConnector"]

@@ -1,0 +1,385 @@
+"""HubSpotConnector: pull (keyset search), counts, id sweeps and batched, conflict-checked pushes.
+
+Choices (see keyset.py for the incremental walk):
+- Backfill uses the same keyset search from the beginning of time: 200 records per call against
+  the list API's 100 (plus a batch read when properties must not go in a GET URL), so half the
+  calls; ``options.backfill_via: list`` switches to list ids + batch read.
+- Deletes: ``archived=true`` list after each pass (ids archived since the last one), and merged-away
+  ids from ``hs_merged_object_ids``; hard deletes are for the engine's ``list_ids`` sweep (list API,
+  which has no search lag).
+- Associations are read (v4 batch read) for every changed deal / line item; because association
+  changes do not bump ``hs_lastmodifieddate``, a full pass re-reads them every
+  ``options.association_refresh_hours`` (default 24).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from crmsync.connectors.base import FatalError, Page, PushItem, PushResult, Quarantined, Usage
+from crmsync.connectors.hubspot import keyset
+from crmsync.connectors.hubspot.mapping import (
+    EXTRA_PROPERTIES,
+    MAPPINGS,
+    flatten,
+    flatten_owner,
+    flatten_stage,
+)
+from crmsync.connectors.hubspot.push import Pusher
+from crmsync.connectors.hubspot.transport import HubSpotTransport
+from crmsync.connectors.mapping import ObjectMapping
+from crmsync.model import ModelError, Record
+from crmsync.settings import ConnectionSettings
+
+# canonical object -> HubSpot object type
+NATIVE = {"deals": "deals", "accounts": "companies", "contacts": "contacts", "line_items": "line_items",
+          "products": "products", "tasks": "tasks"}
+ALIASES = {"companies": "accounts"}
+SEARCH_LIMIT = 200
+LIST_LIMIT = 100
+BATCH = 100
+
+
+def _ms(value: str | None) -> int | None:
+    if not value:
+        return None
+    if value.isdigit():
+        return int(value)
+    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return int(round(parsed.timestamp() * 1000))
+
+
+class HubSpotConnector:
+    kind = "hubspot"
+
+    def __init__(self, conn: ConnectionSettings) -> None:
+        token = conn.secret("access_token") or conn.secret("token")
+        if not token:
+            raise FatalError(f"connection {conn.name}: credentials.access_token is missing")
+        self.conn = conn
+        self.name = conn.name
+        self.usage = Usage()
+        opts = conn.options
+        self.transport = HubSpotTransport(conn.base_url, token, ca_bundle=conn.ca_bundle,
+                                          search_per_second=float(opts.get("search_per_second", 4)),
+                                          max_attempts=int(opts.get("max_attempts", 6)), usage=self.usage)
+        self.lookback_ms = int(float(opts.get("lookback_seconds", 120)) * 1000)
+        self.refresh_ms = int(float(opts.get("association_refresh_hours", 24)) * 3_600_000)
+        self.backfill_via = str(opts.get("backfill_via", "search"))
+        self.deal_associations = tuple(opts.get("deal_associations", ("companies", "contacts")))
+        self.mappings: dict[str, ObjectMapping] = {
+            name: mapping.with_overrides(conn.field_mappings.get(name, {})) for name, mapping in MAPPINGS.items()}
+        self._set_reserve()
+        self.pusher = Pusher(self)
+
+    def _set_reserve(self) -> None:
+        if self.usage.limit:
+            share = self.conn.budget.daily_share
+            self.transport.daily_reserve = int(self.usage.limit * (1 - share)) + self.conn.budget.reserve_for_push
+
+    @property
+    def crm(self) -> Any:
+        return self.transport.client.crm
+
+    def call(self, operation: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        result = self.transport.call(operation, fn, *args, **kwargs)
+        self._set_reserve()
+        return result
+
+    # --- the contract -------------------------------------------------------------------------
+    def objects(self) -> Sequence[str]:
+        return ("owners", "pipelines", "stages", "accounts", "contacts", "deals", "line_items", "products", "tasks")
+
+    def close(self) -> None:
+        """Nothing to release: the SDK's urllib3 pools close with the process."""
+
+    def _canonical(self, object_name: str) -> str:
+        name = ALIASES.get(object_name, object_name)
+        if name not in self.mappings:
+            raise FatalError(f"hubspot: unknown object {object_name!r}")
+        return name
+
+    def properties(self, name: str) -> list[str]:
+        mapping = self.mappings[name]
+        props = [f.source.split(".", 1)[0] for f in mapping.fields]
+        props += [mapping.modified_field, "hs_object_id", "createdate", "hs_lastmodifieddate"]
+        props += EXTRA_PROPERTIES.get(name, ())
+        props += list(self.conn.options.get("extra_properties", {}).get(name, ()))
+        return list(dict.fromkeys(p for p in props if p not in ("id",)))
+
+    def pull(self, object_name: str, cursor: Mapping[str, Any] | None, *, since: dt.datetime | None = None,
+             until: dt.datetime | None = None, backfill: bool = False) -> Iterator[Page]:
+        name = self._canonical(object_name)
+        if name == "owners":
+            yield from self._pull_owners()
+        elif name in ("pipelines", "stages"):
+            yield self._pull_pipelines(name)
+        else:
+            yield from self._pull_search(name, dict(cursor or {}), since, until, backfill)
+
+    # --- search-based objects -----------------------------------------------------------------
+    def search(self, native: str, body: dict[str, Any]) -> dict[str, Any]:
+        api = getattr(self.crm, native, None)
+        if api is not None and hasattr(api, "search_api"):
+            result = self.call(f"search {native}", api.search_api.do_search, body, search=True)
+        else:
+            result = self.call(f"search {native}", self.crm.objects.search_api.do_search, native, body, search=True)
+        return dict(result or {})
+
+    def _pull_search(self, name: str, cursor: dict[str, Any], since: dt.datetime | None,
+                     until: dt.datetime | None, backfill: bool) -> Iterator[Page]:
+        native = NATIVE[name]
+        mapping = self.mappings[name]
+        prop = mapping.modified_field
+        state = keyset.KeysetState.from_cursor(cursor)
+        now = int(time.time() * 1000)
+        extra = dict(state.extra)
+        refresh_due = name in ("deals", "line_items") and now - int(extra.get("assoc_refreshed_ms") or 0) > \
+            self.refresh_ms
+        if extra.get("refreshing"):  # a full pass was interrupted: resume it, never restart from zero
+            state = keyset.KeysetState(state.ts, state.seen, state.tie, state.strict, extra)
+        elif backfill or state.ts is None or refresh_due:
+            extra["refreshing"] = now
+            start_ts = int(since.timestamp() * 1000) if since else None
+            state = keyset.KeysetState(ts=start_ts, extra={**extra, "lo": start_ts} if start_ts else extra)
+        else:
+            state = keyset.KeysetState(state.ts, state.seen, state.tie, state.strict, extra).rewind(self.lookback_ms)
+        hi = int(until.timestamp() * 1000) if until else now
+        if backfill and self.backfill_via == "list" and state.ts is None:
+            yield from self._backfill_by_list(name, state)
+            return
+        props = self.properties(name)
+        while True:
+            body = keyset.query(state, prop, hi, SEARCH_LIMIT, props)
+            result = self.search(native, body)
+            results = result.get("results") or []
+            rows = [(_ms((r.get("properties") or {}).get(prop)) or 0, str(r["id"])) for r in results]
+            state, emit, done = keyset.advance(state, rows, SEARCH_LIMIT)
+            page = self._page(name, [results[n] for n in emit], state, calls=1)
+            if done:
+                yield from self._finish(name, page, state)
+                return
+            yield page
+
+    def _finish(self, name: str, page: Page, state: keyset.KeysetState) -> Iterator[Page]:
+        extra = dict(state.extra)
+        if extra.get("refreshing"):
+            extra["assoc_refreshed_ms"] = extra.pop("refreshing")
+        deleted, archived_ms, calls = self._archived_since(name, int(extra.get("archived_ms") or 0))
+        extra["archived_ms"] = archived_ms
+        final = keyset.KeysetState(state.ts, state.seen, state.tie, state.strict, extra)
+        page.cursor = final.to_cursor()
+        page.deleted_ids = list(dict.fromkeys([*page.deleted_ids, *deleted]))
+        page.api_calls += calls
+        page.done = True
+        yield page
+
+    def _archived_since(self, name: str, since_ms: int) -> tuple[list[str], int, int]:
+        """Ids archived since ``since_ms`` (minus the lookback) from the ``archived=true`` list."""
+        native = NATIVE[name]
+        after: str | None = None
+        ids: list[str] = []
+        newest = since_ms
+        calls = 0
+        while True:
+            page = self.list_page(native, after, ["hs_object_id"], archived=True)
+            calls += 1
+            for obj in page.get("results") or []:
+                at = _ms(obj.get("archivedAt")) or 0
+                newest = max(newest, at)
+                if at >= since_ms - self.lookback_ms:
+                    ids.append(str(obj["id"]))
+            after = ((page.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return ids, newest, calls
+
+    def list_page(self, native: str, after: str | None, properties: list[str], *, archived: bool = False
+                  ) -> dict[str, Any]:
+        api = getattr(self.crm, native, None)
+        kwargs: dict[str, Any] = {"limit": LIST_LIMIT, "properties": properties, "archived": archived}
+        if after:
+            kwargs["after"] = after
+        if api is not None and hasattr(api, "basic_api"):
+            return dict(self.call(f"list {native}", api.basic_api.get_page, **kwargs) or {})
+        return dict(self.call(f"list {native}", self.crm.objects.basic_api.get_page, native, **kwargs) or {})
+
+    def batch_read(self, native: str, ids: Sequence[str], properties: list[str], *, push: bool = False
+                   ) -> dict[str, Any]:
+        body = {"inputs": [{"id": i} for i in ids], "properties": properties, "propertiesWithHistory": []}
+        api = getattr(self.crm, native, None)
+        if api is not None and hasattr(api, "batch_api"):
+            return dict(self.call(f"batch read {native}", api.batch_api.read, body, archived=False, push=push) or {})
+        return dict(self.call(f"batch read {native}", self.crm.objects.batch_api.read, native, body,
+                              archived=False, push=push) or {})
+
+    def _backfill_by_list(self, name: str, state: keyset.KeysetState) -> Iterator[Page]:
+        """List ids (short GET URLs) + batch read the wide property list (POST): no 414."""
+        native = NATIVE[name]
+        props = self.properties(name)
+        prop = self.mappings[name].modified_field
+        after: str | None = state.extra.get("list_after")
+        newest = state.ts
+        while True:
+            listed = self.list_page(native, after, ["hs_object_id"])
+            ids = [str(o["id"]) for o in listed.get("results") or []]
+            read = self.batch_read(native, ids, props) if ids else {"results": []}
+            results = read.get("results") or []
+            for obj in results:
+                ts = _ms((obj.get("properties") or {}).get(prop))
+                newest = max(newest or 0, ts or 0)
+            after = ((listed.get("paging") or {}).get("next") or {}).get("after")
+            cur = keyset.KeysetState(newest, (), None, True, {**state.extra, "list_after": after})
+            page = self._page(name, results, cur, calls=2 if ids else 1)
+            if not after:
+                cur.extra.pop("list_after", None)
+                yield from self._finish(name, page, cur)
+                return
+            yield page
+
+    def _page(self, name: str, objects: list[dict[str, Any]], state: keyset.KeysetState, *, calls: int) -> Page:
+        mapping = self.mappings[name]
+        records: list[Record] = []
+        quarantined: list[Quarantined] = []
+        merged: list[str] = []
+        for obj in objects:
+            raw = flatten(obj)
+            try:
+                records.append(mapping.to_record(self.name, raw))
+            except ModelError as exc:
+                quarantined.append(Quarantined(mapping.source_object, str(obj.get("id")), raw, str(exc)))
+            merged += [i for i in str(raw.get("hs_merged_object_ids") or "").split(";") if i]
+        extra_calls = self._attach_associations(name, records)
+        return Page(records=records, cursor=state.to_cursor(), quarantined=quarantined, deleted_ids=merged,
+                    api_calls=calls + extra_calls)
+
+    # --- associations -------------------------------------------------------------------------
+    def associations(self, from_native: str, to_native: str, ids: Sequence[str]) -> tuple[dict[str, list[dict]], int]:
+        """v4 batch read: id -> [{toObjectId, associationTypes}], 100 ids per call."""
+        out: dict[str, list[dict]] = {}
+        calls = 0
+        api = self.crm.associations.v4.batch_api
+        for start in range(0, len(ids), BATCH):
+            chunk = ids[start:start + BATCH]
+            body = {"inputs": [{"id": i} for i in chunk]}
+            result = self.call(f"associations {from_native}->{to_native}", api.get_page, from_native, to_native,
+                               body) or {}
+            calls += 1
+            for item in result.get("results") or []:
+                out[str(item["from"]["id"])] = list(item.get("to") or [])
+        return out, calls
+
+    def _attach_associations(self, name: str, records: list[Record]) -> int:
+        if not records or name not in ("deals", "line_items"):
+            return 0
+        ids = [r.source_id for r in records]
+        calls = 0
+        if name == "line_items":
+            found, calls = self.associations("line_items", "deals", ids)
+            for rec in records:
+                targets = found.get(rec.source_id) or []
+                setattr(rec, "deal_id", str(targets[0]["toObjectId"]) if targets else None)  # noqa: B010
+            return calls
+        for other in self.deal_associations:
+            found, n = self.associations("deals", other, ids)
+            calls += n
+            for rec in records:
+                targets = found.get(rec.source_id) or []
+                if other == "companies":
+                    primary = [t for t in targets if any(a.get("label") == "Primary" or a.get("typeId") == 5
+                                                          for a in t.get("associationTypes") or [])]
+                    chosen = (primary or targets)[:1]
+                    setattr(rec, "account_id", str(chosen[0]["toObjectId"]) if chosen else None)  # noqa: B010
+                elif other == "contacts":
+                    setattr(rec, "contact_ids", sorted(str(t["toObjectId"]) for t in targets))  # noqa: B010
+                else:
+                    rec.extra[f"{other}_ids"] = sorted(str(t["toObjectId"]) for t in targets)
+        return calls
+
+    # --- owners, pipelines --------------------------------------------------------------------
+    def _owners_raw(self) -> tuple[list[dict[str, Any]], int]:
+        out: list[dict[str, Any]] = []
+        calls = 0
+        for archived in (False, True):
+            after: str | None = None
+            while True:
+                kwargs: dict[str, Any] = {"limit": 100, "archived": archived}
+                if after:
+                    kwargs["after"] = after
+                page = self.call("owners", self.crm.owners.owners_api.get_page, **kwargs) or {}
+                calls += 1
+                out += page.get("results") or []
+                after = ((page.get("paging") or {}).get("next") or {}).get("after")
+                if not after:
+                    break
+        return out, calls
+
+    def _pull_owners(self) -> Iterator[Page]:
+        raw, calls = self._owners_raw()
+        mapping = self.mappings["owners"]
+        records: list[Record] = []
+        quarantined: list[Quarantined] = []
+        for owner in raw:
+            flat = flatten_owner(owner)
+            try:
+                records.append(mapping.to_record(self.name, flat))
+            except ModelError as exc:
+                quarantined.append(Quarantined("owners", str(owner.get("id")), flat, str(exc)))
+        yield Page(records=records, cursor={"full": True}, quarantined=quarantined, api_calls=calls, done=True)
+
+    def _pipelines_raw(self) -> list[dict[str, Any]]:
+        result = self.call("pipelines", self.crm.pipelines.pipelines_api.get_all, "deals") or {}
+        return list(result.get("results") or [])
+
+    def _pull_pipelines(self, name: str) -> Page:
+        pipelines = self._pipelines_raw()
+        mapping = self.mappings[name]
+        raws = pipelines if name == "pipelines" else [flatten_stage(s, p["id"]) for p in pipelines
+                                                        for s in p.get("stages") or []]
+        records: list[Record] = []
+        quarantined: list[Quarantined] = []
+        for raw in raws:
+            try:
+                records.append(mapping.to_record(self.name, raw))
+            except ModelError as exc:
+                quarantined.append(Quarantined(mapping.source_object, str(raw.get("id")), raw, str(exc)))
+        return Page(records=records, cursor={"full": True}, quarantined=quarantined, api_calls=1, done=True)
+
+    # --- completeness -------------------------------------------------------------------------
+    def count(self, object_name: str, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> int:
+        name = self._canonical(object_name)
+        if name == "owners":
+            raw, _ = self._owners_raw()
+            return len(raw)
+        if name in ("pipelines", "stages"):
+            pipelines = self._pipelines_raw()
+            return len(pipelines) if name == "pipelines" else sum(len(p.get("stages") or []) for p in pipelines)
+        prop = self.mappings[name].modified_field
+        filters = []
+        if since is not None:
+            filters.append({"propertyName": prop, "operator": "GTE", "value": str(int(since.timestamp() * 1000))})
+        if until is not None:
+            filters.append({"propertyName": prop, "operator": "LTE", "value": str(int(until.timestamp() * 1000))})
+        body = {"filterGroups": [{"filters": filters}] if filters else [], "limit": 1, "properties": ["hs_object_id"]}
+        return int(self.search(NATIVE[name], body).get("total") or 0)
+
+    def list_ids(self, object_name: str) -> Iterator[list[str]]:
+        name = self._canonical(object_name)
+        if name == "owners":
+            raw, _ = self._owners_raw()
+            yield [str(o["id"]) for o in raw]
+            return
+        native = NATIVE[name]
+        after: str | None = None
+        while True:
+            page = self.list_page(native, after, ["hs_object_id"])
+            yield [str(o["id"]) for o in page.get("results") or []]
+            after = ((page.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return
+
+    # --- writes -------------------------------------------------------------------------------
+    def push(self, items: Sequence[PushItem]) -> list[PushResult]:
+        return self.pusher.push(items)
