@@ -1,0 +1,247 @@
+"""PipedriveConnector against the Pipedrive simulator over real HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from crmsync.connectors.base import AuthError, BudgetExhausted, Page, PushItem
+from crmsync.connectors.pipedrive import PipedriveConnector
+from crmsync.model import Deal, LineItem
+from crmsync.sandbox import FaultRule, Knobs, SandboxServer, generate_world
+from crmsync.sandbox.pipedrive import DEFAULT_TOKEN, PipedriveSimulator
+from crmsync.settings import ConnectionSettings
+
+NOW = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def world():  # type: ignore[no-untyped-def]
+    return generate_world(seed=5, deals=400, now=NOW)
+
+
+@pytest.fixture
+def sim(world) -> PipedriveSimulator:  # type: ignore[no-untyped-def]
+    return PipedriveSimulator(world, Knobs(burst_window_s=2.0))
+
+
+@pytest.fixture
+def server(sim: PipedriveSimulator) -> Iterator[SandboxServer]:
+    with SandboxServer(sim.build_app(), name="pd-connector") as srv:
+        yield srv
+
+
+def make(server: SandboxServer, token: str = DEFAULT_TOKEN, **options: Any) -> PipedriveConnector:
+    conn = ConnectionSettings(name="pd", kind="pipedrive", base_url=server.url,
+                              credentials={"api_token": token}, options={"max_wait_s": 5, **options})
+    return PipedriveConnector(conn)
+
+
+@pytest.fixture
+def connector(server: SandboxServer) -> Iterator[PipedriveConnector]:
+    c = make(server)
+    yield c
+    c.close()
+
+
+def drain(pages: Iterator[Page]) -> tuple[list[Page], dict[str, Any]]:
+    out = list(pages)
+    return out, out[-1].cursor
+
+
+def by_id(pages: list[Page]) -> dict[str, Any]:
+    return {r.source_id: r for p in pages for r in p.records}
+
+
+def test_pull_equals_truth_with_5000_deals_sharing_one_update_time(
+        sim: PipedriveSimulator, connector: PipedriveConnector) -> None:
+    ids = sim.bulk_import("deals", [{"title": f"Import {n}", "value": n} for n in range(5_000)])
+    pages, cursor = drain(connector.pull("deals", None))
+    got = by_id(pages)
+    truth = {str(r["id"]): r for r in sim.truth("deals")}
+    assert set(got) == set(truth) and set(ids) <= set(got)
+    assert sum(len(p.records) for p in pages) == len(truth)  # nothing emitted twice
+    assert pages[-1].done and not any(p.done for p in pages[:-1])
+    deal = got[ids[17]]
+    assert isinstance(deal, Deal) and deal.amount == Decimal(17) and deal.name == "Import 17"
+    # The next cycle re-reads the boundary block (closed lower bound) but emits nothing old...
+    again, cursor = drain(connector.pull("deals", cursor))
+    assert sum(len(p.records) for p in again) == 0
+    # ...and a change at the very same second is still picked up.
+    sim.edit("deals", ids[42], {"title": "changed"})
+    third, _ = drain(connector.pull("deals", cursor))
+    assert [r.source_id for p in third for r in p.records] == [ids[42]]
+
+
+def test_records_map_custom_fields_by_name(world, connector: PipedriveConnector) -> None:  # type: ignore[no-untyped-def]
+    pages, _ = drain(connector.pull("deals", None))
+    deals = by_id(pages)
+    source = next(d for d in world.deals if d.contract_start is not None)
+    deal = deals[str(source.id)]
+    assert deal.contract_start == source.contract_start and deal.contract_end == source.contract_end
+    assert deal.lead_source == source.lead_source and deal.deal_type == source.deal_type
+    assert deal.extra["billing_period"] == source.custom_fields()["billing_period"]
+    assert deal.extra["handoff_done"] == ("true" if source.handoff_done else "false")
+    assert deal.is_won and deal.is_closed and deal.amount == source.amount
+    assert deal.modified_at.tzinfo is dt.UTC and deal.account_id == str(source.account_id)
+    assert not any(len(k) == 40 for k in deal.extra)  # no raw hashes left
+
+
+def test_edits_during_a_paged_sync_are_not_lost(sim: PipedriveSimulator, server: SandboxServer) -> None:
+    connector = make(server, page_limit=50)
+    stream = connector.pull("deals", None)
+    first = next(stream)
+    later_id = max(int(i["id"]) for i in sim.truth("deals"))
+    sim.edit("deals", str(first.records[0].source_id), {"title": "edited after read"})
+    sim.edit("deals", str(later_id), {"title": "edited ahead"})
+    rest = list(stream)
+    pages = [first, *rest]
+    emitted = [r.source_id for p in pages for r in p.records]
+    assert set(emitted) == {str(r["id"]) for r in sim.truth("deals")}
+    # The edit to an already-read record is emitted again, in this pass or the next one.
+    second, _ = drain(connector.pull("deals", pages[-1].cursor))
+    latest = {**by_id(pages), **by_id(second)}
+    assert latest[first.records[0].source_id].name == "edited after read"
+    assert latest[str(later_id)].name == "edited ahead"
+
+
+def test_resume_from_a_mid_pass_page_cursor(sim: PipedriveSimulator, server: SandboxServer) -> None:
+    connector = make(server, page_limit=100)
+    stream = connector.pull("deals", None)
+    first, second = next(stream), next(stream)
+    stream.close()  # the run dies here; the engine saved second.cursor
+    resumed, _ = drain(connector.pull("deals", second.cursor))
+    ids = [r.source_id for p in (first, second, *resumed) for r in p.records]
+    assert len(ids) == len(set(ids)) == len(sim.truth("deals"))
+
+
+def test_soft_deletes_arrive_each_cycle(sim: PipedriveSimulator, connector: PipedriveConnector) -> None:
+    _, cursor = drain(connector.pull("deals", None))
+    sim.delete("deals", "11")
+    sim.delete("deals", "12")
+    pages, cursor = drain(connector.pull("deals", cursor))
+    deleted = sorted(i for p in pages for i in p.deleted_ids)
+    assert deleted == ["11", "12"]
+    assert all(r.deleted for p in pages for r in p.records if r.source_id in ("11", "12"))
+    pages, _ = drain(connector.pull("deals", cursor))
+    assert not [i for p in pages for i in p.deleted_ids]  # not re-emitted
+    swept = {i for chunk in connector.list_ids("deals") for i in chunk}
+    assert "11" not in swept and len(swept) == len(sim.truth("deals"))
+
+
+def test_other_objects(world, sim: PipedriveSimulator, connector: PipedriveConnector) -> None:  # type: ignore[no-untyped-def]
+    owners = by_id(list(connector.pull("owners", None)))
+    assert len(owners) == len(world.owners) and owners["1"].email == world.owners[0].email
+    assert owners["1"].modified_at.tzinfo is dt.UTC
+    stages = by_id(list(connector.pull("stages", None)))
+    assert stages["3"].name == "Demo Scheduled" and stages["3"].probability == Decimal("0.4")
+    assert len(by_id(list(connector.pull("pipelines", None)))) == 1
+    accounts = by_id(list(connector.pull("accounts", None)))
+    assert len(accounts) == len(world.accounts) and accounts["1"].domain == world.accounts[0].domain
+    contacts = by_id(list(connector.pull("contacts", None)))
+    assert contacts[str(world.contacts[0].id)].email == world.contacts[0].email
+    products = by_id(list(connector.pull("products", None)))
+    assert products["1"].code == "PLAT-CORE" and products["1"].unit_price == Decimal("49")
+    items = by_id(list(connector.pull("line_items", None)))
+    expected = [li for d in world.deals for li in world.line_items(d)]
+    assert len(items) == len(expected)
+    one = items[str(expected[0].id)]
+    assert isinstance(one, LineItem) and one.total == expected[0].total and one.quantity == expected[0].quantity
+    assert connector.count("deals") == len(sim.truth("deals"))
+    assert connector.count("accounts") == len(world.accounts)
+
+
+def test_token_budget_is_read_and_honoured(sim: PipedriveSimulator, server: SandboxServer) -> None:
+    sim.knobs.update({"daily_limit": 2_000})
+    conn = ConnectionSettings(name="pd", kind="pipedrive", base_url=server.url,
+                              credentials={"api_token": DEFAULT_TOKEN},
+                              budget={"daily_share": 0.5, "reserve_for_push": 100})
+    connector = PipedriveConnector(conn)
+    with pytest.raises(BudgetExhausted):
+        for _ in connector.pull("deals", None):  # 1 page of 400 deals... then repeated cycles
+            pass
+        for _ in range(200):
+            list(connector.pull("deals", None, backfill=True))
+    usage = connector.usage
+    assert usage.limit == 2_000 and usage.remaining is not None
+    # Stopped before eating the share that is not ours plus the push reserve: 1000 + 100 tokens left.
+    assert usage.remaining >= 1_100
+    assert sim.limiter.daily_used <= 900
+    # Pushes may still use the reserve.
+    result = connector.push([PushItem("deals", "update", {"name": "reserved"}, source_id="3")])
+    assert result[0].ok
+
+
+def test_retries_on_burst_429_and_5xx(sim: PipedriveSimulator, server: SandboxServer) -> None:
+    sim.knobs.update({"faults": [{"path": r"/api/v2/stages$", "kind": "503", "probability": 1.0}]})
+    connector = make(server, max_attempts=3)
+    with pytest.raises(Exception) as failure:
+        list(connector.pull("stages", None))
+    assert "503" in str(failure.value) and DEFAULT_TOKEN not in str(failure.value)
+    deadline = time.monotonic() + 2  # the server logs a request just after answering it
+    while sim.log.by_route["GET /api/v2/stages"] < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sim.log.by_route["GET /api/v2/stages"] == 3  # max_attempts, then the error surfaces
+    sim.knobs.update({"faults": [FaultRule(r"/api/v2/pipelines$", "429", probability=0.5, retry_after=0.0)]})
+    assert len(by_id(list(connector.pull("pipelines", None)))) == 1
+    sim.knobs.update({"faults": [], "burst_limit": 4})
+    pages, _ = drain(make(server, page_limit=20).pull("deals", None))  # 20 pages, throttled by x-ratelimit
+    assert sum(len(p.records) for p in pages) == len(sim.truth("deals"))
+
+
+def test_bad_token_is_auth_error_without_the_token(server: SandboxServer) -> None:
+    connector = make(server, token="not-the-token-123")
+    with pytest.raises(AuthError) as failure:
+        list(connector.pull("owners", None))
+    assert "not-the-token-123" not in str(failure.value)
+
+
+def test_push_with_conflict(sim: PipedriveSimulator, connector: PipedriveConnector) -> None:
+    pages, _ = drain(connector.pull("deals", None))
+    deals = by_id(pages)
+    a, b = deals["20"], deals["21"]
+    sim.advance(5)
+    sim.edit("deals", "21", {"title": "someone else changed it"})  # after our read
+    results = connector.push([
+        PushItem("deals", "update", {"name": "Renamed by rule", "amount": Decimal("99.5"), "champion": "VP"},
+                 source_id="20", based_on_modified_at=a.modified_at, ref=1),
+        PushItem("deals", "update", {"name": "should not land"}, source_id="21",
+                 based_on_modified_at=b.modified_at, ref=2),
+        PushItem("deals", "update", {"bogus": 1}, source_id="22", ref=3),
+    ])
+    assert [r.ok for r in results] == [True, False, False]
+    assert results[1].conflict and not results[2].conflict and "bogus" in (results[2].error or "")
+    truth = {str(r["id"]): r for r in sim.truth("deals")}
+    assert truth["20"]["title"] == "Renamed by rule" and truth["20"]["value"] == 99.5
+    assert truth["21"]["title"] == "someone else changed it"
+    reads = sim.log.by_route["GET /api/v2/deals"]
+    assert reads >= 1  # one batched ?ids= read served both conflict checks
+
+
+def test_idempotent_activity_and_deal_create(sim: PipedriveSimulator, connector: PipedriveConnector) -> None:
+    item = PushItem("tasks", "create", {"subject": "Kickoff call", "deal_id": "30", "due_date": "2026-03-09"},
+                    idempotency_key="handoff-30", ref=7)
+    first = connector.push([item])[0]
+    again = connector.push([item])[0]  # the outbox retries after a lost answer
+    assert first.ok and first.created and again.ok and not again.created
+    assert again.source_id == first.source_id
+    tasks = [t for t in sim.truth("activities") if t["deal_id"] == 30]
+    assert len(tasks) == 1
+    pulled = by_id(list(connector.pull("tasks", None)))
+    assert pulled[first.source_id].crmsync_key == "handoff-30"
+    deal_item = PushItem("deals", "create", {"name": "Renewal 2027", "owner_id": "2"}, idempotency_key="renew-9")
+    d1, d2 = connector.push([deal_item]), connector.push([deal_item])
+    assert d1[0].created and not d2[0].created and d1[0].source_id == d2[0].source_id
+    assert sum(1 for d in sim.truth("deals") if d["title"] == "Renewal 2027") == 1
+
+
+def test_writable_fields_are_enforced(server: SandboxServer) -> None:
+    conn = ConnectionSettings(name="pd", kind="pipedrive", base_url=server.url,
+                              credentials={"api_token": DEFAULT_TOKEN}, writable_fields={"deals": ["stage_id"]})
+    result = PipedriveConnector(conn).push([PushItem("deals", "update", {"name": "x"}, source_id="5")])
+    assert not result[0].ok and "not writable" in (result[0].error or "")
