@@ -143,8 +143,7 @@ def _plan_create(plan: MirrorPlan, mirror: MirrorSettings, deal: Deal, side: Sid
             continue
         if value is not None:
             fields[theirs] = value
-    key = mirror_key(mirror.name, deal.connection, deal.source_id)
-    fields["crmsync_key"] = key
+    key = mirror_key(mirror.name, deal.connection, deal.source_id)  # the connector stores it on the copy
     plan.items.append(OutboxItem(connection=other_conn, object_name=OBJECT_NAME, operation="create",
                                  fields=jsonable(fields), idempotency_key=key))
     plan.creates += 1
