@@ -395,10 +395,14 @@ def _native_names(connector: Any, object_name: str) -> dict[str, str]:
 def _push_items(items: Sequence[OutboxItem]) -> list[PushItem]:
     out = []
     for item in items:
+        # the crmsync key travels as the idempotency key; each connector stores it its own way
+        # (Salesforce external id, HubSpot property, Pipedrive custom field or note marker)
+        fields = {k: v for k, v in item.fields.items()
+                  if not (k in BOOKKEEPING_FIELDS and v == item.idempotency_key)}
         out.append(PushItem(
             object_name=item.object_name,
             operation=item.operation,
-            fields=coerce_fields(object_type_of(item.object_name), item.fields),
+            fields=coerce_fields(object_type_of(item.object_name), fields),
             source_id=item.source_id,
             idempotency_key=item.idempotency_key,
             based_on_modified_at=item.based_on_modified_at,
