@@ -192,7 +192,9 @@ class Pusher:
             for index in context.get("inputIndex") or []:
                 if str(index).isdigit() and int(index) < len(inputs):
                     keys.append(str(inputs[int(index)].get("id", index)))
-            message = f"{error.get('category', 'ERROR')}: {error.get('subCategory') or ''}".rstrip(": ")
+            details = error.get("errors") or []
+            code = error.get("subCategory") or (details[0].get("code") if details else None) or ""
+            message = f"{error.get('category', 'ERROR')}: {code}".rstrip(": ")
             names = context.get("propertyName")
             if names:
                 message += f" ({', '.join(names)})"

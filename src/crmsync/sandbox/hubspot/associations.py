@@ -33,7 +33,11 @@ for (_a, _b), (_plain, _primary) in TYPE_IDS.items():
 
 
 def spec(type_id: int, label: str | None = None, category: str = "HUBSPOT_DEFINED") -> dict[str, object]:
-    return {"category": category, "typeId": type_id, "label": label}
+    """An association type; the spec's ``label`` is a non-nullable string, so unlabeled types omit it."""
+    out: dict[str, object] = {"category": category, "typeId": type_id}
+    if label is not None:
+        out["label"] = label
+    return out
 
 
 def default_types(from_obj: str, to_obj: str, *, primary: bool = False) -> Types:

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from crmsync.sandbox.core import json_response
-from crmsync.sandbox.hubspot.associations import TYPE_IDS, default_types
+from crmsync.sandbox.hubspot.associations import TYPE_IDS, default_types, spec
 from crmsync.sandbox.hubspot.hooks import error_body
 from crmsync.sandbox.hubspot.schema import OBJECT_TYPES, iso_ms, object_name
 from crmsync.sandbox.hubspot.search import SearchError, run_search
@@ -261,13 +261,13 @@ def build_routes(sim: HubSpotSimulator) -> list[Route]:
                     context.setdefault("propertyName", [exc.property_name])
                 entry = _standard_error(exc.category, exc.message, context)
                 if exc.sub_category:
-                    entry["subCategory"] = exc.sub_category
+                    entry["errors"] = [{"message": exc.message, "code": exc.sub_category}]
                 errors.append(entry)
         if errors and not results:
             first = errors[0]
             raise ApiError(404 if first["category"] == "OBJECT_NOT_FOUND" else 400 if first["category"] !=
                            "CONFLICT" else 409, first["category"], first["message"], context=first["context"],
-                           sub_category=first.get("subCategory"))
+                           sub_category=(first["errors"][0]["code"] if first["errors"] else None))
         return _batch(results, errors, started, ok_status)
 
     # --- pipelines ----------------------------------------------------------------------------
@@ -348,7 +348,7 @@ def build_routes(sim: HubSpotSimulator) -> list[Route]:
                 "toObjectTypeId": OBJECT_TYPES[to_name][0], "toObjectId": str(to_id),
                 "labels": [str(t["label"]) for t in found if t.get("label")]}
 
-    def specs(raw: Any, from_name: str, to_name: str) -> list[dict[str, object]]:
+    def type_specs(raw: Any, from_name: str, to_name: str) -> list[dict[str, object]]:
         plain, primary = TYPE_IDS[(from_name, to_name)]
         out: list[dict[str, object]] = []
         for item in raw or []:
@@ -357,8 +357,7 @@ def build_routes(sim: HubSpotSimulator) -> list[Route]:
             if category == "HUBSPOT_DEFINED" and type_id not in (plain, primary):
                 raise ApiError(400, "VALIDATION_ERROR", f"{type_id} is not a valid association type between "
                                f"{from_name} and {to_name}")
-            out.append({"category": category, "typeId": type_id,
-                        "label": "Primary" if type_id == primary else None})
+            out.append(spec(type_id, "Primary" if type_id == primary else None, category))
         if not out:
             raise ApiError(400, "VALIDATION_ERROR", "at least one association type is required")
         return out
@@ -372,7 +371,7 @@ def build_routes(sim: HubSpotSimulator) -> list[Route]:
         if request.method == "DELETE":
             sim.associations.remove(from_name, row.id, to_name, target.id)
             return Response(status_code=204)
-        sim.associations.add(from_name, row.id, to_name, target.id, specs(request.state.json, from_name, to_name))
+        sim.associations.add(from_name, row.id, to_name, target.id, type_specs(request.state.json, from_name, to_name))
         return json_response(labels_pair(from_name, row.id, to_name, target.id), 201)
 
     @api
@@ -420,7 +419,7 @@ def build_routes(sim: HubSpotSimulator) -> list[Route]:
                 target = live(to_name, str(item["to"]["id"]))
                 if op == "create":
                     sim.associations.add(from_name, row.id, to_name, target.id,
-                                         specs(item.get("types"), from_name, to_name))
+                                         type_specs(item.get("types"), from_name, to_name))
                     results.append(labels_pair(from_name, row.id, to_name, target.id))
                 elif op == "associate/default":
                     types = default_types(from_name, to_name)

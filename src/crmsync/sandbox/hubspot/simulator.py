@@ -248,7 +248,7 @@ class HubSpotSimulator(Simulator):
                     raise ApiError(400, "VALIDATION_ERROR", f"No {dst} with id {to_id} to associate")
                 assoc["_target"] = dst
                 assoc["_types"] = [{"category": t.get("associationCategory", "HUBSPOT_DEFINED"),
-                                    "typeId": int(t["associationTypeId"]), "label": None} for t in types]
+                                    "typeId": int(t["associationTypeId"])} for t in types]
                 return
         raise ApiError(400, "VALIDATION_ERROR", "Unknown association type")
 
