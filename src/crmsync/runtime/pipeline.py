@@ -125,7 +125,7 @@ class OutboxStep:
         drain = resolve(self.candidates)
         connector = build_connector(state.conn)
         try:
-            outcome = drain(state.store, connector, state.conn)
+            outcome = drain(state.store, connector, state.conn, stop_event=state.stop_event)
         finally:
             connector.close()
         state.counts["pushed"] = _count_of(outcome)
