@@ -37,12 +37,12 @@ def test_upgrade_from_empty_creates_the_schema(empty_store_url: Callable[[], str
         assert store.current_revision() is None
         assert inspect(store.engine).get_table_names() == []
         store.upgrade()
-        assert store.current_revision() == head_revision() == "0001"
+        assert store.current_revision() == head_revision() == "0002"
         tables = set(inspect(store.engine).get_table_names())
         assert {t.name for t in ALL_TABLES} | {"alembic_version"} == tables
         assert schema_diffs(store) == []
         store.upgrade()  # a second run is a no-op
-        assert store.current_revision() == "0001"
+        assert store.current_revision() == head_revision()
         assert schema_diffs(store) == []
     finally:
         store.close()
@@ -65,7 +65,7 @@ def test_comparison_is_not_vacuous(empty_store_url: Callable[[], str]) -> None:
 
 
 def test_migrated_store_matches_metadata(store: Store) -> None:
-    assert store.current_revision() == "0001"
+    assert store.current_revision() == head_revision()
     assert schema_diffs(store) == []
 
 

@@ -118,6 +118,7 @@ class Decision:
     rule_set_hash: str | None = None
     created_at: dt.datetime | None = None
     id: int | None = None
+    idempotency_key: str | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -202,6 +203,7 @@ def _decision_row(d: Decision, now: dt.datetime) -> dict[str, Any]:
         "fields": d.fields,
         "reason": d.reason,
         "created_at": d.created_at or now,
+        "idempotency_key": d.idempotency_key,
     }
 
 

@@ -296,6 +296,7 @@ class DecisionRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_decisions_record", "connection", "object_type", "source_id"),
         Index("ix_decisions_run_id", "run_id"),
+        Index("ix_decisions_idempotency_key", "idempotency_key"),
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigInteger().with_variant(Integer(), "sqlite"))
@@ -310,6 +311,8 @@ class DecisionRow(SQLModel, table=True):
     fields: dict[str, Any] = _json()
     reason: str | None = _text()
     created_at: dt.datetime = _ts(nullable=False)
+    # The deciding rule's idempotency key: a finding or action already logged is not logged again.
+    idempotency_key: str | None = _str()
 
 
 class RuleSetRow(SQLModel, table=True):
