@@ -189,6 +189,18 @@ class SyncEngine:
 
     def _check_completeness(self, result: ObjectResult, since: dt.datetime | None,
                             until: dt.datetime | None) -> None:
+        try:
+            self._count_both(result, since, until)
+        except (ConnectorError, ValueError, NotImplementedError) as exc:
+            # The pull itself succeeded; a source that cannot count leaves the check undecided.
+            result.source_count = result.stored_count = None
+            log.warning("backfill.completeness_unchecked", reason=f"{type(exc).__name__}: {exc}")
+            return
+        level = log.info if result.complete else log.warning
+        level("backfill.completeness", source=result.source_count, stored=result.stored_count,
+              complete=result.complete)
+
+    def _count_both(self, result: ObjectResult, since: dt.datetime | None, until: dt.datetime | None) -> None:
         if since is not None or until is not None:
             result.source_count = self.connector.count(result.object_name, since=since, until=until)
             result.stored_count = _count_in_window(self.store, OBJECT_TYPES[result.object_name], self.conn.name,
@@ -196,9 +208,6 @@ class SyncEngine:
         else:
             result.source_count = self.connector.count(result.object_name)
             result.stored_count = self.store.count(OBJECT_TYPES[result.object_name], self.conn.name)
-        level = log.info if result.complete else log.warning
-        level("backfill.completeness", source=result.source_count, stored=result.stored_count,
-              complete=result.complete)
 
     def sweep_deletes(self, object_name: str) -> int:
         """Hard-delete reconciliation: stored ids the source no longer lists are marked deleted."""
