@@ -7,6 +7,7 @@ SIGKILLed mid-run has its job recovered (stalled-job recovery) and finished by t
 
 from __future__ import annotations
 
+import datetime as dt
 import signal
 import subprocess
 from collections import defaultdict
@@ -28,7 +29,7 @@ from .conftest import TOKENS, PipedriveSandbox, start_worker, wait_for, write_co
 N_CONNECTIONS = 50
 
 
-def _sync_runs(store: Store) -> list[tuple[str, object, object, str, str | None]]:
+def _sync_runs(store: Store) -> list[tuple[str, dt.datetime, dt.datetime | None, str, str | None]]:
     c = t.runs.c
     with store.engine.connect() as conn:
         return [tuple(r) for r in conn.execute(  # type: ignore[misc]
@@ -94,7 +95,7 @@ def test_three_workers_share_fifty_connections_and_survive_a_kill(tmp_path: Path
             assert any(r[0] == name and r[3] == "ok" for r in runs), f"{name}: recovered but never finished"
 
         # No connection ever synced by two workers at once: its sync runs never overlap.
-        by_connection: dict[str, list[tuple[object, object]]] = defaultdict(list)
+        by_connection: dict[str, list[tuple[dt.datetime, dt.datetime]]] = defaultdict(list)
         for name, started, finished, _status, _error in runs:
             assert finished is not None, f"{name}: a sync run left open"
             by_connection[name].append((started, finished))
