@@ -190,7 +190,7 @@ class HubSpotConnector:
             for obj in page.get("results") or []:
                 at = _ms(obj.get("archivedAt")) or 0
                 newest = max(newest, at)
-                if at >= since_ms - self.lookback_ms:
+                if at > since_ms - self.lookback_ms:
                     ids.append(str(obj["id"]))
             after = ((page.get("paging") or {}).get("next") or {}).get("after")
             if not after:

@@ -39,7 +39,7 @@ class KeysetState:
 
     def rewind(self, lookback_ms: int) -> KeysetState:
         """Start of a new pull: look back for late-visible changes (keep the dedupe set)."""
-        if self.ts is None or self.tie is not None:
+        if self.ts is None or self.tie is not None or lookback_ms <= 0:
             return self
         return replace(self, strict=False, extra={**self.extra, "lo": self.ts - lookback_ms})
 
