@@ -198,3 +198,18 @@ def test_batches_use_the_crm_batch_size(kind: str, sandbox: Callable[..., Env], 
     assert -(-450 // size) <= calls <= -(-450 // size) + 1, (calls, result)
     stamp = dt.datetime.now(dt.UTC)
     assert all(i.updated_at is not None and i.updated_at <= stamp for i in store.outbox_items())
+
+
+def test_writable_fields_may_name_native_fields(sandbox: Callable[..., Env], store: Store) -> None:
+    """``writable_fields: {deals: [hubspot_owner_id]}`` allows the canonical ``owner_id`` write."""
+    env = sandbox("hubspot", deals=10, writable_fields={"deals": ["hubspot_owner_id", "dealname"]})
+    deal_id = _ids(env, "deals")[0]
+    owner = str(env.sim.truth("owners")[0]["id"])
+    store.enqueue(OutboxItem(connection=env.conn.name, object_name="deals", operation="update",
+                             source_id=deal_id, fields={"owner_id": owner}, idempotency_key="owner"))
+    store.enqueue(OutboxItem(connection=env.conn.name, object_name="deals", operation="update",
+                             source_id=deal_id, fields={"amount": "5"}, idempotency_key="amount"))
+    result = _drain(store, env)
+    assert (result.done, result.refused) == (1, 1), result
+    row = next(r for r in env.sim.truth("deals") if str(r["id"]) == deal_id)
+    assert row["properties"]["hubspot_owner_id"] == owner

@@ -36,6 +36,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import Any, TypeVar
 
 from sqlalchemy import and_, delete, or_, select, update
@@ -382,14 +383,22 @@ def _claim(store: Store, connection: str, want: int, owner: dict[str, Any], leas
 
 # --- push and bookkeeping ---------------------------------------------------------------------
 def _native_names(connector: Any, object_name: str) -> dict[str, str]:
-    """canonical field -> native field, when the connector exposes its field table."""
-    finder = getattr(connector, "native_field_names", None)
-    if callable(finder):
-        try:
-            return dict(finder(object_name))
-        except (KeyError, ValueError):
-            return {}
-    return {}
+    """canonical field -> native field, from the connector's field table (``mappings`` on the
+    connector, else its package's ``MAPPINGS`` / ``OBJECTS``), so ``writable_fields`` may list either."""
+    mapping = (getattr(connector, "mappings", None) or {}).get(object_name)
+    if mapping is None:
+        package = type(connector).__module__.rsplit(".", 1)[0]
+        for module_name in (f"{package}.mapping", f"{package}.mappings"):
+            try:
+                module = import_module(module_name)
+            except ImportError:
+                continue
+            spec = (getattr(module, "MAPPINGS", None) or getattr(module, "OBJECTS", None) or {}).get(object_name)
+            mapping = getattr(spec, "mapping", spec)
+            if mapping is not None:
+                break
+    fields = getattr(mapping, "fields", None) or ()
+    return {f.target: f.source for f in fields if isinstance(getattr(f, "source", None), str)}
 
 
 def _push_items(items: Sequence[OutboxItem]) -> list[PushItem]:
