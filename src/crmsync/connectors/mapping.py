@@ -145,14 +145,15 @@ class ObjectMapping:
                 extra[fm.target[6:]] = value
             elif value is not None or fm.target not in values:
                 values[fm.target] = value
+        if self.created_field:
+            claimed.add(self.created_field.split(".", 1)[0])
+            values["created_at"] = parse_timestamp(_lookup(raw, self.created_field), field_name=self.created_field)
+        if self.deleted_field:
+            claimed.add(self.deleted_field.split(".", 1)[0])
+            values["deleted"] = bool(parse_bool(_lookup(raw, self.deleted_field), field_name=self.deleted_field))
         for key, value in raw.items():
             if key not in claimed:
                 extra[key] = value
-        if self.created_field:
-            claimed.add(self.created_field)
-            values["created_at"] = parse_timestamp(_lookup(raw, self.created_field), field_name=self.created_field)
-        if self.deleted_field:
-            values["deleted"] = bool(parse_bool(_lookup(raw, self.deleted_field), field_name=self.deleted_field))
         cls = RECORD_TYPES[self.object_type]
         try:
             return cls(connection=connection, source_object=self.source_object, source_id=source_id,
