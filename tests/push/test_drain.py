@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 from crmsync.model import ObjectType
 from crmsync.store import OutboxItem, Store
 from crmsync.sync.engine import SyncEngine
-from crmsync.sync.outbox import KILL_ENV, drain, filter_echoes, is_echo, pending_reruns
+from crmsync.sync.outbox import KILL_ENV, PAUSE_NS, drain, filter_echoes, is_echo, pending_reruns
 
 from .conftest import Env
 
@@ -213,3 +214,39 @@ def test_writable_fields_may_name_native_fields(sandbox: Callable[..., Env], sto
     assert (result.done, result.refused) == (1, 1), result
     row = next(r for r in env.sim.truth("deals") if str(r["id"]) == deal_id)
     assert row["properties"]["hubspot_owner_id"] == owner
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_retriable_failures_back_off_then_succeed_or_give_up(
+        kind: str, sandbox: Callable[..., Env], store: Store) -> None:
+    env = sandbox(kind, deals=10)
+    env.conn.options["max_attempts"] = 1  # no transport-level retries: the outbox decides
+    ids = _ids(env, DEAL_OBJECT[kind])[:2]
+    for deal_id in ids:
+        store.enqueue(OutboxItem(connection=env.conn.name, object_name="deals", operation="update",
+                                 source_id=deal_id, fields={"name": f"retry {deal_id}"}, idempotency_key=deal_id))
+    write_path = {"salesforce": "composite/sobjects", "hubspot": "batch/update", "pipedrive": "/api/v2/deals/"}[kind]
+    env.sim.knobs.update({"faults": [{"path": write_path, "kind": "503", "method": "PATCH" if kind != "hubspot"
+                                      else "POST"}]})
+    first = _drain(store, env, backoff_base_s=0.3, max_attempts=3)
+    assert first.done == 0 and first.retried + (2 if first.status == "paused" else 0) >= 2, first
+    assert {i.status for i in store.outbox_items()} == {"pending"}
+    assert all(i.last_error for i in store.outbox_items())
+    store.set_state(PAUSE_NS, env.conn.name, None)
+    assert _drain(store, env, backoff_base_s=0.3).claimed == 0  # backing off
+    time.sleep(0.35)
+    env.sim.knobs.update({"faults": []})
+    second = _drain(store, env, backoff_base_s=0.3)
+    assert second.done == 2, second
+    assert [i.attempts for i in store.outbox_items()] == [2, 2]
+    # a write that keeps failing ends failed, with its error kept until someone acts
+    store.enqueue(OutboxItem(connection=env.conn.name, object_name="deals", operation="update",
+                             source_id=ids[0], fields={"name": "never"}, idempotency_key="never"))
+    env.sim.knobs.update({"faults": [{"path": write_path, "kind": "503"}]})
+    for _ in range(3):
+        store.set_state(PAUSE_NS, env.conn.name, None)
+        _drain(store, env, backoff_base_s=0.01, max_attempts=3)
+        time.sleep(0.1)
+    env.sim.knobs.update({"faults": []})
+    never = [i for i in store.outbox_items() if i.idempotency_key == "never"][0]
+    assert never.status == "failed" and never.attempts == 3 and "gave up after 3 attempts" in (never.last_error or "")

@@ -115,8 +115,10 @@ class DrainResult:
 # --- public API -------------------------------------------------------------------------------
 def drain(store: Store, connector: Any, conn: ConnectionSettings, *, limit: int | None = None,
           stop_event: threading.Event | None = None, batch_size: int | None = None,
-          max_attempts: int = DEFAULT_MAX_ATTEMPTS, lease_seconds: float = 300.0) -> DrainResult:
-    """Push the connection's pending outbox items; see the module docstring."""
+          max_attempts: int = DEFAULT_MAX_ATTEMPTS, lease_seconds: float = 300.0,
+          backoff_base_s: float = BACKOFF_BASE_S) -> DrainResult:
+    """Push the connection's pending outbox items; see the module docstring. A retriable failure
+    waits ``backoff_base_s * 4**(attempts-1)`` seconds (capped at 15 min) before the next try."""
     started = time.perf_counter()
     result = DrainResult(conn.name)
     owner = _owner()
@@ -138,7 +140,7 @@ def drain(store: Store, connector: Any, conn: ConnectionSettings, *, limit: int 
                 result.status = "stopped"
                 break
             want = size if limit is None else min(size, limit - result.claimed)
-            items, recovered = _claim(store, conn.name, want, owner, lease_seconds, retried_ids)
+            items, recovered = _claim(store, conn.name, want, owner, lease_seconds, retried_ids, backoff_base_s)
             if not items:
                 break
             result.claimed += len(items)
@@ -318,27 +320,27 @@ def _paused_until(store: Store, connection: str) -> dt.datetime | None:
 
 
 # --- claim ------------------------------------------------------------------------------------
-def backoff_seconds(attempts: int) -> float:
+def backoff_seconds(attempts: int, base: float = BACKOFF_BASE_S) -> float:
     """Wait before attempt ``attempts + 1`` after a retriable failure: 5 s, 20 s, 80 s, ... 15 min."""
     if attempts <= 0:
         return 0.0
-    return float(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 4 ** (attempts - 1)))
+    return float(min(BACKOFF_CAP_S, base * 4 ** (attempts - 1)))
 
 
-def _due(now: dt.datetime) -> Any:
+def _due(now: dt.datetime, base: float) -> Any:
     """SQL: a pending row is due when its backoff since the last update has passed."""
     c = t.outbox.c
     terms = [c.attempts == 0]
     n = 1
-    while backoff_seconds(n) < BACKOFF_CAP_S:
-        terms.append(and_(c.attempts == n, c.updated_at <= now - dt.timedelta(seconds=backoff_seconds(n))))
+    while backoff_seconds(n, base) < BACKOFF_CAP_S and n < 50:
+        terms.append(and_(c.attempts == n, c.updated_at <= now - dt.timedelta(seconds=backoff_seconds(n, base))))
         n += 1
     terms.append(and_(c.attempts >= n, c.updated_at <= now - dt.timedelta(seconds=BACKOFF_CAP_S)))
     return or_(*terms)
 
 
 def _claim(store: Store, connection: str, want: int, owner: dict[str, Any], lease_seconds: float,
-           exclude: set[int]) -> tuple[list[OutboxItem], int]:
+           exclude: set[int], backoff_base_s: float = BACKOFF_BASE_S) -> tuple[list[OutboxItem], int]:
     """Orphaned in_flight rows first, then due pending rows: one (object, operation), at most one
     row per target record, committed as in_flight with attempts + 1 (and the lease renewed)."""
     c = t.outbox.c
@@ -346,7 +348,7 @@ def _claim(store: Store, connection: str, want: int, owner: dict[str, Any], leas
     with store.transaction() as tx:
         eligible = and_(
             c.connection == connection,
-            or_(c.status == OutboxStatus.IN_FLIGHT.value, and_(c.status == OutboxStatus.PENDING.value, _due(now))),
+            or_(c.status == OutboxStatus.IN_FLIGHT.value, and_(c.status == OutboxStatus.PENDING.value, _due(now, backoff_base_s))),
         )
         if exclude:
             eligible = and_(eligible, c.id.notin_(sorted(exclude)))
@@ -649,3 +651,14 @@ def forget_writes(store: Store, connection: str) -> int:
         res = tx.conn.execute(delete(t.kv_state).where(
             c.namespace == WRITES_NS, c.key.startswith(f"{connection}|", autoescape=True)))
         return int(res.rowcount)
+
+
+def recent_errors(store: Store, connection: str | None = None, *, limit: int = 5) -> list[OutboxItem]:
+    """Failed and parked items, most recently updated first (for ``crmsync status``)."""
+    c = t.outbox.c
+    stmt = (select(t.outbox).where(c.status.in_([OutboxStatus.FAILED.value, OutboxStatus.PARKED.value]))
+            .order_by(c.updated_at.desc(), c.id.desc()).limit(limit))
+    if connection is not None:
+        stmt = stmt.where(c.connection == connection)
+    with store.engine.connect() as db:
+        return [_outbox_item(r) for r in db.execute(stmt)]
