@@ -260,3 +260,18 @@ def test_auth_error_is_fatal_and_token_free(server: SandboxServer) -> None:
     with pytest.raises(AuthError) as exc:
         list(HubSpotConnector(conn).pull("deals", None))
     assert "pat-na1" not in str(exc.value) and exc.value.status == 401
+
+
+def test_search_per_second_limit_is_honoured() -> None:
+    sim = HubSpotSimulator(generate_world(5, 50))  # HubSpot's default: 4 searches per second
+    sim.bulk_import("deals", [{"dealname": f"s{n}", "dealstage": "demo"} for n in range(900)], same_timestamp=False)
+    with SandboxServer(sim.build_app(), name="hubspot-4ps") as srv:
+        from crmsync.settings import ConnectionSettings
+
+        conn = ConnectionSettings(name="hs", kind="hubspot", base_url=srv.url,
+                                  credentials={"access_token": SecretStr(SANDBOX_TOKEN)}, options={"max_attempts": 1})
+        records, _, _ = drain(HubSpotConnector(conn).pull("deals", None))
+    assert len(records) == 950
+    assert sim.knobs.search_per_second == 4
+    assert sim.log.snapshot()["by_route"]["POST /crm/v3/objects/deals/search"] >= 5
+    assert "429" not in sim.log.snapshot()["by_status"]  # spaced, not retried
