@@ -39,7 +39,8 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, bindparam, delete, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from crmsync.connectors.base import (
     AuthError,
@@ -66,6 +67,7 @@ from crmsync.settings import ConnectionSettings
 from crmsync.store import OutboxItem, OutboxStatus, Store, Transaction, content_hash
 from crmsync.store import tables as t
 from crmsync.store.repository import _outbox_item
+from crmsync.store.upsert import plan_for
 from crmsync.sync.budget import ApiBudget
 
 log = get_logger("crmsync.outbox")
@@ -540,19 +542,15 @@ def _book(store: Store, conn: ConnectionSettings, items: list[OutboxItem], refus
     with store.transaction() as tx:
         _book_refusals(tx, refusals, result)
         budget.charge(tx, calls)
+        done: list[tuple[OutboxItem, str | None]] = []
         for item in items:
             answer = results.get(_id(item))
             if answer is None:
                 continue
             if answer.ok:
-                record_id = answer.source_id or item.source_id
-                tx.conn.execute(update(t.outbox).where(t.outbox.c.id == item.id).values(
-                    status=OutboxStatus.DONE.value, result_id=record_id, last_error=None, updated_at=now))
+                done.append((item, answer.source_id or item.source_id))
                 result.done += 1
                 result.created += int(answer.created)
-                if record_id:
-                    _remember_write(tx, conn.name, item, record_id, now)
-                    _link_mirror(tx, conn.name, item, record_id)
             elif answer.conflict:
                 reason = answer.error or "the record changed since the decision"
                 tx.update_outbox(_id(item), OutboxStatus.PARKED.value, last_error=f"conflict: {reason}")
@@ -570,6 +568,16 @@ def _book(store: Store, conn: ConnectionSettings, items: list[OutboxItem], refus
                 tx.update_outbox(_id(item), OutboxStatus.FAILED.value, last_error=message)
                 result.failed += 1
                 _note_error(result, message)
+        if done:
+            c = t.outbox.c
+            tx.conn.execute(
+                update(t.outbox).where(c.id == bindparam("item_id"))
+                .values(status=OutboxStatus.DONE.value, result_id=bindparam("rid"), last_error=None, updated_at=now),
+                [{"item_id": item.id, "rid": rid} for item, rid in done])
+            _remember_writes(tx, conn.name, [(i, r) for i, r in done if r], now)
+            for item, rid in done:
+                if rid and item.operation in ("create", "upsert"):
+                    _link_mirror(tx, conn.name, item, rid)
 
 
 def _note_error(result: DrainResult, message: str) -> None:
@@ -582,23 +590,65 @@ def _write_key(connection: str, object_type: ObjectType | str, source_id: str) -
     return f"{connection}|{getattr(object_type, 'value', object_type)}|{source_id}"
 
 
-def _remember_write(tx: Transaction, connection: str, item: OutboxItem, record_id: str, now: dt.datetime) -> None:
-    object_type = object_type_of(item.object_name)
-    if object_type is None or item.operation == "delete":
-        return
-    key = _write_key(connection, object_type, record_id)
-    fields = coerce_fields(object_type, item.fields)
-    expected: str | None = None
-    stored = tx.get(object_type, connection, record_id)
-    if stored is not None:
-        try:
-            expected = content_hash(apply_fields(stored, fields))
-        except (TypeError, ValueError):
-            expected = None
-    previous = tx.get_state(WRITES_NS, key)
-    merged = dict(previous.get("fields", {})) if isinstance(previous, dict) and expected is None else {}
-    merged.update(jsonable(fields))
-    tx.set_state(WRITES_NS, key, {"hash": expected, "fields": merged, "at": now.isoformat(), "outbox_id": item.id})
+def _remember_writes(tx: Transaction, connection: str, done: Sequence[tuple[OutboxItem, str]],
+                     now: dt.datetime) -> None:
+    """Echo memory for a batch of successful writes: the content hash the record should have when
+    the next pull brings it back (stored record + written fields), or, for records not stored yet
+    (creates), the written values themselves. One read and one upsert per batch."""
+    by_type: dict[ObjectType, list[tuple[OutboxItem, str]]] = {}
+    for item, record_id in done:
+        object_type = object_type_of(item.object_name)
+        if object_type is not None and item.operation != "delete":
+            by_type.setdefault(object_type, []).append((item, record_id))
+    rows: list[dict[str, Any]] = []
+    for object_type, pairs in by_type.items():
+        stored = _records(tx, object_type, connection, [rid for _, rid in pairs])
+        keys = {rid: _write_key(connection, object_type, rid) for _, rid in pairs}
+        previous = _states_tx(tx, WRITES_NS, [keys[rid] for _, rid in pairs if rid not in stored])
+        for item, rid in pairs:
+            fields = coerce_fields(object_type, item.fields)
+            expected: str | None = None
+            if rid in stored:
+                try:
+                    expected = content_hash(apply_fields(stored[rid], fields))
+                except (TypeError, ValueError):
+                    expected = None
+            before = previous.get(keys[rid])
+            merged = dict(before.get("fields", {})) if isinstance(before, dict) and expected is None else {}
+            merged.update(jsonable(fields))
+            rows.append({"namespace": WRITES_NS, "key": keys[rid], "updated_at": now,
+                         "value": {"hash": expected, "fields": merged, "at": now.isoformat(), "outbox_id": item.id}})
+    if rows:
+        module: Any = sqlite if tx.conn.dialect.name == "sqlite" else postgresql
+        ins = module.insert(t.kv_state)
+        tx.conn.execute(ins.on_conflict_do_update(
+            index_elements=[t.kv_state.c.namespace, t.kv_state.c.key],
+            set_={"value": ins.excluded.value, "updated_at": ins.excluded.updated_at}), rows)
+
+
+def _records(tx: Transaction, object_type: ObjectType, connection: str, ids: Sequence[str]) -> dict[str, Record]:
+    kind = plan_for(object_type)
+    table = kind.table
+    cols = [table.c[n] for n in kind.field_names]
+    out: dict[str, Record] = {}
+    wanted = sorted(set(ids))
+    for start in range(0, len(wanted), 500):
+        stmt = select(*cols).where(table.c.connection == connection,
+                                   table.c.source_id.in_(wanted[start : start + 500]))
+        for row in tx.conn.execute(stmt):
+            record = kind.to_record(row)
+            out[record.source_id] = record
+    return out
+
+
+def _states_tx(tx: Transaction, namespace: str, keys: Sequence[str]) -> dict[str, Any]:
+    c = t.kv_state.c
+    out: dict[str, Any] = {}
+    wanted = sorted(set(keys))
+    for start in range(0, len(wanted), 500):
+        out.update({k: v for k, v in tx.conn.execute(
+            select(c.key, c.value).where(c.namespace == namespace, c.key.in_(wanted[start : start + 500])))})
+    return out
 
 
 def _matches(entry: Any, record: Record) -> bool:
