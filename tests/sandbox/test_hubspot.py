@@ -260,3 +260,28 @@ def test_object_type_ids_and_merge(server: SandboxServer, sim: HubSpotSimulator)
         assert merged.json()["id"] == "8"
         assert http.get("/crm/v3/objects/deals/9").json()["id"] == "8"  # the merged id answers with the winner
         assert "9" not in {t["id"] for t in sim.truth("deals", include_deleted=True)}
+
+
+def test_search_lag_shows_the_previous_version() -> None:
+    import time
+
+    sim = HubSpotSimulator(generate_world(4, 40), Knobs(search_per_second=1000, search_lag_s=0.4))
+    with SandboxServer(sim.build_app(), name="hubspot-lag") as srv:
+        client = hubspot.Client.create(access_token=SANDBOX_TOKEN, host=srv.url)
+
+        def find(deal_id: str) -> list[str]:
+            page = client.crm.deals.search_api.do_search(PublicObjectSearchRequest(
+                filter_groups=[{"filters": [{"propertyName": "hs_object_id", "operator": "EQ", "value": deal_id}]}],
+                properties=["dealname"], limit=10))
+            return [r.properties["dealname"] for r in page.results]
+
+        old = find("2")
+        sim.edit("deals", "2", {"dealname": "fresh name"})
+        sim.delete("deals", "3")
+        new_id = sim.create("deals", {"dealname": "brand new", "dealstage": "demo"})
+        sim.delete("deals", "4", hard=True)
+        assert find("2") == old and find("3") and find(new_id) == []  # search still shows the old world
+        assert find("4") == []  # a hard delete leaves the index at once
+        assert client.crm.deals.basic_api.get_by_id("2").properties["dealname"] == "fresh name"  # reads do not lag
+        time.sleep(0.5)
+        assert find("2") == ["fresh name"] and find("3") == [] and find(new_id) == ["brand new"]

@@ -197,8 +197,8 @@ def run_search(table: ObjectTable, object_name: str, body: Any, full_props: Full
             for n, record_id in enumerate(table.index_range(lo, hi, descending=descending)):
                 if n >= after + limit:
                     break
-                if n >= after:
-                    hit = table.rows[record_id]
+                hit = table.rows.get(record_id) if n >= after else None
+                if hit is not None:
                     seen = table.searchable(hit)
                     if seen is not None:
                         page.append((hit, seen[0], seen[1]))
@@ -207,7 +207,7 @@ def run_search(table: ObjectTable, object_name: str, body: Any, full_props: Full
         in_order = by_modified or not sorts
         groups = [rest]
     else:
-        candidates = list(table.live_ids)
+        candidates = table.scan_ids()
         in_order = by_id_asc
 
     matched: list[tuple[Row, int, Props, dict[str, str | None]]] = []

@@ -147,12 +147,11 @@ class ObjectTable:
     def hard_delete(self, row: Row) -> None:
         if row.archived_ms is None:
             _remove(self.live_ids, row.id)
-            if row.pending is None:
-                self._unindex(row.updated_ms, row.id)
-            elif not row.pending[2]:
-                self._unindex(row.pending[0], row.id)
         else:
             _remove(self.archived_ids, row.id)
+        self._unindex(row.updated_ms, row.id)  # whichever version search holds goes (no-op if absent)
+        if row.pending is not None:
+            self._unindex(row.pending[0], row.id)
         del self.rows[row.id]
 
     def _index_add(self, ms: int, record_id: int) -> None:
@@ -184,6 +183,13 @@ class ObjectTable:
             row.pending = None
             row.visible_at = 0.0
         self._lagging = deque(dict.fromkeys(keep))
+
+    def scan_ids(self) -> list[int]:
+        """Ids a full search scan must look at: live rows plus archived ones search still shows."""
+        lagging = [i for i in self._lagging if i in self.rows and self.rows[i].archived_ms is not None]
+        if not lagging:
+            return list(self.live_ids)
+        return sorted({*self.live_ids, *lagging})
 
     def searchable(self, row: Row) -> tuple[int, Props] | None:
         """The (modified ms, props) search sees for a row, or None when search cannot see it."""
