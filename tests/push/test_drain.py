@@ -250,3 +250,35 @@ def test_retriable_failures_back_off_then_succeed_or_give_up(
     env.sim.knobs.update({"faults": []})
     never = [i for i in store.outbox_items() if i.idempotency_key == "never"][0]
     assert never.status == "failed" and never.attempts == 3 and "gave up after 3 attempts" in (never.last_error or "")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sigkill_after_a_mirror_create_leaves_one_copy_and_links_it(
+        kind: str, sandbox: Callable[..., Env], tmp_path: Path) -> None:
+    env = sandbox(kind, deals=5)
+    store_url = f"sqlite:///{tmp_path / 'kill-mirror.db'}"
+    store = Store.open(store_url)
+    store.upgrade()
+    key = "mirror:m1:other-crm:4711"
+    stage = {"salesforce": "Qualification", "hubspot": "qualification", "pipedrive": None}[kind]
+    fields: dict[str, Any] = {"name": "Mirrored deal 4711", "amount": "1234.50", "close_date": "2030-01-31"}
+    if stage:
+        fields["stage_id"] = stage
+    store.enqueue(OutboxItem(connection=env.conn.name, object_name="deals", operation="create", fields=fields,
+                             idempotency_key=key))
+    conn = env.conn.model_dump(mode="json")
+    conn["credentials"] = {k: v.get_secret_value() for k, v in env.conn.credentials.items()}
+    conn["ca_bundle"] = str(env.conn.ca_bundle) if env.conn.ca_bundle else None
+    args = tmp_path / "args.json"
+    args.write_text(json.dumps({"store_url": store_url, "conn": conn}), encoding="utf-8")
+    child = subprocess.run([sys.executable, str(HERE / "drain_child.py"), str(args)],
+                           env={**os.environ, KILL_ENV: "1"}, capture_output=True, timeout=120)
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
+    assert store.find_link("other-crm", "deal", "4711") is None  # killed before the bookkeeping
+    result = _drain(store, env)
+    assert result.recovered == 1 and result.done == 1, result
+    copies = [r for r in env.sim.truth(DEAL_OBJECT[kind]) if _row_name(env, r) == "Mirrored deal 4711"]
+    assert len(copies) == 1
+    link = store.find_link("other-crm", "deal", "4711")
+    assert link is not None and link.right[0] == env.conn.name
+    assert link.right[2][:15] == _row_id(env, copies[0])[:15]
