@@ -57,8 +57,10 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> LocalCA:
 
 @pytest.fixture(scope="module")
 def server(sim: SalesforceSimulator, ca: LocalCA) -> Iterator[SandboxServer]:
-    with SandboxServer(sim.build_app(), tls=ca, name="salesforce") as srv:
-        yield srv
+    srv = SandboxServer(sim.build_app(), tls=ca, name="salesforce").start()
+    yield srv
+    srv._server.force_exit = True  # skip uvicorn's graceful wait on lingering TLS keep-alive sockets
+    srv.stop()
 
 
 def tls_session(ca: LocalCA) -> requests.Session:

@@ -74,7 +74,11 @@ class SalesforceConnector:
                                          max_attempts=int(options.get("max_attempts", 5)),
                                          max_wait_s=float(options.get("max_wait_seconds", 60)),
                                          timeout_s=float(options.get("timeout_seconds", 60)))
-        connect(conn, self.session)
+        try:
+            connect(conn, self.session)
+        except BaseException:
+            self.session.close()
+            raise
         self.sf = Salesforce(session_id=self.session.access_token, instance_url=self.session.instance_url,
                              session=self.session, version=API_VERSION, parse_float=Decimal)
         self._pusher = Pusher(self)

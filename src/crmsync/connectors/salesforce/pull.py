@@ -70,12 +70,13 @@ class Reader:
     def keyset(self, cursor: Mapping[str, Any] | None, since: dt.datetime | None,
                until: dt.datetime | None) -> Iterator[Page]:
         saved = dict(cursor) if cursor and "ts" in cursor else None
+        ts, last_id = since or EPOCH, ""
         if saved is not None:
-            start_ts = parse_timestamp(saved["ts"]) or EPOCH
-            start_ts -= dt.timedelta(seconds=self.c.lookback_s)
-        else:
-            start_ts = since or EPOCH
-        ts, last_id = start_ts, ""
+            ts = parse_timestamp(saved["ts"]) or EPOCH
+            if self.c.lookback_s > 0:  # a new cycle re-reads the lookback window from its start
+                ts -= dt.timedelta(seconds=self.c.lookback_s)
+            else:  # exact resume at the (SystemModstamp, Id) keyset position
+                last_id = str(saved.get("id") or "")
         deleted_ts = saved.get("deleted_ts") if saved else None
         size = self.c.page_size
         emitted = False

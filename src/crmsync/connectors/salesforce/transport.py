@@ -90,7 +90,7 @@ class SalesforceSession(requests.Session):
         hinted = getattr(exc, "retry_after", None)
         if hinted is not None:
             return float(min(hinted, self.max_wait_s))
-        return float(wait_exponential_jitter(initial=0.5, max=self.max_wait_s)(state))
+        return float(wait_exponential_jitter(multiplier=0.5, max=self.max_wait_s)(state))
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         retrying = Retrying(retry=retry_if_exception_type(RetriableError), stop=stop_after_attempt(self.max_attempts),
