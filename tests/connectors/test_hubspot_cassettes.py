@@ -77,8 +77,8 @@ def scenario(base_url: str, edit: Any = None) -> dict[str, Any]:
                  based_on_modified_at=deals["3"].modified_at, ref=1),
         PushItem("deals", "update", {"name": "late"}, source_id="4", based_on_modified_at=deals["4"].modified_at,
                  ref=2),
-        PushItem("tasks", "create", {"hs_task_subject": "Handoff", "hs_task_status": "NOT_STARTED"},
-                 idempotency_key="handoff-3", ref=3),
+        PushItem("tasks", "create", {"subject": "Handoff", "done": False, "deal_id": "3",
+                                     "due_date": dt.date(2026, 3, 9)}, idempotency_key="handoff-3", ref=3),
     ])
     connector.close()
     return {"owners": len(owners), "stages": len(stages), "deals": len(deals), "cursor": pages[-1].cursor,
@@ -129,3 +129,7 @@ def test_cassette_holds_no_token_and_the_expected_shapes() -> None:
     assert update["inputs"][0]["properties"] == {"dealstage": "proposal", "meddic_champion": "CFO"}
     upsert = next(json.loads(r["body"]) for r in requests if r["uri"].endswith("/tasks/batch/upsert"))
     assert upsert["inputs"][0]["idProperty"] == "crmsync_key" and upsert["inputs"][0]["id"] == "handoff-3"
+    assert upsert["inputs"][0]["properties"] == {"hs_task_subject": "Handoff", "hs_task_status": "NOT_STARTED",
+                                                 "hs_timestamp": "2026-03-09", "crmsync_key": "handoff-3"}
+    link = next(json.loads(r["body"]) for r in requests if r["uri"].endswith("/associations/tasks/deals/batch/create"))
+    assert link["inputs"][0]["to"] == {"id": "3"} and link["inputs"][0]["types"][0]["associationTypeId"] == 216

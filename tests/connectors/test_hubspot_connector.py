@@ -275,3 +275,18 @@ def test_search_per_second_limit_is_honoured() -> None:
     assert sim.knobs.search_per_second == 4
     assert sim.log.snapshot()["by_route"]["POST /crm/v3/objects/deals/search"] >= 5
     assert "429" not in sim.log.snapshot()["by_status"]  # spaced, not retried
+
+
+def test_push_canonical_task_fields_and_deal_link(hs: HubSpotConnector, sim: HubSpotSimulator) -> None:
+    result = hs.push([PushItem("tasks", "create", {"subject": "Kick-off call", "owner_id": "4", "deal_id": "7",
+                                                   "due_date": dt.date(2030, 2, 3), "done": False, "lead_id": None},
+                               idempotency_key="handoff:7", ref=9)])[0]
+    assert result.ok and result.created
+    task = sim.truth("tasks")[0]
+    assert task["properties"]["hs_task_subject"] == "Kick-off call"
+    assert task["properties"]["hs_task_status"] == "NOT_STARTED"
+    assert task["properties"]["hs_timestamp"].startswith("2030-02-03")
+    assert task["properties"]["crmsync_key"] == "handoff:7"
+    assert list(sim.associations.get("tasks", int(result.source_id), "deals")) == [7]
+    refused = hs.push([PushItem("tasks", "create", {"subject": "x", "lead_id": "55"}, idempotency_key="k2", ref=1)])
+    assert not refused[0].ok and "lead_id" in (refused[0].error or "")

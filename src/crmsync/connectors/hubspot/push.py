@@ -24,6 +24,15 @@ if TYPE_CHECKING:
 
 BATCH = 100
 KEY_PROPERTY = "crmsync_key"
+# canonical field -> (associated HubSpot object, HUBSPOT_DEFINED type id): written as associations
+LINKS: dict[tuple[str, str], tuple[str, int]] = {
+    ("tasks", "deal_id"): ("deals", 216), ("notes", "deal_id"): ("deals", 214),
+    ("deals", "account_id"): ("companies", 5), ("contacts", "account_id"): ("companies", 1),
+}
+# canonical fields the field tables do not cover, per object
+RENAMES: dict[tuple[str, str], str] = {("tasks", "body"): "hs_task_body", ("notes", "body"): "hs_note_body",
+                                       ("notes", "owner_id"): "hubspot_owner_id"}
+NEEDS_TIMESTAMP = frozenset({"tasks", "notes"})  # HubSpot requires hs_timestamp on engagements
 PUSH_NATIVE = {"deals": "deals", "accounts": "companies", "companies": "companies", "contacts": "contacts",
                "line_items": "line_items", "products": "products", "tasks": "tasks", "notes": "notes"}
 
@@ -56,18 +65,31 @@ class Pusher:
     def __init__(self, connector: HubSpotConnector) -> None:
         self.connector = connector
 
-    def _native_props(self, object_name: str, fields: dict[str, Any]) -> dict[str, str]:
-        """Canonical field names (or ``extra.x``) -> HubSpot property names; native names pass."""
+    def _native_props(self, object_name: str, fields: dict[str, Any]) -> tuple[dict[str, str], list[tuple[str, int, str]]]:
+        """Canonical field names (or ``extra.x``) -> HubSpot properties, plus associations to write."""
         mapping = self.connector.mappings.get(object_name) or MAPPINGS.get(object_name)
         reverse = {f.target: f.source for f in mapping.fields} if mapping else {}
         allowed = self.connector.conn.writable_fields.get(object_name)
         out: dict[str, str] = {}
+        links: list[tuple[str, int, str]] = []
         for key, value in fields.items():
-            native = reverse.get(key) or (key[6:] if key.startswith("extra.") else key)
+            if (object_name, key) in LINKS:
+                if value not in (None, ""):
+                    target, type_id = LINKS[(object_name, key)]
+                    links.append((target, type_id, str(value)))
+                continue
+            if key == "lead_id":
+                if value not in (None, ""):
+                    raise ValueError("HubSpot has no lead object in crmsync: lead_id cannot be written")
+                continue
+            native = RENAMES.get((object_name, key)) or reverse.get(key) or (key[6:] if key.startswith("extra.") else key)
             if allowed is not None and key not in allowed and native not in allowed:
                 raise PermissionError(f"{object_name}.{key} is not in writable_fields")
+            if object_name == "tasks" and key == "done":
+                out[native] = "COMPLETED" if value else "NOT_STARTED"
+                continue
             out[native] = wire_value(value)
-        return out
+        return out, links
 
     def _batch(self, native: str, op: str, body: dict[str, Any]) -> Any:
         api = self.connector.crm.objects.batch_api
@@ -111,12 +133,49 @@ class Pusher:
         return [r if r is not None else PushResult(items[n].ref, False, items[n].source_id, error="not pushed")
                 for n, r in enumerate(results)]
 
-    def _props_or_fail(self, item: PushItem, results: list[PushResult | None], n: int) -> dict[str, str] | None:
+    def _props_or_fail(self, item: PushItem, results: list[PushResult | None], n: int,
+                       links: dict[int, list[tuple[str, int, str]]]) -> dict[str, str] | None:
         try:
-            return self._native_props(item.object_name, item.fields)
+            props, wanted = self._native_props(item.object_name, item.fields)
         except (PermissionError, ValueError) as exc:
             results[n] = PushResult(item.ref, False, item.source_id, error=str(exc))
             return None
+        if wanted:
+            links[n] = wanted
+        return props
+
+    def _associate(self, native: str, items: Sequence[PushItem], links: dict[int, list[tuple[str, int, str]]],
+                   results: list[PushResult | None]) -> None:
+        """v4 batch create for the associations the written items asked for (one call per target type)."""
+        by_target: dict[str, list[tuple[int, int, str]]] = {}
+        for i, wanted in links.items():
+            result = results[i]
+            if result is None or not result.ok or not result.source_id:
+                continue
+            for target, type_id, to_id in wanted:
+                by_target.setdefault(target, []).append((i, type_id, to_id))
+        api = self.connector.crm.associations.v4.batch_api
+        for target, pairs in by_target.items():
+            for start in range(0, len(pairs), BATCH):
+                chunk = pairs[start:start + BATCH]
+                body = {"inputs": [{"from": {"id": results[i].source_id}, "to": {"id": to_id},  # type: ignore[union-attr]
+                                    "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": t}]}
+                                   for i, t, to_id in chunk]}
+                try:
+                    answer = self.connector.call(f"associate {native}->{target}", api.create, native, target, body,
+                                                 push=True) or {}
+                except ConnectorError as exc:
+                    for i, _, _ in chunk:
+                        results[i] = PushResult(items[i].ref, False, results[i].source_id,  # type: ignore[union-attr]
+                                                error=f"written, association failed: {exc}",
+                                                retriable=isinstance(exc, RetriableError))
+                    continue
+                for error in answer.get("errors") or []:
+                    for index in (error.get("context") or {}).get("inputIndex") or []:
+                        if str(index).isdigit() and int(index) < len(chunk):
+                            i = chunk[int(index)][0]
+                            results[i] = PushResult(items[i].ref, False, results[i].source_id,  # type: ignore[union-attr]
+                                                    error=f"written, association failed: {error.get('category')}")
 
     def _update(self, native: str, items: Sequence[PushItem], chunk: list[int],
                 results: list[PushResult | None]) -> None:
@@ -129,6 +188,7 @@ class Pusher:
                 current[str(obj["id"])] = _ms((obj.get("properties") or {}).get("hs_lastmodifieddate"))
         inputs: list[dict[str, Any]] = []
         by_id: dict[str, int] = {}
+        links: dict[int, list[tuple[str, int, str]]] = {}
         for i in chunk:
             item = items[i]
             if item.based_on_modified_at is not None:
@@ -141,7 +201,7 @@ class Pusher:
                     results[i] = PushResult(item.ref, False, item.source_id, conflict=True,
                                             error="changed in HubSpot since the decision")
                     continue
-            props = self._props_or_fail(item, results, i)
+            props = self._props_or_fail(item, results, i, links)
             if props is None:
                 continue
             by_id[str(item.source_id)] = i
@@ -154,16 +214,20 @@ class Pusher:
             if i >= 0:
                 results[i] = PushResult(items[i].ref, True, str(obj["id"]))
         self._errors(answer, items, by_id, results, inputs)
+        self._associate(native, items, links, results)
 
     def _create(self, native: str, op: str, items: Sequence[PushItem], chunk: list[int],
                 results: list[PushResult | None]) -> None:
         inputs: list[dict[str, Any]] = []
         by_key: dict[str, int] = {}
+        links: dict[int, list[tuple[str, int, str]]] = {}
         for i in chunk:
             item = items[i]
-            props = self._props_or_fail(item, results, i)
+            props = self._props_or_fail(item, results, i, links)
             if props is None:
                 continue
+            if native in NEEDS_TIMESTAMP and not props.get("hs_timestamp"):
+                props["hs_timestamp"] = wire_value(dt.datetime.now(dt.UTC))
             if op == "upsert":
                 key = str(item.idempotency_key)
                 props[KEY_PROPERTY] = key
@@ -182,6 +246,7 @@ class Pusher:
                 created = bool(obj.get("new", op == "create"))
                 results[i] = PushResult(items[i].ref, True, str(obj["id"]), created=created)
         self._errors(answer, items, by_key, results, inputs)
+        self._associate(native, items, links, results)
 
     def _errors(self, answer: dict[str, Any], items: Sequence[PushItem], pending: dict[str, int],
                 results: list[PushResult | None], inputs: list[dict[str, Any]]) -> None:
