@@ -171,7 +171,7 @@ def _record(store: Store, rule_set: RuleSet, decisions: list[Decision], records:
                     continue
                 run.by_action[decision.action] = run.by_action.get(decision.action, 0) + 1
                 logged.append(_logged(decision, run_id))
-                item = outbox_item_for(decision, by_key.get((decision.object_type, decision.source_id)))
+                item = outbox_item_for(decision, by_key.get((decision.object_type, decision.source_id)), ctx)
                 if item is not None and tx.enqueue(item):
                     run.enqueued += 1
             run.logged = tx.log_decisions(logged)
@@ -196,23 +196,50 @@ def _logged(decision: Decision, run_id: int) -> LoggedDecision:
                           idempotency_key=decision.idempotency_key)
 
 
-def outbox_item_for(decision: Decision, record: Record | None) -> OutboxItem | None:
+# Canonical fields a created task or note carries; other decision fields (cross-references such as
+# ``renewal_key``) stay in the decision log and are not sent to the CRM.
+TASK_FIELDS = frozenset({"subject", "owner_id", "deal_id", "lead_id", "due_date", "done", "crmsync_key", "body"})
+NOTE_FIELDS = frozenset({"body", "deal_id", "lead_id", "owner_id", "crmsync_key"})
+DEAL_CREATE_FIELDS = frozenset({"name", "account_id", "owner_id", "amount", "currency", "pipeline_id", "stage_id",
+                                "close_date", "contract_start", "contract_end", "deal_type", "crmsync_key"})
+
+
+def resolve_stage(ctx: RuleContext, connection: str, label: str | None) -> str | None:
+    """A stage named in a rule file (``Qualification``) to the connection's stage id."""
+    if not label:
+        return None
+    wanted = label.strip().lower()
+    for (conn, stage_id), stage in ctx.stages.items():
+        if conn == connection and wanted in (stage.name.lower(), stage_id.lower()):
+            return stage_id
+    return None
+
+
+def outbox_item_for(decision: Decision, record: Record | None, ctx: RuleContext | None = None) -> OutboxItem | None:
     """The CRM write a decision implies, in canonical field names (connectors translate)."""
     based_on = record.modified_at if record is not None else None
     fields = dict(decision.fields)
+    if decision.action == CREATE_RENEWAL and "stage" in fields:
+        stage = fields.pop("stage")
+        fields["stage_id"] = (resolve_stage(ctx, decision.connection, stage) if ctx else None) or stage
     common: dict[str, Any] = {"connection": decision.connection, "idempotency_key": decision.idempotency_key}
     if decision.action in (SET_FIELDS, ASSIGN_OWNER):
         return OutboxItem(object_name=OBJECT_NAMES[decision.object_type], operation="update",
                           source_id=decision.source_id, fields=fields, based_on_modified_at=based_on, **common)
     if decision.action == CREATE_TASK:
         fields.setdefault("crmsync_key", decision.idempotency_key)
-        return OutboxItem(object_name="tasks", operation="create", fields=fields, **common)
+        return OutboxItem(object_name="tasks", operation="create", fields=_only(fields, TASK_FIELDS), **common)
     if decision.action == CREATE_NOTE:
         fields.setdefault("crmsync_key", decision.idempotency_key)
-        return OutboxItem(object_name="notes", operation="create", fields=fields, **common)
+        return OutboxItem(object_name="notes", operation="create", fields=_only(fields, NOTE_FIELDS), **common)
     if decision.action == CREATE_RENEWAL:
         fields.setdefault("crmsync_key", decision.idempotency_key)
-        return OutboxItem(object_name="deals", operation="create", fields=fields, **common)
+        return OutboxItem(object_name="deals", operation="create", fields=_only(fields, DEAL_CREATE_FIELDS),
+                          **common)
     if decision.action in (CREATE_HANDOFF, FINDING):
         return None  # kept in the decision log; the CRM side is the task and note decided with it
     raise ValueError(f"decision {decision.idempotency_key}: unknown action {decision.action!r}")
+
+
+def _only(fields: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if k in allowed or k.startswith("extra.")}

@@ -140,7 +140,8 @@ class PipedriveConnector:
              backfill: bool = False) -> Iterator[Page]:
         if object_name not in self._mappings:
             raise ValueError(f"pipedrive: unknown object {object_name!r} (expected one of {', '.join(self.objects())})")
-        state = {} if backfill or cursor is None else {k: v for k, v in cursor.items()}
+        # A saved cursor resumes a backfill as well as an incremental cycle (the engine keeps them apart).
+        state = {} if cursor is None else {k: v for k, v in cursor.items()}
         if object_name == "owners":
             yield from self._pull_users()
         elif object_name in FULL:
