@@ -346,9 +346,13 @@ def test_push_batches_of_200_and_idempotent_creates(org: Org) -> None:
     assert len(keyed) == 250 and keyed[0]["ActivityDate"] == "2026-07-01"
 
     bad = sf.push([PushItem("deals", "update", {"StageName": "Not a stage"}, source_id=deals[0], ref=1),
-                   PushItem("deals", "update", {"Amount": Decimal("1234.56")}, source_id=deals[1], ref=2)])
+                   PushItem("deals", "update", {"amount": Decimal("1234567890123456.78")}, source_id=deals[1], ref=2)])
     assert not bad[0].ok and "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST" in (bad[0].error or "") and bad[1].ok
-    assert next(r for r in org.sim.truth("Opportunity") if r["Id"] == deals[1])["Amount"] == Decimal("1234.56")
+    # Money goes out digit for digit (a float would have rounded this amount).
+    assert next(r for r in org.sim.truth("Opportunity") if r["Id"] == deals[1])["Amount"] == Decimal("1234567890123456.78")
+    removed = sf.push([PushItem("deals", "delete", {}, source_id=deals[2], ref=9)])
+    assert removed[0].ok and deals[2] not in org.live_ids("Opportunity")
+    assert org.calls("DELETE /services/data/v59.0/composite/sobjects") == 1
 
 
 def test_a_human_edit_after_the_decision_is_not_overwritten(org: Org) -> None:
@@ -368,3 +372,18 @@ def test_a_human_edit_after_the_decision_is_not_overwritten(org: Org) -> None:
     truth = {r["Id"]: r for r in org.sim.truth("Opportunity")}
     assert truth[human]["NextStep"] == "Human says wait" and truth[untouched]["NextStep"] == "Bot says go"
     assert org.total() == 2  # one LastModifiedDate read + one composite update for the batch
+
+
+def test_session_id_login_and_no_relogin_without_credentials(org: Org) -> None:
+    token = org.sim.issue_session()
+    settings = ConnectionSettings(name="sf", kind="salesforce", ca_bundle=org.ca.ca_path,
+                                  credentials={"session_id": token,  # type: ignore[dict-item]
+                                               "instance_url": org.server.url},
+                                  options={"track_deletes": False})
+    sf = SalesforceConnector(settings)
+    org.opened.append(sf)
+    assert sum(len(p.records) for p in sf.pull("owners", None)) == len(org.sim.truth("User"))
+    org.sim.expire_sessions()
+    with pytest.raises(AuthError) as info:
+        list(sf.pull("owners", None))
+    assert str(info.value) == "GET /services/data/v59.0/query/: 401 INVALID_SESSION_ID" and token not in str(info.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from functools import partial
@@ -18,7 +19,7 @@ from crmsync.connectors.salesforce.mapping import OBJECTS, PIPELINE_ID, SObjectS
 from crmsync.connectors.salesforce.pull import Reader
 from crmsync.connectors.salesforce.push import Pusher
 from crmsync.connectors.salesforce.soql import soql
-from crmsync.connectors.salesforce.transport import SalesforceSession
+from crmsync.connectors.salesforce.transport import NotFoundError, SalesforceSession
 from crmsync.model import Pipeline
 from crmsync.settings import ConnectionSettings
 
@@ -27,23 +28,27 @@ API_VERSION = "59.0"
 PIPELINE_MODIFIED = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
-class _DecimalEncoder(json.JSONEncoder):
-    def default(self, o: Any) -> Any:
-        if isinstance(o, Decimal):
-            return float(o) if o == o.to_integral_value() and abs(o) < 2**53 else _RawNumber(o)
-        return super().default(o)
+def dumps_exact(body: Any) -> str:
+    """JSON with Decimals written digit for digit (no float round trip): money stays exact."""
+    numbers: list[str] = []
+    nonce = secrets.token_hex(8)  # a user string can never equal a placeholder it cannot predict
 
+    def swap(value: Any) -> Any:
+        if isinstance(value, Decimal):
+            if not value.is_finite():
+                raise FatalError("cannot send a non-finite number")
+            numbers.append(format(value, "f"))
+            return f"\u0000{nonce}:{len(numbers) - 1}\u0000"
+        if isinstance(value, dict):
+            return {k: swap(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [swap(v) for v in value]
+        return value
 
-class _RawNumber(float):
-    """A float subclass whose repr is the Decimal's exact text (json writes floats via repr)."""
-
-    def __new__(cls, value: Decimal) -> _RawNumber:
-        obj = super().__new__(cls, float(value))
-        obj._text = format(value, "f")  # type: ignore[attr-defined]
-        return obj
-
-    def __repr__(self) -> str:
-        return str(self._text)  # type: ignore[attr-defined]
+    text = json.dumps(swap(body))
+    for index, number in enumerate(numbers):
+        text = text.replace(f'"\\u0000{nonce}:{index}\\u0000"', number, 1)
+    return text
 
 
 class SalesforceConnector:
@@ -88,15 +93,14 @@ class SalesforceConnector:
         """Run one simple-salesforce call; its exceptions become FatalError (retries live in the session)."""
         try:
             return action()
-        except SalesforceResourceNotFound:
-            raise
         except SalesforceError as exc:
             code, message = _sf_error(exc)
-            raise FatalError(f"Salesforce {exc.status} {code}: {message}".strip(), status=exc.status) from None
+            kind = NotFoundError if isinstance(exc, SalesforceResourceNotFound) else FatalError
+            raise kind(f"Salesforce {exc.status} {code}: {message}".strip(), status=exc.status) from None
 
     @staticmethod
     def dumps(body: Any) -> str:
-        return json.dumps(body, cls=_DecimalEncoder)
+        return dumps_exact(body)
 
     def extra_fields(self, object_name: str) -> list[str]:
         return list(self.conn.options.get("extra_fields", {}).get(object_name, []))

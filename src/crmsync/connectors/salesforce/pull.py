@@ -20,11 +20,11 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from simple_salesforce.bulk2 import Operation, _Bulk2Client
-from simple_salesforce.exceptions import SalesforceResourceNotFound
 
 from crmsync.connectors.base import FatalError, Page, Quarantined
 from crmsync.connectors.salesforce.mapping import SObjectSpec
 from crmsync.connectors.salesforce.soql import soql
+from crmsync.connectors.salesforce.transport import NotFoundError
 from crmsync.model import ModelError, Record, parse_timestamp
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ class Reader:
                        api_calls=self.c.usage.calls - before)
         try:
             yield from self._bulk_results(client, job_id, locator, created)
-        except SalesforceResourceNotFound:
+        except NotFoundError:
             # The job expired or was deleted: start over with REST keyset (upserts absorb repeats).
             yield from self.keyset(None, since, None)
 

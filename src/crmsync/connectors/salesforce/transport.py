@@ -25,11 +25,22 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from crmsync.connectors.base import AuthError, BudgetExhausted, RateLimitedError, RetriableError, Usage
+from crmsync.connectors.base import (
+    AuthError,
+    BudgetExhausted,
+    FatalError,
+    RateLimitedError,
+    RetriableError,
+    Usage,
+)
 
 TOKEN_PATH = "/services/oauth2/token"
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
+
+class NotFoundError(FatalError):
+    """404: a record, job or resource that does not (or no longer) exist."""
+
 
 Login = Callable[["SalesforceSession"], tuple[str, str]]
 

@@ -33,8 +33,10 @@ _TYPE_NAMES = {"datetime": "dateTime", "date": "date", "boolean": "boolean", "st
 
 
 def sf_datetime(value: dt.datetime) -> str:
-    value = value.astimezone(dt.UTC)
-    return f"{value:%Y-%m-%dT%H:%M:%S}.{value.microsecond // 1000:03d}+0000"
+    """``2024-01-01T00:00:00.000+0000``: Salesforce's fixed-width UTC form (sorts as text)."""
+    if value.tzinfo is not dt.UTC:
+        value = value.astimezone(dt.UTC)
+    return value.isoformat(timespec="milliseconds")[:-6] + "+0000"
 
 
 def resolve(sobj: SObjectType, name: str) -> str:

@@ -16,28 +16,30 @@ KEY_PREFIXES = {
 }
 
 
+_UPPER_FLAGS = str.maketrans({c: ("1" if "A" <= c <= "Z" else "0") for c in ALPHABET})
+_PAIRS = [a + b for a in ALPHABET for b in ALPHABET]  # base 62**2, so a body is six table lookups
+
+
 def checksum(id15: str) -> str:
-    """The 3-character suffix that makes a 15-character id case-insensitively unique."""
-    out = []
-    for chunk in range(3):
-        bits = 0
-        for pos, char in enumerate(id15[chunk * 5:chunk * 5 + 5]):
-            if "A" <= char <= "Z":
-                bits |= 1 << pos
-        out.append(_SUFFIX[bits])
-    return "".join(out)
+    """The 3-character suffix that makes a 15-character id case-insensitively unique.
+
+    Each 5-character chunk gives a 5-bit number (bit i set when character i is A-Z) that indexes
+    ``A..Z0..5``.
+    """
+    flags = id15.translate(_UPPER_FLAGS)
+    return _SUFFIX[int(flags[4::-1], 2)] + _SUFFIX[int(flags[9:4:-1], 2)] + _SUFFIX[int(flags[14:9:-1], 2)]
 
 
 def make_id(prefix: str, number: int) -> str:
-    if number < 0:
-        raise ValueError("record numbers are non-negative")
-    digits = []
-    for _ in range(12):
-        number, rem = divmod(number, 62)
-        digits.append(ALPHABET[rem])
-    if number:
-        raise ValueError("record number too large for a 12-character body")
-    id15 = prefix + "".join(reversed(digits))
+    if number < 0 or number >= 62 ** 12:
+        raise ValueError("record number out of range for a 12-character body")
+    rest, p5 = divmod(number, 3844)
+    rest, p4 = divmod(rest, 3844)
+    rest, p3 = divmod(rest, 3844)
+    rest, p2 = divmod(rest, 3844)
+    p0, p1 = divmod(rest, 3844)
+    pairs = _PAIRS
+    id15 = prefix + pairs[p0] + pairs[p1] + pairs[p2] + pairs[p3] + pairs[p4] + pairs[p5]
     return id15 + checksum(id15)
 
 

@@ -22,8 +22,9 @@ Builder = Callable[[Any], Row]
 class Table:
     def __init__(self, sobj: SObjectType) -> None:
         self.sobj = sobj
-        self.rows: dict[str, Row | None] = {}
-        self._lazy: dict[str, tuple[Builder, Any]] = {}
+        # A dict value is a built row; anything else is the source its row is built from on first read.
+        self.rows: dict[str, Any] = {}
+        self._builder: Builder | None = None
         self.ids: list[str] = []
         self.order: list[tuple[str, str]] = []
         self.next_number = 1
@@ -33,8 +34,11 @@ class Table:
     # --- building -------------------------------------------------------------------------
     def add_lazy(self, record_id: str, modstamp: str, builder: Builder, source: Any) -> None:
         """Register a row without building it (call ``seal`` once all are added)."""
-        self.rows[record_id] = None
-        self._lazy[record_id] = (builder, source)
+        if self._builder is None:
+            self._builder = builder
+        elif builder != self._builder:
+            raise ValueError("one builder per table")
+        self.rows[record_id] = source
         self.ids.append(record_id)
         self.order.append((modstamp, record_id))
 
@@ -45,14 +49,13 @@ class Table:
 
     # --- reads ----------------------------------------------------------------------------
     def get(self, record_id: str) -> Row | None:
-        if record_id not in self.rows:
-            return None
-        row = self.rows[record_id]
-        if row is None:
-            builder, source = self._lazy.pop(record_id)
-            row = builder(source)
-            self.rows[record_id] = row
-        return row
+        row = self.rows.get(record_id)
+        if row is None or type(row) is dict:
+            return row
+        assert self._builder is not None
+        built = self._builder(row)
+        self.rows[record_id] = built
+        return built
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -60,7 +60,7 @@ class WorldRows:
             stages.add_lazy(make_id("01J", stage.order + 1), sf_datetime(self.epoch), self.stage, stage)
         stages.seal(len(STAGES) + 1)
         books = tables["Pricebook2"]
-        books.add_lazy(STANDARD_PRICEBOOK, sf_datetime(self.epoch), self.pricebook, None)
+        books.add_lazy(STANDARD_PRICEBOOK, sf_datetime(self.epoch), self.pricebook, "standard")
         books.seal(2)
         for n, product in enumerate(PRODUCTS, start=1):
             tables["Product2"].add_lazy(make_id("01t", n), sf_datetime(self.epoch), self.product, (n, product))
