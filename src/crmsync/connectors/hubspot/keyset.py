@@ -38,14 +38,25 @@ class KeysetState:
                    extra={k: v for k, v in cursor.items() if k not in known})
 
     def rewind(self, lookback_ms: int) -> KeysetState:
-        """Start of a new pull: look back for late-visible changes (keep the dedupe set)."""
-        if self.ts is None or self.tie is not None or lookback_ms <= 0:
+        """Start of a new pull: look back for late-visible changes.
+
+        With a dedupe set, ``>= ts - lookback`` (records at ``ts`` already emitted are skipped).
+        After a tie walk (``strict``: one timestamp held more than a page) the lookback window
+        stops just before ``ts`` so the big group is not read again on every pull, then the pull
+        resumes strictly after ``ts``.
+        """
+        if self.ts is None or self.tie is not None or lookback_ms <= 0 or "resume" in self.extra:
             return self
+        if self.strict:
+            resume = {"ts": self.ts, "seen": list(self.seen), "strict": True}
+            return KeysetState(self.ts - lookback_ms, (), None, False,
+                               {**self.extra, "lb_hi": self.ts - 1, "resume": resume})
         return replace(self, strict=False, extra={**self.extra, "lo": self.ts - lookback_ms})
 
 
 def query(state: KeysetState, prop: str, hi: int, limit: int, properties: list[str]) -> dict[str, Any]:
     """The search body for the next page."""
+    hi = min(hi, int(state.extra.get("lb_hi", hi)))
     if state.tie is not None:
         filters = [{"propertyName": prop, "operator": "EQ", "value": str(state.ts)},
                    {"propertyName": "hs_object_id", "operator": "GT", "value": str(state.tie)}]
@@ -75,11 +86,20 @@ def advance(state: KeysetState, rows: list[tuple[int, str]], limit: int
     seen_at = set(state.seen)
     emit = [n for n, (ts, rid) in enumerate(rows) if not (ts == state.ts and rid in seen_at)]
     if not rows:
-        return replace(state, extra=extra), [], True
+        return _resume_or_done(replace(state, extra=extra), [], True)
     last = rows[-1][0]
     at_last = tuple(rid for ts, rid in rows if ts == last)
     now_seen = tuple(dict.fromkeys((*state.seen, *at_last))) if last == state.ts else at_last
     full = len(rows) >= limit
     if full and (not emit or len(now_seen) > MAX_SEEN):  # one timestamp fills whole pages: walk it by id
         return KeysetState(last, now_seen if len(now_seen) <= MAX_SEEN else (), 0, False, extra), emit, False
-    return KeysetState(last, now_seen, None, False, extra), emit, not full
+    return _resume_or_done(KeysetState(last, now_seen, None, False, extra), emit, not full)
+
+
+def _resume_or_done(state: KeysetState, emit: list[int], done: bool) -> tuple[KeysetState, list[int], bool]:
+    """The end of a lookback window is not the end of the pull: continue after the saved position."""
+    if not done or "resume" not in state.extra:
+        return state, emit, done
+    extra = {k: v for k, v in state.extra.items() if k not in ("resume", "lb_hi")}
+    saved = state.extra["resume"]
+    return KeysetState(saved["ts"], tuple(saved.get("seen") or ()), None, bool(saved.get("strict")), extra), emit, False
