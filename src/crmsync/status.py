@@ -53,3 +53,16 @@ def render_status(console: Console, settings: Settings, store: Any) -> None:
         summary.add_row(f"outbox {status_name}", str(outbox.get(status_name, 0)))
     summary.add_row("quarantine (open)", str(quarantined))
     console.print(summary)
+
+    from crmsync.sync.outbox import recent_errors
+
+    errors = recent_errors(store, limit=8)
+    if errors:
+        refused = Table(title="outbox: refused or parked writes (crmsync outbox list | retry | drop)")
+        for col in ("id", "connection", "object", "operation", "status", "attempts", "error"):
+            refused.add_column(col, overflow="fold")
+        for item in errors:
+            refused.add_row(str(item.id), item.connection, item.object_name, item.operation, item.status,
+                            str(item.attempts), (item.last_error or "")[:120])
+        console.print(refused)
+

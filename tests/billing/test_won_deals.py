@@ -172,6 +172,6 @@ def test_failure_becomes_task_and_outbox_error(world, sim, conn, ctx, store) -> 
 
     with store.engine.connect() as c:
         rows = c.execute(text("select connection, object_name, status, last_error from outbox order by id")).all()
-    tasks = [r for r in rows if r.object_name == "task"]
+    tasks = [r for r in rows if r.object_name == "tasks"]
     errors = [r for r in rows if r.object_name == "subscriptions"]
     assert len(tasks) == 1 and len(errors) == 1 and errors[0].status == "failed" and "503" in errors[0].last_error

@@ -116,7 +116,7 @@ def price_book_updates(products: Iterable[Product], entries: Iterable[PriceBookE
         period = str(e.extra.get("billing_period", "MONTHLY"))
         billing = comp.price_for(period) if comp else None
         if billing is not None and e.unit_price != billing and period in PERIOD_MONTHS:
-            out.append({"connection": e.connection, "object_name": "price_book_entry", "source_id": e.source_id,
+            out.append({"connection": e.connection, "object_name": "price_book_entries", "source_id": e.source_id,
                         "fields": {"unit_price": str(billing)}, "based_on_modified_at": e.modified_at,
                         "idempotency_key": f"billing:price:{e.connection}:{e.source_id}:{billing}"})
     return out

@@ -37,11 +37,14 @@ def record_findings(store: Any, deal: Deal, findings: Sequence[Finding], *, toda
     with store.transaction() as tx:
         for f in findings:
             fields = task_fields(deal, f, phase=phase, due=today + dt.timedelta(days=2))
+            queued = bool(tx.enqueue(OutboxItem(connection=deal.connection, object_name="tasks",
+                                                operation="create", fields=fields,
+                                                idempotency_key=fields["crmsync_key"])))
+            if not queued:
+                continue  # found and reported before: once per finding, not every cycle
+            enqueued += 1
             tx.log_decision(rule_kind="billing", rule_name=f.check, connection=deal.connection, object_type="deal",
                             source_id=deal.source_id, action="finding", run_id=run_id, reason=f.reason,
                             fields={"money_at_stake": str(f.money_at_stake), "currency": f.currency,
                                     "line_id": f.line_id, "severity": f.severity})
-            enqueued += bool(tx.enqueue(OutboxItem(connection=deal.connection, object_name="task",
-                                                   operation="create", fields=fields,
-                                                   idempotency_key=fields["crmsync_key"])))
     return enqueued

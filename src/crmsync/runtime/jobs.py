@@ -1,7 +1,6 @@
 """Jobs besides the connection cycle: delete sweeps, the daily hygiene digest, billing sync.
 
-The digest and billing sync belong to other parts (rules, billing); they are looked up by entry
-point and skipped with a notice when that part is not installed in this build.
+The digest and the billing sync belong to the rules and billing parts; these are the scheduled shells.
 """
 
 from __future__ import annotations
@@ -11,15 +10,12 @@ from typing import Any
 
 from crmsync.connectors.base import ConnectorError
 from crmsync.logging import get_logger
-from crmsync.runtime.pipeline import StepUnavailable, _notice_missing, resolve
 from crmsync.settings import Settings
 from crmsync.store import Store
 from crmsync.sync.runner import open_engine
 
 log = get_logger("crmsync.runtime.jobs")
 
-DIGEST_CANDIDATES = ("crmsync.rules.digest:run_digest", "crmsync.rules.hygiene_digest:run_digest")
-BILLING_CANDIDATES = ("crmsync.billing.sync:run_billing_sync", "crmsync.billing.runner:run_billing_sync")
 
 
 def sweep_connection(settings: Settings, store: Store, connection: str, *,
@@ -38,20 +34,15 @@ def sweep_connection(settings: Settings, store: Store, connection: str, *,
     return out
 
 
-def _optional(name: str, candidates: tuple[str, ...], settings: Settings, store: Store) -> Any:
-    try:
-        entry = resolve(candidates)
-    except StepUnavailable as exc:
-        _notice_missing(name, str(exc))
-        return None
-    return entry(settings, store)
-
-
 def hygiene_digest(settings: Settings, store: Store) -> Any:
-    return _optional("hygiene_digest", DIGEST_CANDIDATES, settings, store)
+    from crmsync.rules.digest import run_digest
+
+    return run_digest(settings, store)
 
 
 def billing_sync(settings: Settings, store: Store) -> Any:
+    from crmsync.billing.sync import run_billing_sync
+
     if not settings.billing.connection:
         return None
-    return _optional("billing_sync", BILLING_CANDIDATES, settings, store)
+    return run_billing_sync(settings, store)

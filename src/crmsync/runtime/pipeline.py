@@ -1,8 +1,7 @@
 """One connection cycle as a list of steps: incremental sync -> rules on the changed records ->
 outbox drain.
 
-Each step is pluggable: a step whose implementation is not installed in this build (the rules
-runner, the outbox drain) is skipped with a logged notice, never faked. A step's failure is
+A step's failure is
 recorded and the following steps still run (rules over what was synced; the drain of what is
 queued). After a stop request (SIGTERM) the sync step has already checkpointed; the network-bound
 steps after it are skipped so the worker exits promptly.
@@ -14,7 +13,6 @@ import datetime as dt
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import import_module
 from typing import Any, Protocol
 
 from crmsync.connectors import build_connector
@@ -29,10 +27,6 @@ from crmsync.sync.runner import open_engine
 
 log = get_logger("crmsync.runtime")
 FAILED_RETRY = dt.timedelta(seconds=60)
-
-
-class StepUnavailable(Exception):
-    """The step's implementation is not part of this build."""
 
 
 @dataclass
@@ -56,24 +50,8 @@ class Step(Protocol):
     name: str
 
     def run(self, state: CycleState) -> None:
-        """Do the step's work; raise ``StepUnavailable`` when its implementation is missing."""
+        """Do the step's work; raise to record the step as failed (the next steps still run)."""
         ...
-
-
-def resolve(candidates: Sequence[str]) -> Callable[..., Any]:
-    """The first importable ``module:attribute`` of ``candidates``, else ``StepUnavailable``."""
-    for spec in candidates:
-        module_name, attr = spec.split(":")
-        try:
-            module = import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and module_name.startswith(exc.name):
-                continue
-            raise
-        found = getattr(module, attr, None)
-        if callable(found):
-            return found  # type: ignore[no-any-return]
-    raise StepUnavailable(f"none of {', '.join(candidates)} is installed")
 
 
 class SyncStep:
@@ -94,41 +72,64 @@ class SyncStep:
 
 
 class RulesStep:
-    """Rules over the records this cycle changed (decisions + outbox rows in the store)."""
+    """Rules over the records this cycle changed (decisions + outbox rows in the store).
+
+    Records whose queued write was parked on a conflict (a human edited them after the decision)
+    are evaluated again here, on their new data, and their re-run markers cleared."""
 
     name = "rules"
-    candidates = ("crmsync.rules.runner:run_incremental", "crmsync.rules.apply:run_incremental",
-                  "crmsync.rules.service:run_incremental")
 
     def run(self, state: CycleState) -> None:
+        from crmsync.rules.runner import run_incremental
+        from crmsync.sync.outbox import clear_rerun, pending_reruns
+
         if not state.conn.schedule.rules_after_sync:
             state.outcomes[self.name] = "skipped: rules_after_sync is off"
             return
-        if not state.changed:
+        reruns = pending_reruns(state.store, state.conn.name)
+        changed = [*state.changed, *((r.object_type, r.source_id) for r in reruns)]
+        if not changed:
             state.outcomes[self.name] = "skipped: nothing changed"
             return
-        run_incremental = resolve(self.candidates)
-        outcome = run_incremental(state.settings, state.store, state.conn.name, list(state.changed))
-        state.counts["decisions"] = _count_of(outcome)
+        outcome = run_incremental(state.settings, state.store, state.conn.name, changed)
+        for rerun in reruns:
+            clear_rerun(state.store, rerun.connection, rerun.object_type, rerun.source_id)
+        state.counts["decisions"] = outcome.logged
+        state.counts["enqueued"] = outcome.enqueued
+
+
+class MirrorStep:
+    """Deal mirrors that involve this connection plan their writes into the outbox."""
+
+    name = "mirror"
+
+    def run(self, state: CycleState) -> None:
+        from crmsync.mirror.runner import run_mirrors
+
+        if not any(state.conn.name in (m.source, m.target) for m in state.settings.mirrors):
+            state.outcomes[self.name] = "skipped: no mirror involves this connection"
+            return
+        runs = run_mirrors(state.settings, state.store, connection=state.conn.name)
+        state.counts["mirrored"] = _count_of(runs)
 
 
 class OutboxStep:
-    """Push what the rules (and billing) queued for this connection."""
+    """Push what the rules, mirrors and billing queued for this connection."""
 
     name = "outbox"
-    candidates = ("crmsync.sync.outbox:drain",)
 
     def run(self, state: CycleState) -> None:
+        from crmsync.sync.outbox import drain
+
         if state.stopping:
             state.outcomes[self.name] = "skipped: stop requested"
             return
-        drain = resolve(self.candidates)
         connector = build_connector(state.conn)
         try:
             outcome = drain(state.store, connector, state.conn, stop_event=state.stop_event)
         finally:
             connector.close()
-        state.counts["pushed"] = _count_of(outcome)
+        state.counts["pushed"] = outcome.done
 
 
 def _count_of(outcome: Any) -> int | None:
@@ -145,20 +146,7 @@ def _count_of(outcome: Any) -> int | None:
     return None
 
 
-DEFAULT_STEPS: tuple[Step, ...] = (SyncStep(), RulesStep(), OutboxStep())
-
-_missing_noticed: set[str] = set()
-_missing_lock = threading.Lock()
-
-
-def _notice_missing(step: str, why: str) -> None:
-    with _missing_lock:
-        first = step not in _missing_noticed
-        _missing_noticed.add(step)
-    if first:
-        log.warning("runtime.step_missing", step=step, reason=why,
-                    note="this step is skipped until its part is installed")
-
+DEFAULT_STEPS: tuple[Step, ...] = (SyncStep(), RulesStep(), MirrorStep(), OutboxStep())
 
 @dataclass
 class CycleReport:
@@ -195,9 +183,6 @@ def run_connection_cycle(settings: Settings, store: Store, connection: str, *,
         try:
             step.run(state)
             state.outcomes.setdefault(step.name, "ok")
-        except StepUnavailable as exc:
-            state.outcomes[step.name] = f"skipped: {exc}"
-            _notice_missing(step.name, str(exc))
         except Exception as exc:  # noqa: BLE001 - recorded, the next steps still run
             state.outcomes[step.name] = f"failed: {type(exc).__name__}: {exc}"
             log.error("runtime.step_failed", connection=conn.name, step=step.name,
