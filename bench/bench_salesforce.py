@@ -18,7 +18,8 @@ import time
 import requests
 
 from crmsync.connectors.base import PushItem
-from crmsync.connectors.salesforce import SalesforceConnector
+from crmsync.connectors.salesforce import SalesforceConnector, soql
+from crmsync.model import parse_timestamp
 from crmsync.sandbox import LocalCA, SandboxServer, generate_world
 from crmsync.sandbox.salesforce import SalesforceSimulator, parse
 from crmsync.settings import ConnectionSettings
@@ -50,9 +51,9 @@ def bench_scale(deals: int) -> None:
           f"max RSS {rss_mb():,.0f} MB")
     table = sim.data.tables["Opportunity"]
     middle = table.order[len(table.order) // 2][0]
-    literal = middle[:23] + "Z"
-    query = parse(f"SELECT Id, Name, Amount, StageName, CloseDate, OwnerId, SystemModstamp FROM Opportunity "
-                  f"WHERE SystemModstamp >= {literal} ORDER BY SystemModstamp, Id LIMIT 2000")
+    text = soql("SELECT Id, Name, Amount, StageName, CloseDate, OwnerId, SystemModstamp FROM Opportunity "
+                "WHERE SystemModstamp >= {} ORDER BY SystemModstamp, Id LIMIT 2000", parse_timestamp(middle))
+    query = parse(text)
     cold, warm = timed(lambda: table.select(query, include_deleted=True))
     print(f"keyset page in-process (2,000 rows of {len(table):,}): first {cold:.1f} ms, then median {warm:.1f} ms")
     ca = LocalCA.create()
@@ -62,8 +63,7 @@ def bench_scale(deals: int) -> None:
         session.verify, session.trust_env = str(ca.ca_path), False
         headers = {"Authorization": f"Bearer {sim.issue_session()}"}
         url = f"{server.url}/services/data/v59.0/queryAll/"
-        q = {"q": f"SELECT Id, Name, Amount, StageName, CloseDate, OwnerId, SystemModstamp FROM Opportunity "
-                  f"WHERE SystemModstamp >= {literal} ORDER BY SystemModstamp, Id LIMIT 2000"}
+        q = {"q": text}
         first, median = timed(lambda: session.get(url, params=q, headers=headers).raise_for_status())
         print(f"keyset page over HTTPS (parse + scan + JSON + TLS): first {first:.1f} ms, median {median:.1f} ms")
         session.close()
