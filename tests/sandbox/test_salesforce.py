@@ -407,3 +407,18 @@ def test_handle_bulk_import_merge_and_updated(sf: Salesforce, sim: SalesforceSim
         sf.Contact.updated(dt.datetime.now(dt.UTC) - dt.timedelta(days=31), dt.datetime.now(dt.UTC))
     sim.move_stage(sim.truth("Opportunity")[0]["Id"], "closedwon")
     assert sim.truth("Opportunity")[0]["StageName"] == "Closed Won"
+
+
+def test_stage_history_from_the_world_and_from_edits(sf: Salesforce, sim: SalesforceSimulator) -> None:
+    deal = sim.world.deals[41]
+    opportunity_id = make_id("006", deal.id)
+    soql = format_soql("SELECT OldValue, NewValue, CreatedDate FROM OpportunityFieldHistory "
+                       "WHERE OpportunityId = {} AND Field = 'StageName' ORDER BY CreatedDate, Id", opportunity_id)
+    rows = sf.query(soql)["records"]
+    assert [r["NewValue"] for r in rows] == [stage.label for stage, _ in sim.world.stage_history(deal)]
+    assert rows[0]["OldValue"] is None and all(a["NewValue"] == b["OldValue"] for a, b in zip(rows, rows[1:], strict=False))
+    current = sim.truth("Opportunity")[41]["StageName"]
+    target = "Closed Lost" if current != "Closed Lost" else "Negotiation"
+    sim.move_stage(opportunity_id, target)
+    latest = sf.query(soql)["records"][-1]
+    assert (latest["OldValue"], latest["NewValue"]) == (current, target)

@@ -16,7 +16,7 @@ from crmsync.sandbox.salesforce.evaluate import sf_datetime
 from crmsync.sandbox.salesforce.ids import is_valid_id, make_id, to18
 from crmsync.sandbox.salesforce.schema import NUMBER_TYPES, SObjectType, sobject
 from crmsync.sandbox.salesforce.tables import Table
-from crmsync.sandbox.salesforce.world_rows import FORECAST, WorldRows, empty_tables, user_id
+from crmsync.sandbox.salesforce.world_rows import FORECAST, WorldRows, empty_tables, history_row, user_id
 from crmsync.sandbox.world import STAGES, World
 
 Row = dict[str, Any]
@@ -53,6 +53,7 @@ class OrgData:
         self.api_user = user_id(1)
         self._clock_lock = threading.Lock()
         self._last_stamp = ""
+        self._history_loaded = False
 
     # --- lookups --------------------------------------------------------------------------
     def table(self, name: str) -> Table:
@@ -60,7 +61,16 @@ class OrgData:
         if sobj is None:
             raise WriteError("NOT_FOUND", f"The requested resource does not exist: sObject type '{name}' "
                              "is not supported.", http_status=404)
+        if sobj.name == "OpportunityFieldHistory" and not self._history_loaded:
+            self._history_loaded = True
+            WorldRows(self.world).load_history(self.tables[sobj.name])
         return self.tables[sobj.name]
+
+    def _record_stage_change(self, opportunity_id: str, old: str | None, new: str, stamp: str, by: str) -> None:
+        history = self.table("OpportunityFieldHistory")
+        record_id = make_id(history.sobj.prefix, history.next_number)
+        history.next_number += 1
+        history.insert(history_row(record_id, opportunity_id, old, new, stamp, by))
 
     def get_live(self, name: str, record_id: str) -> Row:
         table = self.table(name)
@@ -128,6 +138,8 @@ class OrgData:
         row.update(fields)
         _derive(sobj, row, fields, stamp, created=True)
         table.insert(row)
+        if sobj.name == "Opportunity":
+            self._record_stage_change(record_id, None, row["StageName"], stamp, who)
         return record_id
 
     def update(self, name: str, record_id: str, values: dict[str, Any], *, stamp: str | None = None,
@@ -146,6 +158,8 @@ class OrgData:
         before = dict(row)
         row.update(fields)
         _derive(table.sobj, row, fields, stamp, created=False)
+        if table.sobj.name == "Opportunity" and row["StageName"] != before["StageName"]:
+            self._record_stage_change(row["Id"], before["StageName"], row["StageName"], stamp, by)
         row["LastModifiedDate"] = stamp
         row["LastModifiedById"] = by
         table.reindex(row["Id"], before, stamp)

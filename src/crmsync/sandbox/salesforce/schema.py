@@ -133,9 +133,15 @@ TASK = _obj("Task", {
     "Crmsync_Key__c": "string",
 }, required=("Subject",), external_ids=("Crmsync_Key__c",), extra_read_only=frozenset({"IsClosed"}))
 
+# Stage history. Real history rows carry CreatedDate only; SystemModstamp (= CreatedDate) is kept here so
+# the same keyset index serves them.
+OPPORTUNITY_FIELD_HISTORY = _obj("OpportunityFieldHistory", {
+    "OpportunityId": "ref", "Field": "string", "OldValue": "string", "NewValue": "string", "DataType": "string",
+}, replicable=False, extra_read_only=frozenset({"OpportunityId", "Field", "OldValue", "NewValue", "DataType"}))
+
 SOBJECTS: dict[str, SObjectType] = {o.name: o for o in (
     OPPORTUNITY, LEAD, ACCOUNT, CONTACT, USER, OPPORTUNITY_STAGE, PRODUCT2, PRICEBOOK2, PRICEBOOK_ENTRY,
-    OPPORTUNITY_LINE_ITEM, TASK)}
+    OPPORTUNITY_LINE_ITEM, TASK, OPPORTUNITY_FIELD_HISTORY)}
 SOBJECTS_LOWER = {name.lower(): o for name, o in SOBJECTS.items()}
 PREFIX_TO_OBJECT = {o.prefix: o.name for o in SOBJECTS.values()}
 

@@ -77,6 +77,18 @@ class WorldRows:
                 max_item = number
         items.seal(max_item + 1)
         tables["Task"].seal(1)
+        # OpportunityFieldHistory is derived on first use (``load_history``): a million deals stay cheap.
+
+    def load_history(self, table: Table) -> None:
+        """Stage-change history rows for every World deal (``world.stage_history``)."""
+        for deal in self.world.deals:
+            previous = None
+            for n, (stage, at) in enumerate(self.world.stage_history(deal)):
+                row = history_row(make_id("017", deal.id * 10 + n), make_id("006", deal.id), previous, stage.label,
+                                  sf_datetime(at), user_id(deal.owner_id))
+                table.add_lazy(row["Id"], row["SystemModstamp"], _built, row)
+                previous = stage.label
+        table.seal(len(self.world.deals) * 10 + 10)
 
     @staticmethod
     def _load(table: Table, objects: list[Any], prefix: str, modified: Any, builder: Any) -> None:
@@ -177,6 +189,17 @@ class WorldRows:
                 "TotalPrice": li.total, "Discount": li.discount_percent or None, "ServiceDate": None,
                 "SortOrder": Decimal(pos + 1), "CurrencyIsoCode": deal.currency,
                 "Billing_Period__c": li.billing_period, "Term_Months__c": Decimal(li.term_months)}
+
+
+def _built(row: Row) -> Row:
+    return row
+
+
+def history_row(record_id: str, opportunity_id: str, old: str | None, new: str, stamp: str, by: str) -> Row:
+    return {"Id": record_id, "IsDeleted": False, "CreatedDate": stamp, "CreatedById": by,
+            "LastModifiedDate": stamp, "LastModifiedById": by, "SystemModstamp": stamp,
+            "OpportunityId": opportunity_id, "Field": "StageName", "OldValue": old, "NewValue": new,
+            "DataType": "Picklist"}
 
 
 def empty_tables() -> dict[str, Table]:
