@@ -387,3 +387,19 @@ def test_session_id_login_and_no_relogin_without_credentials(org: Org) -> None:
     with pytest.raises(AuthError) as info:
         list(sf.pull("owners", None))
     assert str(info.value) == "GET /services/data/v59.0/query/: 401 INVALID_SESSION_ID" and token not in str(info.value)
+
+
+def test_stops_at_the_connections_share_of_the_daily_quota(org: Org) -> None:
+    org.sim.knobs.daily_limit = 1000
+    settings = org.settings(page_size=200)
+    settings.budget.daily_share, settings.budget.reserve_for_push = 0.5, 100
+    sf = SalesforceConnector(settings)
+    org.opened.append(sf)
+    org.sim.limiter.daily_used = 396  # the login is free; the pages see 397..400 of 1000, then it stops
+    store: dict[str, Any] = {}
+    pages = sf.pull("deals", None)
+    with pytest.raises(BudgetExhausted) as info:
+        for page in pages:
+            apply(store, [page])
+    assert len(store) == 800 and "read budget is 400" in str(info.value)
+    assert sf.push([PushItem("deals", "update", {"NextStep": "x"}, source_id=next(iter(store)))])[0].ok

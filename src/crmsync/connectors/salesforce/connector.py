@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError, SalesforceResourceNotFound
 
-from crmsync.connectors.base import FatalError, Page, PushItem, PushResult, Usage
+from crmsync.connectors.base import BudgetExhausted, FatalError, Page, PushItem, PushResult, Usage
 from crmsync.connectors.salesforce.auth import connect
 from crmsync.connectors.salesforce.mapping import OBJECTS, PIPELINE_ID, SObjectSpec
 from crmsync.connectors.salesforce.pull import Reader
@@ -97,6 +97,22 @@ class SalesforceConnector:
             code, message = _sf_error(exc)
             kind = NotFoundError if isinstance(exc, SalesforceResourceNotFound) else FatalError
             raise kind(f"Salesforce {exc.status} {code}: {message}".strip(), status=exc.status) from None
+
+    def check_budget(self, *, push: bool = False) -> None:
+        """Stop before spending past this connection's share of the org's daily API calls.
+
+        Reads come out of ``daily_share * limit - reserve_for_push``; pushes may use the reserve.
+        Raises ``BudgetExhausted`` (the engine has saved the last page's cursor and resumes later).
+        """
+        used, limit = self.usage.used, self.usage.limit
+        if used is None or limit is None:
+            return
+        budget = self.conn.budget
+        allowed = int(limit * budget.daily_share) - (0 if push else budget.reserve_for_push)
+        if used >= allowed:
+            kind = "push" if push else "read"
+            raise BudgetExhausted(f"{self.name}: {used} of {limit} daily API calls used; the {kind} budget "
+                                  f"is {allowed} (share {budget.daily_share}, reserve {budget.reserve_for_push})")
 
     @staticmethod
     def dumps(body: Any) -> str:

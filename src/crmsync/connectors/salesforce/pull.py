@@ -81,6 +81,7 @@ class Reader:
         size = self.c.page_size
         emitted = False
         while True:
+            self.c.check_budget()
             before = self.c.usage.calls
             if until is None:
                 query = soql("SELECT {:fields} FROM {:ident} WHERE (SystemModstamp > {} OR (SystemModstamp = {} "
@@ -115,6 +116,7 @@ class Reader:
 
     def deleted_window(self, cursor: dict[str, Any]) -> Page:
         """Hard and soft deletes Salesforce logged since the last window (at most 15 days back)."""
+        self.c.check_budget()
         before = self.c.usage.calls
         now = dt.datetime.now(dt.UTC)
         earliest = now - DELETED_WINDOW
@@ -165,6 +167,7 @@ class Reader:
                 raise FatalError(f"bulk job {job_id} did not complete in {self.c.bulk_timeout_s:.0f}s")
             time.sleep(self.c.bulk_poll_s)
         while True:
+            self.c.check_budget()
             result = self.c.call(partial(client.get_query_results, job_id, locator, self.c.bulk_page_size))
             rows = [{k: (v if v != "" else None) for k, v in row.items()}
                     for row in csv.DictReader(io.StringIO(str(result["records"])))]

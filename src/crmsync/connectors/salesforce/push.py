@@ -111,6 +111,7 @@ class Pusher:
         return None
 
     def _batch(self, sobject: str, op: str, batch: list[PushItem], indexes: list[int]) -> dict[int, PushResult]:
+        self.c.check_budget(push=True)
         out: dict[int, PushResult] = {}
         if op == "delete":
             answer = self.c.call(lambda: self.c.sf.restful(
