@@ -46,7 +46,7 @@ class HubSpotTransport:
         self.client = hubspot.Client.create(**options)
         self.usage = usage or Usage()
         # spaced a little wider than 1/limit: the server's rolling second counts arrivals, not sends
-        self.search_interval = 1.0 / search_per_second + 0.02 if search_per_second > 0 else 0.0
+        self.search_interval = 1.07 / search_per_second if search_per_second > 0 else 0.0
         self.max_attempts = max_attempts
         self.timeout_s = timeout_s
         self.sleep = sleep
