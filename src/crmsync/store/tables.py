@@ -387,6 +387,26 @@ class KVStateRow(SQLModel, table=True):
     updated_at: dt.datetime = _ts(nullable=False)
 
 
+class StageEventRow(SQLModel, table=True):
+    """A deal entering a stage (``from_stage_id`` None: first seen); see ``crmsync.store.stage_events``."""
+
+    __tablename__ = "stage_events"
+    __table_args__ = (
+        UniqueConstraint("connection", "deal_id", "at", "to_stage_id", name="uq_stage_events_deal_at_stage"),
+        Index("ix_stage_events_connection_pipeline", "connection", "pipeline_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigInteger().with_variant(Integer(), "sqlite"))
+    connection: str = _str(nullable=False)
+    deal_id: str = _str(nullable=False)
+    pipeline_id: str | None = _str()
+    from_stage_id: str | None = _str()
+    to_stage_id: str = _str(nullable=False)
+    at: dt.datetime = _ts(nullable=False)
+    source: str = _str(nullable=False)  # sync (a stage change seen on pull) | history (the CRM's own)
+    recorded_at: dt.datetime = _ts(nullable=False)
+
+
 def _t(row: type[SQLModel]) -> SATable:
     return row.__table__  # type: ignore[attr-defined,no-any-return]
 
@@ -399,6 +419,7 @@ outbox = _t(OutboxRow)
 quarantine = _t(QuarantineRow)
 links = _t(LinkRow)
 kv_state = _t(KVStateRow)
+stage_events = _t(StageEventRow)
 
 ALL_TABLES: tuple[SATable, ...] = tuple(record_table(t) for t in RECORD_ROWS) + (
     sync_cursors,
@@ -409,4 +430,5 @@ ALL_TABLES: tuple[SATable, ...] = tuple(record_table(t) for t in RECORD_ROWS) + 
     quarantine,
     links,
     kv_state,
+    stage_events,
 )

@@ -21,6 +21,7 @@ from crmsync.logging import bind, get_logger, unbind
 from crmsync.model import RECORD_TYPES, ObjectType, Record, now_utc
 from crmsync.settings import ConnectionSettings
 from crmsync.store import Store
+from crmsync.store.stage_events import record_stage_events
 from crmsync.sync.budget import ApiBudget
 
 log = get_logger("crmsync.sync")
@@ -169,6 +170,8 @@ class SyncEngine:
         checkpoint = {"connector": page.cursor, "complete": page.done and result.mode == "backfill",
                       "saved_at": self.clock().isoformat()}
         with self.store.transaction() as tx:
+            if records and object_type is ObjectType.DEAL:  # stage history, against the stored stages
+                record_stage_events(tx.conn, records)
             if records:
                 tx.upsert(records)
             for bad in page.quarantined:

@@ -1,0 +1,208 @@
+"""Stage history of deals: one row per deal entering a stage (``stage_events``).
+
+Two sources feed it, both inside the transaction that writes a page of deals:
+
+* **the CRM's own history**: a connector may put ``deal.extra["stage_history"]`` as a list of
+  ``{"stage_id": ..., "at": iso}`` (oldest first); every entry becomes an event (``source="history"``).
+* **changes seen on pull**: otherwise the page's deals are compared with the stored rows (one
+  ``SELECT`` per page, before the upsert). A deal seen for the first time gets ``None -> stage`` at
+  ``stage_changed_at`` (else ``created_at``); a deal whose stage differs from the stored one gets
+  ``stored -> new`` at ``stage_changed_at`` (else ``modified_at``). Stale rows (older than the
+  stored one, which the upsert ignores) and deleted rows make no event. Moves that leave and come
+  back between two pulls cannot be seen this way.
+
+Events are keyed ``(connection, deal_id, at, to_stage_id)`` and inserted with ``ON CONFLICT DO
+NOTHING``, so re-pulling a page, or a history that repeats what a pull already saw, adds nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from crmsync.model import Deal, ModelError, Record, now_utc, parse_timestamp
+from crmsync.store import tables as t
+
+HISTORY_KEY = "stage_history"
+_LOOKUP_CHUNK = 2_000  # ids per look-up; a normal page is one query
+
+
+@dataclass(frozen=True, slots=True)
+class StageEvent:
+    """A deal entering ``to_stage_id`` at ``at`` (tz-aware UTC); ``from_stage_id`` None when unknown."""
+
+    connection: str
+    deal_id: str
+    pipeline_id: str | None
+    from_stage_id: str | None
+    to_stage_id: str
+    at: dt.datetime
+    source: str = "sync"  # sync | history
+
+    def __post_init__(self) -> None:
+        if self.at.tzinfo is None or self.at.utcoffset() is None:
+            raise ModelError(f"stage event {self.connection}/{self.deal_id}: naive timestamp {self.at.isoformat()}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    stage_id: str | None
+    modified_at: dt.datetime
+
+
+def history_events(deal: Deal) -> list[StageEvent]:
+    """Events from ``deal.extra["stage_history"]`` (empty when the connector sends none)."""
+    raw = deal.extra.get(HISTORY_KEY) if deal.extra else None
+    if not raw or not isinstance(raw, list):
+        return []
+    entries: list[tuple[dt.datetime, str]] = []
+    for item in raw:
+        if not isinstance(item, Mapping) or item.get("stage_id") in (None, ""):
+            continue
+        at = parse_timestamp(item.get("at"), field_name=f"{HISTORY_KEY}.at")
+        if at is not None:
+            entries.append((at, str(item["stage_id"])))
+    entries.sort(key=lambda e: e[0])
+    events: list[StageEvent] = []
+    previous: str | None = None
+    for at, stage_id in entries:
+        if stage_id != previous:
+            events.append(StageEvent(deal.connection, deal.source_id, deal.pipeline_id, previous, stage_id, at,
+                                     "history"))
+        previous = stage_id
+    return events
+
+
+def _newest(deals: Iterable[Any]) -> dict[tuple[str, str], Deal]:
+    newest: dict[tuple[str, str], Deal] = {}
+    for deal in deals:
+        key = (deal.connection, deal.source_id)
+        seen = newest.get(key)
+        if seen is None or deal.modified_at >= seen.modified_at:
+            newest[key] = deal
+    return newest
+
+
+def _stored_stages(conn: Connection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], _Stored]:
+    deals = t.record_table("deal")
+    stmt = select(deals.c.source_id, deals.c.stage_id, deals.c.modified_at).where(
+        deals.c.connection == bindparam("connection"), deals.c.source_id.in_(bindparam("ids", expanding=True))
+    )
+    by_connection: dict[str, list[str]] = {}
+    for connection, source_id in keys:
+        by_connection.setdefault(connection, []).append(source_id)
+    out: dict[tuple[str, str], _Stored] = {}
+    for connection, ids in by_connection.items():
+        for start in range(0, len(ids), _LOOKUP_CHUNK):
+            rows = conn.execute(stmt, {"connection": connection, "ids": ids[start : start + _LOOKUP_CHUNK]})
+            for source_id, stage_id, modified_at in rows:
+                out[(connection, source_id)] = _Stored(stage_id, modified_at)
+    return out
+
+
+def events_for_page(conn: Connection, records: Sequence[Record]) -> list[StageEvent]:
+    """The events a page of deals implies, against what ``conn`` has stored (call before the upsert).
+    Records of other kinds are ignored."""
+    newest = _newest(d for d in records if type(d) is Deal and not d.deleted)
+    if not newest:
+        return []
+    events: list[StageEvent] = []
+    compare: list[tuple[Deal, str]] = []
+    for deal in newest.values():
+        history = history_events(deal)
+        if history:
+            events.extend(history)
+        elif deal.stage_id is not None:
+            compare.append((deal, deal.stage_id))
+    if not compare:
+        return events
+    stored = _stored_stages(conn, [(d.connection, d.source_id) for d, _ in compare])
+    for deal, stage_id in compare:
+        before = stored.get((deal.connection, deal.source_id))
+        if before is None:
+            at = deal.stage_changed_at or deal.created_at or deal.modified_at
+            events.append(StageEvent(deal.connection, deal.source_id, deal.pipeline_id, None, stage_id, at))
+        elif deal.modified_at >= before.modified_at and before.stage_id != stage_id:
+            at = deal.stage_changed_at or deal.modified_at
+            events.append(StageEvent(deal.connection, deal.source_id, deal.pipeline_id, before.stage_id,
+                                     stage_id, at))
+    return events
+
+
+def insert_events(conn: Connection, events: Sequence[StageEvent], *, recorded_at: dt.datetime | None = None) -> int:
+    """Append events (duplicates of ``(connection, deal_id, at, to_stage_id)`` are skipped)."""
+    if not events:
+        return 0
+    table = t.stage_events
+    module: Any = sqlite if conn.dialect.name == "sqlite" else postgresql
+    stmt = module.insert(table).on_conflict_do_nothing(
+        index_elements=[table.c.connection, table.c.deal_id, table.c.at, table.c.to_stage_id]
+    )
+    recorded = recorded_at or now_utc()
+    rows = [{"connection": e.connection, "deal_id": e.deal_id, "pipeline_id": e.pipeline_id,
+             "from_stage_id": e.from_stage_id, "to_stage_id": e.to_stage_id, "at": e.at, "source": e.source,
+             "recorded_at": recorded} for e in events]
+    # RETURNING counts the rows really added on both dialects (executemany rowcount does not on psycopg)
+    return len(conn.execute(stmt.returning(table.c.id), rows).all())
+
+
+def record_stage_events(conn: Connection, deals: Sequence[Record]) -> int:
+    """Compute and append the events of a page of deals; returns rows added. Call inside the page's
+    transaction *before* upserting the deals."""
+    return insert_events(conn, events_for_page(conn, deals))
+
+
+def iter_stage_events(
+    engine: Engine | Connection,
+    *,
+    connection: str | None = None,
+    pipeline_id: str | None = None,
+    since: dt.datetime | None = None,
+) -> Iterator[StageEvent]:
+    """Stored events ordered by (connection, deal_id, at, id); ``since`` is inclusive on ``at``."""
+    c = t.stage_events.c
+    stmt = select(c.connection, c.deal_id, c.pipeline_id, c.from_stage_id, c.to_stage_id, c.at, c.source)
+    if connection is not None:
+        stmt = stmt.where(c.connection == connection)
+    if pipeline_id is not None:
+        stmt = stmt.where(c.pipeline_id == pipeline_id)
+    if since is not None:
+        stmt = stmt.where(c.at >= since)
+    stmt = stmt.order_by(c.connection, c.deal_id, c.at, c.id)
+    if isinstance(engine, Connection):
+        yield from _rows(engine, stmt)
+        return
+    with engine.connect() as conn:
+        yield from _rows(conn, stmt)
+
+
+def _rows(conn: Connection, stmt: Any) -> Iterator[StageEvent]:
+    result = conn.execution_options(stream_results=True, yield_per=5_000).execute(stmt)
+    for row in result:
+        yield StageEvent(*row)
+
+
+def count_stage_events(engine: Engine, connection: str | None = None) -> int:
+    c = t.stage_events.c
+    stmt = select(func.count()).select_from(t.stage_events)
+    if connection is not None:
+        stmt = stmt.where(c.connection == connection)
+    with engine.connect() as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
+__all__ = [
+    "HISTORY_KEY",
+    "StageEvent",
+    "count_stage_events",
+    "events_for_page",
+    "history_events",
+    "insert_events",
+    "iter_stage_events",
+    "record_stage_events",
+]
