@@ -49,6 +49,10 @@ def bench_scale(deals: int) -> None:
     build_s = time.perf_counter() - start
     print(f"scale: {deals:,} deals: generate_world {gen_s:.1f}s, SalesforceSimulator build {build_s:.1f}s, "
           f"max RSS {rss_mb():,.0f} MB")
+    for name in ("Account", "Contact", "Lead", "OpportunityLineItem"):
+        start = time.perf_counter()
+        rows = len(sim.data.table(name))
+        print(f"  first use of {name}: {rows:,} rows registered in {time.perf_counter() - start:.1f}s")
     table = sim.data.tables["Opportunity"]
     middle = table.order[len(table.order) // 2][0]
     text = soql("SELECT Id, Name, Amount, StageName, CloseDate, OwnerId, SystemModstamp FROM Opportunity "

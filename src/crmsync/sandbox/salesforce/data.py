@@ -21,6 +21,9 @@ from crmsync.sandbox.world import STAGES, World
 
 Row = dict[str, Any]
 STAGE_BY_LABEL = {s.label.casefold(): s for s in STAGES}
+# Built with the simulator; the large secondary tables (accounts, contacts, leads, line items, stage
+# history) are loaded from the World on first use so a million-deal org starts quickly.
+EAGER = ("User", "Opportunity", "OpportunityStage", "Pricebook2", "Product2", "PricebookEntry", "Task")
 
 
 class WriteError(Exception):
@@ -49,11 +52,13 @@ class OrgData:
     def __init__(self, world: World) -> None:
         self.world = world
         self.tables: dict[str, Table] = empty_tables()
-        WorldRows(world).load(self.tables)
+        self._pending = WorldRows(world).loaders()
+        self._load_lock = threading.Lock()
+        for name in EAGER:
+            self._pending.pop(name)(self.tables[name])
         self.api_user = user_id(1)
         self._clock_lock = threading.Lock()
         self._last_stamp = ""
-        self._history_loaded = False
 
     # --- lookups --------------------------------------------------------------------------
     def table(self, name: str) -> Table:
@@ -61,9 +66,11 @@ class OrgData:
         if sobj is None:
             raise WriteError("NOT_FOUND", f"The requested resource does not exist: sObject type '{name}' "
                              "is not supported.", http_status=404)
-        if sobj.name == "OpportunityFieldHistory" and not self._history_loaded:
-            self._history_loaded = True
-            WorldRows(self.world).load_history(self.tables[sobj.name])
+        if sobj.name in self._pending:
+            with self._load_lock:
+                loader = self._pending.pop(sobj.name, None)
+                if loader is not None:
+                    loader(self.tables[sobj.name])
         return self.tables[sobj.name]
 
     def _record_stage_change(self, opportunity_id: str, old: str | None, new: str, stamp: str, by: str) -> None:

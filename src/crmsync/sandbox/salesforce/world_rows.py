@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -48,36 +49,44 @@ class WorldRows:
     def _static_time(self, n: int) -> dt.datetime:
         return self.epoch + dt.timedelta(seconds=n)
 
-    def load(self, tables: dict[str, Table]) -> None:
+    def loaders(self) -> dict[str, Callable[[Table], None]]:
+        """One loader per sObject; the simulator runs the big secondary ones on first use."""
         w = self.world
-        self._load(tables["User"], w.owners, "005", lambda o: self._static_time(o.id), self.user)
-        self._load(tables["Account"], w.accounts, "001", lambda a: self._static_time(a.id), self.account)
-        self._load(tables["Contact"], w.contacts, "003", lambda c: self._static_time(c.id), self.contact)
-        self._load(tables["Lead"], w.leads, "00Q", lambda le: le.modified_at, self.lead)
-        self._load(tables["Opportunity"], w.deals, "006", lambda d: d.modified_at, self.opportunity)
-        stages = tables["OpportunityStage"]
+        return {
+            "User": lambda t: self._load(t, w.owners, "005", lambda o: self._static_time(o.id), self.user),
+            "Opportunity": lambda t: self._load(t, w.deals, "006", lambda d: d.modified_at, self.opportunity),
+            "Account": lambda t: self._load(t, w.accounts, "001", lambda a: self._static_time(a.id), self.account),
+            "Contact": lambda t: self._load(t, w.contacts, "003", lambda c: self._static_time(c.id), self.contact),
+            "Lead": lambda t: self._load(t, w.leads, "00Q", lambda le: le.modified_at, self.lead),
+            "OpportunityStage": self._load_stages, "Pricebook2": self._load_pricebook,
+            "Product2": lambda t: self._load_catalog(t, "01t", self.product),
+            "PricebookEntry": lambda t: self._load_catalog(t, "01u", self.entry),
+            "OpportunityLineItem": self._load_line_items, "OpportunityFieldHistory": self.load_history,
+            "Task": lambda t: t.seal(1),
+        }
+
+    def _load_stages(self, table: Table) -> None:
         for stage in STAGES:
-            stages.add_lazy(make_id("01J", stage.order + 1), sf_datetime(self.epoch), self.stage, stage)
-        stages.seal(len(STAGES) + 1)
-        books = tables["Pricebook2"]
-        books.add_lazy(STANDARD_PRICEBOOK, sf_datetime(self.epoch), self.pricebook, "standard")
-        books.seal(2)
+            table.add_lazy(make_id("01J", stage.order + 1), sf_datetime(self.epoch), self.stage, stage)
+        table.seal(len(STAGES) + 1)
+
+    def _load_pricebook(self, table: Table) -> None:
+        table.add_lazy(STANDARD_PRICEBOOK, sf_datetime(self.epoch), self.pricebook, "standard")
+        table.seal(2)
+
+    def _load_catalog(self, table: Table, prefix: str, builder: Any) -> None:
         for n, product in enumerate(PRODUCTS, start=1):
-            tables["Product2"].add_lazy(make_id("01t", n), sf_datetime(self.epoch), self.product, (n, product))
-            tables["PricebookEntry"].add_lazy(make_id("01u", n), sf_datetime(self.epoch), self.entry, (n, product))
-        tables["Product2"].seal(len(PRODUCTS) + 1)
-        tables["PricebookEntry"].seal(len(PRODUCTS) + 1)
-        items = tables["OpportunityLineItem"]
-        max_item = 0
-        for deal in w.deals:  # the count per deal is known without deriving the items
+            table.add_lazy(make_id(prefix, n), sf_datetime(self.epoch), builder, (n, product))
+        table.seal(len(PRODUCTS) + 1)
+
+    def _load_line_items(self, table: Table) -> None:
+        top = 0
+        for deal in self.world.deals:  # the count per deal is known without deriving the items
             stamp = sf_datetime(deal.created_at)
             for pos in range(1 + deal.id % 3):
-                number = deal.id * 10 + pos
-                items.add_lazy(make_id("00k", number), stamp, self.line_item, (deal, pos))
-                max_item = number
-        items.seal(max_item + 1)
-        tables["Task"].seal(1)
-        # OpportunityFieldHistory is derived on first use (``load_history``): a million deals stay cheap.
+                top = deal.id * 10 + pos
+                table.add_lazy(make_id("00k", top), stamp, self.line_item, (deal, pos))
+        table.seal(top + 1)
 
     def load_history(self, table: Table) -> None:
         """Stage-change history rows for every World deal (``world.stage_history``)."""
