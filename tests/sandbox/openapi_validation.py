@@ -1,4 +1,4 @@
-"""Validate one HTTP exchange against an official OpenAPI spec in /work/shared/specs (openapi-core).
+"""Validate one HTTP exchange against an official OpenAPI spec in ../shared/specs beside the repository (openapi-core).
 
     validate_exchange("hubspot/deals.v3.json", request, response)
 
@@ -19,7 +19,7 @@ import httpx
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
-SPECS_DIR = Path(os.environ.get("CRMSYNC_SPECS_DIR", "/work/shared/specs"))
+SPECS_DIR = Path(os.environ.get("CRMSYNC_SPECS_DIR", Path(__file__).resolve().parents[2].parent / "shared" / "specs"))
 
 
 @functools.cache

@@ -6,8 +6,10 @@ import base64
 import copy
 import datetime as dt
 import functools
+import os
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,7 +22,7 @@ from crmsync.sandbox.pipedrive import DEFAULT_TOKEN, PipedriveSimulator
 from crmsync.sandbox.pipedrive.costs import TOKEN_COSTS
 from crmsync.sandbox.pipedrive.fields import DEAL_KEY_BY_NAME
 
-SPEC_DIR = "/work/shared/specs/pipedrive"
+SPEC_DIR = str(Path(os.environ.get("CRMSYNC_SPECS_DIR", Path(__file__).resolve().parents[2].parent / "shared" / "specs")) / "pipedrive")
 NOW = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
 
 

@@ -20,7 +20,9 @@ from urllib.parse import parse_qsl
 
 import httpx
 
-DEFAULT_SPEC_PATH = Path(os.environ.get("CRMSYNC_METEROID_SPEC", "/work/shared/specs/meteroid/openapi.json"))
+# The specs live in ../shared/specs beside the repository (override with CRMSYNC_SPECS_DIR).
+_SPECS_DIR = Path(os.environ.get("CRMSYNC_SPECS_DIR", Path(__file__).resolve().parents[4].parent / "shared" / "specs"))
+DEFAULT_SPEC_PATH = Path(os.environ.get("CRMSYNC_METEROID_SPEC", _SPECS_DIR / "meteroid" / "openapi.json"))
 
 
 def patch_tagged_unions(spec: dict[str, Any]) -> dict[str, Any]:
