@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from report_harness import NOW
 
+from crmsync.logging import configure_logging
 from crmsync.sandbox.runner import SandboxHandle, start_sandbox
 from crmsync.sandbox.world import generate_world
 
@@ -20,3 +21,10 @@ def pipedrive(tmp_path: Path) -> Iterator[SandboxHandle]:
         yield handle
     finally:
         handle.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """The CLI points logging at the CliRunner's stream, which closes: point it back afterwards."""
+    yield
+    configure_logging("json")

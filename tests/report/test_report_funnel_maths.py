@@ -81,6 +81,7 @@ def test_totals_and_rows_order() -> None:
     assert (funnel.deals, funnel.open, funnel.won, funnel.lost) == (5, 2, 1, 2)
     assert funnel.win_rate == pytest.approx(1 / 3)
     assert funnel.censored == 2
+    assert funnel.lost_unplaced == 1  # deal 4
 
 
 @pytest.mark.parametrize(("deal_", "events", "reached_ids"), [

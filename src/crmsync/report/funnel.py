@@ -76,6 +76,7 @@ class Funnel:
     lost: int
     unknown_stage: int = 0  # deals whose stage is not one of the pipeline's stages (left out)
     inferred_flags: bool = False
+    lost_unplaced: int = 0  # lost deals with no open stage on record, counted as lost at the first stage
 
     @property
     def win_rate(self) -> float | None:
@@ -104,6 +105,7 @@ class _Path:
 
     reached: int  # index of the furthest open stage reached (-1: none)
     outcome: str  # open | won | lost
+    placed: bool  # the furthest open stage is on record (False: assumed)
     stage_id: str
     stays: tuple[tuple[str, float], ...]  # completed (stage id, days)
     censored: str | None  # open stage the deal is still in
@@ -180,6 +182,7 @@ def deal_path(deal: Deal, events: Sequence[StageEvent], pipeline: _Pipeline) -> 
     visited = [e.to_stage_id for e in known] + [deal.stage_id]
     indexes = [pipeline.open_index[s] for s in visited if s in pipeline.open_index]
     reached = max(indexes) if indexes else -1
+    placed = bool(indexes)
     if won:
         reached = len(pipeline.open) - 1
     elif lost and reached < 0 and pipeline.open:
@@ -193,7 +196,7 @@ def deal_path(deal: Deal, events: Sequence[StageEvent], pipeline: _Pipeline) -> 
         censored = deal.stage_id
     elif outcome == "open" and not known:
         censored = deal.stage_id
-    return _Path(reached, outcome, deal.stage_id, tuple(stays), censored)
+    return _Path(reached, outcome, placed, deal.stage_id, tuple(stays), censored)
 
 
 def _entered_at(deal: Deal, events: Sequence[StageEvent]) -> dt.datetime | None:
@@ -249,7 +252,7 @@ def build_funnel(pipeline: _Pipeline, paths: Sequence[_Path], *, name: str, segm
                               lost_here=0, conversion=None, win_rate=None, median_days=None, stays=0, censored=0))
     return Funnel(pipeline.connection, pipeline.pipeline_id, name, segment, tuple(rows), deals=len(paths),
                   open=len(open_paths), won=won_total, lost=len(lost_paths), unknown_stage=unknown,
-                  inferred_flags=inferred)
+                  inferred_flags=inferred, lost_unplaced=sum(1 for p in lost_paths if not p.placed))
 
 
 def compute_funnels(

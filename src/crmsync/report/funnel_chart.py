@@ -40,7 +40,7 @@ def _reached_panel(ax: Axes, funnel: Funnel) -> None:
     for y, row in zip(positions, rows, strict=True):
         text = f"{row.reached}"
         if row.conversion is not None:
-            text += f"  ->{pct(row.conversion)}"
+            text += f"  \u2192 {pct(row.conversion)}"
         ax.text(row.reached + top * 0.01, y, text, va="center", fontsize=8)
     ax.set_xlabel("deals reaching the stage (label: conversion to the next)")
     ax.set_title(f"{funnel_title(funnel)}\n{funnel.deals} deals, win rate {pct(funnel.win_rate)}", fontsize=9,

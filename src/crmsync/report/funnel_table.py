@@ -26,6 +26,9 @@ def funnel_caption(funnel: Funnel) -> str:
              f"win rate {pct(funnel.win_rate)}.",
              f"Median days in stage counts completed stays only; {funnel.censored} stays still running "
              "(deals still in an open stage, time in stage known only up to now) are censored and left out."]
+    if funnel.lost_unplaced:
+        parts.append(f"{funnel.lost_unplaced} lost deals have no open stage on record (no stage history yet): "
+                     "counted as lost at the first stage.")
     if funnel.unknown_stage:
         parts.append(f"{funnel.unknown_stage} deals in a stage the store does not list are left out.")
     if funnel.inferred_flags:
