@@ -73,9 +73,15 @@ class Reader:
         ts, last_id = since or EPOCH, ""
         if saved is not None:
             ts = parse_timestamp(saved["ts"]) or EPOCH
-            if self.c.lookback_s > 0:  # a new cycle re-reads the lookback window from its start
-                ts -= dt.timedelta(seconds=self.c.lookback_s)
-            else:  # exact resume at the (SystemModstamp, Id) keyset position
+            read_at = parse_timestamp(saved.get("read_at")) if saved.get("read_at") else None
+            lookback = dt.timedelta(seconds=self.c.lookback_s)
+            # Re-read the lookback window only while it can still hold records that were not yet
+            # visible when the cursor was read (SystemModstamp > read time - lookback). Once the
+            # cursor's read is older than that, resume exactly at the keyset: re-reading the same
+            # boundary records every cycle is the classic ">=" cursor bug.
+            if self.c.lookback_s > 0 and (read_at is None or read_at - lookback < ts):
+                ts -= lookback
+            else:
                 last_id = str(saved.get("id") or "")
         deleted_ts = saved.get("deleted_ts") if saved else None
         size = self.c.page_size
@@ -83,6 +89,7 @@ class Reader:
         while True:
             self.c.check_budget()
             before = self.c.usage.calls
+            read_started = dt.datetime.now(dt.UTC)
             if until is None:
                 query = soql("SELECT {:fields} FROM {:ident} WHERE (SystemModstamp > {} OR (SystemModstamp = {} "
                              "AND Id > {})) ORDER BY SystemModstamp, Id LIMIT {}",
@@ -106,6 +113,7 @@ class Reader:
                 after["deleted_ts"] = deleted_ts
             if saved is not None and rows:
                 after = _not_before(after, saved)
+            after["read_at"] = iso(read_started)
             emitted = True
             final = last_page and not (self.spec.replicable and self.c.track_deletes)
             yield self.page(rows, after, self.c.usage.calls - before, done=final)
