@@ -23,6 +23,7 @@ context). ``days_since`` measures against ``ctx.now``; ``changed`` compares with
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -158,6 +159,9 @@ class FieldRef:
     kind: str
     plain: str | None  # canonical attribute read straight off the record (fast path)
     getter: Getter
+    # for account./stage./owner.<attribute>: (context table getter, record link getter, attribute
+    # getter), so compiled predicates can read the related value without an extra call layer
+    related: tuple[Callable[[Any], Any], Callable[[Any], Any], Callable[[Any], Any]] | None = None
 
     def get(self, record: Any, ctx: Any) -> Any:
         return self.getter(record, ctx)
@@ -203,6 +207,8 @@ def resolve_field(object_type: ObjectType, path: str) -> FieldRef:
                 other = ctx.related(_k, record)
                 return None if other is None else inner_get(other, ctx)
 
+        if inner.plain is not None:
+            return FieldRef(path, inner.kind, None, get_related, (table_get, link_get, attr))
         return FieldRef(path, inner.kind, None, get_related)
     kinds = field_kinds(object_type)
     if rest or path not in kinds:
@@ -400,7 +406,62 @@ def _plain_leaf(name: str, op: str, test: Callable[[Any], bool], raw: Any, kind:
         if raw is True:
             return lambda r, c: g(r) is not None
         return lambda r, c: g(r) is None
+    if op == "in":
+        options = _in_options(kind, raw)
+        return lambda r, c: (v := g(r)) is not None and v in options
+    if op == "between" and kind in (DECIMAL, INT, DATE, DATETIME, STR):
+        lo, _ = _ordering_operand(kind, raw[0])
+        hi, _ = _ordering_operand(kind, raw[1])
+        return lambda r, c: (v := g(r)) is not None and lo <= v <= hi
     return lambda r, c: test(g(r))
+
+
+def _in_options(kind: str, raw: Any) -> frozenset[Any] | list[Any]:
+    values = [coerce_operand(kind, item) for item in raw]
+    try:
+        return frozenset(values)
+    except TypeError:
+        return values
+
+
+def _related_leaf(ref: FieldRef, op: str, raw: Any) -> Predicate | None:
+    """Inlined predicates over ``account.`` / ``stage.`` / ``owner.`` attributes: the same tests as
+    ``_value_test`` on the related value (None when the related record is unknown), one call deep."""
+    if ref.related is None or ref.kind in (ANY, LIST):
+        return None
+    table_get, link_get, attr = ref.related
+    kind = ref.kind
+    if op == "eq":
+        x = coerce_operand(kind, raw)
+        return lambda r, c: (None if (o := table_get(c).get((r.connection, link_get(r)))) is None else attr(o)) == x
+    if op == "ne":
+        x = coerce_operand(kind, raw)
+        return lambda r, c: (None if (o := table_get(c).get((r.connection, link_get(r)))) is None else attr(o)) != x
+    if op == "in":
+        options = _in_options(kind, raw)
+        return lambda r, c: (
+            (o := table_get(c).get((r.connection, link_get(r)))) is not None
+            and (v := attr(o)) is not None
+            and v in options
+        )
+    if op in ("gt", "gte", "lt", "lte") and kind != BOOL:
+        x, _ = _ordering_operand(kind, raw)
+        cmp = _ORDER_OPS[op]
+        return lambda r, c: (
+            (o := table_get(c).get((r.connection, link_get(r)))) is not None
+            and (v := attr(o)) is not None
+            and cmp(v, x)
+        )
+    return None
+
+
+_ORDER_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": operator.eq,
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
 
 
 def _days_test(ref: FieldRef, raw: Any, path: Path) -> Predicate:
@@ -427,6 +488,8 @@ def _days_test(ref: FieldRef, raw: Any, path: Path) -> Predicate:
             days_test = _ordering(op, _days_operand(operand), False)
     except ValueError as exc:
         raise ConditionError((*path, str(op)), str(exc)) from exc
+    if ref.plain is not None and ref.kind in (DATE, DATETIME):
+        return _plain_days(attrgetter(ref.plain), op, operand)
     get = ref.getter
     kind = ref.kind
 
@@ -443,6 +506,34 @@ def _days_test(ref: FieldRef, raw: Any, path: Path) -> Predicate:
         return days_test(float((ctx.today - v).days))
 
     return pred
+
+
+def _plain_days(g: Callable[[Any], Any], op: str, operand: Any) -> Predicate:
+    """``days_since`` over a date or timestamp attribute, computed as in the generic predicate."""
+    datetime = dt.datetime
+    if op == "between":
+        lo, hi = (_days_operand(o) for o in operand)
+
+        def between(r: Any, c: Any) -> bool:
+            v = g(r)
+            if v is None:
+                return False
+            d = (c.now - v).total_seconds() / 86400.0 if isinstance(v, datetime) else float((c.today - v).days)
+            return lo <= d <= hi
+
+        return between
+    x = _days_operand(operand)
+    cmp = _ORDER_OPS[op]
+
+    def compare(r: Any, c: Any) -> bool:
+        v = g(r)
+        if v is None:
+            return False
+        if isinstance(v, datetime):
+            return cmp((c.now - v).total_seconds() / 86400.0, x)
+        return cmp(float((c.today - v).days), x)
+
+    return compare
 
 
 def _days_operand(value: Any) -> float:
@@ -548,10 +639,19 @@ def compile_condition(object_type: ObjectType, tree: Any, path: Path = ()) -> Pr
             fast = _plain_leaf(ref.plain, op, test, raw, ref.kind)
             if fast is not None:
                 return fast
+        related = _related_leaf(ref, op, raw)
+        if related is not None:
+            return related
     except ValueError as exc:
         raise ConditionError((*path, op), f"{ref.path}: {exc}") from exc
     head, _, name = ref.path.partition(".")
     if head == "extra":
+        if op in ("eq", "ne"):
+            x = coerce_operand(ANY, raw)
+            if not isinstance(x, int | Decimal) or isinstance(x, bool):
+                if op == "eq":
+                    return lambda r, c: r.extra.get(name) == x
+                return lambda r, c: r.extra.get(name) != x
         if op == "exists":
             if raw is True:
                 return lambda r, c: (v := r.extra.get(name)) is not None and v != "" and v != []

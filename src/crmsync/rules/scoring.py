@@ -84,6 +84,7 @@ class CompiledScoringModel:
         ot = self.object_type
         self.applies = compile_condition(ot, spec.when, (*path, "when")) if spec.when else None
         self.score_ref = _ref(ot, spec.score_field, (*path, "score_field"))
+        self._score_get = self.score_ref.getter
         self.grade_ref = _ref(ot, spec.grade_field, (*path, "grade_field")) if spec.grade_field else None
         groups = []
         for gi, g in enumerate(spec.groups):
@@ -98,16 +99,19 @@ class CompiledScoringModel:
             )
             groups.append(CompiledGroup(g.name, g.part, None if g.cap is None else float(g.cap), rules))
         self.groups = tuple(groups)
-        # flat evaluation plan: (is_fit, cap, group name, ((pred, points, rule name), ...))
+        # flat evaluation plan: (is_fit, cap, group name, ((pred, points, (group name, "rule +points")), ...))
         self._plan = tuple(
-            (g.part == "fit", g.cap, g.name, tuple((r.pred, r.points, f"{r.name} {r.points:+g}") for r in g.rules))
+            (g.part == "fit", g.cap, g.name, tuple((r.pred, r.points, (g.name, f"{r.name} {r.points:+g}")) for r in g.rules))
             for g in self.groups
         )
+        self._ot = ot.value
+        self._key_prefix = f"score:{self.name}:"
         self.rule_count = sum(len(g.rules) for g in groups)
         self.decay_ref: FieldRef | None = None
         self.decay_steps: tuple[tuple[float, float], ...] = ()
         if spec.decay:
             self.decay_ref = _ref(ot, spec.decay.field, (*path, "decay", "field"))
+            self._decay_get = self.decay_ref.getter
             if self.decay_ref.kind not in ("date", "datetime"):
                 raise _err((*path, "decay", "field"), f"decay field must be a date or timestamp, got {self.decay_ref.kind}")
             self.decay_steps = tuple((s.after_days, float(s.factor)) for s in reversed(spec.decay.steps))
@@ -137,17 +141,20 @@ class CompiledScoringModel:
                 _ref(ot, f, (*path, "predictive", "fields", fi))
 
     # ------------------------------------------------------------------ scoring
-    def score(self, record: Any, ctx: Any, *, explain: bool = False) -> ScoreResult:
+    def _compute(self, record: Any, ctx: Any) -> tuple[Any, ...]:
+        """The score without the result object: (fit, engagement, decay factor, days since the
+        activity, total, grade, lifecycle, matched, capped). ``score`` and ``evaluate`` share it."""
         fit = 0.0
         engagement = 0.0
         matched: list[tuple[str, str]] = []
         capped: list[str] = []
+        hit = matched.append
         for is_fit, cap, gname, rules in self._plan:
             pts = 0.0
-            for pred, points, label in rules:
+            for pred, points, pair in rules:
                 if pred(record, ctx):
                     pts += points
-                    matched.append((gname, label))
+                    hit(pair)
             if cap is not None and pts > cap:
                 pts = cap
                 capped.append(gname)
@@ -158,7 +165,7 @@ class CompiledScoringModel:
         factor = 1.0
         days: float | None = None
         if self.decay_ref is not None:
-            last = self.decay_ref.get(record, ctx)
+            last = self._decay_get(record, ctx)
             if last is None:
                 factor = self.decay_missing
             else:
@@ -188,9 +195,18 @@ class CompiledScoringModel:
                         lifecycle = t.to
                         matched.append(("lifecycle", t.name))
                         break
-        result = ScoreResult(fit, engagement, factor, days, total, grade, lifecycle, matched, capped)
+        return fit, engagement, factor, days, total, grade, lifecycle, matched, capped
+
+    def _predict(self, ctx: Any) -> NaiveBayesModel | None:
         model = ctx.predictive.get(self.name) if self.predictive is not None else None
         if isinstance(model, NaiveBayesModel) and model.samples >= self.predictive.min_samples:  # type: ignore[union-attr]
+            return model
+        return None
+
+    def score(self, record: Any, ctx: Any, *, explain: bool = False) -> ScoreResult:
+        result = ScoreResult(*self._compute(record, ctx))
+        model = self._predict(ctx)
+        if model is not None:
             prob, parts = model.predict(record, ctx)
             result.probability = prob
             result.contributions = parts
@@ -199,56 +215,76 @@ class CompiledScoringModel:
     def evaluate(self, record: Any, ctx: Any, out: list[Decision], rule_set: str) -> None:
         if self.applies is not None and not self.applies(record, ctx):
             return
-        res = self.score(record, ctx)
+        fit, engagement, factor, days, total, grade, lifecycle, matched, capped = self._compute(record, ctx)
         fields: dict[str, Any] = {}
-        score = Decimal(res.total)
-        if not _num_equal(self.score_ref.get(record, ctx), score):
+        score = Decimal(total)
+        if not _num_equal(self._score_get(record, ctx), score):
             fields[self.score_ref.path] = score
-        if self.grade_ref is not None and self.grade_ref.get(record, ctx) != res.grade:
-            fields[self.grade_ref.path] = res.grade
-        if self.lifecycle_ref is not None and self.lifecycle_ref.get(record, ctx) != res.lifecycle:
-            fields[self.lifecycle_ref.path] = res.lifecycle
+        if self.grade_ref is not None and self.grade_ref.getter(record, ctx) != grade:
+            fields[self.grade_ref.path] = grade
+        if self.lifecycle_ref is not None and self.lifecycle_ref.getter(record, ctx) != lifecycle:
+            fields[self.lifecycle_ref.path] = lifecycle
+        probability: float | None = None
         prob: Decimal | None = None
-        if res.probability is not None and self.predictive_ref is not None:
-            prob = Decimal(round(res.probability, 3)).quantize(Decimal("0.001"))
-            if not _num_equal(self.predictive_ref.get(record, ctx), prob):
-                fields[self.predictive_ref.path] = prob
+        model = self._predict(ctx) if self.predictive is not None else None
+        if model is not None:
+            probability = model.predict(record, ctx)[0]
+            if self.predictive_ref is not None:
+                prob = Decimal(round(probability, 3)).quantize(Decimal("0.001"))
+                if not _num_equal(self.predictive_ref.get(record, ctx), prob):
+                    fields[self.predictive_ref.path] = prob
         if not fields:
             return
-        key = f"score:{self.name}:{record.connection}:{record.source_id}:{res.total}:{res.grade}:{res.lifecycle}:{prob}"
+        key = f"{self._key_prefix}{record.connection}:{record.source_id}:{total}:{grade}:{lifecycle}:{prob}"
         if key in ctx.known_keys:
             return
         out.append(
             Decision(
                 "scoring",
                 self.name,
-                self.object_type.value,
+                self._ot,
                 record.connection,
                 record.source_id,
                 SET_FIELDS,
                 fields,
-                self.reason(res),
+                self._reason(fit, engagement, factor, days, total, grade, lifecycle, matched, capped, probability),
                 key,
                 rule_set,
             )
         )
 
     def reason(self, res: ScoreResult) -> str:
-        hits = ", ".join([label for g, label in res.matched if g != "lifecycle"]) or "no rule matched"
-        text = f"fit {res.fit:g} + engagement {res.engagement:g}"
+        return self._reason(res.fit, res.engagement, res.decay_factor, res.days_since_activity, res.total, res.grade,
+                            res.lifecycle, res.matched, res.capped, res.probability)
+
+    def _reason(
+        self,
+        fit: float,
+        engagement: float,
+        factor: float,
+        days: float | None,
+        total: int,
+        grade: str | None,
+        lifecycle: str | None,
+        matched: list[tuple[str, str]],
+        capped: list[str],
+        probability: float | None,
+    ) -> str:
+        hits = ", ".join([label for g, label in matched if g != "lifecycle"]) or "no rule matched"
+        text = f"fit {_g(fit)} + engagement {_g(engagement)}"
         if self.decay_ref is not None:
-            since = "never" if res.days_since_activity is None else f"{res.days_since_activity:.0f}d"
-            text += f" x decay {res.decay_factor:g} (last activity {since})"
-        text += f" = {res.total} [{hits}]"
-        if res.capped:
-            text += f" capped: {', '.join(res.capped)}"
-        if res.grade is not None:
-            text += f"; grade {res.grade}"
-        moves = [rule for g, rule in res.matched if g == "lifecycle"]
+            since = "never" if days is None else f"{days:.0f}d"
+            text += f" x decay {_g(factor)} (last activity {since})"
+        text += f" = {total} [{hits}]"
+        if capped:
+            text += f" capped: {', '.join(capped)}"
+        if grade is not None:
+            text += f"; grade {grade}"
+        moves = [rule for g, rule in matched if g == "lifecycle"]
         if moves:
-            text += f"; lifecycle -> {res.lifecycle} ({moves[0]})"
-        if res.probability is not None:
-            text += f"; predicted win {res.probability:.1%}"
+            text += f"; lifecycle -> {lifecycle} ({moves[0]})"
+        if probability is not None:
+            text += f"; predicted win {probability:.1%}"
         return text
 
     def explain(self, record: Any, ctx: Any) -> list[dict[str, Any]]:
@@ -278,6 +314,20 @@ class CompiledScoringModel:
                 }
             )
         return rows
+
+
+_FLOAT_TEXT: dict[float, str] = {}
+
+
+def _g(x: float) -> str:
+    """``f"{x:g}"``, memoised: scores are sums of a few point values, so few distinct floats occur
+    (zero is never cached: 0.0 and -0.0 are equal keys but print differently)."""
+    text = _FLOAT_TEXT.get(x)
+    if text is None:
+        text = f"{x:g}"
+        if x and len(_FLOAT_TEXT) < 4096:
+            _FLOAT_TEXT[x] = text
+    return text
 
 
 def _show(v: Any) -> str:
