@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +12,8 @@ import yaml
 
 from crmsync.store import Store
 
-CRMSYNC = shutil.which("crmsync") or "crmsync"
+# The console script installed next to the running interpreter (the venv need not be on PATH).
+CRMSYNC = str(Path(sys.executable).parent / "crmsync")
 
 
 def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
