@@ -18,15 +18,19 @@ NOTHING``, so re-pulling a page, or a history that repeats what a pull already s
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, select
+from sqlalchemy import Connection, Engine, String, any_, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
+from sqlalchemy.dialects.sqlite import pysqlite
 
 from crmsync.model import Deal, ModelError, Record, now_utc, parse_timestamp
 from crmsync.store import tables as t
+from crmsync.store.types import aware_param, format_utc
 
 HISTORY_KEY = "stage_history"
 _LOOKUP_CHUNK = 2_000  # ids per look-up; a normal page is one query
@@ -90,8 +94,12 @@ def _newest(deals: Iterable[Any]) -> dict[tuple[str, str], Deal]:
 
 def _stored_stages(conn: Connection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], _Stored]:
     deals = t.record_table("deal")
+    if conn.dialect.name == "postgresql":  # one array parameter: an index scan (a long IN list was not)
+        wanted = deals.c.source_id == any_(bindparam("ids", type_=postgresql.ARRAY(String())))
+    else:
+        wanted = deals.c.source_id.in_(bindparam("ids", expanding=True))
     stmt = select(deals.c.source_id, deals.c.stage_id, deals.c.modified_at).where(
-        deals.c.connection == bindparam("connection"), deals.c.source_id.in_(bindparam("ids", expanding=True))
+        deals.c.connection == bindparam("connection"), wanted
     )
     by_connection: dict[str, list[str]] = {}
     for connection, source_id in keys:
@@ -134,21 +142,41 @@ def events_for_page(conn: Connection, records: Sequence[Record]) -> list[StageEv
     return events
 
 
-def insert_events(conn: Connection, events: Sequence[StageEvent], *, recorded_at: dt.datetime | None = None) -> int:
-    """Append events (duplicates of ``(connection, deal_id, at, to_stage_id)`` are skipped)."""
-    if not events:
-        return 0
+_INSERT_COLUMNS = ("connection", "deal_id", "pipeline_id", "from_stage_id", "to_stage_id", "at", "source",
+                   "recorded_at")
+_COMPILE_DIALECTS: dict[str, Any] = {
+    "sqlite": pysqlite.dialect(paramstyle="qmark"),
+    "postgresql": pg_psycopg.dialect(paramstyle="format"),
+}
+
+
+@functools.cache
+def _insert_sql(dialect_name: str) -> str:
+    """``INSERT .. ON CONFLICT DO NOTHING`` compiled once with positional parameters in
+    ``_INSERT_COLUMNS`` order (run with the driver's executemany, like the record upserts)."""
     table = t.stage_events
-    module: Any = sqlite if conn.dialect.name == "sqlite" else postgresql
+    module: Any = sqlite if dialect_name == "sqlite" else postgresql
     stmt = module.insert(table).on_conflict_do_nothing(
         index_elements=[table.c.connection, table.c.deal_id, table.c.at, table.c.to_stage_id]
     )
-    recorded = recorded_at or now_utc()
-    rows = [{"connection": e.connection, "deal_id": e.deal_id, "pipeline_id": e.pipeline_id,
-             "from_stage_id": e.from_stage_id, "to_stage_id": e.to_stage_id, "at": e.at, "source": e.source,
-             "recorded_at": recorded} for e in events]
-    # RETURNING counts the rows really added on both dialects (executemany rowcount does not on psycopg)
-    return len(conn.execute(stmt.returning(table.c.id), rows).all())
+    compiled = stmt.compile(dialect=_COMPILE_DIALECTS[dialect_name], column_keys=list(_INSERT_COLUMNS))
+    if tuple(compiled.positiontup or ()) != _INSERT_COLUMNS:
+        raise RuntimeError(f"stage_events insert compiled to parameters {compiled.positiontup}")
+    return compiled.string
+
+
+def insert_events(conn: Connection, events: Sequence[StageEvent], *, recorded_at: dt.datetime | None = None) -> int:
+    """Append events (duplicates of ``(connection, deal_id, at, to_stage_id)`` are skipped);
+    returns how many rows were added."""
+    if not events:
+        return 0
+    dialect_name = conn.dialect.name
+    stamp: Callable[[Any], Any] = format_utc if dialect_name == "sqlite" else aware_param
+    recorded = stamp(recorded_at or now_utc())
+    rows = [(e.connection, e.deal_id, e.pipeline_id, e.from_stage_id, e.to_stage_id, stamp(e.at), e.source, recorded)
+            for e in events]
+    result = conn.exec_driver_sql(_insert_sql(dialect_name), rows)
+    return max(result.rowcount, 0)
 
 
 def record_stage_events(conn: Connection, deals: Sequence[Record]) -> int:
