@@ -7,8 +7,6 @@ from the sandbox World; the billing side always from the configured Meteroid con
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from crmsync.billing.catalog import BillingCatalog, load_catalog
 from crmsync.billing.checks import CheckConfig
 from crmsync.billing.mapping import ProductMapping, build_mapping
 from crmsync.billing.reports import deal_drift, price_book_drift, price_book_updates, renewals, write_csv
-from crmsync.model import Deal, LineItem, ObjectType, PriceBookEntry, Product
+from crmsync.model import Deal, LineItem, PriceBookEntry, Product
 from crmsync.settings import Settings, load_settings
 
 billing_app = typer.Typer(help="Quote-to-cash checks against Meteroid: drift, renewals, price-book sync.",
@@ -48,30 +46,26 @@ def _crm_side(settings: Settings, world_seed: int | None, world_deals: int
         from crmsync.sandbox import generate_world
 
         world = generate_world(world_seed, world_deals)
-        products, entries = product_records(world)
-        deals = [(deal_record(world, d), line_records(world, d)) for d in world.deals]
-        return deals, products, entries
+        world_products, world_entries = product_records(world)
+        return [(deal_record(world, d), line_records(world, d)) for d in world.deals], world_products, world_entries
+    from crmsync.billing.crm_side import load_crm_side
     from crmsync.store import Store
 
     store = Store.open(settings.store.url)
+    deals: list[tuple[Deal, list[LineItem]]] = []
+    products: list[Product] = []
+    entries: list[PriceBookEntry] = []
     try:
-        lines: dict[tuple[str, str], list[LineItem]] = defaultdict(list)
-        for li in store.iter_records(ObjectType.LINE_ITEM):
-            assert isinstance(li, LineItem)
-            if li.deal_id:
-                lines[(li.connection, li.deal_id)].append(li)
-        deals = [(d, lines.get((d.connection, d.source_id), [])) for d in _typed(store, ObjectType.DEAL, Deal)]
-        products = list(_typed(store, ObjectType.PRODUCT, Product))
-        entries = list(_typed(store, ObjectType.PRICE_BOOK_ENTRY, PriceBookEntry))
+        for conn in settings.connections:
+            if conn.kind == "meteroid":
+                continue
+            side = load_crm_side(store, conn.name)
+            deals += side.deals_with_lines()
+            products += side.products
+            entries += side.entries
         return deals, products, entries
     finally:
         store.close()
-
-
-def _typed(store: Any, kind: ObjectType, cls: type[Any]) -> Iterator[Any]:
-    for rec in store.iter_records(kind):
-        if isinstance(rec, cls):
-            yield rec
 
 
 def _catalog(settings: Settings, connector: Any, codes: list[str]) -> tuple[BillingCatalog, ProductMapping]:

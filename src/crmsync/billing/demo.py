@@ -4,7 +4,6 @@ turned into customers and subscriptions (idempotently: a second demo run creates
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from decimal import Decimal
 
 from rich.console import Console
@@ -12,20 +11,13 @@ from rich.table import Table
 
 from crmsync.billing.catalog import load_catalog
 from crmsync.billing.checks import CheckConfig
+from crmsync.billing.crm_side import load_crm_side
 from crmsync.billing.mapping import build_mapping
 from crmsync.billing.reports import deal_drift, price_book_drift
 from crmsync.billing.won_deals import provision, record_result
-from crmsync.model import Account, Deal, LineItem, ObjectType, PriceBookEntry, Product
+from crmsync.model import Account, ObjectType
 from crmsync.settings import Settings
 from crmsync.store import Store
-
-
-def _lines_by_deal(store: Store, connection: str) -> dict[str, list[LineItem]]:
-    lines: dict[str, list[LineItem]] = defaultdict(list)
-    for li in store.iter_records(ObjectType.LINE_ITEM, connection=connection):
-        if isinstance(li, LineItem) and li.deal_id:
-            lines[li.deal_id].append(li)
-    return lines
 
 
 def run_billing_demo(console: Console, settings: Settings, store: Store, *, provision_per_crm: int = 5) -> None:
@@ -49,21 +41,15 @@ def run_billing_demo(console: Console, settings: Settings, store: Store, *, prov
         for conn in settings.connections:
             if conn.kind == "meteroid":
                 continue
-            products = [p for p in store.iter_records(ObjectType.PRODUCT, connection=conn.name)
-                        if isinstance(p, Product)]
-            entries = [e for e in store.iter_records(ObjectType.PRICE_BOOK_ENTRY, connection=conn.name)
-                       if isinstance(e, PriceBookEntry)]
-            lines = _lines_by_deal(store, conn.name)
-            codes = sorted({p.code for p in products if p.code}
-                           | {li.product_code for ls in lines.values() for li in ls if li.product_code})
-            mapping = build_mapping(codes, catalog, settings.billing.product_map)
-            deals = [d for d in store.iter_records(ObjectType.DEAL, connection=conn.name) if isinstance(d, Deal)]
-            rows = price_book_drift(products, entries, mapping)
-            deal_rows = deal_drift([(d, lines.get(d.source_id, [])) for d in deals], catalog, mapping, cfg)
+            side = load_crm_side(store, conn.name)
+            mapping = build_mapping(side.codes(), catalog, settings.billing.product_map)
+            lines = side.lines
+            rows = price_book_drift(side.products, side.entries, mapping)
+            deal_rows = deal_drift(side.deals_with_lines(), catalog, mapping, cfg)
             at_stake = sum((r.money_at_stake for r in rows + deal_rows), Decimal(0))
             drift.add_row(conn.name, str(len(rows)), str(len(deal_rows)), f"{at_stake:,.2f}",
                           ", ".join(mapping.report.unmatched_crm) or "none")
-            won = [d for d in deals if d.is_won and d.contract_start and d.contract_start >= today
+            won = [d for d in side.deals if d.is_won and d.contract_start and d.contract_start >= today
                    and lines.get(d.source_id)]
             for deal in won[:provision_per_crm]:
                 account = store.get(ObjectType.ACCOUNT, conn.name, deal.account_id) if deal.account_id else None

@@ -9,17 +9,17 @@ next run, and ``provision`` itself looks up before it creates, so a retry never 
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from crmsync.billing.catalog import load_catalog
 from crmsync.billing.checks import CheckConfig
+from crmsync.billing.crm_side import load_crm_side
 from crmsync.billing.mapping import build_mapping
 from crmsync.billing.reports import price_book_drift, price_book_updates
 from crmsync.billing.won_deals import provision, record_result
 from crmsync.logging import get_logger
-from crmsync.model import Account, Deal, LineItem, ObjectType, PriceBookEntry, Product, now_utc
+from crmsync.model import Account, ObjectType, now_utc
 from crmsync.settings import Settings
 from crmsync.store import OutboxItem, Store
 
@@ -41,14 +41,6 @@ class BillingSyncResult:
         return self.provisioned
 
 
-def _lines_by_deal(store: Store, connection: str) -> dict[str, list[LineItem]]:
-    lines: dict[str, list[LineItem]] = defaultdict(list)
-    for li in store.iter_records(ObjectType.LINE_ITEM, connection=connection):
-        if isinstance(li, LineItem) and li.deal_id:
-            lines[li.deal_id].append(li)
-    return lines
-
-
 def run_billing_sync(settings: Settings, store: Store, *, today: dt.date | None = None,
                      limit: int | None = None) -> BillingSyncResult:
     from crmsync.connectors.meteroid import MeteroidConnector
@@ -67,23 +59,19 @@ def run_billing_sync(settings: Settings, store: Store, *, today: dt.date | None 
             if conn.kind == "meteroid" or not conn.enabled:
                 continue
             counts = result.by_connection.setdefault(conn.name, {})
-            products = [p for p in store.iter_records(ObjectType.PRODUCT, connection=conn.name)
-                        if isinstance(p, Product)]
-            entries = [e for e in store.iter_records(ObjectType.PRICE_BOOK_ENTRY, connection=conn.name)
-                       if isinstance(e, PriceBookEntry)]
-            lines = _lines_by_deal(store, conn.name)
-            codes = sorted({p.code for p in products if p.code}
-                           | {li.product_code for ls in lines.values() for li in ls if li.product_code})
-            mapping = build_mapping(codes, catalog, settings.billing.product_map)
-            drift = price_book_drift(products, entries, mapping)
+            side = load_crm_side(store, conn.name)
+            lines = side.lines
+            mapping = build_mapping(side.codes(), catalog, settings.billing.product_map)
+            drift = price_book_drift(side.products, side.entries, mapping)
             result.drift += len(drift)
-            updates = price_book_updates(products, entries, mapping, master=settings.billing.price_master)
+            updates = price_book_updates(side.products, [e for e in side.entries if e.price_book_id != "product"],
+                                         mapping, master=settings.billing.price_master)
             if updates:
                 with store.transaction() as tx:
                     result.price_updates_queued += sum(bool(tx.enqueue(OutboxItem(operation="update", **u)))
                                                        for u in updates)
-            for deal in store.iter_records(ObjectType.DEAL, connection=conn.name):
-                if not isinstance(deal, Deal) or not deal.is_won or deal.source_id not in lines:
+            for deal in side.deals:
+                if not deal.is_won or deal.source_id not in lines:
                     continue
                 key = f"{conn.name}:{deal.source_id}"
                 if store.get_state(PROVISIONED, key):
