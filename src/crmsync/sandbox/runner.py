@@ -29,6 +29,21 @@ CRM_OBJECTS = {
     "pipedrive": ["owners", "pipelines", "stages", "products", "accounts", "contacts", "deals", "line_items"],
     "meteroid": [],
 }
+#: Fields crmsync's example rules write (``config/rules/scoring.yaml``) as each sandbox CRM holds them:
+#: custom fields an admin would create once per org/portal/company (the simulators declare them),
+#: mapped onto canonical fields with ``field_mappings`` so they are read back and written by name.
+FIELD_MAPPINGS: dict[str, dict[str, dict[str, str]]] = {
+    "salesforce": {
+        "deals": {"Crmsync_Score__c": "extra.crmsync_score:decimal", "Crmsync_Grade__c": "extra.crmsync_grade"},
+        "leads": {"Lifecycle_Stage__c": "lifecycle_stage"},
+    },
+    "hubspot": {
+        "deals": {"crmsync_score": "extra.crmsync_score:decimal", "crmsync_grade": "extra.crmsync_grade"},
+    },
+    "pipedrive": {  # custom field names (``/v1/dealFields``); the connector turns them into hex keys
+        "deals": {"crmsync_score": "extra.crmsync_score:decimal", "crmsync_grade": "extra.crmsync_grade"},
+    },
+}
 
 
 def build_simulator(system: str, world: World, knobs: Knobs | None = None) -> Simulator:
@@ -80,6 +95,8 @@ class SandboxHandle:
                 "objects": CRM_OBJECTS[system],
                 "schedule": {"interval_seconds": 30},
             }
+            if system in FIELD_MAPPINGS:
+                entry["field_mappings"] = FIELD_MAPPINGS[system]
             if system == "salesforce":
                 entry["ca_bundle"] = str(self.ca.ca_path)
             out.append(entry)

@@ -7,6 +7,10 @@
   sandbox, like a HubSpot portal where crmsync created it, declares ``crmsync_key`` unique), so a
   retried create finds the record it made the first time instead of making a second one.
 - delete: batch archive.
+
+Own writes: a batch update answers each record with its new ``hs_lastmodifieddate``; a later
+update of the same record in this session (another field, decided separately) that reads exactly
+that value is not a conflict: the change since the decision was crmsync's own.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ def _ms(value: str | None) -> int | None:
 class Pusher:
     def __init__(self, connector: HubSpotConnector) -> None:
         self.connector = connector
+        self._own: dict[tuple[str, str], int] = {}  # (object, id) -> hs_lastmodifieddate (ms) of our last update
 
     def _native_props(self, object_name: str, fields: dict[str, Any]) -> tuple[dict[str, str], list[tuple[str, int, str]]]:
         """Canonical field names (or ``extra.x``) -> HubSpot properties, plus associations to write."""
@@ -197,7 +202,7 @@ class Pusher:
                     results[i] = PushResult(item.ref, False, item.source_id, error="not found (deleted or merged)")
                     continue
                 based = int(round(item.based_on_modified_at.timestamp() * 1000))
-                if seen is not None and seen > based:
+                if seen is not None and seen > based and seen != self._own.get((native, str(item.source_id))):
                     results[i] = PushResult(item.ref, False, item.source_id, conflict=True,
                                             error="changed in HubSpot since the decision")
                     continue
@@ -211,6 +216,9 @@ class Pusher:
         answer = self._batch(native, "update", {"inputs": inputs}) or {}
         for obj in answer.get("results") or []:
             i = by_id.pop(str(obj["id"]), -1)
+            written = _ms((obj.get("properties") or {}).get("hs_lastmodifieddate") or obj.get("updatedAt"))
+            if written is not None:
+                self._own[(native, str(obj["id"]))] = written
             if i >= 0:
                 results[i] = PushResult(items[i].ref, True, str(obj["id"]))
         self._errors(answer, items, by_id, results, inputs)

@@ -68,6 +68,11 @@ class PipedriveConnector:
         self._pusher = Pusher(self)
 
     @property
+    def mappings(self) -> dict[str, ObjectMapping]:
+        """The field tables with the connection's ``field_mappings`` (pull maps and push translates with them)."""
+        return self._mappings
+
+    @property
     def usage(self) -> Usage:
         return self.http.usage
 

@@ -8,8 +8,19 @@
   custom field, activities (which take no custom fields in v2) by a ``[crmsync:<key>]`` marker in
   ``note``, among records updated inside ``idempotency_window_hours`` (default 72). A retried create
   finds the first one and answers it with ``created=False``.
+* Notes (API v1 only: ``POST /v1/notes`` with ``content`` and ``deal_id``) take no custom fields
+  either: the key is a ``[crmsync:<key>]`` marker on the last line of ``content``, looked up first
+  among the deal's notes (``GET /v1/notes?deal_id=``, offset-paged).
 * Tokens: every write is checked against the budget floor (the share of the daily budget that is
   not ours); once spent, the rest of the batch answers ``retriable`` without calling.
+* Own writes: a PATCH answers the record with its new ``update_time``; a later update of the same
+  record in this session (another field, decided separately) that finds exactly that
+  ``update_time`` is not a conflict: the change since the decision was crmsync's own.
+
+Field names: canonical names go through the connection's field table (``MAPPINGS`` with the
+connection's ``field_mappings``) back to native ones; ``extra.X`` is ``X``; a deal field that is
+not a standard one must be a custom field, named as ``/v1/dealFields`` names it (or its 40-hex
+key), and is sent under ``custom_fields`` by key. ``writable_fields`` may list either form.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from crmsync.connectors.base import BudgetExhausted, FatalError, PushItem, PushResult, RetriableError
+from crmsync.connectors.mapping import ObjectMapping
 from crmsync.connectors.pipedrive.http import NotFoundError
 from crmsync.connectors.pipedrive.mappings import key_marker
 from crmsync.model import parse_timestamp
@@ -29,9 +41,14 @@ if TYPE_CHECKING:
     from crmsync.connectors.pipedrive.connector import PipedriveConnector
 
 V2 = "/api/v2"
+V1_NOTES = "/v1/notes"
 HEX_KEY = re.compile(r"^[0-9a-f]{40}$")
-PATHS = {"deals": "/deals", "tasks": "/activities", "activities": "/activities"}
-DEAL_OUT = {"name": "title", "amount": "value", "account_id": "org_id", "close_date": "expected_close_date"}
+PATHS = {"deals": "/deals", "tasks": "/activities", "activities": "/activities", "notes": V1_NOTES}
+# canonical fields read from a native one they cannot be written back to (derived, or a list)
+READ_ONLY_TARGETS = frozenset({"is_closed", "is_won", "contact_ids", "stage_changed_at", "crmsync_key"})
+# canonical task fields the activity table does not read back
+ACTIVITY_OUT = {"body": "note"}
+NOTE_OUT = {"body": "content", "owner_id": "user_id", "deal_id": "deal_id", "lead_id": "lead_id"}
 DEAL_NATIVE = frozenset({
     "title", "owner_id", "person_id", "org_id", "pipeline_id", "stage_id", "value", "currency", "status",
     "probability", "lost_reason", "visible_to", "close_time", "won_time", "lost_time", "expected_close_date",
@@ -45,6 +62,8 @@ ID_FIELDS = frozenset({"owner_id", "person_id", "org_id", "pipeline_id", "stage_
 COST_WRITE = 5
 COST_DELETE = 3
 COST_LIST = 10
+COST_NOTE_LIST = 20
+COST_NOTE_ADD = 10
 
 
 def _rfc3339(moment: dt.datetime) -> str:
@@ -55,6 +74,14 @@ class Pusher:
     def __init__(self, connector: PipedriveConnector) -> None:
         self.c = connector
         self.window = dt.timedelta(hours=float(connector.conn.options.get("idempotency_window_hours", 72)))
+        self._own: dict[tuple[str, str], dt.datetime] = {}  # (path, id) -> update_time of our last PATCH
+
+    def _reverse(self, object_name: str) -> dict[str, str]:
+        """canonical field -> native field of the connection's table (with ``field_mappings``)."""
+        mapping: ObjectMapping | None = self.c.mappings.get(object_name)
+        if mapping is None:
+            return {}
+        return {f.target: f.source for f in mapping.fields if f.target not in READ_ONLY_TARGETS}
 
     def push(self, items: Sequence[PushItem]) -> list[PushResult]:
         results: list[PushResult] = []
@@ -98,7 +125,7 @@ class Pusher:
     @staticmethod
     def _path(object_name: str) -> str:
         if object_name not in PATHS:
-            raise ValueError(f"pipedrive: cannot write {object_name!r} (expected deals or tasks)")
+            raise ValueError(f"pipedrive: cannot write {object_name!r} (expected deals, tasks or notes)")
         return PATHS[object_name]
 
     # --- one item -------------------------------------------------------------------------------
@@ -113,12 +140,18 @@ class Pusher:
                 if current is None:
                     return PushResult(item.ref, False, item.source_id, conflict=True,
                                       error="record deleted or not visible since the decision")
-                if current > item.based_on_modified_at:
+                if current > item.based_on_modified_at and current != self._own.get((path, item.source_id)):
                     return PushResult(item.ref, False, item.source_id, conflict=True,
                                       error=f"record changed at {current.isoformat()} after the decision")
             body = self._body(item)
             data = self.c.call("PATCH", f"{V2}{path}/{int(item.source_id)}", body=body, cost=COST_WRITE, for_push=True)
-            return PushResult(item.ref, True, str((data.get("data") or {}).get("id", item.source_id)))
+            row = data.get("data") or {}
+            written = parse_timestamp(row.get("update_time"), field_name="update_time")
+            if written is not None:
+                self._own[(path, item.source_id)] = written
+            return PushResult(item.ref, True, str(row.get("id", item.source_id)))
+        if item.operation in ("create", "upsert") and path == V1_NOTES:
+            return self._create_note(item)
         if item.operation in ("create", "upsert"):
             return self._create(item, path)
         if item.operation == "delete":
@@ -135,7 +168,9 @@ class Pusher:
         allowed = self.c.conn.writable_fields.get(item.object_name)
         if allowed is None or item.operation == "delete":
             return
-        refused = sorted(set(item.fields) - set(allowed))
+        reverse = self._reverse(item.object_name)
+        refused = sorted(k for k in item.fields if k not in allowed and k.removeprefix("extra.") not in allowed
+                         and reverse.get(k) not in allowed)
         if refused:
             raise ValueError(f"fields not writable for {item.object_name}: {', '.join(refused)}")
 
@@ -153,6 +188,42 @@ class Pusher:
         data = self.c.call("POST", V2 + path, body=body, cost=COST_WRITE, for_push=True)
         new_id = (data.get("data") or {}).get("id")
         return PushResult(item.ref, True, str(new_id) if new_id is not None else None, created=True)
+
+    def _create_note(self, item: PushItem) -> PushResult:
+        body: dict[str, Any] = {}
+        for name, value in item.fields.items():
+            if name not in NOTE_OUT:
+                raise ValueError(f"notes: unknown field {name!r}")
+            if value is not None:
+                body[NOTE_OUT[name]] = int(value) if NOTE_OUT[name] in ID_FIELDS | {"user_id"} else value
+        if not str(body.get("content") or "").strip():
+            raise ValueError("notes: body is required")
+        if body.get("deal_id") is None and body.get("lead_id") is None:
+            raise ValueError("notes: a Pipedrive note needs deal_id (or lead_id)")
+        key = item.idempotency_key
+        if key:
+            existing = self._find_note(body, key_marker(key))
+            if existing is not None:
+                return PushResult(item.ref, True, existing, created=False)
+            body["content"] = f"{body['content']}\n{key_marker(key)}"
+        data = self.c.call("POST", V1_NOTES, body=body, cost=COST_NOTE_ADD, for_push=True)
+        new_id = (data.get("data") or {}).get("id")
+        return PushResult(item.ref, True, str(new_id) if new_id is not None else None, created=True)
+
+    def _find_note(self, body: dict[str, Any], marker: str) -> str | None:
+        """The note of this deal (or lead) whose content carries ``marker``, if any."""
+        anchor = "deal_id" if body.get("deal_id") is not None else "lead_id"
+        start = 0
+        while True:
+            params = {anchor: body[anchor], "start": start, "limit": 500}
+            data = self.c.call("GET", V1_NOTES, params=params, cost=COST_NOTE_LIST, for_push=True)
+            for row in data.get("data") or []:
+                if marker in str(row.get("content") or ""):
+                    return str(row["id"])
+            pagination = (data.get("additional_data") or {}).get("pagination") or {}
+            if not pagination.get("more_items_in_collection"):
+                return None
+            start = int(pagination.get("next_start", start + 500))
 
     def _deal_key_field(self) -> str:
         key = self.c.field_keys("deals").get("crmsync_key")
@@ -186,19 +257,24 @@ class Pusher:
         is_deal = item.object_name == "deals"
         native = DEAL_NATIVE if is_deal else ACTIVITY_NATIVE
         keys = self.c.field_keys("deals") if is_deal else {}
+        reverse = self._reverse(item.object_name)
         body: dict[str, Any] = {}
         custom: dict[str, Any] = {}
         for name, value in item.fields.items():
-            target = DEAL_OUT.get(name, name) if is_deal else name
+            target = reverse.get(name) or (ACTIVITY_OUT.get(name) if not is_deal else None) or name.removeprefix("extra.")
             if target in native:
                 body[target] = self._value(target, value)
-            elif is_deal and (name in keys or HEX_KEY.match(name)):
-                custom[keys.get(name, name)] = value.isoformat() if isinstance(value, dt.date) else value
+            elif is_deal and (target in keys or HEX_KEY.match(target)):
+                custom[keys.get(target, target)] = self._custom(value)
             else:
                 raise ValueError(f"{item.object_name}: unknown field {name!r}")
         if custom:
             body["custom_fields"] = custom
         return body
+
+    @staticmethod
+    def _custom(value: Any) -> Any:
+        return value.isoformat() if isinstance(value, dt.date) else value
 
     @staticmethod
     def _value(target: str, value: Any) -> Any:

@@ -9,6 +9,14 @@ from crmsync.settings import ConnectionSettings
 DEFAULT_LOGIN_URL = "https://login.salesforce.com"
 
 
+def identity_user(identity: object) -> str | None:
+    """The user id at the end of the OAuth ``id`` (identity URL ``…/id/<org id>/<user id>``)."""
+    if not isinstance(identity, str):
+        return None
+    tail = identity.rstrip("/").rsplit("/", 1)[-1]
+    return tail if len(tail) in (15, 18) and tail.startswith("005") and tail.isalnum() else None
+
+
 def oauth_login(conn: ConnectionSettings) -> Login | None:
     """A login function for the configured OAuth grant, or None when a session id is configured."""
     client_id, client_secret = conn.secret("client_id"), conn.secret("client_secret")
@@ -32,6 +40,7 @@ def oauth_login(conn: ConnectionSettings) -> Login | None:
         token, instance = body.get("access_token"), body.get("instance_url")
         if not token or not instance:
             raise AuthError("Salesforce login answered without access_token/instance_url")
+        session.user_id = identity_user(body.get("id"))
         return str(token), str(instance)
 
     return login

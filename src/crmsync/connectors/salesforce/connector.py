@@ -14,6 +14,7 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError, SalesforceResourceNotFound
 
 from crmsync.connectors.base import BudgetExhausted, FatalError, Page, PushItem, PushResult, Usage
+from crmsync.connectors.mapping import ObjectMapping
 from crmsync.connectors.salesforce.auth import connect
 from crmsync.connectors.salesforce.mapping import OBJECTS, PIPELINE_ID, SObjectSpec
 from crmsync.connectors.salesforce.pull import Reader
@@ -113,6 +114,11 @@ class SalesforceConnector:
             kind = "push" if push else "read"
             raise BudgetExhausted(f"{self.name}: {used} of {limit} daily API calls used; the {kind} budget "
                                   f"is {allowed} (share {budget.daily_share}, reserve {budget.reserve_for_push})")
+
+    @property
+    def mappings(self) -> dict[str, ObjectMapping]:
+        """The field tables with the connection's ``field_mappings`` (what push translates with)."""
+        return self._pusher.mappings
 
     @staticmethod
     def dumps(body: Any) -> str:

@@ -79,6 +79,7 @@ class SalesforceSession(requests.Session):
         self.timeout_s = timeout_s
         self.access_token: str | None = None
         self.instance_url: str | None = None
+        self.user_id: str | None = None  # the API user (from the OAuth identity URL), when known
         self._login: Login | None = None
         self.logins = 0
 

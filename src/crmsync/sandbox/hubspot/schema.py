@@ -94,6 +94,9 @@ PROPERTIES: dict[str, dict[str, Prop]] = {
         Prop("contract_end", "date"),
         Prop("handoff_done", "bool"),
         Prop("crmsync_key", "string", unique=True),
+        # custom properties crmsync's example scoring rules write (created once per portal)
+        Prop("crmsync_score", "number"),
+        Prop("crmsync_grade", "string"),
         *(Prop(deal_custom_property(f), "bool" if f == "discount_approved" else
                "enumeration" if f == "billing_period" else "string",
                options=("MONTHLY", "QUARTERLY", "SEMIANNUAL", "ANNUAL") if f == "billing_period" else ())

@@ -346,6 +346,30 @@ def api_routes(sim: PipedriveSimulator) -> list[Route]:
             return ok(chunk, {"pagination": pagination})
         return handler
 
+    async def notes(request: Request) -> Response:
+        if request.method == "POST":
+            return ok(sim.notes.render(sim.notes.add(request.state.body)))
+        params = request.query_params
+        filters: dict[str, Any] = {name: _int(params, name) for name in
+                                   ("deal_id", "person_id", "org_id", "project_id", "task_id", "user_id")}
+        filters["lead_id"] = params.get("lead_id") or None
+        rows, additional = sim.notes.listing(filters, updated_since=_time(params, "updated_since"),
+                                             start=_int(params, "start") or 0,
+                                             limit=_int(params, "limit") or 100)
+        return ok([sim.notes.render(r) for r in rows], additional)
+
+    async def note_one(request: Request) -> Response:
+        note_id = path_id(request)
+        if request.method == "PUT":
+            return ok(sim.notes.render(sim.notes.update(note_id, request.state.body)))
+        if request.method == "DELETE":
+            sim.notes.delete(note_id)
+            return ok(True)
+        row = sim.notes.get(note_id)
+        if row is None:
+            raise NotFound(note_id)
+        return ok(sim.notes.render(row))
+
     async def deals_summary(request: Request) -> Response:
         status = request.query_params.get("status")
         if status not in (None, "", "open", "won", "lost"):
@@ -393,6 +417,8 @@ def api_routes(sim: PipedriveSimulator) -> list[Route]:
             Route(v1 + "/activityFields", guarded(v1_fields(activity_fields), "Field"), methods=["GET"]),
             Route(v1 + "/organizationFields", guarded(v1_fields(organization_fields), "Field"), methods=["GET"]),
             Route(v1 + "/deals/summary", guarded(deals_summary, "Deal"), methods=["GET"]),
+            Route(v1 + "/notes", guarded(notes, "Note"), methods=["GET", "POST"]),
+            Route(v1 + "/notes/{id:int}", guarded(note_one, "Note"), methods=["GET", "PUT", "DELETE"]),
         ]
     return routes
 

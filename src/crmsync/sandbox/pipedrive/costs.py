@@ -46,6 +46,11 @@ TOKEN_COSTS: dict[tuple[str, str], int] = {
     ("GET", V1 + "/users/{id}"): 2,
     ("GET", V1 + "/dealFields"): 20,
     ("GET", V1 + "/activityFields"): 20,
+    ("GET", V1 + "/notes"): 20,
+    ("POST", V1 + "/notes"): 10,
+    ("GET", V1 + "/notes/{id}"): 2,
+    ("PUT", V1 + "/notes/{id}"): 10,
+    ("DELETE", V1 + "/notes/{id}"): 6,
 }
 DEFAULT_COST = 10
 

@@ -36,6 +36,9 @@ DEAL_CUSTOM: tuple[CustomField, ...] = (
     CustomField("contract_end", "date"),
     CustomField("handoff_done", "varchar"),
     CustomField("crmsync_key", "varchar"),
+    # written by crmsync's example scoring rules (an admin creates them once per company)
+    CustomField("crmsync_score", "double"),
+    CustomField("crmsync_grade", "varchar"),
 )
 DEAL_KEY_BY_NAME: dict[str, str] = {f.name: f.key for f in DEAL_CUSTOM}
 DEAL_NAME_BY_KEY: dict[str, str] = {f.key: f.name for f in DEAL_CUSTOM}

@@ -39,7 +39,8 @@ def deal_row(deal: WDeal) -> Row:
     custom[DEAL_KEY_BY_NAME["contract_start"]] = deal.contract_start.isoformat() if deal.contract_start else None
     custom[DEAL_KEY_BY_NAME["contract_end"]] = deal.contract_end.isoformat() if deal.contract_end else None
     custom[DEAL_KEY_BY_NAME["handoff_done"]] = "true" if deal.handoff_done else "false"
-    custom[DEAL_KEY_BY_NAME["crmsync_key"]] = None
+    for name in ("crmsync_key", "crmsync_score", "crmsync_grade"):
+        custom[DEAL_KEY_BY_NAME[name]] = None
     return {
         "id": deal.id, "title": deal.name, "creator_user_id": deal.owner_id, "owner_id": deal.owner_id,
         "person_id": deal.contact_id, "org_id": deal.account_id, "pipeline_id": PIPELINE_ID,

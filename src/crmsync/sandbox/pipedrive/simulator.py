@@ -15,6 +15,7 @@ from typing import Any
 from crmsync.sandbox.core import Knobs, Simulator
 from crmsync.sandbox.pipedrive.fields import DEAL_KEY_BY_NAME
 from crmsync.sandbox.pipedrive.hooks import PipedriveHooks, TokenRateLimiter
+from crmsync.sandbox.pipedrive.notes import NoteStore
 from crmsync.sandbox.pipedrive.rows import (
     PIPELINE_ID,
     Row,
@@ -77,6 +78,7 @@ class PipedriveSimulator(Simulator):
         self.products = Table(list(range(1, len(PRODUCTS) + 1)), lambda i: product_row(world, i),
                               lambda i: (epoch(world.now), epoch(world.now)))
         self.activities = Table([], lambda i: {}, lambda i: (0, 0))
+        self.notes = NoteStore(self.now_epoch, self._deal_title)
         self.deal_products: dict[int, dict[int, Row]] = {}  # materialised per deal on first change
         self.stages = stage_rows(world)
         self.pipelines = pipeline_rows(world)
@@ -134,6 +136,10 @@ class PipedriveSimulator(Simulator):
         row["update_time"] = now
         self.deals.put(deal_id, row)
         return row
+
+    def _deal_title(self, deal_id: int) -> str | None:
+        row = self.deals.get(int(deal_id))
+        return None if row is None or int(deal_id) in self.deals.deleted else str(row.get("title") or "")
 
     def _check_stage(self, stage_id: int) -> None:
         if not any(s["id"] == stage_id for s in self.stages):
@@ -423,6 +429,8 @@ class PipedriveSimulator(Simulator):
                 return [render(r) for r in self.pipelines]
             if object_name == "users":
                 return list(self.users.values())
+            if object_name == "notes":
+                return [self.notes.render(r) for r in self.notes.rows.values() if r["active_flag"]]
             if object_name == "deal_products":
                 return [render(r) for deal_id in self.deals.all_ids() if deal_id not in self.deals.deleted
                         for r in self.products_of(deal_id)]

@@ -23,7 +23,7 @@ Row = dict[str, Any]
 STAGE_BY_LABEL = {s.label.casefold(): s for s in STAGES}
 # Built with the simulator; the large secondary tables (accounts, contacts, leads, line items, stage
 # history) are loaded from the World on first use so a million-deal org starts quickly.
-EAGER = ("User", "Opportunity", "OpportunityStage", "Pricebook2", "Product2", "PricebookEntry", "Task")
+EAGER = ("User", "Opportunity", "OpportunityStage", "Pricebook2", "Product2", "PricebookEntry", "Task", "Note")
 
 
 class WriteError(Exception):
@@ -111,6 +111,10 @@ class OrgData:
                                  "of this field and verify that it is read/write for your profile or "
                                  "permission set.", [name])
             out[name] = _coerce_value(sobj, name, value)
+            limit = sobj.max_lengths.get(name)
+            if limit is not None and isinstance(out[name], str) and len(out[name]) > limit:
+                raise WriteError("STRING_TOO_LONG", f"{name}: data value too large: {out[name][:40]}... "
+                                 f"(max length={limit})", [name])
         if insert:
             missing = [f for f in sobj.required if out.get(f) in (None, "")]
             if missing:

@@ -3,6 +3,11 @@
 Types drive SOQL literal checks, JSON/CSV rendering and write validation:
 ``id`` (the record's own Id), ``ref`` (a lookup id), ``string``, ``boolean``, ``currency``,
 ``double``, ``percent``, ``int``, ``date``, ``datetime``.
+
+Custom fields crmsync's example rules write (``Crmsync_Score__c``, ``Crmsync_Grade__c``, Lead
+``Lifecycle_Stage__c``) are declared as an admin would create them. ``Note`` is the classic note
+(ParentId, Title ≤80, Body ≤32,000): like the real one it takes no custom fields, so crmsync keeps
+its idempotency key as a ``[crmsync:…]`` marker in the Title (see the connector's ``notes`` module).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ def custom_field_name(key: str) -> str:
 
 
 DEAL_CUSTOM_SF = {key: custom_field_name(key) for key in DEAL_CUSTOM_FIELDS}
+CRMSYNC_SCORE_FIELDS = {"Crmsync_Score__c": "double", "Crmsync_Grade__c": "string"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ class SObjectType:
     external_ids: tuple[str, ...] = ()
     replicable: bool = True  # supports updated/deleted and IsDeleted
     extra_read_only: frozenset[str] = frozenset()
+    max_lengths: dict[str, int] = field(default_factory=dict)  # text fields with a length limit
     lower: dict[str, str] = field(default_factory=dict, init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -71,8 +78,8 @@ OPPORTUNITY = _obj("Opportunity", {
     "LastActivityDate": "date", "LastStageChangeDate": "datetime", "MasterRecordId": "ref",
     **{sf: ("boolean" if key == "discount_approved" else "string") for key, sf in DEAL_CUSTOM_SF.items()},
     "Contract_Start__c": "date", "Contract_End__c": "date", "Handoff_Done__c": "boolean",
-    "Crmsync_Key__c": "string",
-}, required=("Name", "StageName", "CloseDate"), external_ids=("Crmsync_Key__c",))
+    "Crmsync_Key__c": "string", **CRMSYNC_SCORE_FIELDS,
+}, required=("Name", "StageName", "CloseDate"), external_ids=("Crmsync_Key__c",), max_lengths={"Name": 120})
 
 LEAD = _obj("Lead", {
     "FirstName": "string", "LastName": "string", "Name": "string", "Email": "string", "Company": "string",
@@ -80,7 +87,7 @@ LEAD = _obj("Lead", {
     "NumberOfEmployees": "int", "OwnerId": "ref", "IsConverted": "boolean", "ConvertedAccountId": "ref",
     "ConvertedContactId": "ref", "ConvertedOpportunityId": "ref", "ConvertedDate": "date",
     "LastActivityDate": "date", "Rating": "string", "Region__c": "string", "Lead_Score__c": "double",
-    "MasterRecordId": "ref", "Crmsync_Key__c": "string",
+    "MasterRecordId": "ref", "Crmsync_Key__c": "string", **CRMSYNC_SCORE_FIELDS, "Lifecycle_Stage__c": "string",
 }, required=("LastName", "Company"), external_ids=("Crmsync_Key__c",), extra_read_only=frozenset({"Name"}))
 
 ACCOUNT = _obj("Account", {
@@ -133,6 +140,11 @@ TASK = _obj("Task", {
     "Crmsync_Key__c": "string",
 }, required=("Subject",), external_ids=("Crmsync_Key__c",), extra_read_only=frozenset({"IsClosed"}))
 
+# The classic Note (not ContentNote): attached to any record by ParentId; no custom fields.
+NOTE = _obj("Note", {
+    "ParentId": "ref", "Title": "string", "Body": "string", "IsPrivate": "boolean", "OwnerId": "ref",
+}, required=("ParentId", "Title"), max_lengths={"Title": 80, "Body": 32_000})
+
 # Stage history. Real history rows carry CreatedDate only; SystemModstamp (= CreatedDate) is kept here so
 # the same keyset index serves them.
 OPPORTUNITY_FIELD_HISTORY = _obj("OpportunityFieldHistory", {
@@ -141,7 +153,7 @@ OPPORTUNITY_FIELD_HISTORY = _obj("OpportunityFieldHistory", {
 
 SOBJECTS: dict[str, SObjectType] = {o.name: o for o in (
     OPPORTUNITY, LEAD, ACCOUNT, CONTACT, USER, OPPORTUNITY_STAGE, PRODUCT2, PRICEBOOK2, PRICEBOOK_ENTRY,
-    OPPORTUNITY_LINE_ITEM, TASK, OPPORTUNITY_FIELD_HISTORY)}
+    OPPORTUNITY_LINE_ITEM, TASK, NOTE, OPPORTUNITY_FIELD_HISTORY)}
 SOBJECTS_LOWER = {name.lower(): o for name, o in SOBJECTS.items()}
 PREFIX_TO_OBJECT = {o.prefix: o.name for o in SOBJECTS.values()}
 

@@ -62,7 +62,7 @@ class WorldRows:
             "Product2": lambda t: self._load_catalog(t, "01t", self.product),
             "PricebookEntry": lambda t: self._load_catalog(t, "01u", self.entry),
             "OpportunityLineItem": self._load_line_items, "OpportunityFieldHistory": self.load_history,
-            "Task": lambda t: t.seal(1),
+            "Task": lambda t: t.seal(1), "Note": lambda t: t.seal(1),
         }
 
     def _load_stages(self, table: Table) -> None:
