@@ -5,12 +5,20 @@ returns the decisions in record order. ``incremental`` is the per-cycle entry po
 the records that changed since the last cycle (their previous versions in ``ctx.previous`` feed
 ``changed`` conditions and stage-move checks) and skips decisions already made (``ctx.known_keys``).
 The only mutable inputs are the context's routing state and open counts, which routing advances.
+
+Large inputs (a full re-evaluation) are split across two processes (``crmsync.rules.parallel``):
+scoring and hygiene read only the record and the context, so a forked worker evaluates them for
+the second half of the records while this process does the first half and all routing, handoff
+and renewal (they advance durable state, in record order). The result is the same list, in the
+same order, as the sequential loop.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from crmsync.model import ObjectType
@@ -20,6 +28,116 @@ from crmsync.rules.hygiene import bind_rules
 from crmsync.rules.loader import RuleSet
 
 ALL_KINDS = frozenset({"scoring", "routing", "hygiene", "handoff", "renewal"})
+# below this many records the collector is left alone (incremental cycles, tests, simulations)
+GC_PAUSE_MIN_RECORDS = 10_000
+
+Step = Callable[[Any, list[Decision]], None]
+LIVE_TYPES = (ObjectType.DEAL, ObjectType.LEAD)
+
+
+class Plan:
+    """The rule set bound to one context.
+
+    Per record the order is: scoring, routing, hygiene, handoff, renewal. Scoring and hygiene
+    (the *pure* steps) read only the record and the context; routing, handoff and renewal (the
+    *stateful* steps) advance the routing state and open counts, so they must run once per record,
+    in record order, in one process."""
+
+    def __init__(self, rule_set: RuleSet, ctx: RuleContext, kinds: Iterable[str]) -> None:
+        wanted = frozenset(kinds)
+        unknown = wanted - ALL_KINDS
+        if unknown:
+            raise ValueError(f"unknown rule kinds {sorted(unknown)}; expected {sorted(ALL_KINDS)}")
+        self.ctx = ctx
+        self.h = rule_set.hash
+        self.scoring = {
+            ot: tuple(m for m in rule_set.scoring if m.object_type == ot) if "scoring" in wanted else ()
+            for ot in (ObjectType.DEAL, ObjectType.LEAD)
+        }
+        self.hygiene: dict[ObjectType, tuple[Step, ...]] = {
+            ot: (bind_rules(rule_set.hygiene, ctx, self.h, ot),) if "hygiene" in wanted and rule_set.hygiene else ()
+            for ot in (ObjectType.DEAL, ObjectType.LEAD)
+        }
+        router = rule_set.router if "routing" in wanted else None
+        self.route = router.route if router is not None else None
+        self.handoff = rule_set.handoff.evaluate if rule_set.handoff is not None and "handoff" in wanted else None
+        self.renewal = rule_set.renewal.evaluate if rule_set.renewal is not None and "renewal" in wanted else None
+        self.has_pure = any(self.scoring.values()) or any(self.hygiene.values())
+
+    def run(self, records: Iterable[Any]) -> list[Decision]:
+        """The sequential loop: every step for each record, records in order."""
+        ctx, h = self.ctx, self.h
+        out: list[Decision] = []
+        route, handoff, renewal = self.route, self.handoff, self.renewal
+        deal_scoring, lead_scoring = self.scoring[ObjectType.DEAL], self.scoring[ObjectType.LEAD]
+        deal_hygiene, lead_hygiene = self.hygiene[ObjectType.DEAL], self.hygiene[ObjectType.LEAD]
+        DEAL, LEAD = ObjectType.DEAL, ObjectType.LEAD
+        for record in records:
+            if record.deleted:
+                continue
+            ot = record.object_type
+            if ot is DEAL:
+                for model in deal_scoring:
+                    model.evaluate(record, ctx, out, h)
+                if route is not None:
+                    route(record, ctx, out, h)
+                for check in deal_hygiene:
+                    check(record, out)
+                if handoff is not None:
+                    handoff(record, ctx, out, h)
+                if renewal is not None:
+                    renewal(record, ctx, out, h)
+            elif ot is LEAD:
+                for model in lead_scoring:
+                    model.evaluate(record, ctx, out, h)
+                if route is not None:
+                    route(record, ctx, out, h)
+                for check in lead_hygiene:
+                    check(record, out)
+        return out
+
+    def run_pure(self, records: Iterable[Any]) -> tuple[list[Decision], list[int]]:
+        """Scoring and hygiene only, for records that are all live deals or leads; ``counts`` holds,
+        per record, the number of scoring decisions then the number of hygiene decisions."""
+        ctx, h = self.ctx, self.h
+        out: list[Decision] = []
+        counts: list[int] = []
+        mark = counts.append
+        scoring, hygiene = self.scoring, self.hygiene
+        for record in records:
+            ot = record.object_type
+            before = len(out)
+            for model in scoring[ot]:
+                model.evaluate(record, ctx, out, h)
+            middle = len(out)
+            for check in hygiene[ot]:
+                check(record, out)
+            mark(middle - before)
+            mark(len(out) - middle)
+        return out, counts
+
+    def run_stateful(self, records: Iterable[Any]) -> tuple[list[Decision], list[tuple[int, int, int]]]:
+        """Routing, handoff and renewal only, for live deals or leads in record order; ``marks``
+        lists (record position, routing decisions, handoff + renewal decisions) for the records
+        that produced any."""
+        ctx, h = self.ctx, self.h
+        out: list[Decision] = []
+        marks: list[tuple[int, int, int]] = []
+        route, handoff, renewal = self.route, self.handoff, self.renewal
+        DEAL = ObjectType.DEAL
+        for i, record in enumerate(records):
+            before = len(out)
+            if route is not None:
+                route(record, ctx, out, h)
+            middle = len(out)
+            if record.object_type is DEAL:
+                if handoff is not None:
+                    handoff(record, ctx, out, h)
+                if renewal is not None:
+                    renewal(record, ctx, out, h)
+            if len(out) != before:
+                marks.append((i, middle - before, len(out) - middle))
+        return out, marks
 
 
 def evaluate(
@@ -28,66 +146,54 @@ def evaluate(
     ctx: RuleContext,
     *,
     kinds: Iterable[str] = ALL_KINDS,
+    workers: int | None = None,
 ) -> list[Decision]:
     """Every decision the rule set makes for ``records`` (deals and leads; others are ignored).
 
-    The cyclic garbage collector is paused while evaluating: a full re-evaluation allocates millions
-    of acyclic decisions and the collector's repeated scans of them would dominate the run time.
-    Reference counting still frees everything; the collector's state is restored afterwards."""
-    was_enabled = gc.isenabled()
-    gc.disable()
+    ``workers``: None decides by size (a second process for sequences of at least
+    ``parallel.PARALLEL_MIN_RECORDS`` records where ``fork`` exists), 1 forces the sequential
+    loop, 2 forces the split for any sequence. Either way the decisions are the same, in the
+    same order.
+
+    For large inputs the cyclic garbage collector is paused while evaluating: a full
+    re-evaluation allocates millions of acyclic decisions and the collector's repeated scans of
+    them would dominate the run time. Reference counting still frees everything; the collector
+    is re-enabled when the last concurrent evaluation ends (see ``paused_gc``)."""
+    from crmsync.rules import parallel
+
+    plan = Plan(rule_set, ctx, kinds)
+    size = len(records) if isinstance(records, Sequence) else None
+    with paused_gc(size is None or size >= GC_PAUSE_MIN_RECORDS):
+        if size is not None and plan.has_pure and parallel.should_split(size, workers):
+            return parallel.evaluate_split(plan, records)  # type: ignore[arg-type]
+        return plan.run(records)
+
+
+_gc_lock = threading.Lock()
+_gc_depth = 0
+_gc_was_enabled = False
+
+
+@contextmanager
+def paused_gc(pause: bool = True) -> Iterator[None]:
+    """Pause the cyclic collector for the duration; nested and concurrent pauses (threads) share
+    one pause, and the collector's previous state is restored when the last one ends."""
+    global _gc_depth, _gc_was_enabled
+    if not pause:
+        yield
+        return
+    with _gc_lock:
+        if _gc_depth == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_depth += 1
     try:
-        return _evaluate(rule_set, records, ctx, kinds)
+        yield
     finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _evaluate(rule_set: RuleSet, records: Iterable[Any], ctx: RuleContext, kinds: Iterable[str]) -> list[Decision]:
-    wanted = frozenset(kinds)
-    unknown = wanted - ALL_KINDS
-    if unknown:
-        raise ValueError(f"unknown rule kinds {sorted(unknown)}; expected {sorted(ALL_KINDS)}")
-    h = rule_set.hash
-    out: list[Decision] = []
-    scoring = {
-        ot: tuple(m for m in rule_set.scoring if m.object_type == ot) if "scoring" in wanted else ()
-        for ot in (ObjectType.DEAL, ObjectType.LEAD)
-    }
-    hygiene = {
-        ot: (bind_rules(rule_set.hygiene, ctx, h, ot),) if "hygiene" in wanted and rule_set.hygiene else ()
-        for ot in (ObjectType.DEAL, ObjectType.LEAD)
-    }
-    router = rule_set.router if "routing" in wanted else None
-    route = router.route if router is not None else None
-    handoff = rule_set.handoff.evaluate if rule_set.handoff is not None and "handoff" in wanted else None
-    renewal = rule_set.renewal.evaluate if rule_set.renewal is not None and "renewal" in wanted else None
-    deal_scoring, lead_scoring = scoring[ObjectType.DEAL], scoring[ObjectType.LEAD]
-    deal_hygiene, lead_hygiene = hygiene[ObjectType.DEAL], hygiene[ObjectType.LEAD]
-    DEAL, LEAD = ObjectType.DEAL, ObjectType.LEAD
-    for record in records:
-        if record.deleted:
-            continue
-        ot = record.object_type
-        if ot is DEAL:
-            for model in deal_scoring:
-                model.evaluate(record, ctx, out, h)
-            if route is not None:
-                route(record, ctx, out, h)
-            for check in deal_hygiene:
-                check(record, out)
-            if handoff is not None:
-                handoff(record, ctx, out, h)
-            if renewal is not None:
-                renewal(record, ctx, out, h)
-        elif ot is LEAD:
-            for model in lead_scoring:
-                model.evaluate(record, ctx, out, h)
-            if route is not None:
-                route(record, ctx, out, h)
-            for check in lead_hygiene:
-                check(record, out)
-    return out
+        with _gc_lock:
+            _gc_depth -= 1
+            if _gc_depth == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 def incremental(
