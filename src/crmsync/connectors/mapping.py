@@ -10,8 +10,11 @@ that record with the reason and goes on.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from typing import Any
 
 from crmsync.model import (
@@ -26,9 +29,14 @@ from crmsync.model import (
 )
 
 Converter = Callable[[Any, str], Any]
+# one mapped field, resolved once: top-level key, nested path below it, source name, converter,
+# target (canonical field or extra key), whether it goes to ``extra``
+_Step = tuple[str, "tuple[str, ...] | None", str, Converter, str, bool]
 
 
 def as_str(value: Any, name: str) -> str | None:
+    if type(value) is str:  # the common case first (called for most fields of every record)
+        return value or None
     if value is None or value == "":
         return None
     if isinstance(value, dict | list):
@@ -38,12 +46,16 @@ def as_str(value: Any, name: str) -> str | None:
 
 def as_id(value: Any, name: str) -> str | None:
     """Ids are strings in the canonical model whatever the CRM sends (HubSpot str, Pipedrive int)."""
+    if type(value) is str:
+        return value or None
     if isinstance(value, dict):  # Pipedrive v1 embeds {"id": ..., "name": ...}
         value = value.get("id") if "id" in value else value.get("value")
     return as_str(value, name)
 
 
 def as_int(value: Any, name: str) -> int | None:
+    if type(value) is int:
+        return value
     number = parse_decimal(value, field_name=name)
     if number is None:
         return None
@@ -53,24 +65,45 @@ def as_int(value: Any, name: str) -> int | None:
 
 
 def as_decimal(value: Any, name: str) -> Any:
+    if type(value) is str and value:  # fast path for the usual "1234.50"; anything odd takes the full check
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            return parse_decimal(value, field_name=name)
+        if number.is_finite():
+            return number
     return parse_decimal(value, field_name=name)
 
 
 def as_percent(value: Any, name: str) -> Any:
     """0-100 percent (Salesforce Probability, Pipedrive probability) to a 0..1 fraction."""
-    number = parse_decimal(value, field_name=name)
+    number = as_decimal(value, name)
     return None if number is None else number / 100
 
 
 def as_bool(value: Any, name: str) -> bool | None:
+    if type(value) is bool:
+        return value
     return parse_bool(value, field_name=name)
 
 
 def as_timestamp(value: Any, name: str) -> Any:
+    if type(value) is str and value:  # ISO 8601 in UTC parses in C; any other form takes the full parser
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return parse_timestamp(value, field_name=name)
+        if parsed.tzinfo is dt.UTC:
+            return parsed
     return parse_timestamp(value, field_name=name)
 
 
 def as_date(value: Any, name: str) -> Any:
+    if type(value) is str and len(value) == 10:
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
     return parse_date(value, field_name=name)
 
 
@@ -127,39 +160,71 @@ class ObjectMapping:
                 names.append(extra)
         return list(dict.fromkeys(n for n in names if "." not in n))
 
+    @cached_property
+    def _plan(self) -> _Plan:
+        """What ``to_record`` needs per record, worked out once per mapping."""
+        claimed = {self.id_field, self.modified_field, *self.ignore}
+        steps: list[_Step] = []
+        for fm in self.fields:
+            top, _, rest = fm.source.partition(".")
+            claimed.add(top)
+            is_extra = fm.target.startswith("extra.")
+            steps.append((top, tuple(rest.split(".")) if rest else None, fm.source, fm.convert,
+                          fm.target[6:] if is_extra else fm.target, is_extra))
+        for name in (self.created_field, self.deleted_field):
+            if name:
+                claimed.add(name.split(".", 1)[0])
+        return _Plan(frozenset(claimed), tuple(steps), RECORD_TYPES[self.object_type])
+
     def to_record(self, connection: str, raw: Mapping[str, Any]) -> Record:
         """Map one native record; raises ModelError naming the field on bad data."""
         source_id = as_id(raw.get(self.id_field), self.id_field)
         if not source_id:
             raise ModelError(f"{self.source_object}: missing {self.id_field}")
-        modified = parse_timestamp(_lookup(raw, self.modified_field), field_name=self.modified_field)
+        modified = as_timestamp(_lookup(raw, self.modified_field), self.modified_field)
         if modified is None:
             raise ModelError(f"{self.source_object} {source_id}: missing {self.modified_field}")
+        plan = self._plan
         values: dict[str, Any] = dict(self.defaults)
         extra: dict[str, Any] = {}
-        claimed = {self.id_field, self.modified_field, *self.ignore}
-        for fm in self.fields:
-            claimed.add(fm.source.split(".", 1)[0])
-            value = fm.convert(_lookup(raw, fm.source), fm.source)
-            if fm.target.startswith("extra."):
-                extra[fm.target[6:]] = value
-            elif value is not None or fm.target not in values:
-                values[fm.target] = value
+        for top, rest, source, convert, target, is_extra in plan.steps:
+            found = raw.get(top)
+            if rest is not None:
+                found = _walk(found, rest)
+            value = convert(found, source)
+            if is_extra:
+                extra[target] = value
+            elif value is not None or target not in values:
+                values[target] = value
         if self.created_field:
-            claimed.add(self.created_field.split(".", 1)[0])
-            values["created_at"] = parse_timestamp(_lookup(raw, self.created_field), field_name=self.created_field)
+            values["created_at"] = as_timestamp(_lookup(raw, self.created_field), self.created_field)
         if self.deleted_field:
-            claimed.add(self.deleted_field.split(".", 1)[0])
             values["deleted"] = bool(parse_bool(_lookup(raw, self.deleted_field), field_name=self.deleted_field))
+        claimed = plan.claimed
         for key, value in raw.items():
             if key not in claimed:
                 extra[key] = value
-        cls = RECORD_TYPES[self.object_type]
         try:
-            return cls(connection=connection, source_object=self.source_object, source_id=source_id,
-                       modified_at=modified, extra=extra, **{k: v for k, v in values.items() if v is not None})
+            return plan.record_cls(connection=connection, source_object=self.source_object, source_id=source_id,
+                                   modified_at=modified, extra=extra,
+                                   **{k: v for k, v in values.items() if v is not None})
         except TypeError as exc:  # a mapping names a field the record does not have
             raise ModelError(f"{self.source_object} {source_id}: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    claimed: frozenset[str]  # native top-level keys that do not go to ``extra`` as they are
+    steps: tuple[_Step, ...]
+    record_cls: type[Record]
+
+
+def _walk(node: Any, parts: tuple[str, ...]) -> Any:
+    for part in parts:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node
 
 
 def _lookup(raw: Mapping[str, Any], path: str) -> Any:

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from crmsync.connectors.base import BudgetExhausted, Page, PushItem, PushResult, Quarantined, Usage
-from crmsync.connectors.mapping import ObjectMapping
+from crmsync.connectors.mapping import ObjectMapping, as_timestamp
 from crmsync.connectors.pipedrive.http import DEFAULT_BASE_URL, PipedriveHttp
 from crmsync.connectors.pipedrive.incremental import Checkpoint
 from crmsync.connectors.pipedrive.mappings import MAPPINGS, prepare
 from crmsync.connectors.pipedrive.push import Pusher
-from crmsync.model import ModelError, Record, parse_timestamp
+from crmsync.model import ModelError, Record
 from crmsync.settings import ConnectionSettings
 
 PAGE_LIMIT = 500
@@ -38,7 +39,7 @@ COST_SMALL_LIST = 5
 
 
 def _epoch(value: str | None) -> int | None:
-    ts = parse_timestamp(value, field_name="update_time")
+    ts = as_timestamp(value, "update_time")
     return int(ts.timestamp()) if ts else None
 
 
@@ -62,6 +63,7 @@ class PipedriveConnector:
                                           max_wait_s=float(options.get("max_wait_s", 60)))
         self.lookback_s = int(options.get("lookback_seconds", 0))
         self.page_limit = int(options.get("page_limit", PAGE_LIMIT))
+        self.prefetch = bool(options.get("prefetch", True))  # request the next page while one is stored
         self._field_names: dict[str, dict[str, str]] = {}
         self._mappings: dict[str, ObjectMapping] = {
             name: mapping.with_overrides(conn.field_mappings.get(name, {})) for name, mapping in MAPPINGS.items()}
@@ -177,32 +179,45 @@ class PipedriveConnector:
                 return
 
     def _pass(self, path: str, checkpoint: Checkpoint, params: dict[str, Any], *, override_since: int | None,
-              until: int | None) -> Iterator[tuple[list[dict[str, Any]], bool]]:
-        """One ``updated_since`` pass: (new rows of a page, pass finished) per page."""
+              until: int | None, prefetch: bool = True) -> Iterator[tuple[list[dict[str, Any]], bool]]:
+        """One ``updated_since`` pass: (new rows of a page, pass finished) per page.
+
+        While the caller maps and commits a page, the next page's request is already in flight
+        (one worker thread, one request ahead; its answer is used only when the caller asks for
+        the next page, so the checkpoint order is unchanged)."""
         since, next_cursor = checkpoint.begin(self.lookback_s, override_since)
-        while True:
+
+        def fetch(api_cursor: str | None) -> dict[str, Any]:
             query = {**params, "sort_by": "update_time", "sort_direction": "asc", "limit": self.page_limit}
             if since is not None:
                 query["updated_since"] = _rfc3339(since)
             if until is not None:
                 query["updated_until"] = _rfc3339(until)
-            if next_cursor:
-                query["cursor"] = next_cursor
-            data = self.call("GET", V2 + path, params=query)
-            fresh = []
-            for raw in data.get("data") or []:
-                stamp = _epoch(raw.get("update_time"))
-                if stamp is None or checkpoint.accept(int(raw["id"]), stamp):
-                    fresh.append(raw)
-            next_cursor = (data.get("additional_data") or {}).get("next_cursor")
-            checkpoint.page_done(next_cursor, self.lookback_s)
-            yield fresh, next_cursor is None
-            if next_cursor is None:
-                return
+            if api_cursor:
+                query["cursor"] = api_cursor
+            return self.call("GET", V2 + path, params=query)
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipedrive-prefetch") as pool:
+            data = fetch(next_cursor)
+            while True:
+                fresh = []
+                for raw in data.get("data") or []:
+                    stamp = _epoch(raw.get("update_time"))
+                    if stamp is None or checkpoint.accept(int(raw["id"]), stamp):
+                        fresh.append(raw)
+                next_cursor = (data.get("additional_data") or {}).get("next_cursor")
+                checkpoint.page_done(next_cursor, self.lookback_s)
+                ahead = pool.submit(fetch, next_cursor) if next_cursor and prefetch and self.prefetch else None
+                del data
+                yield fresh, next_cursor is None
+                if next_cursor is None:
+                    return
+                data = ahead.result() if ahead is not None else fetch(next_cursor)
 
     def _pull_incremental(self, object_name: str, state: dict[str, Any], phases: list[str],
                           since: dt.datetime | None, until: dt.datetime | None) -> Iterator[Page]:
         path = INCREMENTAL[object_name]
+        self.field_names(object_name)  # read once, before any page request runs ahead in the worker
         checkpoints = {phase: Checkpoint.from_dict(state.get(phase)) for phase in phases}
         override = int(since.timestamp()) if since else None
         upper = int(until.timestamp()) if until else None
@@ -221,7 +236,9 @@ class PipedriveConnector:
         checkpoint = Checkpoint.from_dict(state.get("deals"))
         override = int(since.timestamp()) if since else None
         upper = int(until.timestamp()) if until else None
-        for rows, finished in self._pass("/deals", checkpoint, {}, override_since=override, until=upper):
+        # no prefetch here: the deal products calls below share the HTTP client
+        for rows, finished in self._pass("/deals", checkpoint, {}, override_since=override, until=upper,
+                                         prefetch=False):
             deal_ids = [int(r["id"]) for r in rows]
             items: list[dict[str, Any]] = []
             calls = 1

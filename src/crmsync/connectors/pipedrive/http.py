@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import msgspec
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from crmsync.connectors.base import (
@@ -32,6 +33,8 @@ from crmsync.connectors.base import (
 
 DEFAULT_BASE_URL = "https://api.pipedrive.com"
 _NUMERIC = re.compile(r"/\d+(?=/|$)")
+# JSON numbers with a fraction or exponent become Decimal from their own digits (money stays exact)
+_DECODER = msgspec.json.Decoder(float_hook=Decimal)
 
 
 class NotFoundError(FatalError):
@@ -158,19 +161,18 @@ class PipedriveHttp:
                                    retry_after=float(retry_after) if retry_after is not None else None)
         if status >= 500:
             raise RetriableError(f"{where}: server error {status}", status=status)
-        message = _error_message(response)
         if status == 401:
-            raise AuthError(f"{where}: 401 {message}", status=401)
+            raise AuthError(f"{where}: 401 {_error_message(response)}", status=401)
         if status == 404:
-            raise NotFoundError(f"{where}: 404 {message}", status=404)
+            raise NotFoundError(f"{where}: 404 {_error_message(response)}", status=404)
         if status >= 400:
-            raise FatalError(f"{where}: {status} {message}", status=status)
+            raise FatalError(f"{where}: {status} {_error_message(response)}", status=status)
         try:
-            data = json.loads(response.content, parse_float=Decimal)
-        except ValueError:
+            data = _DECODER.decode(response.content)
+        except (msgspec.DecodeError, ValueError):
             raise RetriableError(f"{where}: truncated or invalid JSON body", status=status) from None
         if not isinstance(data, dict) or data.get("success") is False:
-            raise FatalError(f"{where}: unexpected answer ({message})", status=status)
+            raise FatalError(f"{where}: unexpected answer ({_error_message(response)})", status=status)
         return data
 
 

@@ -4,8 +4,11 @@ Cursor shapes (what the engine saves after each Page):
 - keyset: ``{"ts": iso, "id": last_id, "deleted_ts": iso?}``; each new cycle restarts at
   ``ts - lookback`` (idempotent upserts absorb the re-read), the ``Id`` tie-break means records
   sharing one SystemModstamp are never skipped nor repeated within a cycle.
-- bulk: ``{"mode": "bulk", "job": id, "locator": str, "job_created": iso}``; a restarted process
-  fetches the same job from that locator. When the job has expired the pull falls back to keyset.
+- bulk: ``{"mode": "bulk", "job": id, "locator": str, "skip": rows, "job_created": iso}``; a
+  restarted process fetches the same job from that locator and skips the rows of that results page
+  already committed. One results call (up to 50,000 rows) is parsed as a stream into Pages of
+  ``bulk_chunk`` rows (5,000), so a big results page never holds all its records at once. When the
+  job has expired the pull falls back to keyset.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 DELETED_WINDOW = dt.timedelta(days=15) - dt.timedelta(minutes=2)
+BULK_CHUNK = 5_000  # rows per Page out of one Bulk results call (options.bulk_chunk)
 
 
 def iso(value: dt.datetime) -> str:
@@ -143,8 +147,10 @@ class Reader:
     def bulk(self, cursor: Mapping[str, Any] | None, since: dt.datetime | None) -> Iterator[Page]:
         client = _Bulk2Client(self.spec.sobject, self.c.sf.bulk2_url, {"Content-Type": "application/json"},
                               self.c.session)
+        skip = 0
         if cursor and cursor.get("mode") == "bulk":
             job_id, locator, created = str(cursor["job"]), str(cursor.get("locator") or ""), str(cursor["job_created"])
+            skip = int(cursor.get("skip") or 0)
         else:
             before = self.c.usage.calls
             query = soql("SELECT {:fields} FROM {:ident}", self.fields, self.spec.sobject)
@@ -157,12 +163,13 @@ class Reader:
             yield Page([], {"mode": "bulk", "job": job_id, "locator": "", "job_created": created},
                        api_calls=self.c.usage.calls - before)
         try:
-            yield from self._bulk_results(client, job_id, locator, created)
+            yield from self._bulk_results(client, job_id, locator, created, skip)
         except NotFoundError:
             # The job expired or was deleted: start over with REST keyset (upserts absorb repeats).
             yield from self.keyset(None, since, None)
 
-    def _bulk_results(self, client: _Bulk2Client, job_id: str, locator: str, created: str) -> Iterator[Page]:
+    def _bulk_results(self, client: _Bulk2Client, job_id: str, locator: str, created: str,
+                      skip: int = 0) -> Iterator[Page]:
         before = self.c.usage.calls
         deadline = time.monotonic() + self.c.bulk_timeout_s
         while True:
@@ -174,22 +181,54 @@ class Reader:
             if time.monotonic() > deadline:
                 raise FatalError(f"bulk job {job_id} did not complete in {self.c.bulk_timeout_s:.0f}s")
             time.sleep(self.c.bulk_poll_s)
+        chunk_size = max(1, int(self.c.conn.options.get("bulk_chunk", BULK_CHUNK)))
         while True:
             self.c.check_budget()
             result = self.c.call(partial(client.get_query_results, job_id, locator, self.c.bulk_page_size))
-            rows = [{k: (v if v != "" else None) for k, v in row.items()}
-                    for row in csv.DictReader(io.StringIO(str(result["records"])))]
-            locator = str(result["locator"] or "")
-            if locator:
-                after: dict[str, Any] = {"mode": "bulk", "job": job_id, "locator": locator, "job_created": created}
+            text = str(result["records"])
+            next_locator = str(result["locator"] or "")
+            del result
+            here: dict[str, Any] = {"mode": "bulk", "job": job_id, "locator": locator, "job_created": created}
+            if next_locator:
+                after: dict[str, Any] = {"mode": "bulk", "job": job_id, "locator": next_locator,
+                                         "job_created": created}
             else:  # finished: the next incremental cycle starts at the job's snapshot time
                 after = {"ts": iso(parse_timestamp(created) or EPOCH), "id": ""}
-            yield self.page(rows, after, self.c.usage.calls - before, done=not locator)
-            before = self.c.usage.calls
+            done_rows = skip
+            emitted = False
+            for rows, last in _csv_chunks(text, skip, chunk_size):
+                done_rows += len(rows)
+                cursor = after if last else {**here, "skip": done_rows}
+                yield self.page(rows, cursor, self.c.usage.calls - before, done=last and not next_locator)
+                before = self.c.usage.calls
+                emitted = True
+            if not emitted:
+                yield self.page([], after, self.c.usage.calls - before, done=not next_locator)
+                before = self.c.usage.calls
+            del text
+            skip = 0
+            locator = next_locator
             if not locator:
                 return
 
 
+def _csv_chunks(text: str, skip: int, size: int) -> Iterator[tuple[list[dict[str, Any]], bool]]:
+    """Rows of one Bulk CSV results page as dicts ("" read as null), ``size`` at a time, after
+    skipping the first ``skip`` rows; the flag marks the page's last chunk."""
+    reader = (row for row in csv.reader(io.StringIO(text)) if row)  # blank lines are no rows
+    header = next(reader, None)
+    if header is None:
+        return
+    for _ in range(skip):
+        if next(reader, None) is None:
+            break
+    chunk: list[dict[str, Any]] = []
+    for row in reader:
+        if len(chunk) == size:
+            yield chunk, False
+            chunk = []
+        chunk.append({k: (v or None) for k, v in zip(header, row, strict=False)})
+    yield chunk, True
 def _not_before(after: dict[str, Any], saved: Mapping[str, Any]) -> dict[str, Any]:
     """A lookback re-read must not save a cursor older than the one it started from."""
     saved_key = (parse_timestamp(saved["ts"]), str(saved.get("id", "")))
