@@ -61,6 +61,7 @@ class CompiledHygieneRule:
             except ValueError as exc:
                 raise ConditionError((*path, "fields", i), str(exc)) from exc
         self.fields = tuple(refs)
+        self._field_getters = tuple((f.path, f.getter) for f in refs)
         self.stage_names = frozenset(s.strip().lower() for s in spec.stages)
         self.days = spec.days
         self.tolerance = float(spec.tolerance)
@@ -89,7 +90,7 @@ class CompiledHygieneRule:
     def bind(self, ctx: Any, rule_set: str) -> Bound:
         """A per-evaluation checker with stage sets resolved against this context's stages."""
         stage_ids = self._stage_ids(ctx)
-        check = self.bind_unfiltered(ctx, rule_set)
+        check = self.bind_unfiltered(ctx, rule_set) or _nothing
         if self.object_type != ObjectType.DEAL:
             return check
 
@@ -103,19 +104,21 @@ class CompiledHygieneRule:
 
         return run
 
-    def bind_unfiltered(self, ctx: Any, rule_set: str) -> Bound:
-        """The check without the stage filter (``bind_rules`` dispatches on the stage instead)."""
+    def bind_unfiltered(self, ctx: Any, rule_set: str) -> Bound | None:
+        """The check without the stage filter (``bind_rules`` dispatches on the stage instead);
+        None when it cannot find anything in this context (stage moves without previous versions)."""
+        if self.spec.kind in ("stage_skipped", "stage_backward") and not ctx.previous:
+            return None
         when = self.when
         check = getattr(self, f"_check_{self.spec.kind}")
-        emit = self._emit
-        due = ctx.today + dt.timedelta(days=self.spec.due_in_days)
+        emit = self._emitter(ctx, rule_set)
 
         if when is None:
 
             def run(record: Any, out: list[Decision]) -> None:
                 found = check(record, ctx)
                 if found is not None:
-                    emit(record, ctx, out, rule_set, found[0], found[1], due)
+                    emit(record, out, found[0], found[1])
 
         else:
 
@@ -124,13 +127,56 @@ class CompiledHygieneRule:
                     return
                 found = check(record, ctx)
                 if found is not None:
-                    emit(record, ctx, out, rule_set, found[0], found[1], due)
+                    emit(record, out, found[0], found[1])
 
         return run
 
+    def _emitter(self, ctx: Any, rule_set: str) -> Callable[[Any, list[Decision], str, str], None]:
+        """Appends the finding and, when the rule asks and the record has an owner, the task
+        (each unless its key is already known)."""
+        name, ot, id_field = self.name, self._ot, self._id_field
+        key_prefix, task_prefix = self._key_prefix, self._task_prefix
+        severity, fixed, want_task, subject = self._severity, self.spec.message, self._task, self.subject
+        due = ctx.today + dt.timedelta(days=self.spec.due_in_days)
+        known = ctx.known_keys
+
+        def emit(r: Any, out: list[Decision], scope: str, message: str) -> None:
+            conn = r.connection
+            sid = r.source_id
+            owner = r.owner_id
+            tail = f"{conn}:{sid}:{scope}"
+            key = key_prefix + tail
+            if fixed:
+                message = fixed
+            if key not in known:
+                out.append(
+                    Decision(
+                        "hygiene", name, ot, conn, sid, FINDING,
+                        {"severity": severity, "message": message, "owner_id": owner, "scope": scope},
+                        message, key, rule_set,
+                    )
+                )
+            if want_task and owner:
+                task_key = task_prefix + tail
+                if task_key in known:
+                    return
+                out.append(
+                    Decision(
+                        "hygiene", name, ot, conn, sid, CREATE_TASK,
+                        {"subject": subject(r, ctx) if subject is not None else "Fix: " + message, "owner_id": owner,
+                         "due_date": due, id_field: sid, "crmsync_key": task_key},
+                        message, task_key, rule_set,
+                    )
+                )
+
+        return emit
+
     # each check returns (scope for the idempotency key, message) or None
     def _check_required_fields(self, r: Any, ctx: Any) -> tuple[str, str] | None:
-        missing = [f.path for f in self.fields if _missing(f.get(r, ctx))]
+        missing = [
+            path for path, get in self._field_getters
+            if (v := get(r, ctx)) is None or v == "" or v == [] or (isinstance(v, str) and not v.strip())
+        ]
         if not missing:
             return None
         return f"{getattr(r, 'stage_id', None) or '-'}", f"missing {', '.join(missing)}" + self._in_stage(r, ctx)
@@ -216,38 +262,6 @@ class CompiledHygieneRule:
         stage = ctx.stage(r.connection, getattr(r, "stage_id", None))
         return f" in stage {stage.name}" if stage is not None else ""
 
-    def _emit(
-        self, r: Any, ctx: Any, out: list[Decision], rule_set: str, scope: str, message: str, due: dt.date
-    ) -> None:
-        conn = r.connection
-        sid = r.source_id
-        owner = r.owner_id
-        tail = f"{conn}:{sid}:{scope}"
-        key = self._key_prefix + tail
-        known = ctx.known_keys
-        if self.spec.message:
-            message = self.spec.message
-        if key not in known:
-            out.append(
-                Decision(
-                    "hygiene", self.name, self._ot, conn, sid, FINDING,
-                    {"severity": self._severity, "message": message, "owner_id": owner, "scope": scope},
-                    message, key, rule_set,
-                )
-            )
-        if self._task and owner:
-            task_key = self._task_prefix + tail
-            if task_key in known:
-                return
-            subject = self.subject(r, ctx) if self.subject is not None else "Fix: " + message
-            out.append(
-                Decision(
-                    "hygiene", self.name, self._ot, conn, sid, CREATE_TASK,
-                    {"subject": subject, "owner_id": owner, "due_date": due, self._id_field: sid, "crmsync_key": task_key},
-                    message, task_key, rule_set,
-                )
-            )
-
     def explain(self, record: Any, ctx: Any) -> dict[str, Any]:
         out: list[Decision] = []
         self.bind(ctx, "")(record, out)
@@ -260,11 +274,15 @@ class CompiledHygieneRule:
         }
 
 
+def _nothing(record: Any, out: list[Decision]) -> None:
+    return None
+
+
 def bind_rules(rules: Iterable[CompiledHygieneRule], ctx: Any, rule_set: str, object_type: ObjectType) -> Bound:
     """All hygiene checks for one object type as one callable. For deals the checks are indexed by
     stage once per evaluation, so each record only runs the rules that apply to its stage."""
     mine = [r for r in rules if r.object_type == object_type]
-    bound = [(r, r.bind_unfiltered(ctx, rule_set)) for r in mine]
+    bound = [(r, b) for r in mine if (b := r.bind_unfiltered(ctx, rule_set)) is not None]
     if object_type != ObjectType.DEAL:
         checks = tuple(b for _, b in bound)
 

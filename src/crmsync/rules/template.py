@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from crmsync.model import ObjectType
-from crmsync.rules.conditions import resolve_field
+from crmsync.rules.conditions import FieldRef, Getter, resolve_field
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
@@ -32,13 +32,27 @@ def compile_template(object_type: ObjectType, text: str) -> Template:
     if "{" in text[pos:] or "}" in text[pos:]:
         raise ValueError(f"unbalanced braces in template {text!r}")
 
+    if len(parts) == 3:  # the usual "text {field} text": one read, two concatenations
+        prefix, ref, suffix = parts
+        assert isinstance(ref, FieldRef)
+        get: Getter = ref.getter
+
+        def render_one(record: Any, ctx: Any) -> str:
+            v = get(record, ctx)
+            return prefix + ("" if v is None else str(v)) + suffix
+
+        return render_one
+    plan: tuple[tuple[str, Getter | None], ...] = tuple(
+        (p, None) if isinstance(p, str) else ("", p.getter) for p in parts
+    )
+
     def render(record: Any, ctx: Any) -> str:
-        out = []
-        for p in parts:
-            if isinstance(p, str):
-                out.append(p)
+        out: list[str] = []
+        for piece, read in plan:
+            if read is None:
+                out.append(piece)
             else:
-                v = p.get(record, ctx)
+                v = read(record, ctx)
                 out.append("" if v is None else str(v))
         return "".join(out)
 
