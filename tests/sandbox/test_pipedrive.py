@@ -304,7 +304,7 @@ DOCUMENTED_NULLS = frozenset({"next_cursor", "won_time", "lost_time", "close_tim
                               "marked_as_done_time", "location", "public_description", "priority", "note",
                               "lead_id", "project_id", "deal_id", "phone", "icon_url", "last_login",
                               "billing_start_date", "billing_frequency_cycles", "days_to_rotten",
-                              "billing_frequency", "product_variation_id"})
+                              "billing_frequency", "product_variation_id", "task_id"})
 
 
 def _relax(node: Any) -> None:
@@ -380,7 +380,7 @@ class _Resp:
 V2_OPS = ("/deals", "/deals/{id}", "/deals/archived", "/deals/products", "/deals/{id}/products",
           "/deals/{id}/products/{product_attachment_id}", "/stages", "/pipelines", "/activities",
           "/activities/{id}", "/organizations", "/persons", "/products")
-V1_OPS = ("/users", "/users/me", "/users/{id}", "/dealFields")
+V1_OPS = ("/users", "/users/me", "/users/{id}", "/dealFields", "/notes", "/notes/{id}")
 
 
 def test_requests_and_responses_match_openapi(server: SandboxServer, client: httpx.Client) -> None:
@@ -412,6 +412,11 @@ def test_requests_and_responses_match_openapi(server: SandboxServer, client: htt
         (v1, base1, client.get("/v1/users/me")),
         (v1, base1, client.get("/v1/users/2")),
         (v1, base1, client.get("/v1/dealFields")),
+        (v1, base1, client.post("/v1/notes", json={"content": "Kick-off done\n[crmsync:k1]", "deal_id": 4})),
+        (v1, base1, client.get("/v1/notes", params={"deal_id": 4, "start": 0, "limit": 50})),
+        (v1, base1, client.get("/v1/notes/1")),
+        (v1, base1, client.put("/v1/notes/1", json={"content": "Kick-off done (edited)"})),
+        (v1, base1, client.delete("/v1/notes/1")),
     ]
     for api, base, response in exchanges:
         assert response.status_code in (200, 201), (response.request.url, response.text[:200])

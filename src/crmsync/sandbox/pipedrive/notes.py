@@ -105,5 +105,6 @@ class NoteStore:
     def render(self, row: Row) -> Row:
         out = {k: (v1_time(v) if k in ("add_time", "update_time") else v) for k, v in row.items()}
         title = self._deal_title(row["deal_id"]) if row.get("deal_id") is not None else None
-        out["deal"] = {"title": title} if title is not None else None
+        if title is not None:
+            out["deal"] = {"title": title}
         return out
