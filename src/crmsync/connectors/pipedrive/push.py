@@ -15,7 +15,9 @@
   not ours); once spent, the rest of the batch answers ``retriable`` without calling.
 * Own writes: a PATCH answers the record with its new ``update_time``; a later update of the same
   record in this session (another field, decided separately) that finds exactly that
-  ``update_time`` is not a conflict: the change since the decision was crmsync's own.
+  ``update_time`` is not a conflict: the change since the decision was crmsync's own. The memory
+  lives as long as the connector (one drain); ``update_time`` has one-second resolution, so a
+  human edit in the same second as crmsync's PATCH cannot be told apart from it.
 
 Field names: canonical names go through the connection's field table (``MAPPINGS`` with the
 connection's ``field_mappings``) back to native ones; ``extra.X`` is ``X``; a deal field that is
