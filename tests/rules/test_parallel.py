@@ -136,6 +136,23 @@ def test_small_inputs_stay_in_this_process(population: Any, monkeypatch: pytest.
     assert not parallel.should_split(10**6, None)
 
 
+def test_automatic_split_needs_a_free_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(parallel.WORKERS_ENV, raising=False)
+    monkeypatch.setattr(parallel, "available_cores", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.1, 1.0, 1.0))  # this process alone
+    assert parallel.should_split(10**6, None)
+    assert not parallel.should_split(parallel.PARALLEL_MIN_RECORDS - 1, None)
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.2, 3.0, 3.0))  # both cores busy
+    assert not parallel.should_split(10**6, None)
+    assert parallel.should_split(10**6, 2)  # asked for explicitly
+    monkeypatch.setenv(parallel.WORKERS_ENV, "2")
+    assert parallel.should_split(10**6, None)
+    monkeypatch.delenv(parallel.WORKERS_ENV)
+    monkeypatch.setattr(parallel, "available_cores", lambda: 1)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert not parallel.should_split(10**6, None)
+
+
 def test_collector_state_is_restored_and_pauses_nest() -> None:
     assert gc.isenabled()
     with paused_gc():

@@ -47,15 +47,31 @@ def available_cores() -> int:
 
 
 def should_split(size: int, workers: int | None) -> bool:
-    """Whether ``evaluate`` should fork: ``workers`` None decides by size, cores and
+    """Whether ``evaluate`` should fork: ``workers`` None decides by size, cores, load and
     ``CRMSYNC_RULES_WORKERS``; 1 never; 2 or more always (when ``fork`` exists)."""
     if not hasattr(os, "fork") or size < 2:
         return False
     if workers is None:
         env = os.environ.get(WORKERS_ENV, "").strip()
-        wanted = int(env) if env.isdigit() else available_cores()
-        return wanted >= 2 and size >= PARALLEL_MIN_RECORDS
+        if env.isdigit():
+            return int(env) >= 2 and size >= PARALLEL_MIN_RECORDS
+        return size >= PARALLEL_MIN_RECORDS and core_free()
     return workers >= 2
+
+
+def core_free() -> bool:
+    """Whether a second core is idle enough for the worker: the split costs about 40% more CPU in
+    total (pickling the tail's decisions and reading them back), which only pays off when the
+    worker runs beside this process rather than taking turns with it on a busy machine. The
+    one-minute load average counts this process too."""
+    cores = available_cores()
+    if cores < 2:
+        return False
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return True
+    return load < cores - 0.5
 
 
 def evaluate_split(plan: Plan, records: Sequence[Any]) -> list[Decision]:
