@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from crmsync.connectors.base import FatalError, Page, PushItem, PushResult, Quarantined, Usage
@@ -41,6 +42,8 @@ ALIASES = {"companies": "accounts"}
 SEARCH_LIMIT = 200
 LIST_LIMIT = 100
 BATCH = 100
+ASSOC_BATCH = 1_000  # v4 associations batch read: 1,000 ids per call (HubSpot changelog, 2025-02-10)
+_MISSING = object()
 
 
 def _ms(value: str | None) -> int | None:
@@ -70,6 +73,9 @@ class HubSpotConnector:
         self.refresh_ms = int(float(opts.get("association_refresh_hours", 24)) * 3_600_000)
         self.backfill_via = str(opts.get("backfill_via", "search"))
         self.deal_associations = tuple(opts.get("deal_associations", ("companies", "contacts")))
+        self._apis: dict[tuple[str, ...], Any] = {}
+        self.prefetch = bool(opts.get("prefetch", True))  # next search in flight while a page is stored
+        self.assoc_batch = max(1, min(ASSOC_BATCH, int(opts.get("association_batch", ASSOC_BATCH))))
         self.mappings: dict[str, ObjectMapping] = {
             name: mapping.with_overrides(conn.field_mappings.get(name, {})) for name, mapping in MAPPINGS.items()}
         self._set_reserve()
@@ -83,6 +89,20 @@ class HubSpotConnector:
     @property
     def crm(self) -> Any:
         return self.transport.client.crm
+
+    def _api(self, *path: str) -> Any:
+        """An SDK API object (``("deals", "search_api")``), built once: each attribute walk of the
+        SDK's discovery builds a new ApiClient with its own connection pool (a new TCP connection
+        and a package-metadata read per call). None when the SDK has no such API."""
+        found = self._apis.get(path, _MISSING)
+        if found is _MISSING:
+            node: Any = self.crm
+            for part in path:
+                node = getattr(node, part, None)
+                if node is None:
+                    break
+            self._apis[path] = found = node
+        return found
 
     def call(self, operation: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         result = self.transport.call(operation, fn, *args, **kwargs)
@@ -122,11 +142,12 @@ class HubSpotConnector:
 
     # --- search-based objects -----------------------------------------------------------------
     def search(self, native: str, body: dict[str, Any]) -> dict[str, Any]:
-        api = getattr(self.crm, native, None)
-        if api is not None and hasattr(api, "search_api"):
-            result = self.call(f"search {native}", api.search_api.do_search, body, search=True)
+        api = self._api(native, "search_api")
+        if api is not None:
+            result = self.call(f"search {native}", api.do_search, body, search=True)
         else:
-            result = self.call(f"search {native}", self.crm.objects.search_api.do_search, native, body, search=True)
+            result = self.call(f"search {native}", self._api("objects", "search_api").do_search, native, body,
+                               search=True)
         return dict(result or {})
 
     def _pull_search(self, name: str, cursor: dict[str, Any], since: dt.datetime | None,
@@ -152,17 +173,37 @@ class HubSpotConnector:
             yield from self._backfill_by_list(name, state)
             return
         props = self.properties(name)
-        while True:
-            body = keyset.query(state, prop, hi, SEARCH_LIMIT, props)
-            result = self.search(native, body)
-            results = result.get("results") or []
-            rows = [(_ms((r.get("properties") or {}).get(prop)) or 0, str(r["id"])) for r in results]
-            state, emit, done = keyset.advance(state, rows, SEARCH_LIMIT)
-            page = self._page(name, [results[n] for n in emit], state, calls=1)
-            if done:
-                yield from self._finish(name, page, state)
-                return
-            yield page
+        # Objects with associations gather search pages up to one association batch (1,000 ids:
+        # 5 searches, then one batch read per associated type) before a Page is handed over; the
+        # cursor is the keyset state after the last search of the group. The next search is
+        # already in flight while a Page is mapped and stored.
+        group_limit = self.assoc_batch if name in ("deals", "line_items") else SEARCH_LIMIT
+        group: list[dict[str, Any]] = []
+        calls = 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hubspot-prefetch") as pool:
+            ahead: Future[dict[str, Any]] | None = None
+            while True:
+                if ahead is not None:
+                    result = ahead.result()
+                else:
+                    result = self.search(native, keyset.query(state, prop, hi, SEARCH_LIMIT, props))
+                calls += 1
+                results = result.get("results") or []
+                rows = [(_ms((r.get("properties") or {}).get(prop)) or 0, str(r["id"])) for r in results]
+                state, emit, done = keyset.advance(state, rows, SEARCH_LIMIT)
+                group.extend(results[n] for n in emit)
+                del result, results
+                ahead = None
+                if not done and self.prefetch:
+                    ahead = pool.submit(self.search, native, keyset.query(state, prop, hi, SEARCH_LIMIT, props))
+                if not done and len(group) + SEARCH_LIMIT <= group_limit:
+                    continue
+                page = self._page(name, group, state, calls=calls)
+                group, calls = [], 0
+                if done:
+                    yield from self._finish(name, page, state)
+                    return
+                yield page
 
     def _finish(self, name: str, page: Page, state: keyset.KeysetState) -> Iterator[Page]:
         extra = dict(state.extra)
@@ -198,21 +239,21 @@ class HubSpotConnector:
 
     def list_page(self, native: str, after: str | None, properties: list[str], *, archived: bool = False
                   ) -> dict[str, Any]:
-        api = getattr(self.crm, native, None)
+        api = self._api(native, "basic_api")
         kwargs: dict[str, Any] = {"limit": LIST_LIMIT, "properties": properties, "archived": archived}
         if after:
             kwargs["after"] = after
-        if api is not None and hasattr(api, "basic_api"):
-            return dict(self.call(f"list {native}", api.basic_api.get_page, **kwargs) or {})
-        return dict(self.call(f"list {native}", self.crm.objects.basic_api.get_page, native, **kwargs) or {})
+        if api is not None:
+            return dict(self.call(f"list {native}", api.get_page, **kwargs) or {})
+        return dict(self.call(f"list {native}", self._api("objects", "basic_api").get_page, native, **kwargs) or {})
 
     def batch_read(self, native: str, ids: Sequence[str], properties: list[str], *, push: bool = False
                    ) -> dict[str, Any]:
         body = {"inputs": [{"id": i} for i in ids], "properties": properties, "propertiesWithHistory": []}
-        api = getattr(self.crm, native, None)
-        if api is not None and hasattr(api, "batch_api"):
-            return dict(self.call(f"batch read {native}", api.batch_api.read, body, archived=False, push=push) or {})
-        return dict(self.call(f"batch read {native}", self.crm.objects.batch_api.read, native, body,
+        api = self._api(native, "batch_api")
+        if api is not None:
+            return dict(self.call(f"batch read {native}", api.read, body, archived=False, push=push) or {})
+        return dict(self.call(f"batch read {native}", self._api("objects", "batch_api").read, native, body,
                               archived=False, push=push) or {})
 
     def _backfill_by_list(self, name: str, state: keyset.KeysetState) -> Iterator[Page]:
@@ -257,12 +298,13 @@ class HubSpotConnector:
 
     # --- associations -------------------------------------------------------------------------
     def associations(self, from_native: str, to_native: str, ids: Sequence[str]) -> tuple[dict[str, list[dict]], int]:
-        """v4 batch read: id -> [{toObjectId, associationTypes}], 100 ids per call."""
+        """v4 batch read: id -> [{toObjectId, associationTypes}], ``association_batch`` (1,000) ids per call."""
         out: dict[str, list[dict]] = {}
         calls = 0
-        api = self.crm.associations.v4.batch_api
-        for start in range(0, len(ids), BATCH):
-            chunk = ids[start:start + BATCH]
+        api = self._api("associations", "v4", "batch_api")
+        size = self.assoc_batch
+        for start in range(0, len(ids), size):
+            chunk = ids[start:start + size]
             body = {"inputs": [{"id": i} for i in chunk]}
             result = self.call(f"associations {from_native}->{to_native}", api.get_page, from_native, to_native,
                                body) or {}

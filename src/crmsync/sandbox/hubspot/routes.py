@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from crmsync.sandbox.hubspot.simulator import HubSpotSimulator
 
 MAX_BATCH = 100
+# v3/v4 associations batch read: at most 1,000 ids per request (HubSpot changelog "Bug Fix: Batch
+# Read Limit for HubSpot Associations API", effective 2025-02-10); other batch calls keep 100
+MAX_ASSOC_READ = 1_000
 MAX_LIST_LIMIT = 100
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -99,14 +102,14 @@ def _batch(results: list[Any], errors: list[dict[str, Any]], started: int, ok: i
     return json_response(body, ok)
 
 
-def _inputs(request: Request) -> list[dict[str, Any]]:
+def _inputs(request: Request, limit: int = MAX_BATCH) -> list[dict[str, Any]]:
     body = request.state.json or {}
     inputs = body.get("inputs")
     if not isinstance(inputs, list):
         raise ApiError(400, "VALIDATION_ERROR", "inputs is required")
-    if len(inputs) > MAX_BATCH:
-        raise ApiError(400, "VALIDATION_ERROR", f"Batch input limit is {MAX_BATCH}; {len(inputs)} were sent",
-                       context={"limit": [str(MAX_BATCH)]})
+    if len(inputs) > limit:
+        raise ApiError(400, "VALIDATION_ERROR", f"Batch input limit is {limit}; {len(inputs)} were sent",
+                       context={"limit": [str(limit)]})
     return inputs
 
 
@@ -392,7 +395,7 @@ def build_routes(sim: HubSpotSimulator) -> list[Route]:
         from_name, to_name = _object(request, "from_type"), _object(request, "to_type")
         pair(from_name, to_name)
         op = request.path_params["op"]
-        inputs = _inputs(request)
+        inputs = _inputs(request, MAX_ASSOC_READ if op == "read" else MAX_BATCH)
         started = now_ms()
         results: list[Any] = []
         errors: list[dict[str, Any]] = []
