@@ -68,10 +68,23 @@ class SecretRedactor:
 _redactor = SecretRedactor()
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at write time (test runners swap and close it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure_logging(fmt: LogFormat = "auto", *, secrets: Iterable[str] = (), level: str = "INFO",
                       stream: Any = None) -> SecretRedactor:
     """Configure structlog (and stdlib logging through it). Safe to call more than once."""
-    stream = stream or sys.stderr
+    stream = stream or _CurrentStderr()
     _redactor.add(secrets)
     if fmt == "auto":
         fmt = "console" if getattr(stream, "isatty", lambda: False)() else "json"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -118,7 +119,7 @@ def test_second_embedded_worker_on_one_sqlite_store_is_refused(tmp_path: Path) -
             second.acquire()
         config = write_config(tmp_path / "crmsync.yaml", url, [])
         proc = subprocess.run(
-            ["python", "-m", "crmsync.cli", "worker", "--config", str(config), "--http-port", "-1"],
+            [sys.executable, "-m", "crmsync.cli", "worker", "--config", str(config), "--http-port", "-1"],
             capture_output=True, timeout=60)
         assert proc.returncode == 3
         assert b"already runs on this SQLite store" in proc.stderr
