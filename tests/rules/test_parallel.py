@@ -120,6 +120,17 @@ def test_a_failed_worker_is_replaced_by_evaluating_here(population: Any, monkeyp
     assert _run(b, rs, records[:4000], 2) == sequential
 
 
+def test_no_fork_possible_means_the_sequential_loop(population: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, rs, records, _ = population
+    sequential = _run(b, rs, records[:3000], 1)
+
+    def refuse() -> int:
+        raise BlockingIOError("fork: resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", refuse)
+    assert _run(b, rs, records[:3000], 2) == sequential
+
+
 def test_small_inputs_stay_in_this_process(population: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     b, rs, records, _ = population
 

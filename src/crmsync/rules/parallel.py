@@ -81,7 +81,10 @@ def evaluate_split(plan: Plan, records: Sequence[Any]) -> list[Decision]:
     if cut <= 0 or cut >= n:
         return plan.run(live)
     head, tail = live[:cut], live[cut:]
-    worker = _Worker(plan, tail)
+    try:
+        worker = _Worker(plan, tail)
+    except OSError:  # no fork possible now (process limit, memory): the sequential loop
+        return plan.run(live)
     try:
         out = plan.run(head)
         stateful, marks = plan.run_stateful(tail)
@@ -139,7 +142,12 @@ class _Worker:
 
     def __init__(self, plan: Plan, records: list[Any]) -> None:
         read_fd, write_fd = os.pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read_fd)
+            os.close(write_fd)
+            raise
         if pid == 0:  # the worker: never returns, never runs the parent's cleanup
             code = 1
             try:
