@@ -3,6 +3,8 @@
 ``start_sandbox`` generates one seeded world, builds a simulator per system, serves each on its
 own port (Salesforce over TLS with a CA generated into ``state_dir``) and returns a handle with
 the simulators (the user handle and the truth), the servers and ready-made connection settings.
+The connection settings carry ``FIELD_MAPPINGS``: the custom fields the example rules write
+(score, grade, lead lifecycle stage), which each simulator declares as an admin would create them.
 """
 
 from __future__ import annotations
