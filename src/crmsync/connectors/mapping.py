@@ -191,7 +191,10 @@ class ObjectMapping:
             found = raw.get(top)
             if rest is not None:
                 found = _walk(found, rest)
-            value = convert(found, source)
+            if type(found) is str and (convert is as_str or convert is as_id):
+                value = found or None  # what both converters return for text, without the call
+            else:
+                value = convert(found, source)
             if is_extra:
                 extra[target] = value
             elif value is not None or target not in values:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ from crmsync.settings import ConnectionSettings
 from crmsync.store import Store
 from crmsync.store.stage_events import record_stage_events
 from crmsync.sync.budget import ApiBudget
+from crmsync.sync.readahead import ReadAhead
 
 log = get_logger("crmsync.sync")
 
@@ -32,6 +33,8 @@ OBJECT_TYPES: dict[str, ObjectType] = {
     "stages": ObjectType.STAGE, "line_items": ObjectType.LINE_ITEM, "products": ObjectType.PRODUCT,
     "price_book_entries": ObjectType.PRICE_BOOK_ENTRY, "tasks": ObjectType.TASK,
 }
+# A backfill reads ahead only while at least this many calls are left in its budget.
+READ_AHEAD_MARGIN = 100
 # Reference data first so deals find their owners and stages already stored.
 PULL_ORDER = ("owners", "pipelines", "stages", "products", "price_book_entries", "accounts", "contacts",
               "leads", "deals", "line_items", "tasks")
@@ -142,20 +145,39 @@ class SyncEngine:
             return
         cursor = (saved or {}).get("connector") if saved else None
         self.budget.check()
-        pages = self.connector.pull(result.object_name, cursor, since=since, until=until,
-                                    backfill=result.mode == "backfill")
+        pages: Iterator[Page] = self.connector.pull(result.object_name, cursor, since=since, until=until,
+                                                    backfill=result.mode == "backfill")
+        if result.mode == "backfill" and self._may_read_ahead():
+            pages = ReadAhead(pages, name=f"readahead-{self.conn.name}")
         object_type = OBJECT_TYPES[result.object_name]
-        for page in pages:
-            self._apply(result, object_type, cursor_name, page, dry_run)
-            if progress is not None:
-                progress(result, page)
-            if page.done:
-                break
-            if self.stop_event.is_set():
-                result.status = "stopped"
-                result.error = "stop requested; checkpoint saved"
-                break
-            self.budget.check()
+        try:
+            for page in pages:
+                self._apply(result, object_type, cursor_name, page, dry_run)
+                if progress is not None:
+                    progress(result, page)
+                if page.done:
+                    break
+                if self.stop_event.is_set():
+                    result.status = "stopped"
+                    result.error = "stop requested; checkpoint saved"
+                    break
+                self.budget.check()
+        finally:
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()
+
+    def _may_read_ahead(self) -> bool:
+        """Backfills fetch the next page while one is written (``options.read_ahead``, default on),
+        unless the API budget is near its end: a page read ahead spends calls before the budget
+        check that would have stopped the run."""
+        if not bool(self.conn.options.get("read_ahead", True)):
+            return False
+        allowance = self.budget.allowance()
+        if allowance is not None and allowance - self.budget.used_today() < READ_AHEAD_MARGIN:
+            return False
+        remaining = self.budget.org_remaining
+        return remaining is None or remaining - self.conn.budget.reserve_for_push >= READ_AHEAD_MARGIN
 
     def _apply(self, result: ObjectResult, object_type: ObjectType, cursor_name: str, page: Page,
                dry_run: bool) -> None:

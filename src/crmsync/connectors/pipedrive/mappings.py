@@ -163,8 +163,8 @@ def v1_time(value: Any) -> Any:
 
 def flatten(raw: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
     """Lift ``custom_fields`` to top-level keys named by the field listing (unknown keys stay hashes)."""
-    out = {k: v for k, v in raw.items() if k != "custom_fields"}
-    custom = raw.get("custom_fields")
+    out = dict(raw)
+    custom = out.pop("custom_fields", None)
     if isinstance(custom, Mapping):
         for key, value in custom.items():
             name = names.get(key, key)
