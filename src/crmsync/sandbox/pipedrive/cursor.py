@@ -20,8 +20,13 @@ class CursorError(ValueError):
     pass
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def to_rfc3339(epoch: int) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Epoch seconds -> ``2024-01-02T03:04:05Z`` (``isoformat``: several times faster than ``strftime``;
+    called for every timestamp of every row served)."""
+    return (_EPOCH + dt.timedelta(seconds=epoch)).isoformat(timespec="seconds")[:-6] + "Z"
 
 
 def parse_rfc3339(text: str) -> int:
