@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from crmsync.sandbox import Knobs, SandboxServer, generate_world
+from crmsync.sandbox.openapi import HttpxOpenAPIRequest, HttpxOpenAPIResponse
 from crmsync.sandbox.pipedrive import DEFAULT_TOKEN, PipedriveSimulator
 from crmsync.sandbox.pipedrive.costs import TOKEN_COSTS
 from crmsync.sandbox.pipedrive.fields import DEAL_KEY_BY_NAME
@@ -331,52 +332,6 @@ def _openapi(name: str, base_url: str, paths: tuple[str, ...]) -> Any:
     return OpenAPI.from_dict(spec)
 
 
-class _Req:
-    def __init__(self, request: httpx.Request, base: str) -> None:
-        from openapi_core.datatypes import RequestParameters
-        from werkzeug.datastructures import Headers, ImmutableMultiDict
-
-        self._request = request
-        self._base = base
-        self.parameters = RequestParameters(query=ImmutableMultiDict(list(request.url.params.multi_items())),
-                                            header=Headers(dict(request.headers)), cookie=ImmutableMultiDict(),
-                                            path={})
-
-    @property
-    def host_url(self) -> str:
-        return self._base
-
-    @property
-    def path(self) -> str:
-        return self._request.url.path
-
-    @property
-    def method(self) -> str:
-        return self._request.method.lower()
-
-    @property
-    def body(self) -> bytes | None:
-        return self._request.content or None
-
-    @property
-    def content_type(self) -> str:
-        return self._request.headers.get("content-type", "application/json")
-
-
-class _Resp:
-    def __init__(self, response: httpx.Response) -> None:
-        self._response = response
-        self.status_code = response.status_code
-        self.data = response.content
-        self.content_type = response.headers.get("content-type", "application/json")
-
-    @property
-    def headers(self) -> Any:
-        from werkzeug.datastructures import Headers
-
-        return Headers(dict(self._response.headers))
-
-
 V2_OPS = ("/deals", "/deals/{id}", "/deals/archived", "/deals/products", "/deals/{id}/products",
           "/deals/{id}/products/{product_attachment_id}", "/stages", "/pipelines", "/activities",
           "/activities/{id}", "/organizations", "/persons", "/products")
@@ -420,8 +375,8 @@ def test_requests_and_responses_match_openapi(server: SandboxServer, client: htt
     ]
     for api, base, response in exchanges:
         assert response.status_code in (200, 201), (response.request.url, response.text[:200])
-        api.validate_request(_Req(response.request, base))
-        api.validate_response(_Req(response.request, base), _Resp(response))
+        api.validate_request(HttpxOpenAPIRequest(response.request, base))
+        api.validate_response(HttpxOpenAPIRequest(response.request, base), HttpxOpenAPIResponse(response))
 
 
 def test_openapi_validation_can_fail(server: SandboxServer, client: httpx.Client) -> None:
@@ -431,7 +386,7 @@ def test_openapi_validation_can_fail(server: SandboxServer, client: httpx.Client
                            content=orjson.dumps({"success": True, "data": [{"id": "not-an-int"}]}),
                            request=response.request)
     with pytest.raises(Exception):  # noqa: B017 - any openapi-core validation error
-        v2.validate_response(_Req(response.request, server.url + "/api/v2"), _Resp(wrong))
+        v2.validate_response(HttpxOpenAPIRequest(response.request, server.url + "/api/v2"), HttpxOpenAPIResponse(wrong))
     bad_request = client.build_request("GET", "/api/v2/deals", params={"sort_by": "title"})
     with pytest.raises(Exception):  # noqa: B017
-        v2.validate_request(_Req(bad_request, server.url + "/api/v2"))
+        v2.validate_request(HttpxOpenAPIRequest(bad_request, server.url + "/api/v2"))

@@ -16,9 +16,10 @@ import json
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
 
 import httpx
+
+from crmsync.sandbox.openapi import HttpxOpenAPIRequest, HttpxOpenAPIResponse
 
 # The specs live in ../shared/specs beside the repository (override with CRMSYNC_SPECS_DIR).
 _SPECS_DIR = Path(os.environ.get("CRMSYNC_SPECS_DIR", Path(__file__).resolve().parents[4].parent / "shared" / "specs"))
@@ -59,65 +60,6 @@ def openapi(path: str = str(DEFAULT_SPEC_PATH)) -> Any:
     from openapi_core import OpenAPI
 
     return OpenAPI.from_dict(copy.deepcopy(patched_spec(path)))
-
-
-class HttpxOpenAPIRequest:
-    """openapi-core's ``Request`` protocol over an ``httpx.Request``."""
-
-    def __init__(self, request: httpx.Request) -> None:
-        from openapi_core.datatypes import RequestParameters
-        from werkzeug.datastructures import Headers, ImmutableMultiDict
-
-        self._request = request
-        query = parse_qsl(request.url.query.decode(), keep_blank_values=True)
-        self.parameters = RequestParameters(query=ImmutableMultiDict(query),
-                                            header=Headers(dict(request.headers)),
-                                            cookie=ImmutableMultiDict())
-
-    @property
-    def host_url(self) -> str:
-        return f"{self._request.url.scheme}://{self._request.url.netloc.decode()}"
-
-    @property
-    def path(self) -> str:
-        return self._request.url.path
-
-    @property
-    def method(self) -> str:
-        return self._request.method.lower()
-
-    @property
-    def body(self) -> bytes | None:
-        return self._request.content or None
-
-    @property
-    def content_type(self) -> str:
-        return self._request.headers.get("content-type", "application/json")
-
-
-class HttpxOpenAPIResponse:
-    """openapi-core's ``Response`` protocol over an ``httpx.Response``."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self._response = response
-
-    @property
-    def status_code(self) -> int:
-        return self._response.status_code
-
-    @property
-    def content_type(self) -> str:
-        return self._response.headers.get("content-type", "application/json").lower()
-
-    @property
-    def headers(self) -> Any:
-        from werkzeug.datastructures import Headers
-
-        return Headers(dict(self._response.headers))
-
-    @property
-    def data(self) -> bytes | None:
-        return self._response.content
 
 
 def validate_exchange(api: Any, response: httpx.Response) -> None:
