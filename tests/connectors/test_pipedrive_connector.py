@@ -69,7 +69,12 @@ def test_pull_equals_truth_with_5000_deals_sharing_one_update_time(
     assert pages[-1].done and not any(p.done for p in pages[:-1])
     deal = got[ids[17]]
     assert isinstance(deal, Deal) and deal.amount == Decimal(17) and deal.name == "Import 17"
-    # The next cycle re-reads the boundary block (closed lower bound) but emits nothing old...
+    # update_time has whole seconds: versions read while their second was still running are read
+    # once more after it (an edit later in that second would keep the same update_time)...
+    time.sleep(1.1)
+    drain(connector.pull("deals", cursor))
+    _, cursor = drain(connector.pull("deals", cursor))
+    # ...then a cycle re-reads the boundary block (closed lower bound) but emits nothing old...
     again, cursor = drain(connector.pull("deals", cursor))
     assert sum(len(p.records) for p in again) == 0
     # ...and a change at the very same second is still picked up.
@@ -128,6 +133,8 @@ def test_soft_deletes_arrive_each_cycle(sim: PipedriveSimulator, connector: Pipe
     deleted = sorted(i for p in pages for i in p.deleted_ids)
     assert deleted == ["11", "12"]
     assert all(r.deleted for p in pages for r in p.records if r.source_id in ("11", "12"))
+    time.sleep(1.1)  # past the deletions' second: their versions are settled on the next read
+    _, cursor = drain(connector.pull("deals", cursor))
     pages, _ = drain(connector.pull("deals", cursor))
     assert not [i for p in pages for i in p.deleted_ids]  # not re-emitted
     swept = {i for chunk in connector.list_ids("deals") for i in chunk}
@@ -245,3 +252,18 @@ def test_writable_fields_are_enforced(server: SandboxServer) -> None:
                               credentials={"api_token": DEFAULT_TOKEN}, writable_fields={"deals": ["stage_id"]})
     result = PipedriveConnector(conn).push([PushItem("deals", "update", {"name": "x"}, source_id="5")])
     assert not result[0].ok and "not writable" in (result[0].error or "")
+
+
+
+def test_a_version_read_inside_its_own_second_is_read_again() -> None:
+    """Pitfall 1 with whole-second timestamps: an edit later in the same second keeps the same
+    update_time, so a version read before its second ended must not be remembered as seen."""
+    from crmsync.connectors.pipedrive.incremental import Checkpoint
+
+    cp = Checkpoint()
+    assert cp.accept(1, 100, read_at=100.4)  # read during second 100
+    assert cp.accept(1, 100, read_at=100.9)  # maybe edited again in second 100: emitted again
+    assert cp.accept(1, 100, read_at=101.3)  # read after second 100 ended: emitted and settled
+    assert not cp.accept(1, 100, read_at=105.0)  # settled: a closed lower bound does not re-emit it
+    assert cp.accept(1, 101, read_at=105.0)  # a newer version always passes
+    assert cp.to_dict()["seen"] == {"1": 101}

@@ -13,6 +13,7 @@ follow the deals changed since their own watermark: ``/deals/products?deal_ids=`
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -195,7 +196,10 @@ class PipedriveConnector:
                 query["updated_until"] = _rfc3339(until)
             if api_cursor:
                 query["cursor"] = api_cursor
-            return self.call("GET", V2 + path, params=query)
+            sent_at = time.time()
+            answer = self.call("GET", V2 + path, params=query)
+            answer["_sent_at"] = sent_at  # for Checkpoint.accept: was the record's second over?
+            return answer
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipedrive-prefetch") as pool:
             data = fetch(next_cursor)
@@ -203,7 +207,7 @@ class PipedriveConnector:
                 fresh = []
                 for raw in data.get("data") or []:
                     stamp = _epoch(raw.get("update_time"))
-                    if stamp is None or checkpoint.accept(int(raw["id"]), stamp):
+                    if stamp is None or checkpoint.accept(int(raw["id"]), stamp, data.get("_sent_at")):
                         fresh.append(raw)
                 next_cursor = (data.get("additional_data") or {}).get("next_cursor")
                 checkpoint.page_done(next_cursor, self.lookback_s)

@@ -4,7 +4,9 @@ A pass asks for ``update_time >= since`` (a closed lower bound) sorted ascending
 API's cursor. ``since`` is the watermark (the newest ``update_time`` emitted) minus a lookback.
 Records already emitted with the same ``(update_time, id)`` are skipped (``seen``), so a
 closed bound does not re-emit a block of records sharing one timestamp forever, and a record
-that appears late inside the lookback window is still caught. ``seen`` only keeps entries inside
+that appears late inside the lookback window is still caught. ``update_time`` has whole-second
+precision, so a version read while its second was still running is not remembered (``settled``):
+an edit later in that same second keeps the same ``update_time`` and must not be skipped. ``seen`` only keeps entries inside
 the lookback window, so it stays small. The checkpoint is saved after every page: an interrupted
 pass resumes from the API cursor it had reached.
 """
@@ -13,6 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+# A version read at least this long after its update_time's second began cannot change within it.
+SETTLE_SECONDS = 1
 
 
 @dataclass
@@ -49,11 +54,15 @@ class Checkpoint:
         self.in_pass, self.pass_since, self.pass_next = True, since, None
         return since, None
 
-    def accept(self, record_id: int, update_time: int) -> bool:
-        """True if this version of the record was not emitted before (and remember it)."""
+    def accept(self, record_id: int, update_time: int, read_at: float | None = None) -> bool:
+        """True if this version of the record was not emitted before (and remember it once its
+        second is over: ``read_at`` is when the request that returned it was sent, epoch seconds)."""
         if self.seen.get(record_id) == update_time:
             return False
-        self.seen[record_id] = update_time
+        if read_at is None or read_at >= update_time + SETTLE_SECONDS:
+            self.seen[record_id] = update_time
+        else:
+            self.seen.pop(record_id, None)  # read inside its own second: read it again next time
         if self.watermark is None or update_time > self.watermark:
             self.watermark = update_time
         return True
