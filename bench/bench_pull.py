@@ -121,9 +121,9 @@ def bench_crm(crm: str, deals: int, seed: int, changes: int) -> dict[str, Any]:
             store.upgrade()
             engine = SyncEngine(store, build_connector(conn), conn)
             before = sandbox_calls(str(conn.base_url), verify)
-            t1 = time.perf_counter()
+            t1, cpu1 = time.perf_counter(), time.process_time()
             result = engine.backfill("deals")
-            seconds = time.perf_counter() - t1
+            seconds, cpu = time.perf_counter() - t1, time.process_time() - cpu1
             calls = sandbox_calls(str(conn.base_url), verify) - before
             backfill_rss = peak_rss_mb()
             minimum = math.ceil(deals / LARGEST_PAGE[crm])
@@ -142,6 +142,7 @@ def bench_crm(crm: str, deals: int, seed: int, changes: int) -> dict[str, Any]:
             store.close()
             return {"crm": crm, "status": result.status, "complete": result.complete, "records": result.records,
                     "seconds": seconds, "deals_per_s": result.records / seconds if seconds else 0.0,
+                    "cpu_us_per_deal": cpu * 1e6 / result.records if result.records else 0.0,
                     "calls": calls, "minimum": minimum, "ratio": calls / minimum,
                     "honest": honest_minimum(crm, deals), "backfill_rss_mb": backfill_rss, "peak_rss_mb": peak_rss_mb(),
                     "sandbox_start_s": started, "incremental_records": incremental.records,
@@ -168,7 +169,7 @@ def main() -> None:
     for crm in crms:
         r = bench_crm(crm, args.deals, args.seed, args.changes)
         print(f"{r['crm']:<11} {r['status']:<7} complete={r['complete']} {r['records']:,} deals in {r['seconds']:.1f}s "
-              f"= {r['deals_per_s']:,.0f} deals/s | API calls {r['calls']:,} vs minimum {r['minimum']:,} "
+              f"= {r['deals_per_s']:,.0f} deals/s ({r['cpu_us_per_deal']:.0f} us crmsync CPU per deal) | API calls {r['calls']:,} vs minimum {r['minimum']:,} "
               f"({r['ratio']:.2f}x), honest minimum {r['honest']:,} ({r['calls'] / r['honest']:.2f}x) | peak RSS "
               f"{r['backfill_rss_mb']:.0f} MB after the backfill, {r['peak_rss_mb']:.0f} MB at the end | "
               f"incremental after {args.changes:,} "

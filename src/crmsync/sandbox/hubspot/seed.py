@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from crmsync.sandbox.hubspot.schema import deal_custom_property, iso_ms, to_ms
+from crmsync.sandbox.hubspot.clock import iso_ms as fast_iso_ms
+from crmsync.sandbox.hubspot.schema import deal_custom_property, to_ms
 from crmsync.sandbox.hubspot.table import ObjectTable, Props, Row
 from crmsync.sandbox.world import (
     BILLING_PERIOD_MONTHS,
@@ -25,7 +26,7 @@ _CUSTOM_PROPS = tuple(deal_custom_property(f) for f in DEAL_CUSTOM_FIELDS)
 
 
 def _iso(value: dt.datetime | None) -> str | None:
-    return None if value is None else iso_ms(to_ms(value))
+    return None if value is None else fast_iso_ms(to_ms(value))
 
 
 def _date(value: dt.date | None) -> str | None:

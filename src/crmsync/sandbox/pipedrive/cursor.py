@@ -21,12 +21,21 @@ class CursorError(ValueError):
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_DAYS: dict[int, str] = {}  # day number -> "YYYY-MM-DDT" (a world spans a few years)
 
 
 def to_rfc3339(epoch: int) -> str:
-    """Epoch seconds -> ``2024-01-02T03:04:05Z`` (``isoformat``: several times faster than ``strftime``;
-    called for every timestamp of every row served)."""
-    return (_EPOCH + dt.timedelta(seconds=epoch)).isoformat(timespec="seconds")[:-6] + "Z"
+    """Epoch seconds -> ``2024-01-02T03:04:05Z``: a per-day cache of the date part and integer
+    arithmetic for the time (``strftime`` was the largest cost of serving a page of deals)."""
+    day, rest = divmod(epoch, 86_400)
+    prefix = _DAYS.get(day)
+    if prefix is None:
+        if len(_DAYS) >= 50_000:
+            _DAYS.clear()
+        prefix = _DAYS[day] = (_EPOCH + dt.timedelta(days=day)).date().isoformat() + "T"
+    hours, rest_s = divmod(rest, 3600)
+    minutes, seconds = divmod(rest_s, 60)
+    return f"{prefix}{hours:02d}:{minutes:02d}:{seconds:02d}Z"
 
 
 def parse_rfc3339(text: str) -> int:
