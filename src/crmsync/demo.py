@@ -3,10 +3,10 @@
 1. start Salesforce, HubSpot, Pipedrive and Meteroid simulators on loopback (one seeded world);
 2. backfill every CRM object into a fresh SQLite store and compare the store with each
    simulator's truth;
-3. run the example rules (scoring, routing, hygiene, handoff, renewal) and push the writes they
-   decide through the outbox;
+3. run the example rules (scoring, routing, hygiene, handoff, renewal);
 4. run the billing checks against Meteroid and turn won deals into subscriptions;
-5. print what happened, then ``crmsync status``.
+5. push every write decided by rules and billing through the outbox;
+6. print what happened, then ``crmsync status``.
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ def run_demo(console: Console, *, deals: int, seed: int, store_url: str, workdir
         store = Store.open(settings.store.url)
         store.upgrade()
         ok = _sync_all(console, settings, store, handle)
-        _rules_and_push(console, settings, store)
+        _rules(console, settings, store)
         _billing(console, settings, store)
+        _push(console, settings, store)
         console.rule("status")
         from crmsync.status import render_status
 
@@ -99,10 +100,8 @@ def _sync_all(console: Console, settings: Settings, store: Store, handle: Sandbo
     return all_ok
 
 
-def _rules_and_push(console: Console, settings: Settings, store: Store) -> None:
-    from crmsync.connectors import build_connector
+def _rules(console: Console, settings: Settings, store: Store) -> None:
     from crmsync.rules.runner import run_full
-    from crmsync.sync.outbox import drain
 
     console.rule("rules: scoring, routing, hygiene, handoff, renewal")
     table = Table()
@@ -116,7 +115,12 @@ def _rules_and_push(console: Console, settings: Settings, store: Store) -> None:
     console.print(table)
     _show_decisions(console, store)
 
-    console.rule("outbox: push the decided writes")
+
+def _push(console: Console, settings: Settings, store: Store) -> None:
+    from crmsync.connectors import build_connector
+    from crmsync.sync.outbox import drain
+
+    console.rule("outbox: push every decided write (rules and billing) to the CRMs")
     pushed = Table()
     for col in ("connection", "pushed", "created", "conflicts", "failed", "api calls"):
         pushed.add_column(col)
@@ -129,7 +133,7 @@ def _rules_and_push(console: Console, settings: Settings, store: Store) -> None:
         finally:
             connector.close()
         pushed.add_row(name, str(getattr(outcome, "done", "")), str(getattr(outcome, "created", "")),
-                       str(getattr(outcome, "parked", "")), str(getattr(outcome, "failed", "")),
+                       str(getattr(outcome, "conflicts", "")), str(getattr(outcome, "failed", "")),
                        str(getattr(outcome, "api_calls", "")))
     console.print(pushed)
 

@@ -18,7 +18,9 @@ def task_fields(deal: Deal, finding: Finding, *, phase: str, due: dt.date) -> di
     return {
         "subject": f"[billing] {finding.check}: {finding.reason}"[:255],
         "owner_id": deal.owner_id, "deal_id": deal.source_id, "due_date": due.isoformat(),
-        "money_at_stake": str(finding.money_at_stake), "currency": finding.currency, "phase": phase,
+        # Only canonical task fields go to the CRM; the money at stake and the phase are in the body.
+        "body": (f"{finding.reason}\nMoney at stake: {finding.money_at_stake} {finding.currency or ''}".rstrip()
+                 + f"\nPhase: {phase.replace('_', ' ')}\nCheck: {finding.check}"),
         "crmsync_key": f"billing:{phase}:{finding.key}",
     }
 
