@@ -34,6 +34,7 @@ from crmsync.runtime import schedule_state
 from crmsync.runtime.embedded import EmbeddedWorker
 from crmsync.sandbox.core import Knobs, SandboxServer
 from crmsync.sandbox.pipedrive import PipedriveSimulator
+from crmsync.sandbox.runner import FIELD_MAPPINGS
 from crmsync.sandbox.world import generate_world
 from crmsync.settings import load_settings
 from crmsync.store import Store
@@ -45,6 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 def connection(url: str, i: int, **extra: Any) -> dict[str, Any]:
     conn = {"name": f"pd-{i:02d}", "kind": "pipedrive", "base_url": url, "credentials": {"api_token": f"tok-{i}"},
             "objects": ["owners", "pipelines", "stages", "deals"],
+            "field_mappings": FIELD_MAPPINGS["pipedrive"],  # where the example rules' score and grade live
             "schedule": {"interval_seconds": 3600, "rules_after_sync": False}}
     conn.update(extra)
     return conn
