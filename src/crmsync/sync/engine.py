@@ -148,7 +148,8 @@ class SyncEngine:
         pages: Iterator[Page] = self.connector.pull(result.object_name, cursor, since=since, until=until,
                                                     backfill=result.mode == "backfill")
         if result.mode == "backfill" and self._may_read_ahead():
-            pages = ReadAhead(pages, name=f"readahead-{self.conn.name}")
+            pages = ReadAhead(pages, depth=int(self.conn.options.get("read_ahead_pages", 1)),
+                              name=f"readahead-{self.conn.name}")
         object_type = OBJECT_TYPES[result.object_name]
         try:
             for page in pages:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from crmsync.connectors.base import FatalError, Page, PushItem, PushResult, Quarantined, Usage
@@ -34,6 +34,7 @@ from crmsync.connectors.hubspot.transport import HubSpotTransport
 from crmsync.connectors.mapping import ObjectMapping
 from crmsync.model import ModelError, Record
 from crmsync.settings import ConnectionSettings
+from crmsync.sync.readahead import ReadAhead
 
 # canonical object -> HubSpot object type
 NATIVE = {"deals": "deals", "accounts": "companies", "contacts": "contacts", "line_items": "line_items",
@@ -74,6 +75,7 @@ class HubSpotConnector:
         self.backfill_via = str(opts.get("backfill_via", "search"))
         self.deal_associations = tuple(opts.get("deal_associations", ("companies", "contacts")))
         self._apis: dict[tuple[str, ...], Any] = {}
+        self._assoc_pool: ThreadPoolExecutor | None = None  # set while a search pull runs
         self.prefetch = bool(opts.get("prefetch", True))  # next search in flight while a page is stored
         self.assoc_batch = max(1, min(ASSOC_BATCH, int(opts.get("association_batch", ASSOC_BATCH))))
         self.mappings: dict[str, ObjectMapping] = {
@@ -174,36 +176,49 @@ class HubSpotConnector:
             return
         props = self.properties(name)
         # Objects with associations gather search pages up to one association batch (1,000 ids:
-        # 5 searches, then one batch read per associated type) before a Page is handed over; the
-        # cursor is the keyset state after the last search of the group. The next search is
-        # already in flight while a Page is mapped and stored.
+        # 5 searches, then one batch read per associated type, the types read side by side)
+        # before a Page is handed over; the cursor is the keyset state after the last search of
+        # the group. The keyset searches run ahead in their own thread (up to one group), so the
+        # next group is being searched while this one's associations are read and it is stored.
         group_limit = self.assoc_batch if name in ("deals", "line_items") else SEARCH_LIMIT
+        searches: Iterator[tuple[list[dict[str, Any]], keyset.KeysetState, bool]]
+        searches = self._searches(native, state, prop, hi, props)
+        if self.prefetch:
+            searches = ReadAhead(searches, depth=max(1, group_limit // SEARCH_LIMIT), name="hubspot-search")
         group: list[dict[str, Any]] = []
         calls = 0
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hubspot-prefetch") as pool:
-            ahead: Future[dict[str, Any]] | None = None
-            while True:
-                if ahead is not None:
-                    result = ahead.result()
-                else:
-                    result = self.search(native, keyset.query(state, prop, hi, SEARCH_LIMIT, props))
-                calls += 1
-                results = result.get("results") or []
-                rows = [(_ms((r.get("properties") or {}).get(prop)) or 0, str(r["id"])) for r in results]
-                state, emit, done = keyset.advance(state, rows, SEARCH_LIMIT)
-                group.extend(results[n] for n in emit)
-                del result, results
-                ahead = None
-                if not done and self.prefetch:
-                    ahead = pool.submit(self.search, native, keyset.query(state, prop, hi, SEARCH_LIMIT, props))
-                if not done and len(group) + SEARCH_LIMIT <= group_limit:
-                    continue
-                page = self._page(name, group, state, calls=calls)
-                group, calls = [], 0
-                if done:
-                    yield from self._finish(name, page, state)
-                    return
-                yield page
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, len(self.deal_associations)),
+                                    thread_name_prefix="hubspot-assoc") as pool:
+                self._assoc_pool = pool if self.prefetch else None
+                for emitted, state, done in searches:
+                    calls += 1
+                    group.extend(emitted)
+                    if not done and len(group) + SEARCH_LIMIT <= group_limit:
+                        continue
+                    page = self._page(name, group, state, calls=calls)
+                    group, calls = [], 0
+                    if done:
+                        yield from self._finish(name, page, state)
+                        return
+                    yield page
+        finally:
+            self._assoc_pool = None
+            close = getattr(searches, "close", None)
+            if close is not None:
+                close()
+
+    def _searches(self, native: str, state: keyset.KeysetState, prop: str, hi: int, props: list[str]
+                  ) -> Iterator[tuple[list[dict[str, Any]], keyset.KeysetState, bool]]:
+        """The keyset walk: (records to emit, state after the page, done) per search call."""
+        while True:
+            result = self.search(native, keyset.query(state, prop, hi, SEARCH_LIMIT, props))
+            results = result.get("results") or []
+            rows = [(_ms((r.get("properties") or {}).get(prop)) or 0, str(r["id"])) for r in results]
+            state, emit, done = keyset.advance(state, rows, SEARCH_LIMIT)
+            yield [results[n] for n in emit], state, done
+            if done:
+                return
 
     def _finish(self, name: str, page: Page, state: keyset.KeysetState) -> Iterator[Page]:
         extra = dict(state.extra)
@@ -324,8 +339,13 @@ class HubSpotConnector:
                 targets = found.get(rec.source_id) or []
                 setattr(rec, "deal_id", str(targets[0]["toObjectId"]) if targets else None)  # noqa: B010
             return calls
-        for other in self.deal_associations:
-            found, n = self.associations("deals", other, ids)
+        pool = self._assoc_pool
+        if pool is not None and len(self.deal_associations) > 1:
+            futures = [pool.submit(self.associations, "deals", other, ids) for other in self.deal_associations]
+            answers = [f.result() for f in futures]
+        else:
+            answers = [self.associations("deals", other, ids) for other in self.deal_associations]
+        for other, (found, n) in zip(self.deal_associations, answers, strict=True):
             calls += n
             for rec in records:
                 targets = found.get(rec.source_id) or []
