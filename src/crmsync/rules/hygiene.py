@@ -64,6 +64,7 @@ class CompiledHygieneRule:
         self._field_getters = tuple((f.path, f.getter) for f in refs)
         self.stage_names = frozenset(s.strip().lower() for s in spec.stages)
         self.days = spec.days
+        self._max_days_text = f" days in stage (max {self.days:g})" if self.days is not None else ""
         self.tolerance = float(spec.tolerance)
         self._ot = ot.value
         self._id_field = f"{ot.value}_id"
@@ -188,12 +189,13 @@ class CompiledHygieneRule:
         days = (ctx.now - since).total_seconds() / 86400.0
         if days <= self.days:
             return None
-        return f"{r.stage_id or '-'}", f"{days:.0f} days in stage (max {self.days:g})" + self._in_stage(r, ctx)
+        return f"{r.stage_id or '-'}", f"{days:.0f}" + self._max_days_text + self._in_stage(r, ctx)
 
     def _check_close_date_past(self, r: Any, ctx: Any) -> tuple[str, str] | None:
         if r.is_closed or r.close_date is None or r.close_date >= ctx.today:
             return None
-        return f"{r.close_date.isoformat()}", f"open deal with close date {r.close_date.isoformat()} in the past"
+        day = r.close_date.isoformat()
+        return day, f"open deal with close date {day} in the past"
 
     def _check_missing_amount(self, r: Any, ctx: Any) -> tuple[str, str] | None:
         if r.amount is not None and r.amount != 0:
@@ -239,7 +241,8 @@ class CompiledHygieneRule:
         if days <= self.days:
             return None
         label = "last activity" if r.last_activity_at else "created, no activity since"
-        return f"{last.date().isoformat()}", f"no activity for {days:.0f} days ({label} {last.date().isoformat()})"
+        day = last.date().isoformat()
+        return day, f"no activity for {days:.0f} days ({label} {day})"
 
     def _check_probability_mismatch(self, r: Any, ctx: Any) -> tuple[str, str] | None:
         if r.probability is None:

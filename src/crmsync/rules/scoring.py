@@ -106,6 +106,7 @@ class CompiledScoringModel:
         )
         self._ot = ot.value
         self._key_prefix = f"score:{self.name}:"
+        self._heads: dict[tuple[float, float, float], str] = {}
         self.rule_count = sum(len(g.rules) for g in groups)
         self.decay_ref: FieldRef | None = None
         self.decay_steps: tuple[tuple[float, float], ...] = ()
@@ -217,7 +218,7 @@ class CompiledScoringModel:
             return
         fit, engagement, factor, days, total, grade, lifecycle, matched, capped = self._compute(record, ctx)
         fields: dict[str, Any] = {}
-        score = Decimal(total)
+        score = _decimal(total)
         if not _num_equal(self._score_get(record, ctx), score):
             fields[self.score_ref.path] = score
         if self.grade_ref is not None and self.grade_ref.getter(record, ctx) != grade:
@@ -253,6 +254,19 @@ class CompiledScoringModel:
             )
         )
 
+    def _head(self, fit: float, engagement: float, factor: float) -> str:
+        """``fit F + engagement E`` (and `` x decay D (last activity ``), memoised per triple of
+        non-zero values (few distinct ones occur; 0.0 and -0.0 would share a key but print apart)."""
+        key = (fit, engagement, factor)
+        text = self._heads.get(key)
+        if text is None:
+            text = f"fit {_g(fit)} + engagement {_g(engagement)}"
+            if self.decay_ref is not None:
+                text += f" x decay {_g(factor)} (last activity "
+            if fit and engagement and factor and len(self._heads) < 4096:
+                self._heads[key] = text
+        return text
+
     def reason(self, res: ScoreResult) -> str:
         return self._reason(res.fit, res.engagement, res.decay_factor, res.days_since_activity, res.total, res.grade,
                             res.lifecycle, res.matched, res.capped, res.probability)
@@ -271,10 +285,9 @@ class CompiledScoringModel:
         probability: float | None,
     ) -> str:
         hits = ", ".join([label for g, label in matched if g != "lifecycle"]) or "no rule matched"
-        text = f"fit {_g(fit)} + engagement {_g(engagement)}"
+        text = self._head(fit, engagement, factor)
         if self.decay_ref is not None:
-            since = "never" if days is None else f"{days:.0f}d"
-            text += f" x decay {_g(factor)} (last activity {since})"
+            text += ("never" if days is None else f"{days:.0f}d") + ")"
         text += f" = {total} [{hits}]"
         if capped:
             text += f" capped: {', '.join(capped)}"
@@ -317,6 +330,17 @@ class CompiledScoringModel:
 
 
 _FLOAT_TEXT: dict[float, str] = {}
+_DECIMALS: dict[int, Decimal] = {}
+
+
+def _decimal(n: int) -> Decimal:
+    """``Decimal(n)``, shared for the few totals that occur (Decimals are immutable)."""
+    d = _DECIMALS.get(n)
+    if d is None:
+        d = Decimal(n)
+        if len(_DECIMALS) < 4096:
+            _DECIMALS[n] = d
+    return d
 
 
 def _g(x: float) -> str:
