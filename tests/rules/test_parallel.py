@@ -150,8 +150,11 @@ def test_small_inputs_stay_in_this_process(population: Any, monkeypatch: pytest.
 def test_automatic_split_needs_a_free_core(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(parallel.WORKERS_ENV, raising=False)
     monkeypatch.setattr(parallel, "available_cores", lambda: 2)
-    monkeypatch.setattr(os, "getloadavg", lambda: (1.1, 1.0, 1.0))  # this process alone
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.6, 1.0, 1.0))  # this process alone
     assert parallel.should_split(10**6, None)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 1.0, 1.0))  # someone else busy too
+    assert not parallel.should_split(10**6, None)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.6, 1.0, 1.0))
     assert not parallel.should_split(parallel.PARALLEL_MIN_RECORDS - 1, None)
     monkeypatch.setattr(os, "getloadavg", lambda: (3.2, 3.0, 3.0))  # both cores busy
     assert not parallel.should_split(10**6, None)
