@@ -178,13 +178,14 @@ class HubSpotConnector:
         # Objects with associations gather search pages up to one association batch (1,000 ids:
         # 5 searches, then one batch read per associated type, the types read side by side)
         # before a Page is handed over; the cursor is the keyset state after the last search of
-        # the group. The keyset searches run ahead in their own thread (up to one group), so the
-        # next group is being searched while this one's associations are read and it is stored.
+        # the group. The keyset searches run ahead in their own thread, so the next searches run
+        # while this group's associations are read and it is stored.
         group_limit = self.assoc_batch if name in ("deals", "line_items") else SEARCH_LIMIT
         searches: Iterator[tuple[list[dict[str, Any]], keyset.KeysetState, bool]]
         searches = self._searches(native, state, prop, hi, props)
         if self.prefetch:
-            searches = ReadAhead(searches, depth=max(1, group_limit // SEARCH_LIMIT), name="hubspot-search")
+            # one search queued (plus the one in flight): an interrupted pull wastes at most two
+            searches = ReadAhead(searches, depth=1, name="hubspot-search")
         group: list[dict[str, Any]] = []
         calls = 0
         try:
