@@ -4,10 +4,11 @@ incremental cycle over 1,000 changed deals, with the example rule set in config/
     python bench/bench_rules.py [--deals 1000000] [--changed 1000] [--rules-dir config/rules]
                                 [--workers auto|1|2] [--warm]
 
-``--workers``: auto (the engine's choice: two processes for large inputs when two cores exist),
-1 (sequential loop) or 2 (always split). ``--warm`` also times a second full run that knows the
+``--workers``: auto (the engine's default: the sequential loop unless CRMSYNC_RULES_WORKERS asks
+for the two-process split), 1 (sequential loop) or 2 (split: a forked worker evaluates scoring and
+hygiene for half of the deals). ``--warm`` also times a second full run that knows the
 first run's decision keys (as the runner passes the decision log's keys), which skips them.
-The machine's load average is printed first: the split only helps when a core is free.
+The machine's load average is printed first: the split only helps when the other core is idle.
 
 Prints figures; it asserts nothing about time.
 """

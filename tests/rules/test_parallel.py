@@ -137,31 +137,29 @@ def test_small_inputs_stay_in_this_process(population: Any, monkeypatch: pytest.
     def no_fork() -> int:
         raise AssertionError("forked for a small input")
 
+    monkeypatch.setenv(parallel.WORKERS_ENV, "2")
     assert not parallel.should_split(5_000, None)
+    assert parallel.should_split(10**6, None)
     assert not parallel.should_split(10**6, 1)
     assert parallel.should_split(10, 2)
     monkeypatch.setattr(os, "fork", no_fork)
     ctx = _ctx(b)
     assert evaluate(rs, records[:5_000], ctx)  # automatic: sequential, no fork
+
+
+def test_the_split_is_opt_in_and_auto_needs_an_idle_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(parallel.WORKERS_ENV, raising=False)
+    assert not parallel.should_split(10**6, None)  # default: sequential
     monkeypatch.setenv(parallel.WORKERS_ENV, "1")
     assert not parallel.should_split(10**6, None)
-
-
-def test_automatic_split_needs_a_free_core(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(parallel.WORKERS_ENV, raising=False)
+    monkeypatch.setenv(parallel.WORKERS_ENV, "auto")
     monkeypatch.setattr(parallel, "available_cores", lambda: 2)
     monkeypatch.setattr(os, "getloadavg", lambda: (0.6, 1.0, 1.0))  # this process alone
     assert parallel.should_split(10**6, None)
+    assert not parallel.should_split(parallel.PARALLEL_MIN_RECORDS - 1, None)
     monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 1.0, 1.0))  # someone else busy too
     assert not parallel.should_split(10**6, None)
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.6, 1.0, 1.0))
-    assert not parallel.should_split(parallel.PARALLEL_MIN_RECORDS - 1, None)
-    monkeypatch.setattr(os, "getloadavg", lambda: (3.2, 3.0, 3.0))  # both cores busy
-    assert not parallel.should_split(10**6, None)
     assert parallel.should_split(10**6, 2)  # asked for explicitly
-    monkeypatch.setenv(parallel.WORKERS_ENV, "2")
-    assert parallel.should_split(10**6, None)
-    monkeypatch.delenv(parallel.WORKERS_ENV)
     monkeypatch.setattr(parallel, "available_cores", lambda: 1)
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     assert not parallel.should_split(10**6, None)

@@ -6,8 +6,8 @@ the records that changed since the last cycle (their previous versions in ``ctx.
 ``changed`` conditions and stage-move checks) and skips decisions already made (``ctx.known_keys``).
 The only mutable inputs are the context's routing state and open counts, which routing advances.
 
-Large inputs (a full re-evaluation) can be split across two processes (``crmsync.rules.parallel``)
-when a second core is idle: scoring and hygiene read only the record and the context, so a forked
+Large inputs (a full re-evaluation) can be split across two processes (``crmsync.rules.parallel``,
+opt-in: ``workers=2`` or ``CRMSYNC_RULES_WORKERS``): scoring and hygiene read only the record and the context, so a forked
 worker evaluates them for the second half of the records while this process does the first half
 and all routing, handoff and renewal (they advance durable state, in record order). The result is
 the same list, in the same order, as the sequential loop.
@@ -150,10 +150,10 @@ def evaluate(
 ) -> list[Decision]:
     """Every decision the rule set makes for ``records`` (deals and leads; others are ignored).
 
-    ``workers``: None decides by size and load (a second process for sequences of at least
-    ``parallel.PARALLEL_MIN_RECORDS`` records where ``fork`` exists and the other core is idle;
-    ``CRMSYNC_RULES_WORKERS`` overrides), 1 forces the sequential loop, 2 forces the split for
-    any sequence. Either way the decisions are the same, in the
+    ``workers``: None follows ``CRMSYNC_RULES_WORKERS`` (unset: the sequential loop; 2 or
+    ``auto``: a second process for sequences of at least ``parallel.PARALLEL_MIN_RECORDS``
+    records, ``auto`` only when the other core is idle), 1 forces the sequential loop, 2 forces
+    the split for any sequence (where ``fork`` exists). Either way the decisions are the same, in the
     same order.
 
     For large inputs the cyclic garbage collector is paused while evaluating: a full
