@@ -64,7 +64,10 @@ def scenario(base_url: str, edit: Any = None) -> dict[str, Any]:
     """Owners, stages, a deals pass (search + associations + archived), then three kinds of push."""
     conn = ConnectionSettings(name="hs", kind="hubspot", base_url=base_url,
                               credentials={"access_token": SecretStr(SANDBOX_TOKEN)},
-                              options={"max_attempts": 1, "search_per_second": 1000, "lookback_seconds": 0})
+                              # prefetch off: one request at a time, so the recording is complete and
+                              # ordered (vcrpy does not record concurrent requests reliably)
+                              options={"max_attempts": 1, "search_per_second": 1000, "lookback_seconds": 0,
+                                       "prefetch": False})
     connector = HubSpotConnector(conn)
     owners = [r for p in connector.pull("owners", None) for r in p.records]
     stages = [r for p in connector.pull("stages", None) for r in p.records]

@@ -250,11 +250,20 @@ class SandboxMiddleware:
             await self.app(scope, receive, send)
             return
         route = self.hooks.route_of(method, path)
-        status_holder = {"status": 0}
+        status_holder = {"status": 0, "logged": False}
+        auth = "public"
+
+        def record(status: int) -> None:
+            # Logged when the response starts, before the client can see it, so a caller that reads
+            # the counters right after its own request always finds that request counted.
+            if not status_holder["logged"]:
+                status_holder["logged"] = True
+                self.log.add(route, LoggedRequest(time.time(), method, path, status, auth))
 
         async def counting_send(message: Any) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
+                record(message["status"])
                 extra = self.hooks.limit_headers(self.limiter)
                 if extra:
                     headers = list(message.get("headers", []))
@@ -262,7 +271,6 @@ class SandboxMiddleware:
                     message["headers"] = headers
             await send(message)
 
-        auth = "public"
         try:
             if self.knobs.latency_ms:
                 await asyncio.sleep(self.knobs.latency_ms / 1000)
@@ -286,7 +294,7 @@ class SandboxMiddleware:
                 return
             await self.app(scope, receive, counting_send)
         finally:
-            self.log.add(route, LoggedRequest(time.time(), method, path, status_holder["status"], auth))
+            record(int(status_holder["status"]))  # a request that never started a response
 
     def _pick_fault(self, method: str, path: str) -> FaultRule | None:
         for rule in self.knobs.faults:
