@@ -36,14 +36,13 @@ import yaml
 from sqlalchemy import select
 
 from crmsync.connectors import build_connector
+from crmsync.sandbox.runner import DEAL_NAME_FIELD, DEAL_OBJECT
 from crmsync.settings import ConnectionSettings
 from crmsync.store import Store
 from crmsync.store.tables import record_table
 from crmsync.sync.engine import SyncEngine
 
 LARGEST_PAGE = {"salesforce": 50_000, "hubspot": 200, "pipedrive": 500}  # Bulk 2.0 results page; search; v2 list
-DEAL_OBJECT = {"salesforce": "Opportunity", "hubspot": "deals", "pipedrive": "deals"}
-NAME_FIELD = {"salesforce": "Name", "hubspot": "dealname", "pipedrive": "title"}
 BENCH_OPTIONS: dict[str, dict[str, Any]] = {
     "salesforce": {"bulk_threshold": 100_000, "bulk_page_size": 50_000, "bulk_poll_seconds": 0.2},
     "hubspot": {"backfill_via": "search", "search_per_second": 1000},
@@ -134,7 +133,7 @@ def bench_crm(crm: str, deals: int, seed: int, changes: int) -> dict[str, Any]:
             with httpx.Client(verify=verify, timeout=60) as client:
                 for n, deal_id in enumerate(ids):
                     client.patch(f"{conn.base_url}/_sandbox/objects/{DEAL_OBJECT[crm]}/{deal_id}",
-                                 json={NAME_FIELD[crm]: f"bench edit {n}"}).raise_for_status()
+                                 json={DEAL_NAME_FIELD[crm]: f"bench edit {n}"}).raise_for_status()
             before_inc = sandbox_calls(str(conn.base_url), verify)
             incremental = engine.run("deals", mode="sync")
             inc_calls = sandbox_calls(str(conn.base_url), verify) - before_inc

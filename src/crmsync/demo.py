@@ -21,13 +21,11 @@ from rich.table import Table
 
 from crmsync.logging import configure_logging
 from crmsync.model import ObjectType
-from crmsync.sandbox.runner import CONNECTION_NAMES, CRM_OBJECTS, SandboxHandle, start_sandbox
+from crmsync.sandbox.runner import CONNECTION_NAMES, CRM_OBJECTS, DEAL_OBJECT, SandboxHandle, start_sandbox
 from crmsync.settings import Settings, load_settings
 from crmsync.store import Store
 from crmsync.sync.engine import OBJECT_TYPES, ObjectResult
 from crmsync.sync.runner import open_engine
-
-TRUTH_OBJECTS = {"salesforce": "Opportunity", "hubspot": "deals", "pipedrive": "deals"}
 
 
 def run_demo(console: Console, *, deals: int, seed: int, store_url: str, workdir: Path) -> int:
@@ -89,7 +87,7 @@ def _sync_all(console: Console, settings: Settings, store: Store, handle: Sandbo
     truth = Table(title="store vs sandbox truth (live deals)")
     for col in ("connection", "sandbox", "store", "equal"):
         truth.add_column(col)
-    for system, native in TRUTH_OBJECTS.items():
+    for system, native in DEAL_OBJECT.items():
         name = CONNECTION_NAMES[system]
         source_ids = {str(r.get("Id") or r.get("id")) for r in handle.sims[system].truth(native)}
         stored = store.source_ids(ObjectType.DEAL, name)

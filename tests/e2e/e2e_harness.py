@@ -13,7 +13,7 @@ from typing import Any
 
 from crmsync.model import Deal, ObjectType
 from crmsync.sandbox.core import LocalCA, SandboxServer, Simulator
-from crmsync.sandbox.runner import sandbox_credentials
+from crmsync.sandbox.runner import DEAL_NAME_FIELD, DEAL_OBJECT, sandbox_credentials
 from crmsync.sandbox.world import World
 from crmsync.settings import ConnectionSettings
 from crmsync.store import Store
@@ -26,8 +26,6 @@ PAGE_OPTIONS: dict[str, dict[str, Any]] = {
     "hubspot": {"page_size": 100, "lookback_seconds": 5, "max_wait_seconds": 0.5},
     "pipedrive": {"page_limit": 100, "lookback_seconds": 5, "max_wait_s": 2},
 }
-TRUTH_OBJECT = {"salesforce": "Opportunity", "hubspot": "deals", "pipedrive": "deals"}
-NAME_FIELD = {"salesforce": "Name", "hubspot": "dealname", "pipedrive": "title"}
 
 
 @dataclass
@@ -49,18 +47,18 @@ class CrmUnderTest:
 
     @property
     def deal_object(self) -> str:
-        return TRUTH_OBJECT[self.kind]
+        return DEAL_OBJECT[self.kind]
 
     def truth(self) -> dict[str, str | None]:
         """Live deals in the CRM: id -> name."""
         out: dict[str, str | None] = {}
         for row in self.sim.truth(self.deal_object):
             props = row.get("properties", row)
-            out[str(row.get("Id") or row.get("id"))] = props.get(NAME_FIELD[self.kind])
+            out[str(row.get("Id") or row.get("id"))] = props.get(DEAL_NAME_FIELD[self.kind])
         return out
 
     def edit_name(self, deal_id: str, name: str) -> None:
-        field = NAME_FIELD[self.kind]
+        field = DEAL_NAME_FIELD[self.kind]
         self.sim.edit(self.deal_object, deal_id, {field: name})
 
     def new_deal(self, name: str) -> str:

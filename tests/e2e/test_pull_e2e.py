@@ -27,6 +27,7 @@ from crmsync.connectors import build_connector
 from crmsync.connectors.base import Page
 from crmsync.model import ObjectType
 from crmsync.sandbox.core import FaultRule
+from crmsync.sandbox.runner import DEAL_NAME_FIELD
 from crmsync.store import Store
 from crmsync.sync.engine import ObjectResult, SyncEngine, backfill_cursor_name
 
@@ -55,7 +56,7 @@ def test_backfill_then_incremental_equals_truth(store: Store, crm: CrmUnderTest)
 def test_five_thousand_deals_with_one_timestamp(store: Store, crm: CrmUnderTest) -> None:
     engine = engine_for(store, crm)
     assert engine.backfill("deals").status == "ok"
-    field = {"salesforce": "Name", "hubspot": "dealname", "pipedrive": "title"}[crm.kind]
+    field = DEAL_NAME_FIELD[crm.kind]
     rows: list[dict[str, Any]] = []
     for n in range(5000):
         row: dict[str, Any] = {field: f"Imported {n}"}

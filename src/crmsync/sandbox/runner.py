@@ -24,6 +24,9 @@ from crmsync.settings import ConnectionSettings
 SYSTEMS = ("salesforce", "hubspot", "pipedrive", "meteroid")
 CONNECTION_NAMES = {"salesforce": "sandbox-sf", "hubspot": "sandbox-hs", "pipedrive": "sandbox-pd",
                     "meteroid": "sandbox-billing"}
+# Each CRM's native name for a deal and its name field (the user handle and truth use native names).
+DEAL_OBJECT = {"salesforce": "Opportunity", "hubspot": "deals", "pipedrive": "deals"}
+DEAL_NAME_FIELD = {"salesforce": "Name", "hubspot": "dealname", "pipedrive": "title"}
 CRM_OBJECTS = {
     "salesforce": ["owners", "stages", "products", "price_book_entries", "accounts", "contacts", "leads", "deals",
                    "line_items"],
