@@ -113,24 +113,30 @@ def test_search_lag_is_caught_up_not_skipped(hs: HubSpotConnector, sim: HubSpotS
     sim.edit("deals", "9", {"dealname": "renamed while search lags"})
     early, _, cursor = drain(hs.pull("deals", cursor))
     assert "9" not in early
-    time.sleep(0.7)
+    sim.clock.advance(0.7)  # the simulated clock passes the lag
     late, _, cursor = drain(hs.pull("deals", cursor))
     assert late["9"].name == "renamed while search lags"
 
 
-def test_lookback_rereads_recent_window_but_not_a_big_tie(server: SandboxServer, sim: HubSpotSimulator) -> None:
+def test_settle_window_rereads_open_stamps_then_stops(server: SandboxServer, sim: HubSpotSimulator) -> None:
+    """settle_seconds (older name lookback_seconds) is how late a change may show up in search.
+    While the stamps a pull read are inside it, the next pull reads them again (a record that
+    shows up late with one of those stamps is caught); once they are settled, it reads nothing old."""
     hs = make(server, lookback_seconds=3600)
     ids = set(sim.bulk_import("deals", [{"dealname": f"Bulk {n}", "dealstage": "demo"} for n in range(450)]))
     _, _, cursor = drain(hs.pull("deals", None))
+    assert cursor["open_ms"] <= cursor["ts"]  # the bulk import's stamp was open when read
     sim.edit("deals", "3", {"amount": "1"})
-    time.sleep(0.002)
+    sim.clock.advance(0.002)
     again, _, cursor = drain(hs.pull("deals", cursor))
-    assert "3" in again and not ids & set(again)  # the 450 sharing one timestamp are not re-read
-    recent = {t["id"] for t in sim.truth("deals")
-              if t["properties"]["hs_lastmodifieddate"] >= cursor_iso(cursor["ts"] - 3_600_000)}
-    assert set(again) <= recent | {"3"}
+    assert "3" in again and ids <= set(again)  # the open stamps are read again, the tie included
+    sim.clock.advance(3601)  # the simulated hour passes: everything read is settled now
+    drain(hs.pull("deals", cursor))  # this read sees them settled ...
+    _, _, cursor = drain(hs.pull("deals", cursor))
+    assert "open_ms" not in cursor
+    sim.edit("deals", "4", {"amount": "2"})
     quiet, _, _ = drain(hs.pull("deals", cursor))
-    assert "3" in quiet  # the lookback reads the last hour again (idempotent upserts downstream)
+    assert set(quiet) == {"4"}  # ... so the next pull reads only what changed
 
 
 def cursor_iso(ms: int) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import email.utils
 import random
 import re
 import socket
@@ -29,6 +30,8 @@ import uvicorn
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from crmsync.sandbox.clock import SimClock
 
 FaultKind = Literal["429", "500", "503", "timeout", "truncate"]
 
@@ -74,6 +77,50 @@ class Knobs:
                 setattr(self, key, value)
             else:
                 raise KeyError(f"unknown knob {key!r}")
+
+
+@dataclass
+class ScriptStep:
+    """Run ``action`` when the ``nth`` answer to a request matching ``route`` (a regex over
+    ``"METHOD /path"``) is about to be sent: the client cannot see that answer, nor send its next
+    request on that connection, before the action has run. Tests use it to edit records or move
+    the clock between two pages of one pull."""
+
+    route: str
+    nth: int
+    action: Callable[[], None]
+    seen: int = 0
+    done: bool = False
+
+
+class ResponseScript:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.steps: list[ScriptStep] = []
+
+    def after(self, route: str, nth: int, action: Callable[[], None]) -> ScriptStep:
+        step = ScriptStep(route, nth, action)
+        with self._lock:
+            self.steps.append(step)
+        return step
+
+    def clear(self) -> None:
+        with self._lock:
+            self.steps.clear()
+
+    def due(self, method: str, path: str) -> list[ScriptStep]:
+        if not self.steps:
+            return []
+        target = f"{method} {path}"
+        ready: list[ScriptStep] = []
+        with self._lock:
+            for step in self.steps:
+                if not step.done and re.search(step.route, target):
+                    step.seen += 1
+                    if step.seen >= step.nth:
+                        step.done = True
+                        ready.append(step)
+        return ready
 
 
 class RateLimiter:
@@ -232,12 +279,14 @@ class SandboxMiddleware:
     """Counting, latency, faults, auth and rate limits in front of a simulator's routes."""
 
     def __init__(self, app: ASGIApp, hooks: SimulatorHooks, knobs: Knobs, limiter: RateLimiter,
-                 log: RequestLog) -> None:
+                 log: RequestLog, clock: SimClock | None = None, script: ResponseScript | None = None) -> None:
         self.app = app
         self.hooks = hooks
         self.knobs = knobs
         self.limiter = limiter
         self.log = log
+        self.clock = clock or SimClock()
+        self.script = script or ResponseScript()
         self._rng = random.Random(knobs.seed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -263,12 +312,17 @@ class SandboxMiddleware:
         async def counting_send(message: Any) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
+                headers = [h for h in message.get("headers", []) if h[0].lower() != b"date"]
+                # ``Date`` from the simulated clock (uvicorn's own is off): clients learn the
+                # server's time from it, as they do from a real CRM.
+                headers.append((b"date", email.utils.formatdate(self.clock.time(), usegmt=True).encode()))
+                for step in self.script.due(method, path):
+                    step.action()  # after this answer was made, before the client can see it
                 record(message["status"])
                 extra = self.hooks.limit_headers(self.limiter)
                 if extra:
-                    headers = list(message.get("headers", []))
                     headers.extend((k.lower().encode(), v.encode()) for k, v in extra.items())
-                    message["headers"] = headers
+                message["headers"] = headers
             await send(message)
 
         try:
@@ -358,7 +412,7 @@ class SandboxServer:
         self.name = name
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False,
-            lifespan="off", timeout_keep_alive=30,
+            lifespan="off", timeout_keep_alive=30, date_header=False,
             ssl_certfile=str(tls.cert_path) if tls else None,
             ssl_keyfile=str(tls.key_path) if tls else None,
         )
@@ -414,6 +468,8 @@ class Simulator:
         self.limiter = RateLimiter(self.knobs)
         self.log = RequestLog()
         self.lock = _threading.RLock()
+        self.clock = SimClock()
+        self.script = ResponseScript()
 
     # --- the user handle -------------------------------------------------------------------
     def create(self, object_name: str, fields: dict[str, Any]) -> str:
@@ -445,7 +501,7 @@ class Simulator:
         from starlette.applications import Starlette
 
         app = Starlette(routes=[*control_routes(self), *self.api_routes()])
-        return SandboxMiddleware(app, self.hooks, self.knobs, self.limiter, self.log)
+        return SandboxMiddleware(app, self.hooks, self.knobs, self.limiter, self.log, self.clock, self.script)
 
 
 def control_routes(sim: Simulator) -> list[Any]:
