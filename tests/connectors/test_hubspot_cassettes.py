@@ -66,7 +66,7 @@ def scenario(base_url: str, edit: Any = None) -> dict[str, Any]:
                               credentials={"access_token": SecretStr(SANDBOX_TOKEN)},
                               # prefetch off: one request at a time, so the recording is complete and
                               # ordered (vcrpy does not record concurrent requests reliably)
-                              options={"max_attempts": 1, "search_per_second": 1000, "lookback_seconds": 0,
+                              options={"max_attempts": 1, "search_per_second": 1000, "limits_raised": True, "lookback_seconds": 0,
                                        "prefetch": False})
     connector = HubSpotConnector(conn)
     owners = [r for p in connector.pull("owners", None) for r in p.records]

@@ -183,6 +183,36 @@ class RateLimiter:
 
 
 @dataclass
+class CapturedRequest:
+    """One request as the client sent it (for checking clients against the official specs)."""
+
+    method: str
+    path: str
+    query: str  # the raw query string
+    headers: dict[str, str]
+    body: bytes
+
+
+class RequestCapture:
+    """When on, keeps every API request a simulator receives, body included (bounded)."""
+
+    def __init__(self, keep: int = 20_000) -> None:
+        self.on = False
+        self._lock = threading.Lock()
+        self.requests: deque[CapturedRequest] = deque(maxlen=keep)
+
+    def add(self, entry: CapturedRequest) -> None:
+        with self._lock:
+            self.requests.append(entry)
+
+    def take(self) -> list[CapturedRequest]:
+        with self._lock:
+            out = list(self.requests)
+            self.requests.clear()
+            return out
+
+
+@dataclass
 class LoggedRequest:
     at: float
     method: str
@@ -279,7 +309,8 @@ class SandboxMiddleware:
     """Counting, latency, faults, auth and rate limits in front of a simulator's routes."""
 
     def __init__(self, app: ASGIApp, hooks: SimulatorHooks, knobs: Knobs, limiter: RateLimiter,
-                 log: RequestLog, clock: SimClock | None = None, script: ResponseScript | None = None) -> None:
+                 log: RequestLog, clock: SimClock | None = None, script: ResponseScript | None = None,
+                 capture: RequestCapture | None = None) -> None:
         self.app = app
         self.hooks = hooks
         self.knobs = knobs
@@ -287,6 +318,7 @@ class SandboxMiddleware:
         self.log = log
         self.clock = clock or SimClock()
         self.script = script or ResponseScript()
+        self.capture = capture or RequestCapture()
         self._rng = random.Random(knobs.seed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -298,6 +330,9 @@ class SandboxMiddleware:
         if path.startswith("/_sandbox"):
             await self.app(scope, receive, send)
             return
+        if self.capture.on:
+            receive = await self._captured(scope, receive, method, path)
+            request = Request(scope, receive)
         route = self.hooks.route_of(method, path)
         status_holder = {"status": 0, "logged": False}
         auth = "public"
@@ -349,6 +384,29 @@ class SandboxMiddleware:
             await self.app(scope, receive, counting_send)
         finally:
             record(int(status_holder["status"]))  # a request that never started a response
+
+    async def _captured(self, scope: Scope, receive: Receive, method: str, path: str) -> Receive:
+        """Read the whole body, keep a copy of the request, and replay the body to the app."""
+        chunks: list[bytes] = []
+        more = True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = bool(message.get("more_body"))
+        body = b"".join(chunks)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        self.capture.add(CapturedRequest(method, path, scope.get("query_string", b"").decode("latin-1"),
+                                         headers, body))
+        sent = False
+
+        async def replay() -> Any:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return replay
 
     def _pick_fault(self, method: str, path: str) -> FaultRule | None:
         for rule in self.knobs.faults:
@@ -470,6 +528,7 @@ class Simulator:
         self.lock = _threading.RLock()
         self.clock = SimClock()
         self.script = ResponseScript()
+        self.capture = RequestCapture()
 
     # --- the user handle -------------------------------------------------------------------
     def create(self, object_name: str, fields: dict[str, Any]) -> str:
@@ -501,7 +560,8 @@ class Simulator:
         from starlette.applications import Starlette
 
         app = Starlette(routes=[*control_routes(self), *self.api_routes()])
-        return SandboxMiddleware(app, self.hooks, self.knobs, self.limiter, self.log, self.clock, self.script)
+        return SandboxMiddleware(app, self.hooks, self.knobs, self.limiter, self.log, self.clock, self.script,
+                                 self.capture)
 
 
 def control_routes(sim: Simulator) -> list[Any]:

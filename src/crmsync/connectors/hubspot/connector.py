@@ -23,6 +23,7 @@ from typing import Any
 from crmsync.connectors.base import FatalError, Page, PushItem, PushResult, Quarantined, Usage
 from crmsync.connectors.cursor import StampRule, settle_seconds
 from crmsync.connectors.hubspot import keyset
+from crmsync.connectors.hubspot.limits import search_rate
 from crmsync.connectors.hubspot.mapping import (
     EXTRA_PROPERTIES,
     MAPPINGS,
@@ -57,6 +58,11 @@ def _ms(value: str | None) -> int | None:
     return int(round(parsed.timestamp() * 1000))
 
 
+def flag(value: bool) -> str:
+    """A boolean query parameter as the spec spells it: the SDK would send Python's ``True``/``False``."""
+    return "true" if value else "false"
+
+
 class HubSpotConnector:
     kind = "hubspot"
 
@@ -69,7 +75,7 @@ class HubSpotConnector:
         self.usage = Usage()
         opts = conn.options
         self.transport = HubSpotTransport(conn.base_url, token, ca_bundle=conn.ca_bundle,
-                                          search_per_second=float(opts.get("search_per_second", 4)),
+                                          search_per_second=search_rate(opts, conn.name),
                                           max_attempts=int(opts.get("max_attempts", 6)), usage=self.usage)
         # hs_lastmodifieddate has ms; search shows a change only after its index lag (settle_seconds,
         # or the older name lookback_seconds, default 120)
@@ -272,7 +278,7 @@ class HubSpotConnector:
     def list_page(self, native: str, after: str | None, properties: list[str], *, archived: bool = False
                   ) -> dict[str, Any]:
         api = self._api(native, "basic_api")
-        kwargs: dict[str, Any] = {"limit": LIST_LIMIT, "properties": properties, "archived": archived}
+        kwargs: dict[str, Any] = {"limit": LIST_LIMIT, "properties": properties, "archived": flag(archived)}
         if after:
             kwargs["after"] = after
         if api is not None:
@@ -284,9 +290,9 @@ class HubSpotConnector:
         body = {"inputs": [{"id": i} for i in ids], "properties": properties, "propertiesWithHistory": []}
         api = self._api(native, "batch_api")
         if api is not None:
-            return dict(self.call(f"batch read {native}", api.read, body, archived=False, push=push) or {})
+            return dict(self.call(f"batch read {native}", api.read, body, archived=flag(False), push=push) or {})
         return dict(self.call(f"batch read {native}", self._api("objects", "batch_api").read, native, body,
-                              archived=False, push=push) or {})
+                              archived=flag(False), push=push) or {})
 
     def _backfill_by_list(self, name: str, state: keyset.KeysetState) -> Iterator[Page]:
         """List ids (short GET URLs) + batch read the wide property list (POST): no 414."""
@@ -390,7 +396,7 @@ class HubSpotConnector:
         for archived in (False, True):
             after: str | None = None
             while True:
-                kwargs: dict[str, Any] = {"limit": 100, "archived": archived}
+                kwargs: dict[str, Any] = {"limit": 100, "archived": flag(archived)}
                 if after:
                     kwargs["after"] = after
                 page = self.call("owners", self.crm.owners.owners_api.get_page, **kwargs) or {}
@@ -447,7 +453,9 @@ class HubSpotConnector:
             filters.append({"propertyName": prop, "operator": "GTE", "value": str(int(since.timestamp() * 1000))})
         if until is not None:
             filters.append({"propertyName": prop, "operator": "LTE", "value": str(int(until.timestamp() * 1000))})
-        body = {"filterGroups": [{"filters": filters}] if filters else [], "limit": 1, "properties": ["hs_object_id"]}
+        # every field the spec marks required (after, sorts) is sent, as the real API takes them
+        body = {"filterGroups": [{"filters": filters}] if filters else [], "sorts": [], "limit": 1, "after": "0",
+                "properties": ["hs_object_id"]}
         return int(self.search(NATIVE[name], body).get("total") or 0)
 
     def list_ids(self, object_name: str) -> Iterator[list[str]]:
