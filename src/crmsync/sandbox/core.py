@@ -33,7 +33,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from crmsync.sandbox.clock import SimClock
 
-FaultKind = Literal["429", "500", "503", "timeout", "truncate"]
+# drop_query: the request reaches the API without its query string, as behind a proxy or cache
+# that strips it (a list asked for archived or deleted records answers with live ones)
+FaultKind = Literal["429", "500", "503", "timeout", "truncate", "drop_query"]
 
 
 @dataclass
@@ -45,9 +47,12 @@ class FaultRule:
     probability: float = 1.0
     retry_after: float = 1.0
     method: str | None = None
+    query: str | None = None  # a regex the raw query string must match too
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, query: str = "") -> bool:
         if self.method and self.method.upper() != method.upper():
+            return False
+        if self.query is not None and re.search(self.query, query) is None:
             return False
         return re.search(self.path, path) is not None
 
@@ -377,8 +382,10 @@ class SandboxMiddleware:
                         retry = 1.0
                     await self.hooks.rate_limited(refused, float(retry))(scope, receive, counting_send)
                     return
-            fault = self._pick_fault(method, path)
-            if fault is not None:
+            fault = self._pick_fault(method, path, scope.get("query_string", b"").decode("latin-1"))
+            if fault is not None and fault.kind == "drop_query":
+                scope = {**scope, "query_string": b""}
+            elif fault is not None:
                 await self._inject(fault, scope, receive, counting_send)
                 return
             await self.app(scope, receive, counting_send)
@@ -408,9 +415,9 @@ class SandboxMiddleware:
 
         return replay
 
-    def _pick_fault(self, method: str, path: str) -> FaultRule | None:
+    def _pick_fault(self, method: str, path: str, query: str = "") -> FaultRule | None:
         for rule in self.knobs.faults:
-            if rule.matches(method, path) and self._rng.random() < rule.probability:
+            if rule.matches(method, path, query) and self._rng.random() < rule.probability:
                 return rule
         return None
 

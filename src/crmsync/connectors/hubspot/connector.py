@@ -58,6 +58,15 @@ def _ms(value: str | None) -> int | None:
     return int(round(parsed.timestamp() * 1000))
 
 
+def _only_archived(native: str, results: list[dict[str, Any]]) -> None:
+    """Trust but verify: an ``archived=true`` list must hold archived records only. Live ones mean
+    the flag was lost on the way (a proxy, an API change): marking them deleted would delete live data."""
+    live = [str(r.get("id")) for r in results if r.get("archived") is not True]
+    if live:
+        raise FatalError(f"hubspot {native}: the archived=true list returned {len(live)} records that are not "
+                         f"archived (ids {', '.join(live[:5])}); refusing to mark them deleted")
+
+
 def flag(value: bool) -> str:
     """A boolean query parameter as the spec spells it: the SDK would send Python's ``True``/``False``."""
     return "true" if value else "false"
@@ -266,6 +275,7 @@ class HubSpotConnector:
         while True:
             page = self.list_page(native, after, ["hs_object_id"], archived=True)
             calls += 1
+            _only_archived(native, page.get("results") or [])
             for obj in page.get("results") or []:
                 at = _ms(obj.get("archivedAt")) or 0
                 newest = max(newest, at)

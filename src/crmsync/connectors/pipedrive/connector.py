@@ -17,7 +17,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from crmsync.connectors.base import BudgetExhausted, Page, PushItem, PushResult, Quarantined, Usage
+from crmsync.connectors.base import (
+    BudgetExhausted,
+    FatalError,
+    Page,
+    PushItem,
+    PushResult,
+    Quarantined,
+    Usage,
+)
 from crmsync.connectors.cursor import StampRule, settle_seconds
 from crmsync.connectors.mapping import ObjectMapping, as_timestamp
 from crmsync.connectors.pipedrive.http import DEFAULT_BASE_URL, PipedriveHttp
@@ -46,6 +54,15 @@ def _epoch(value: str | None) -> int | None:
 
 def _rfc3339(epoch: int) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _only_deleted(object_name: str, rows: list[dict[str, Any]]) -> None:
+    """Trust but verify: a ``status=deleted`` page must hold deleted records only. Live ones mean the
+    filter was lost on the way (a proxy, an API change); the pass stops before anything is stored."""
+    live = [str(r.get("id")) for r in rows if not (r.get("is_deleted") is True or r.get("status") == "deleted")]
+    if live:
+        raise FatalError(f"pipedrive {object_name}: the status=deleted list returned {len(live)} records that "
+                         f"are not deleted (ids {', '.join(live[:5])}); refusing to treat them as deletions")
 
 
 class PipedriveConnector:
@@ -239,6 +256,8 @@ class PipedriveConnector:
         for n, phase in enumerate(phases):
             params = {"status": "deleted"} if phase == "deleted" else {}
             for rows, finished in self._pass(path, checkpoints[phase], params, override_since=override, until=upper):
+                if phase == "deleted":
+                    _only_deleted(object_name, rows)
                 records, bad = self._map(object_name, rows)
                 deleted = [r.source_id for r in records if r.deleted]
                 cursor = {p: c.to_dict() for p, c in checkpoints.items()}
