@@ -126,7 +126,7 @@ def test_cassette_holds_no_token_and_the_expected_shapes() -> None:
     assert ("GET", "/crm/v3/owners/") in calls
     archived = [dict(parse_qsl(urlsplit(r["uri"]).query)) for r in requests
                 if urlsplit(r["uri"]).path == "/crm/v3/objects/deals"]
-    assert archived and archived[0]["archived"].lower() == "true"  # the SDK sends Python's "True"
+    assert archived and archived[0]["archived"] == "true"  # as the spec spells booleans (not Python's "True")
     update = next(json.loads(r["body"]) for r in requests if r["uri"].endswith("/deals/batch/update"))
     assert [i["id"] for i in update["inputs"]] == ["3"]  # the conflicting deal 4 was never sent
     assert update["inputs"][0]["properties"] == {"dealstage": "proposal", "meddic_champion": "CFO"}
