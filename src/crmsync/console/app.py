@@ -92,8 +92,11 @@ def _environment() -> jinja2.Environment:
 
 
 def redirect(path: str, message: str | None = None) -> RedirectResponse:
-    target = path + (("&" if "?" in path else "?") + "msg=" + quote(message) if message else "")
-    return RedirectResponse(target, status_code=303)
+    """303 to ``path`` (which may end in ``#anchor``), with a message shown once."""
+    base, _, anchor = path.partition("#")
+    if message:
+        base += ("&" if "?" in base else "?") + "msg=" + quote(message)
+    return RedirectResponse(base + (f"#{anchor}" if anchor else ""), status_code=303)
 
 
 # ------------------------------------------------------------------------------------------- pages
