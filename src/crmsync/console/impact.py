@@ -82,7 +82,7 @@ def preview(store: Store, live: RuleSet, draft: RuleSet, *, connections: list[st
         record = by_key.get(key)
         if record is not None:
             report.examples.append({"record": key, "object": record.object_type.value,
-                                    "name": getattr(record, "name", None) or key,
+                                    "name": getattr(record, "name", None) or getattr(record, "email", None) or key,
                                     "rows": explain(draft, record, ctx)})
     return report
 
