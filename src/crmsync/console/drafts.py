@@ -85,6 +85,10 @@ class Workspace:
         self.live_dir = Path(live_dir)
         self.draft_dir = Path(draft_dir)
         self._lock = threading.RLock()
+        # compiled sets and test results of the live and draft directories, keyed by their files'
+        # (name, mtime, size): pages load the rules on every request, the files rarely change
+        self._loaded: dict[tuple[Any, ...], Loaded] = {}
+        self._tested: dict[tuple[Any, ...], tuple[list[CaseResult], list[RuleIssue]]] = {}
 
     # --- reading -------------------------------------------------------------------------
     def has_draft(self) -> bool:
@@ -113,11 +117,31 @@ class Workspace:
         path = self.working_dir() / self.file_name(kind)
         return yamledit.load(path.read_text(encoding="utf-8")) if path.exists() else yamledit.load("")
 
+    def _stamp(self, directory: Path, extra: str | None = None) -> tuple[Any, ...]:
+        parts: list[Any] = [str(directory)]
+        paths = [directory / n for n in rule_file_names(directory)]
+        if extra is not None:
+            root = directory / extra
+            paths += sorted(root.glob("*.y*ml")) if root.is_dir() else []
+        for path in paths:
+            st = path.stat()
+            parts.append((str(path), st.st_mtime_ns, st.st_size))
+        return tuple(parts)
+
     def load(self, directory: Path) -> Loaded:
+        cacheable = directory in (self.live_dir, self.draft_dir)
+        key = self._stamp(directory) if cacheable else ()
+        if cacheable and key in self._loaded:
+            return self._loaded[key]
         try:
-            return Loaded(load_rules(directory), [])
+            loaded = Loaded(load_rules(directory), [])
         except RuleFileError as exc:
-            return Loaded(None, self._as_live(exc.issues, directory))
+            loaded = Loaded(None, self._as_live(exc.issues, directory))
+        if cacheable:
+            if len(self._loaded) > 16:
+                self._loaded.clear()
+            self._loaded[key] = loaded
+        return loaded
 
     def live(self) -> Loaded:
         return self.load(self.live_dir)
@@ -130,10 +154,16 @@ class Workspace:
         tests_dir = self.live_dir / "tests"
         if not tests_dir.is_dir():
             return [], []
-        try:
-            return run_tests(rule_set, tests_dir), []
-        except RuleFileError as exc:
-            return [], list(exc.issues)
+        key = (rule_set.hash, *self._stamp(self.live_dir, "tests"))
+        if key not in self._tested:
+            try:
+                outcome: tuple[list[CaseResult], list[RuleIssue]] = (run_tests(rule_set, tests_dir), [])
+            except RuleFileError as exc:
+                outcome = ([], list(exc.issues))
+            if len(self._tested) > 16:
+                self._tested.clear()
+            self._tested[key] = outcome
+        return self._tested[key]
 
     def _as_live(self, issues: list[RuleIssue], directory: Path) -> list[RuleIssue]:
         """Issues found in a draft or a scratch copy name the live file the text will become."""

@@ -13,9 +13,11 @@ from typing import Any
 from sqlalchemy import or_, select
 
 from crmsync.model import ObjectType, Record, now_utc
+from crmsync.rules.context import RuleContext
 from crmsync.rules.explain import explain
 from crmsync.rules.loader import RuleSet
-from crmsync.rules.runner import build_context
+from crmsync.rules.runner import open_counts
+from crmsync.rules.state import StoreRoutingState
 from crmsync.store import Store
 from crmsync.store import tables as t
 from crmsync.store.repository import Decision, OutboxItem
@@ -71,13 +73,37 @@ def search(store: Store, connections: list[str], query: str, limit: int = 20) ->
     return hits[:limit]
 
 
+def record_context(store: Store, rule_set: RuleSet, record: Record) -> RuleContext:
+    """What explaining one record needs, without reading the whole store: the connection's owners
+    and stages; the deal's own account (a lead's account matching needs them all); open-deal
+    counts only when the record would be routed now and a pool routes by fewest open deals."""
+    conn = record.connection
+    owners = {(conn, o.source_id): o for o in store.iter_records(ObjectType.OWNER, connection=conn)}
+    stages = {(conn, s.source_id): s for s in store.iter_records(ObjectType.STAGE, connection=conn)}
+    accounts: dict[tuple[str, str], Any] = {}
+    account_id = getattr(record, "account_id", None)
+    if record.object_type is ObjectType.DEAL:
+        account = store.get(ObjectType.ACCOUNT, conn, account_id) if account_id else None
+        if account is not None:
+            accounts[(conn, account.source_id)] = account
+    else:
+        accounts = {(conn, a.source_id): a for a in store.iter_records(ObjectType.ACCOUNT, connection=conn)}
+    ctx = RuleContext(now=now_utc(), owners=owners, stages=stages, accounts=accounts,
+                      routing_state=StoreRoutingState(store))
+    router = rule_set.router
+    if router is not None and router.needs_routing(record, ctx) is not None and any(
+            p.strategy == "fewest_open" for p in router.pools.values()):
+        ctx.open_counts = {k: v for k, v in open_counts(store).items() if k[0] == conn}
+    return ctx
+
+
 def story(store: Store, rule_set: RuleSet | None, object_type: str, connection: str, source_id: str) -> RecordStory | None:
     record = store.get(ObjectType(object_type), connection, source_id)
     if record is None:
         return None
     sections: dict[str, list[dict[str, Any]]] = {}
     if rule_set is not None:
-        ctx = build_context(store, [connection], now=now_utc())
+        ctx = record_context(store, rule_set, record)
         for row in explain(rule_set, record, ctx):
             kind = str(row.get("kind", ""))
             section = "decisions now" if kind.startswith("decision:") else kind
