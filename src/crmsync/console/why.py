@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import or_, select
 
-from crmsync.model import ObjectType, Record, now_utc
+from crmsync.model import ObjectType, Owner, Record, Stage, now_utc
 from crmsync.rules.context import RuleContext
 from crmsync.rules.explain import explain
 from crmsync.rules.loader import RuleSet
@@ -78,8 +78,10 @@ def record_context(store: Store, rule_set: RuleSet, record: Record) -> RuleConte
     and stages; the deal's own account (a lead's account matching needs them all); open-deal
     counts only when the record would be routed now and a pool routes by fewest open deals."""
     conn = record.connection
-    owners = {(conn, o.source_id): o for o in store.iter_records(ObjectType.OWNER, connection=conn)}
-    stages = {(conn, s.source_id): s for s in store.iter_records(ObjectType.STAGE, connection=conn)}
+    owners = {(conn, o.source_id): o for o in store.iter_records(ObjectType.OWNER, connection=conn)
+              if isinstance(o, Owner)}
+    stages = {(conn, s.source_id): s for s in store.iter_records(ObjectType.STAGE, connection=conn)
+              if isinstance(s, Stage)}
     accounts: dict[tuple[str, str], Any] = {}
     account_id = getattr(record, "account_id", None)
     if record.object_type is ObjectType.DEAL:
