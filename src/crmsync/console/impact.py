@@ -43,15 +43,16 @@ class ImpactReport:
 
 
 def recent_records(store: Store, connections: list[str], since: dt.datetime, limit: int) -> tuple[list[Record], bool]:
-    """Per connection, so the (connection, modified_at) index serves the time bound."""
+    """The most recently modified leads and deals since ``since``, at most ``limit`` in all
+    (``True`` when more were left out)."""
     records: list[Record] = []
-    for object_type, connection in ((ot, c) for ot in (ObjectType.LEAD, ObjectType.DEAL) for c in connections):
-        for record in store.iter_records(object_type, connection=connection, modified_since=since):
-            if record.deleted:
-                continue
-            if len(records) >= limit:
+    for object_type in (ObjectType.LEAD, ObjectType.DEAL):
+        for connection in connections:
+            room = limit - len(records)
+            batch = store.recent_records(object_type, connection, since, room + 1) if room >= 0 else []
+            records.extend(batch[:max(room, 0)])
+            if len(batch) > room:
                 return records, True
-            records.append(record)
     return records, False
 
 

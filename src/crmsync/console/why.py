@@ -63,8 +63,9 @@ def search(store: Store, connections: list[str], query: str, limit: int = 20) ->
         with store.engine.connect() as conn:
             rows = list(conn.execute(select(c.connection, c.source_id, label, c.owner_id)
                                      .where(c.source_id == query, c.connection.in_(connections), ~c.deleted)))
-            rows += conn.execute(select(c.connection, c.source_id, label, c.owner_id)
-                                 .where(matches, ~c.deleted).limit(limit)).all()
+            if not rows:  # an id found is the answer; otherwise the text is a name (a scan, bounded by limit)
+                rows += conn.execute(select(c.connection, c.source_id, label, c.owner_id)
+                                     .where(matches, ~c.deleted).limit(limit)).all()
         for connection, source_id, name, owner in rows:
             key = (object_type.value, connection, source_id)
             if key not in seen:
