@@ -52,6 +52,7 @@ class Console:
     workspace: drafts.Workspace
     backfills: operations.Backfills
     throttle: accounts.LoginThrottle = field(default_factory=accounts.LoginThrottle)
+    open_counts: impact.OpenCounts = field(default_factory=impact.OpenCounts)
     env: jinja2.Environment = field(default_factory=lambda: _environment())
 
     @property
@@ -250,7 +251,8 @@ def build_routes(c: Console) -> list[Any]:
             days, error = 30, f"days: expected a whole number of days from 1 to 365, got {raw!r}"
         report = None
         if error is None and live.rule_set and draft.rule_set:
-            report = impact.preview(store, live.rule_set, draft.rule_set, connections=c.connections, days=days)
+            report = impact.preview(store, live.rule_set, draft.rule_set, connections=c.connections, days=days,
+                                    counts=c.open_counts)
         return c.render(req, "impact.html", status=400 if error else 200, report=report, days=days, error=error,
                         live=live, draft=draft)
 

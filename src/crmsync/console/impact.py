@@ -1,7 +1,7 @@
 """Impact preview of a draft: what it would decide differently from the live set over recent records.
 
-Both sets are evaluated over the same records (deals and leads modified in the last N days, at most
-``limit`` of them) with routing on copies of the durable state, as ``rules simulate`` and
+Both sets are evaluated over the same records (the most recent leads and deals modified in the
+last N days, at most ``limit`` of them) with routing on copies of the durable state, as ``rules simulate`` and
 ``rules diff`` do; nothing is written. The report has the changed decisions, assignments per rep
 before and after, each weighted pool's shares against its weights, and a few changed records with
 their full explanation under the draft.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from crmsync.rules.context import RuleContext
 from crmsync.rules.diff import diff_decision_lists, diff_rule_sets
 from crmsync.rules.explain import explain
 from crmsync.rules.loader import RuleSet
-from crmsync.rules.runner import build_context
+from crmsync.rules.runner import build_context, open_counts
 from crmsync.rules.simulate import SimulationReport, simulate
 from crmsync.store import Store
 
@@ -63,11 +64,34 @@ def owner_label(owners: Mapping[tuple[str, str], Owner], owner_id: str) -> str:
     return owner_id
 
 
-def preview(store: Store, live: RuleSet, draft: RuleSet, *, connections: list[str], days: int, limit: int = 5000,
-            now: dt.datetime | None = None) -> ImpactReport:
+class OpenCounts:
+    """Open deals per (connection, owner) for fewest-open pools, counted at most once per ``ttl``:
+    counting is a scan of the deals (seconds at a million), and a preview can live with counts a
+    minute old."""
+
+    def __init__(self, ttl: float = 120.0) -> None:
+        self.ttl = ttl
+        self._value: dict[tuple[str, str], int] | None = None
+        self._at = 0.0
+
+    def get(self, store: Store) -> dict[tuple[str, str], int]:
+        if self._value is None or time.monotonic() - self._at > self.ttl:
+            self._value, self._at = open_counts(store), time.monotonic()
+        return self._value
+
+
+def _fewest_open(*rule_sets: RuleSet) -> bool:
+    return any(rs.router is not None and any(p.strategy == "fewest_open" for p in rs.router.pools.values())
+               for rs in rule_sets)
+
+
+def preview(store: Store, live: RuleSet, draft: RuleSet, *, connections: list[str], days: int, limit: int = 2000,
+            now: dt.datetime | None = None, counts: OpenCounts | None = None) -> ImpactReport:
     now = now or now_utc()
     records, truncated = recent_records(store, connections, now - dt.timedelta(days=days), limit)
-    ctx = build_context(store, sorted({r.connection for r in records}), now=now)
+    needed = _fewest_open(live, draft)
+    ctx = build_context(store, sorted({r.connection for r in records}), now=now,
+                        counts=(counts or OpenCounts()).get(store) if needed else {})
     before = simulate(live, records, ctx)
     after = simulate(draft, records, ctx)
     changes = diff_decision_lists(before.decisions, after.decisions)

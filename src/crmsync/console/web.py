@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +68,7 @@ def forbidden(message: str) -> Response:
 def endpoint(store: Store, handler: Handler, *, public: bool = False, admin: bool = False,
              login_form: bool = False) -> Callable[[Request], Awaitable[Response]]:
     async def run(request: Request) -> Response:
+        started = time.perf_counter()
         token = request.cookies.get(SESSION_COOKIE)
         session = await run_in_threadpool(find_session, store, token) if token else None
         if session is None and not public:
@@ -91,6 +93,8 @@ def endpoint(store: Store, handler: Handler, *, public: bool = False, admin: boo
         response = await run_in_threadpool(handler, Req(request, form, session))
         for key, value in SECURITY_HEADERS.items():
             response.headers.setdefault(key, value)
+        # what the page cost the server (session, queries, render), for bench_console
+        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
         return response
 
     return run
