@@ -168,3 +168,13 @@ def test_add_user_command_stores_an_argon2_hash(console: ConsoleUnderTest, tmp_p
     short = subprocess.run([sys.executable, "-m", "crmsync.cli", "console", "add-user", "pat", "--password-stdin",
                             "--config", str(config)], input="short\n", capture_output=True, text=True, timeout=60)
     assert short.returncode == 2 and "at least 10 characters" in short.stderr and "Traceback" not in short.stderr
+
+
+def test_the_funnel_report_is_computed_in_the_background_and_then_shown(console: ConsoleUnderTest) -> None:
+    client = console.client()
+    first = client.get("/reports/funnel")
+    assert first.status_code == 200
+    console.server.console.funnel.wait(60)
+    ready = client.get("/reports/funnel")
+    assert "being computed" not in ready.text
+    assert "No deals with stages yet" in ready.text or "win rate" in ready.text

@@ -51,6 +51,7 @@ class Console:
     store: Store
     workspace: drafts.Workspace
     backfills: operations.Backfills
+    funnel: operations.FunnelReport
     throttle: accounts.LoginThrottle = field(default_factory=accounts.LoginThrottle)
     open_counts: impact.OpenCounts = field(default_factory=impact.OpenCounts)
     env: jinja2.Environment = field(default_factory=lambda: _environment())
@@ -347,20 +348,18 @@ def build_routes(c: Console) -> list[Any]:
                               "started": r.started_at.isoformat()} for r in operations.runs(store, 15)])
 
     def funnel_page(req: Req) -> Response:
-        from crmsync.report.funnel import compute_funnels
-        from crmsync.report.funnel_data import load_funnel_input
-
-        funnels = compute_funnels(load_funnel_input(store))
-        return c.render(req, "funnel.html", funnels=funnels[:12])
+        funnels, running = c.funnel.get()
+        return c.render(req, "funnel.html", funnels=(funnels or [])[:12], ready=funnels is not None,
+                        running=running, error=c.funnel.error)
 
     def funnel_png(req: Req) -> Response:
         import tempfile
 
-        from crmsync.report.funnel import compute_funnels
         from crmsync.report.funnel_chart import render_funnel_chart
-        from crmsync.report.funnel_data import load_funnel_input
 
-        funnels = compute_funnels(load_funnel_input(store))
+        funnels, _ = c.funnel.get()
+        if not funnels:
+            return Response(status_code=404)
         with tempfile.TemporaryDirectory() as tmp:
             path = render_funnel_chart(funnels[:4], Path(tmp) / "funnel.png")
             body = io.BytesIO(path.read_bytes()).getvalue()
@@ -413,7 +412,8 @@ def build_routes(c: Console) -> list[Any]:
 def build_console(settings: Settings, store: Store, *, state_dir: Path) -> tuple[Starlette, Console]:
     """The console app; ``state_dir`` holds the draft (``state_dir/draft``)."""
     workspace = drafts.Workspace(store, Path(settings.rules_dir), Path(state_dir) / "draft")
-    console = Console(settings, store, workspace, operations.Backfills(settings, store))
+    console = Console(settings, store, workspace, operations.Backfills(settings, store),
+                      funnel=operations.FunnelReport(store))
     workspace.note_live_files()
     app = Starlette(routes=build_routes(console))
     app.state.console = console

@@ -173,3 +173,49 @@ class Backfills:
     def wait(self, timeout: float) -> None:
         for thread in list(self._threads.values()):
             thread.join(timeout)
+
+
+class FunnelReport:
+    """The funnel report, computed in a background thread and kept for ``ttl`` seconds: at a
+    million deals it reads every deal and stage event, far too long for a page request."""
+
+    def __init__(self, store: Store, ttl: float = 600.0) -> None:
+        self.store, self.ttl = store, ttl
+        self._lock = threading.Lock()
+        self._funnels: list[Any] | None = None
+        self._at: float = 0.0
+        self._thread: threading.Thread | None = None
+        self.error: str | None = None
+
+    def get(self) -> tuple[list[Any] | None, bool]:
+        """(funnels or None, whether a computation is running); starts one when stale."""
+        import time
+
+        with self._lock:
+            stale = self._funnels is None or time.monotonic() - self._at > self.ttl
+            running = self._thread is not None and self._thread.is_alive()
+            if stale and not running:
+                self._thread = threading.Thread(target=self._compute, name="console-funnel", daemon=True)
+                self._thread.start()
+                running = True
+            return self._funnels, running
+
+    def _compute(self) -> None:
+        import time
+
+        from crmsync.report.funnel import compute_funnels
+        from crmsync.report.funnel_data import load_funnel_input
+
+        try:
+            funnels = compute_funnels(load_funnel_input(self.store))
+        except Exception as exc:  # noqa: BLE001 - shown on the page by type; details in the log
+            log.error("console.funnel_failed", error=type(exc).__name__)
+            self.error = f"the funnel could not be computed ({type(exc).__name__})"
+            return
+        with self._lock:
+            self._funnels, self._at, self.error = funnels, time.monotonic(), None
+
+    def wait(self, timeout: float) -> None:
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
