@@ -50,6 +50,39 @@ class FaultRule:
 
 
 @dataclass
+class CorruptValue:
+    """Serve ``value`` as ``field`` of record ``record_id`` in every JSON answer whose path matches
+    ``path``: a malformed value as a broken integration, a mock server generated from the spec
+    (``update_time: "irure"``) or a CRM bug would send it. The stored record is unchanged; in
+    HubSpot's shape the value goes under ``properties``."""
+
+    record_id: str
+    field: str
+    value: Any
+    path: str = ".*"
+
+    def matches(self, path: str) -> bool:
+        return re.search(self.path, path) is not None
+
+
+def corrupt_document(document: Any, rules: list[CorruptValue]) -> Any:
+    """``document`` with each rule's value put into the records it names (in place)."""
+    if isinstance(document, list):
+        for item in document:
+            corrupt_document(item, rules)
+    elif isinstance(document, dict):
+        rid = document.get("id", document.get("Id"))
+        for rule in rules:
+            if rid is not None and str(rid) == rule.record_id:
+                props = document.get("properties")
+                (props if isinstance(props, dict) else document)[rule.field] = rule.value
+        for value in document.values():
+            if isinstance(value, dict | list):
+                corrupt_document(value, rules)
+    return document
+
+
+@dataclass
 class Knobs:
     """Runtime-adjustable behaviour of one simulator."""
 
@@ -61,6 +94,7 @@ class Knobs:
     search_lag_s: float = 0.0  # how long a change takes to show up in search
     timeout_s: float = 30.0  # how long an injected timeout hangs
     faults: list[FaultRule] = field(default_factory=list)
+    corrupt: list[CorruptValue] = field(default_factory=list)
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,6 +104,8 @@ class Knobs:
         for key, value in values.items():
             if key == "faults":
                 self.faults = [FaultRule(**f) if isinstance(f, dict) else f for f in value]
+            elif key == "corrupt":
+                self.corrupt = [CorruptValue(**c) if isinstance(c, dict) else c for c in value]
             elif hasattr(self, key):
                 setattr(self, key, value)
             else:
@@ -292,7 +328,8 @@ class SandboxMiddleware:
             if fault is not None:
                 await self._inject(fault, scope, receive, counting_send)
                 return
-            await self.app(scope, receive, counting_send)
+            rules = [rule for rule in self.knobs.corrupt if rule.matches(path)]
+            await self.app(scope, receive, _corrupting(counting_send, rules) if rules else counting_send)
         finally:
             record(int(status_holder["status"]))  # a request that never started a response
 
@@ -316,6 +353,35 @@ class SandboxMiddleware:
                         "headers": [(b"content-type", b"application/json"),
                                     (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body})
+
+
+def _corrupting(send: Send, rules: list[CorruptValue]) -> Send:
+    """A ``send`` that holds a JSON answer back, applies ``rules`` to it and sends it whole."""
+    held: dict[str, Any] = {}
+    chunks: list[bytes] = []
+
+    async def corrupting_send(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            held["start"] = message
+            return
+        if message["type"] != "http.response.body" or "start" not in held:
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        start, body = held.pop("start"), b"".join(chunks)
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        if any(k.lower() == b"content-type" and b"json" in v for k, v in headers):
+            try:
+                body = orjson.dumps(corrupt_document(orjson.loads(body), rules))
+            except orjson.JSONDecodeError:
+                pass
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return corrupting_send
 
 
 @dataclass

@@ -29,8 +29,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from crmsync.errors import bound
 from crmsync.model import ModelError, ObjectType, Record, now_utc, utc
 from crmsync.store import tables as t
+from crmsync.store.clean import clean_json
 from crmsync.store.engine import WRITE_OPTION, StoreError, create_store_engine
 from crmsync.store.types import UTCDateTime
 from crmsync.store.upsert import plan_for, upsert_records
@@ -152,6 +154,7 @@ class QuarantineEntry:
     reason: str
     created_at: dt.datetime
     resolved: bool
+    field: str | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -205,6 +208,10 @@ def _decision_row(d: Decision, now: dt.datetime) -> dict[str, Any]:
         "created_at": d.created_at or now,
         "idempotency_key": d.idempotency_key,
     }
+
+
+#: a quarantine reason is kept to this many characters (the payload holds the values)
+MAX_REASON_CHARS = 1_000
 
 
 def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterator[Sequence[str]]:
@@ -301,23 +308,43 @@ class Transaction:
 
     # --- quarantine ------------------------------------------------------------------------
     def quarantine(
-        self, connection: str, object_name: str, source_id: str | None, payload: dict[str, Any], reason: str
+        self, connection: str, object_name: str, source_id: str | None, payload: dict[str, Any], reason: str,
+        *, field: str | None = None,
     ) -> int:
-        """Park a payload that could not become a record; returns the quarantine id."""
+        """Park a payload that could not become a record; returns the quarantine id.
+
+        A record has at most one open entry: quarantining it again (the next cycle re-reads it)
+        replaces the open one. The payload is stored as both stores take it (``clean_json``) and
+        the reason is bounded."""
+        c = t.quarantine.c
+        if source_id is not None:
+            self.conn.execute(delete(t.quarantine).where(
+                c.connection == connection, c.object_name == object_name, c.source_id == source_id, ~c.resolved))
         result = self.conn.execute(
             insert(t.quarantine)
             .values(
                 connection=connection,
                 object_name=object_name,
                 source_id=source_id,
-                payload=payload,
-                reason=reason,
+                payload=clean_json(payload, "payload"),
+                reason=bound(reason, MAX_REASON_CHARS),
+                field=field,
                 created_at=now_utc(),
                 resolved=False,
             )
             .returning(t.quarantine.c.id)
         )
         return int(result.scalar_one())
+
+    def resolve_quarantined_ids(self, connection: str, object_name: str, source_ids: Sequence[str]) -> int:
+        """Records that have now been stored: their open quarantine entries are resolved."""
+        c = t.quarantine.c
+        changed = 0
+        for chunk in _chunks(sorted(set(source_ids))):
+            changed += self.conn.execute(update(t.quarantine).where(
+                c.connection == connection, c.object_name == object_name, c.source_id.in_(chunk), ~c.resolved
+            ).values(resolved=True)).rowcount
+        return changed
 
     def resolve_quarantine(self, quarantine_id: int) -> bool:
         result = self.conn.execute(

@@ -349,7 +349,8 @@ class OutboxRow(SQLModel, table=True):
 
 class QuarantineRow(SQLModel, table=True):
     __tablename__ = "quarantine"
-    __table_args__ = (Index("ix_quarantine_connection_object", "connection", "object_name"),)
+    __table_args__ = (Index("ix_quarantine_connection_object", "connection", "object_name"),
+                      Index("ix_quarantine_record", "connection", "object_name", "source_id"))
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigInteger().with_variant(Integer(), "sqlite"))
     connection: str = _str(nullable=False)
@@ -359,6 +360,7 @@ class QuarantineRow(SQLModel, table=True):
     reason: str = Field(sa_type=Text(), nullable=False)
     created_at: dt.datetime = _ts(nullable=False)
     resolved: bool = _bool(False)
+    field: str | None = _str()  # the field at fault, when known (migration 0004)
 
 
 class LinkRow(SQLModel, table=True):

@@ -40,7 +40,12 @@ COST_SMALL_LIST = 5
 
 
 def _epoch(value: str | None) -> int | None:
-    ts = as_timestamp(value, "update_time")
+    """``update_time`` in epoch seconds; None when missing or malformed (the mapping then
+    quarantines that record with the reason, and the checkpoint does not move for it)."""
+    try:
+        ts = as_timestamp(value, "update_time")
+    except ModelError:
+        return None
     return int(ts.timestamp()) if ts else None
 
 

@@ -1,0 +1,30 @@
+"""quarantine: the field at fault, and one open entry per record
+
+Revision ID: 0004_issue11
+Revises: 0003
+Create Date: 2026-12-03
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0004_issue11"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("quarantine") as batch:
+        batch.add_column(sa.Column("field", sa.String(), nullable=True))
+    op.create_index("ix_quarantine_record", "quarantine", ["connection", "object_name", "source_id"], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_index("ix_quarantine_record", table_name="quarantine")
+    with op.batch_alter_table("quarantine") as batch:
+        batch.drop_column("field")
