@@ -149,25 +149,29 @@ def sync_command(
     config: ConfigOption = None,
 ) -> None:
     """One incremental sync cycle (all connections, or one)."""
-    from crmsync.sync.runner import run_sync_cycle
+    from crmsync.sync.runner import run_sync_cycles
 
     settings = state.settings(config)
+    if connection:
+        settings.connection(connection)  # an unknown name is a config error, before any work
     store = state.store()
     store.upgrade()
     stop = _install_stop_handler()
     names = [connection] if connection else [c.name for c in settings.connections
                                              if c.enabled and c.kind != "meteroid"]
-    failed = False
     table = Table(title="sync")
     for col in ("connection", "object", "status", "records", "deleted", "quarantined", "api calls"):
         table.add_column(col)
-    for name in names:
-        for result in run_sync_cycle(settings, store, name, stop_event=stop):
-            failed |= result.status == "failed"
-            table.add_row(result.connection, result.object_name, result.status, str(result.records),
-                          str(result.deleted), str(result.quarantined), str(result.api_calls))
+    results = run_sync_cycles(settings, store, names, stop_event=stop)
+    for result in results:
+        table.add_row(result.connection, result.object_name, result.status, str(result.records),
+                      str(result.deleted), str(result.quarantined), str(result.api_calls))
     console.print(table)
-    if failed:
+    failures = [r for r in results if r.status == "failed"]
+    for result in failures:
+        err_console.print(f"{result.connection}/{result.object_name}: {result.error}", markup=False,
+                          highlight=False)
+    if failures:
         raise typer.Exit(1)
 
 
@@ -190,12 +194,23 @@ def backfill_command(
     result = run_backfill(settings, store, connection, object_name, since=_parse_date(since, "--since"),
                           until=_parse_date(until, "--until"), dry_run=dry_run, stop_event=stop,
                           console=console)
-    verdict = {True: "[green]complete[/green]", False: "[red]INCOMPLETE[/red]", None: "not checked"}[result.complete]
+    unaccounted = result.unaccounted
+    if result.complete is None:
+        verdict = "not checked"
+    elif result.complete:
+        verdict = "[green]complete[/green]"
+    elif not unaccounted:
+        verdict = f"[yellow]complete with {result.quarantined_open} quarantined[/yellow] (crmsync status lists them)"
+    else:
+        verdict = (f"[red]INCOMPLETE[/red]: {unaccounted} unaccounted for"
+                   f" ({result.quarantined_open or 0} quarantined)")
     console.print(f"{result.connection}/{result.object_name}: {result.status}, {result.records} records, "
                   f"{result.api_calls} API calls; source {result.source_count} vs stored {result.stored_count}: "
                   f"{verdict}")
     if result.status == "failed":
-        err_console.print(f"[red]{result.error}[/red]")
+        err_console.print(result.error or "failed", markup=False, highlight=False, style="red")
+        raise typer.Exit(1)
+    if unaccounted:
         raise typer.Exit(1)
 
 

@@ -20,6 +20,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -213,10 +214,17 @@ class RequestLog:
             self.recent.clear()
 
 
+def _exact_number(value: Any) -> Any:
+    """Decimals (Salesforce rows keep them) as exact JSON numbers; a non-finite one as null."""
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value).encode()) if value.is_finite() else None
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """orjson-encoded response; Decimals must already be strings or numbers."""
+    """orjson-encoded response; Decimals are written as exact numbers."""
     return Response(
-        orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS),
+        orjson.dumps(body, default=_exact_number, option=orjson.OPT_NON_STR_KEYS),
         status_code=status,
         headers=headers,
         media_type="application/json",
@@ -514,6 +522,15 @@ class Simulator:
         return SandboxMiddleware(app, self.hooks, self.knobs, self.limiter, self.log)
 
 
+def _status_of(exc: BaseException) -> int | None:
+    """The HTTP status a simulator's API error carries (HubSpot ``status``, Salesforce ``http_status``)."""
+    for name in ("status", "http_status", "status_code"):
+        value = getattr(exc, name, None)
+        if isinstance(value, int) and 400 <= value < 600:
+            return value
+    return None
+
+
 def control_routes(sim: Simulator) -> list[Any]:
     """``/_sandbox/...``: knobs, counters and the user handle over HTTP (no auth, loopback only)."""
     from starlette.routing import Route
@@ -562,6 +579,11 @@ def control_routes(sim: Simulator) -> list[Any]:
             return json_response({"error": f"not found: {exc}"}, 404)
         except (ValueError, TypeError) as exc:
             return json_response({"error": str(exc)}, 400)
+        except Exception as exc:  # noqa: BLE001 - a simulator's own API error: answer as its API does
+            status = _status_of(exc)
+            if status is None:
+                raise
+            return json_response({"error": str(exc)}, status)
         return json_response({"error": "unsupported"}, 405)
 
     return [

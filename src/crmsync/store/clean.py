@@ -93,8 +93,12 @@ def _walk(value: Any, name: str, notes: list[str]) -> Any:
     if isinstance(value, str):
         return clean_text(value, name, notes, limit=None)
     if isinstance(value, dict):
-        return {(clean_text(k, f"{name} key", notes, limit=None) if isinstance(k, str) else k):
-                _walk(v, f"{name}.{k}", notes) for k, v in value.items()}
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            if isinstance(key, str):
+                key = clean_text(key, f"{name} key", notes, limit=None)
+            out[key] = _walk(item, f"{name}.{key}", notes)
+        return out
     if isinstance(value, list | tuple):
         return [_walk(v, name, notes) for v in value]
     return value

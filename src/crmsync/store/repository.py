@@ -845,11 +845,14 @@ class Store:
             return {status: int(n) for status, n in conn.execute(stmt)}
 
     # --- quarantine ------------------------------------------------------------------------
-    def quarantine_count(self, connection: str | None = None, *, include_resolved: bool = False) -> int:
+    def quarantine_count(self, connection: str | None = None, *, include_resolved: bool = False,
+                         object_name: str | None = None) -> int:
         c = t.quarantine.c
         stmt = select(func.count()).select_from(t.quarantine)
         if connection is not None:
             stmt = stmt.where(c.connection == connection)
+        if object_name is not None:
+            stmt = stmt.where(c.object_name == object_name)
         if not include_resolved:
             stmt = stmt.where(~c.resolved)
         with self.engine.connect() as conn:

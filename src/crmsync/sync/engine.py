@@ -59,6 +59,7 @@ class ObjectResult:
     changed: list[tuple[str, str]] = field(default_factory=list)  # (object_type, source_id) written
     source_count: int | None = None
     stored_count: int | None = None
+    quarantined_open: int | None = None  # open quarantine entries of this object (completeness check)
     error: str | None = None
 
     @property
@@ -66,6 +67,14 @@ class ObjectResult:
         if self.source_count is None or self.stored_count is None:
             return None
         return self.source_count == self.stored_count
+
+    @property
+    def unaccounted(self) -> int | None:
+        """Source records neither stored nor quarantined (None: not checked). Only these make a
+        backfill fail: a quarantined record is kept, with its reason, for a person to fix."""
+        if self.source_count is None or self.stored_count is None:
+            return None
+        return max(self.source_count - self.stored_count - (self.quarantined_open or 0), 0)
 
     def counts(self) -> dict[str, Any]:
         return {"pages": self.pages, "records": self.records, "deleted": self.deleted,
@@ -238,9 +247,11 @@ class SyncEngine:
             result.source_count = result.stored_count = None
             log.warning("backfill.completeness_unchecked", reason=f"{type(exc).__name__}: {exc}")
             return
+        if not result.complete:
+            result.quarantined_open = self.store.quarantine_count(self.conn.name, object_name=result.object_name)
         level = log.info if result.complete else log.warning
         level("backfill.completeness", source=result.source_count, stored=result.stored_count,
-              complete=result.complete)
+              quarantined=result.quarantined_open or 0, unaccounted=result.unaccounted, complete=result.complete)
 
     def _count_both(self, result: ObjectResult, since: dt.datetime | None, until: dt.datetime | None) -> None:
         if since is not None or until is not None:
