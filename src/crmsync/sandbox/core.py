@@ -55,12 +55,13 @@ class CorruptValue:
     """Serve ``value`` as ``field`` of record ``record_id`` in every JSON answer whose path matches
     ``path``: a malformed value as a broken integration, a mock server generated from the spec
     (``update_time: "irure"``) or a CRM bug would send it. The stored record is unchanged; in
-    HubSpot's shape the value goes under ``properties``."""
+    HubSpot's shape the value goes under ``properties`` unless ``top_level``."""
 
     record_id: str
     field: str
     value: Any
     path: str = ".*"
+    top_level: bool = False
 
     def matches(self, path: str) -> bool:
         return re.search(self.path, path) is not None
@@ -76,7 +77,7 @@ def corrupt_document(document: Any, rules: list[CorruptValue]) -> Any:
         for rule in rules:
             if rid is not None and str(rid) == rule.record_id:
                 props = document.get("properties")
-                (props if isinstance(props, dict) else document)[rule.field] = rule.value
+                (props if isinstance(props, dict) and not rule.top_level else document)[rule.field] = rule.value
         for value in document.values():
             if isinstance(value, dict | list):
                 corrupt_document(value, rules)
