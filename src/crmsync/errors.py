@@ -26,6 +26,21 @@ def bound(text: str, limit: int = MAX_ERROR_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_SQL_DETAIL = re.compile(r"\[(SQL|parameters): .*?(?=\n\[(SQL|parameters): |\n\(Background on|\Z)", re.DOTALL)
+
+
+def strip_sql(text: str) -> str:
+    """SQLAlchemy's ``[SQL: ...]`` and ``[parameters: ...]`` sections dropped from ``text``."""
+    return _SQL_DETAIL.sub("", text) if "[SQL: " in text or "[parameters: " in text else text
+
+
+def safe_text(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """An error text already formatted elsewhere, made safe to store: no SQL, bounded. (Values
+    quoted by the message itself are the formatter's business: use ``describe_error`` on the
+    exception where it is caught.)"""
+    return bound(strip_sql(text), limit)
+
+
 def describe_error(exc: BaseException, *, limit: int = MAX_ERROR_CHARS, with_type: bool = True) -> str:
     """``Type: message``, safe for logs and the run log (see module docstring)."""
     from sqlalchemy.exc import StatementError

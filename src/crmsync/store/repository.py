@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from crmsync.errors import bound
+from crmsync.errors import bound, safe_text
 from crmsync.model import ModelError, ObjectType, Record, now_utc, utc
 from crmsync.store import tables as t
 from crmsync.store.clean import clean_json
@@ -396,7 +396,7 @@ class Transaction:
         if attempts is not None:
             values["attempts"] = attempts
         if last_error is not None:
-            values["last_error"] = last_error
+            values["last_error"] = safe_text(last_error)
         if result_id is not None:
             values["result_id"] = result_id
         result = self.conn.execute(update(t.outbox).where(t.outbox.c.id == item_id).values(**values))
@@ -732,7 +732,8 @@ class Store:
             result = tx.conn.execute(
                 update(t.runs)
                 .where(t.runs.c.id == run_id)
-                .values(status=status, counts=counts, error=error, finished_at=now_utc())
+                .values(status=status, counts=counts, error=None if error is None else safe_text(error),
+                        finished_at=now_utc())
             )
             if result.rowcount != 1:
                 raise StoreError(f"finish_run: no run {run_id}")
