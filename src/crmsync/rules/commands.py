@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from crmsync.model import ObjectType, now_utc
@@ -40,7 +41,7 @@ def _load(rules_dir: Path) -> RuleSet:
         return load_rules(rules_dir)
     except RuleFileError as exc:
         for issue in exc.issues:
-            console.print(f"[red]error[/red] {issue}", highlight=False)
+            console.print(f"[red]error[/red] {escape(str(issue))}", highlight=False)
         raise typer.Exit(1) from exc
 
 
@@ -95,7 +96,7 @@ def test_cmd(rules_dir: Path = RULES_DIR) -> None:
         results = run_tests(rule_set, rules_dir / "tests")
     except RuleFileError as exc:
         for issue in exc.issues:
-            console.print(f"[red]error[/red] {issue}", highlight=False)
+            console.print(f"[red]error[/red] {escape(str(issue))}", highlight=False)
         raise typer.Exit(1) from exc
     failed = 0
     for r in results:
