@@ -113,6 +113,7 @@ def status(config: ConfigOption = None) -> None:
     settings = state.settings(config)
     store = state.store()
     store.upgrade()
+    store.mark_interrupted_runs()
     render_status(console, settings, store)
 
 
@@ -156,6 +157,7 @@ def sync_command(
         settings.connection(connection)  # an unknown name is a config error, before any work
     store = state.store()
     store.upgrade()
+    store.mark_interrupted_runs()
     stop = _install_stop_handler()
     names = [connection] if connection else [c.name for c in settings.connections
                                              if c.enabled and c.kind != "meteroid"]
@@ -190,6 +192,7 @@ def backfill_command(
     settings = state.settings(config)
     store = state.store()
     store.upgrade()
+    store.mark_interrupted_runs()
     stop = _install_stop_handler()
     result = run_backfill(settings, store, connection, object_name, since=_parse_date(since, "--since"),
                           until=_parse_date(until, "--until"), dry_run=dry_run, stop_event=stop,

@@ -215,7 +215,7 @@ def close_orphan_runs(store: Store, connection: str, kind: str) -> int:
             runs.connection == connection, runs.kind == kind, runs.status == "running")).scalars())
         if ids:
             tx.conn.execute(update(t.runs).where(runs.id.in_(ids)).values(
-                status="failed", finished_at=now_utc(), error="worker lost; job recovered by another worker"))
+                status="interrupted", finished_at=now_utc(), error="worker lost; job recovered by another worker"))
     return len(ids)
 
 
@@ -263,6 +263,7 @@ def run_worker(settings: Settings, *, concurrency: int = 4, http_host: str = "12
     conninfo = libpq_conninfo(settings.store.url)
     store = Store.open(settings.store.url)
     store.upgrade()
+    store.mark_interrupted_runs()
     ensure_schema(conninfo)
     stop = stop_event or threading.Event()
     metrics = WorkerMetrics(store, [c.name for c in sync_connections(settings)])

@@ -111,6 +111,9 @@ class EmbeddedWorker:
             self.lock.acquire()  # WorkerLockError when another embedded worker holds the store
         try:
             self.store.upgrade()
+            interrupted = self.store.mark_interrupted_runs()
+            if interrupted:
+                log.warning("worker.interrupted_runs", count=interrupted)
             self._add_jobs()
             self.scheduler.start()
             if self.http_port is not None and self.http_port >= 0:

@@ -34,6 +34,7 @@ from crmsync.model import ModelError, ObjectType, Record, now_utc, utc
 from crmsync.store import tables as t
 from crmsync.store.clean import clean_json
 from crmsync.store.engine import WRITE_OPTION, StoreError, create_store_engine
+from crmsync.store.owners import current_owner, owner_is_gone
 from crmsync.store.types import UTCDateTime
 from crmsync.store.upsert import plan_for, upsert_records
 
@@ -55,6 +56,7 @@ class RunStatus(StrEnum):
     OK = "ok"
     FAILED = "failed"
     STOPPED = "stopped"
+    INTERRUPTED = "interrupted"  # its process was killed before it finished (see ``mark_interrupted_runs``)
 
 
 class OutboxOperation(StrEnum):
@@ -134,6 +136,7 @@ class RunInfo:
     status: str
     counts: dict[str, Any]
     error: str | None
+    owner: str | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -719,14 +722,30 @@ class Store:
                     started_at=now_utc(),
                     status=RunStatus.RUNNING.value,
                     counts={},
+                    owner=current_owner(),
                 )
                 .returning(t.runs.c.id)
             )
             return int(result.scalar_one())
 
+    def mark_interrupted_runs(self) -> int:
+        """Runs left ``running`` by a process of this host that is gone (a kill, a crash, a power
+        cut) are marked ``interrupted``; returns how many. Called when a command or worker starts."""
+        c = t.runs.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(c.id, c.owner).where(c.status == RunStatus.RUNNING.value)).all()
+        gone = [run_id for run_id, owner in rows if owner_is_gone(owner)]
+        if gone:
+            with self.transaction() as tx:
+                tx.conn.execute(update(t.runs).where(c.id.in_(gone), c.status == RunStatus.RUNNING.value).values(
+                    status=RunStatus.INTERRUPTED.value, finished_at=now_utc(),
+                    error="interrupted: its process ended before the run finished (the next run resumes "
+                          "from the last checkpoint)"))
+        return len(gone)
+
     def finish_run(self, run_id: int, status: str, counts: dict[str, Any], error: str | None = None) -> None:
         status = RunStatus(status).value
-        if status == RunStatus.RUNNING:
+        if status in (RunStatus.RUNNING, RunStatus.INTERRUPTED):
             raise StoreError("finish_run: status must be ok, failed or stopped")
         with self.transaction() as tx:
             result = tx.conn.execute(

@@ -286,9 +286,10 @@ class RunRow(SQLModel, table=True):
     object_name: str | None = _str()
     started_at: dt.datetime = _ts(nullable=False)
     finished_at: dt.datetime | None = _ts()
-    status: str = _str(nullable=False)  # running | ok | failed | stopped
+    status: str = _str(nullable=False)  # running | ok | failed | stopped | interrupted
     counts: dict[str, Any] = _json()
     error: str | None = _text()
+    owner: str | None = _str()  # host:pid:start of the process running it (migration 0004)
 
 
 class DecisionRow(SQLModel, table=True):

@@ -1,4 +1,4 @@
-"""quarantine: the field at fault, and one open entry per record
+"""quarantine: the field at fault, and one open entry per record; runs: the process that owns a run
 
 Revision ID: 0004_issue11
 Revises: 0003
@@ -22,9 +22,13 @@ def upgrade() -> None:
     with op.batch_alter_table("quarantine") as batch:
         batch.add_column(sa.Column("field", sa.String(), nullable=True))
     op.create_index("ix_quarantine_record", "quarantine", ["connection", "object_name", "source_id"], unique=False)
+    with op.batch_alter_table("runs") as batch:
+        batch.add_column(sa.Column("owner", sa.String(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("runs") as batch:
+        batch.drop_column("owner")
     op.drop_index("ix_quarantine_record", table_name="quarantine")
     with op.batch_alter_table("quarantine") as batch:
         batch.drop_column("field")
