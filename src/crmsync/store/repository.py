@@ -263,6 +263,17 @@ class Transaction:
             changed += result.rowcount
         return changed
 
+    def child_ids(self, object_type: ObjectType | str, connection: str, parent_field: str,
+                  parent_ids: Iterable[str]) -> set[str]:
+        """Live (not deleted) source ids of ``object_type`` whose ``parent_field`` is one of ``parent_ids``."""
+        table = plan_for(object_type).table
+        parent = table.c[parent_field]
+        out: set[str] = set()
+        for chunk in _chunks(sorted(set(parent_ids))):
+            out.update(self.conn.execute(select(table.c.source_id).where(
+                table.c.connection == connection, parent.in_(chunk), ~table.c.deleted)).scalars())
+        return out
+
     def content_hashes(self, object_type: ObjectType | str, connection: str, source_ids: Iterable[str]) -> dict[str, str]:
         """Stored ``content_hash`` per source id (missing ids are absent), to tell changes from echoes."""
         table = plan_for(object_type).table

@@ -213,7 +213,8 @@ class PriceBookEntryRow(RecordColumns, table=True):
 
 class LineItemRow(RecordColumns, table=True):
     __tablename__ = "line_items"
-    __table_args__ = _record_index("line_items")
+    __table_args__ = (*_record_index("line_items"),
+                      Index("ix_line_items_connection_deal", "connection", "deal_id"))  # children of a deal
 
     deal_id: str | None = _str()
     product_id: str | None = _str()

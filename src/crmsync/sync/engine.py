@@ -38,6 +38,8 @@ OBJECT_TYPES: dict[str, ObjectType] = {
     "stages": ObjectType.STAGE, "line_items": ObjectType.LINE_ITEM, "products": ObjectType.PRODUCT,
     "price_book_entries": ObjectType.PRICE_BOOK_ENTRY, "tasks": ObjectType.TASK,
 }
+# Child kinds and the field naming their parent (``Page.complete_for_parents``).
+CHILD_PARENT_FIELD: dict[ObjectType, str] = {ObjectType.LINE_ITEM: "deal_id"}
 # A backfill reads ahead only while at least this many calls are left in its budget.
 READ_AHEAD_MARGIN = 100
 # Reference data first so deals find their owners and stages already stored.
@@ -221,6 +223,13 @@ class SyncEngine:
                 tx.resolve_quarantined_ids(self.conn.name, result.object_name, [r.source_id for r in records])
             if page.deleted_ids:
                 tx.mark_deleted(object_type, self.conn.name, page.deleted_ids, self.clock())
+            if page.complete_for_parents and object_type in CHILD_PARENT_FIELD:
+                present = {r.source_id for r in page.records} | {q.source_id for q in page.quarantined}
+                stored = tx.child_ids(object_type, self.conn.name, CHILD_PARENT_FIELD[object_type],
+                                      page.complete_for_parents)
+                removed = sorted(stored - present)
+                if removed:  # children removed from their parent go with the parent's sync
+                    result.deleted += tx.mark_deleted(object_type, self.conn.name, removed, self.clock())
             tx.save_cursor(self.conn.name, cursor_name, checkpoint)
             self.budget.charge(tx, page.api_calls)
         result.records += len(records)

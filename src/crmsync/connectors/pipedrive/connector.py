@@ -256,7 +256,8 @@ class PipedriveConnector:
                 items.extend(self._deal_products(chunk))
                 calls += 1
             records, bad = self._map("line_items", items)
-            yield Page(records, {"deals": checkpoint.to_dict()}, bad, api_calls=calls, done=finished)
+            yield Page(records, {"deals": checkpoint.to_dict()}, bad, api_calls=calls, done=finished,
+                       complete_for_parents=[str(i) for i in deal_ids])
 
     def _deal_products(self, deal_ids: list[int]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []

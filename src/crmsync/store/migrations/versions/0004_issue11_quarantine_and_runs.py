@@ -1,4 +1,5 @@
-"""quarantine: the field at fault, and one open entry per record; runs: the process that owns a run
+"""quarantine: the field at fault, and one open entry per record; runs: the process that owns a run;
+line items: looked up by deal
 
 Revision ID: 0004_issue11
 Revises: 0003
@@ -24,9 +25,11 @@ def upgrade() -> None:
     op.create_index("ix_quarantine_record", "quarantine", ["connection", "object_name", "source_id"], unique=False)
     with op.batch_alter_table("runs") as batch:
         batch.add_column(sa.Column("owner", sa.String(), nullable=True))
+    op.create_index("ix_line_items_connection_deal", "line_items", ["connection", "deal_id"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_line_items_connection_deal", table_name="line_items")
     with op.batch_alter_table("runs") as batch:
         batch.drop_column("owner")
     op.drop_index("ix_quarantine_record", table_name="quarantine")
