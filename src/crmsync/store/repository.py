@@ -550,6 +550,20 @@ class Transaction:
             )
         )
 
+    def add_state_once(self, namespace: str, key: str, value: Any) -> bool:
+        """Insert ``key`` unless it exists; True when this call inserted it (atomic across workers)."""
+        ins = _dialect_insert(self.conn, t.kv_state)
+        result = self.conn.execute(ins.values(namespace=namespace, key=key, value=value, updated_at=now_utc())
+                                   .on_conflict_do_nothing(index_elements=[t.kv_state.c.namespace, t.kv_state.c.key])
+                                   .returning(t.kv_state.c.key))
+        return result.scalar_one_or_none() is not None  # (rowcount is not reliable here on psycopg)
+
+    def delete_state_before(self, namespace: str, before: dt.datetime) -> int:
+        """Delete the keys of ``namespace`` last written before ``before``."""
+        c = t.kv_state.c
+        return self.conn.execute(delete(t.kv_state).where(c.namespace == namespace,
+                                                          c.updated_at < utc(before, field_name="before"))).rowcount
+
     def get_state(self, namespace: str, key: str, *, for_update: bool = False) -> Any:
         """The stored value or None. ``for_update`` locks the row until commit on PostgreSQL (on
         SQLite the write transaction already holds the database write lock)."""
