@@ -37,6 +37,7 @@ class AppState:
     def __init__(self) -> None:
         self.config_path: Path | None = None
         self.log_format: LogFormat = "auto"
+        self.debug = False
         self._settings: Settings | None = None
 
     def settings(self, config: Path | None = None) -> Settings:
@@ -64,9 +65,11 @@ state = AppState()
 def main_options(
     config: ConfigOption = None,
     log_format: Annotated[str, typer.Option("--log-format", help="auto | console | json")] = "auto",
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")] = False,
 ) -> None:
     if log_format not in ("auto", "console", "json"):
         raise typer.BadParameter("expected auto, console or json", param_hint="--log-format")
+    state.debug = debug
     state.config_path = config
     state.log_format = log_format  # type: ignore[assignment]
     configure_logging(state.log_format)
@@ -280,11 +283,23 @@ _mount_optional("crmsync.report", "report_app", "report")
 
 
 def main() -> None:
+    """The console script: a user's mistake is one clear line and a non-zero exit, never a
+    traceback (``--debug`` shows it)."""
+    from crmsync.cli_errors import explain
+
     try:
-        app()
-    except SettingsError as exc:
-        err_console.print(f"config error: {exc}", markup=False, highlight=False)
-        sys.exit(2)
+        app(standalone_mode=True)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        err_console.print("interrupted", markup=False, highlight=False)
+        sys.exit(130)
+    except Exception as exc:
+        if state.debug or "--debug" in sys.argv[1:]:
+            raise
+        message, code = explain(exc, state)
+        err_console.print(message, markup=False, highlight=False)
+        sys.exit(code)
 
 
 if __name__ == "__main__":
