@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -16,7 +15,9 @@ from crmsync.connectors.hubspot import HubSpotConnector
 from crmsync.model import Deal
 from crmsync.sandbox.core import Knobs, SandboxServer
 from crmsync.sandbox.hubspot import SANDBOX_TOKEN, HubSpotSimulator
+from crmsync.sandbox.hubspot.simulator import now_ms
 from crmsync.sandbox.world import generate_world
+from waiting import wait_past, wait_until
 
 FAST = 1000  # searches per second in tests (the 4/s default is for production)
 
@@ -113,9 +114,14 @@ def test_search_lag_is_caught_up_not_skipped(hs: HubSpotConnector, sim: HubSpotS
     sim.edit("deals", "9", {"dealname": "renamed while search lags"})
     early, _, cursor = drain(hs.pull("deals", cursor))
     assert "9" not in early
-    time.sleep(0.7)
-    late, _, cursor = drain(hs.pull("deals", cursor))
-    assert late["9"].name == "renamed while search lags"
+    state = {"cursor": cursor}
+
+    def caught_up() -> Any:  # cycles until the search index shows the edit: it must arrive, not be skipped
+        late, _, state["cursor"] = drain(hs.pull("deals", state["cursor"]))
+        return late.get("9")
+
+    late_9 = wait_until(caught_up, 10, "the lagging edit to arrive", interval=0.1)
+    assert late_9.name == "renamed while search lags"
 
 
 def test_lookback_rereads_recent_window_but_not_a_big_tie(server: SandboxServer, sim: HubSpotSimulator) -> None:
@@ -123,7 +129,7 @@ def test_lookback_rereads_recent_window_but_not_a_big_tie(server: SandboxServer,
     ids = set(sim.bulk_import("deals", [{"dealname": f"Bulk {n}", "dealstage": "demo"} for n in range(450)]))
     _, _, cursor = drain(hs.pull("deals", None))
     sim.edit("deals", "3", {"amount": "1"})
-    time.sleep(0.002)
+    wait_past(now_ms, now_ms(), what="the simulator's millisecond clock")
     again, _, cursor = drain(hs.pull("deals", cursor))
     assert "3" in again and not ids & set(again)  # the 450 sharing one timestamp are not re-read
     recent = {t["id"] for t in sim.truth("deals")
@@ -220,7 +226,7 @@ def test_push_207_partial_failure_per_item(hs: HubSpotConnector, sim: HubSpotSim
 def test_push_conflict_when_changed_since_decision(hs: HubSpotConnector, sim: HubSpotSimulator) -> None:
     records, _, _ = drain(hs.pull("deals", None))
     seen_4, seen_6 = records["4"].modified_at, records["6"].modified_at
-    time.sleep(0.002)
+    wait_past(now_ms, now_ms(), what="the simulator's millisecond clock")
     sim.edit("deals", "4", {"dealname": "a human edited this"})
     sim.log.reset()
     results = hs.push([

@@ -16,6 +16,7 @@ from crmsync.model import Deal, LineItem
 from crmsync.sandbox import FaultRule, Knobs, SandboxServer, generate_world
 from crmsync.sandbox.pipedrive import DEFAULT_TOKEN, PipedriveSimulator
 from crmsync.settings import ConnectionSettings
+from waiting import wait_past
 
 NOW = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
 
@@ -61,6 +62,7 @@ def by_id(pages: list[Page]) -> dict[str, Any]:
 def test_pull_equals_truth_with_5000_deals_sharing_one_update_time(
         sim: PipedriveSimulator, connector: PipedriveConnector) -> None:
     ids = sim.bulk_import("deals", [{"title": f"Import {n}", "value": n} for n in range(5_000)])
+    imported_second = sim.now_epoch()
     pages, cursor = drain(connector.pull("deals", None))
     got = by_id(pages)
     truth = {str(r["id"]): r for r in sim.truth("deals")}
@@ -71,7 +73,7 @@ def test_pull_equals_truth_with_5000_deals_sharing_one_update_time(
     assert isinstance(deal, Deal) and deal.amount == Decimal(17) and deal.name == "Import 17"
     # update_time has whole seconds: versions read while their second was still running are read
     # once more after it (an edit later in that second would keep the same update_time)...
-    time.sleep(1.1)
+    wait_past(sim.now_epoch, imported_second, what="the simulator's clock")
     drain(connector.pull("deals", cursor))
     _, cursor = drain(connector.pull("deals", cursor))
     # ...then a cycle re-reads the boundary block (closed lower bound) but emits nothing old...
@@ -129,11 +131,13 @@ def test_soft_deletes_arrive_each_cycle(sim: PipedriveSimulator, connector: Pipe
     _, cursor = drain(connector.pull("deals", None))
     sim.delete("deals", "11")
     sim.delete("deals", "12")
+    deleted_second = sim.now_epoch()
     pages, cursor = drain(connector.pull("deals", cursor))
     deleted = sorted(i for p in pages for i in p.deleted_ids)
     assert deleted == ["11", "12"]
     assert all(r.deleted for p in pages for r in p.records if r.source_id in ("11", "12"))
-    time.sleep(1.1)  # past the deletions' second: their versions are settled on the next read
+    # past the deletions' second: their versions are settled on the next read
+    wait_past(sim.now_epoch, deleted_second, what="the simulator's clock")
     _, cursor = drain(connector.pull("deals", cursor))
     pages, _ = drain(connector.pull("deals", cursor))
     assert not [i for p in pages for i in p.deleted_ids]  # not re-emitted

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_harness import CrmUnderTest, assert_store_equals_truth
+from e2e_harness import CrmUnderTest, assert_store_equals_truth, store_names
 
 from crmsync.connectors import build_connector
 from crmsync.connectors.base import Page
@@ -30,6 +30,7 @@ from crmsync.sandbox.core import FaultRule
 from crmsync.sandbox.runner import DEAL_NAME_FIELD
 from crmsync.store import Store
 from crmsync.sync.engine import ObjectResult, SyncEngine, backfill_cursor_name
+from waiting import wait_until
 
 
 def engine_for(store: Store, crm: CrmUnderTest, **options: Any) -> SyncEngine:
@@ -73,8 +74,8 @@ def test_five_thousand_deals_with_one_timestamp(store: Store, crm: CrmUnderTest)
     assert_store_equals_truth(store, crm, engine.conn.name)
     # The boundary is closed but deduplicated: once a cycle has read past the lookback window, the
     # following cycles do not re-emit the 5,000 (re-reading them forever is the classic ">=" bug).
-    time.sleep(1.5)
-    engine.run("deals", mode="sync")
+    wait_until(lambda: engine.run("deals", mode="sync").records < 5000, 20,
+               "a cycle past the lookback window that does not re-emit the 5,000", interval=0.1)
     third = engine.run("deals", mode="sync")
     assert third.records < 5000
 
@@ -197,7 +198,9 @@ def test_hubspot_search_lag_is_covered_by_the_lookback(store: Store, crm: CrmUnd
     engine.run("deals", mode="sync")  # search does not show the edit yet; the cursor must not skip it
     stale = store.get(ObjectType.DEAL, engine.conn.name, target)
     assert stale is not None and stale.name != "Edited while the search index lags"  # the lag was real
-    time.sleep(1.2)
-    later = engine.run("deals", mode="sync")
-    assert later.status == "ok"
+    def caught_up() -> bool:  # cycles run until the index shows the edit: it arrives, it is not skipped
+        assert engine.run("deals", mode="sync").status == "ok"
+        return store_names(store, engine.conn.name) == crm.truth()
+
+    wait_until(caught_up, 20, "the edit made while search lagged to arrive", interval=0.1)
     assert_store_equals_truth(store, crm, engine.conn.name)
