@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -21,9 +20,11 @@ import pytest
 from crmsync.connectors import build_connector
 from crmsync.connectors.base import PushItem
 from crmsync.connectors.salesforce.notes import TITLE_MAX, note_marker
+from crmsync.sandbox.hubspot.simulator import now_ms
 from crmsync.sandbox.pipedrive.fields import DEAL_KEY_BY_NAME
 from crmsync.sandbox.runner import CONNECTION_NAMES, SandboxHandle, start_sandbox
 from crmsync.settings import ConnectionSettings
+from waiting import wait_past, wait_until
 
 SCORE_OVERRIDE = {"salesforce": {"Crmsync_Score__c": "extra.health:decimal"},
                   "hubspot": {"crmsync_score": "extra.health:decimal"},
@@ -164,6 +165,16 @@ def test_pipedrive_note_on_a_missing_deal_is_refused(sandbox: SandboxHandle) -> 
         connector.close()
 
 
+def _tick(system: str, sim: Any) -> None:
+    """Until the simulator's modification clock has moved on (a later write gets a later stamp)."""
+    if system == "salesforce":
+        before = sim.data.now_stamp()
+        wait_until(lambda: sim.data.now_stamp() > before, 5, "the Salesforce clock to tick")
+    elif system == "hubspot":
+        wait_past(now_ms, now_ms(), what="the HubSpot clock")
+    # Pipedrive's update_time has whole seconds: the test moves its clock with sim.advance
+
+
 @pytest.mark.parametrize("system", ["salesforce", "hubspot", "pipedrive"])
 def test_own_earlier_write_is_not_a_conflict_but_a_later_human_edit_is(sandbox: SandboxHandle, system: str) -> None:
     connector = _connector(sandbox, system, field_mappings={"deals": SCORE_OVERRIDE[system]})
@@ -176,7 +187,7 @@ def test_own_earlier_write_is_not_a_conflict_but_a_later_human_edit_is(sandbox: 
             return connector.push([PushItem("deals", "update", fields, source_id=deal.source_id,
                                             based_on_modified_at=based, ref=ref)])[0]
 
-        time.sleep(0.01)
+        _tick(system, sim)
         first = update({"extra.health": Decimal(10)}, 1)
         assert first.ok, first.error
         second = update({"owner_id": deal.owner_id}, 2)  # decided with the first, pushed in a later batch
@@ -184,7 +195,7 @@ def test_own_earlier_write_is_not_a_conflict_but_a_later_human_edit_is(sandbox: 
         if system == "pipedrive":
             sim.advance(2)  # update_time has one-second resolution
         else:
-            time.sleep(0.01)
+            _tick(system, sim)
         human = {"salesforce": {"NextStep": "call back"}, "hubspot": {"dealname": "Renamed by a human"},
                  "pipedrive": {"title": "Renamed by a human"}}[system]
         sim.edit(DEAL_OBJECT[system], deal.source_id, human)
