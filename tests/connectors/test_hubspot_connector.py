@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -227,7 +226,7 @@ def test_push_207_partial_failure_per_item(hs: HubSpotConnector, sim: HubSpotSim
 def test_push_conflict_when_changed_since_decision(hs: HubSpotConnector, sim: HubSpotSimulator) -> None:
     records, _, _ = drain(hs.pull("deals", None))
     seen_4, seen_6 = records["4"].modified_at, records["6"].modified_at
-    time.sleep(0.002)
+    sim.clock.advance(0.002)  # a later edit gets a later millisecond stamp
     sim.edit("deals", "4", {"dealname": "a human edited this"})
     sim.log.reset()
     results = hs.push([

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, select
 
+from crmsync.errors import describe_error
 from crmsync.logging import get_logger
 from crmsync.model import Account, ObjectType, Owner, Record, Stage, now_utc
 from crmsync.rules.context import RuleContext
@@ -183,7 +184,7 @@ def _record(store: Store, rule_set: RuleSet, decisions: list[Decision], records:
         store.finish_run(run_id, "ok", {"evaluated": run.evaluated, "decisions": run.decisions,
                                         "logged": run.logged, "enqueued": run.enqueued, **run.by_action})
     except Exception as exc:
-        store.finish_run(run_id, "failed", {"evaluated": run.evaluated}, f"{type(exc).__name__}: {exc}")
+        store.finish_run(run_id, "failed", {"evaluated": run.evaluated}, describe_error(exc))
         raise
     log.info("rules.applied", connection=connection, rule_set=rule_set.hash[:12], evaluated=run.evaluated,
              logged=run.logged, enqueued=run.enqueued)

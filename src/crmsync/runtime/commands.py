@@ -9,9 +9,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from crmsync.errors import describe_error
+from crmsync.logging import get_logger
+
 worker_app = typer.Typer(help="Run the background worker (embedded scheduler, or --distributed on PostgreSQL).",
                          invoke_without_command=True, add_completion=False)
 err_console = Console(stderr=True)
+log = get_logger("crmsync.runtime.worker")
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Path to crmsync.yaml.")]
 
@@ -70,6 +74,7 @@ def _run_worker(settings: Any, distributed: bool, concurrency: int, http_host: s
                        dispatch_every=dispatch_every, stalled_after=stalled_after,
                        heartbeat_every=max(0.5, stalled_after / 5))
         except DistributedError as exc:
+            log.error("worker.cannot_run", mode="distributed", error=str(exc))
             err_console.print(f"worker: {exc}", markup=False, highlight=False)
             raise typer.Exit(2) from None
         return
@@ -82,8 +87,12 @@ def _run_worker(settings: Any, distributed: bool, concurrency: int, http_host: s
         EmbeddedWorker(settings, store, concurrency=concurrency, http_host=http_host,
                        http_port=http_port).run_forever()
     except WorkerLockError as exc:
+        log.error("worker.cannot_run", mode="embedded", error=str(exc))
         err_console.print(f"worker: {exc}", markup=False, highlight=False)
         raise typer.Exit(3) from None
+    except Exception as exc:  # a worker that must stop says so at error level, then the CLI explains it
+        log.error("worker.stopped_on_error", mode="embedded", error=describe_error(exc))
+        raise
     finally:
         store.close()
 

@@ -21,6 +21,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,6 +59,40 @@ class FaultRule:
 
 
 @dataclass
+class CorruptValue:
+    """Serve ``value`` as ``field`` of record ``record_id`` in every JSON answer whose path matches
+    ``path``: a malformed value as a broken integration, a mock server generated from the spec
+    (``update_time: "irure"``) or a CRM bug would send it. The stored record is unchanged; in
+    HubSpot's shape the value goes under ``properties`` unless ``top_level``."""
+
+    record_id: str
+    field: str
+    value: Any
+    path: str = ".*"
+    top_level: bool = False
+
+    def matches(self, path: str) -> bool:
+        return re.search(self.path, path) is not None
+
+
+def corrupt_document(document: Any, rules: list[CorruptValue]) -> Any:
+    """``document`` with each rule's value put into the records it names (in place)."""
+    if isinstance(document, list):
+        for item in document:
+            corrupt_document(item, rules)
+    elif isinstance(document, dict):
+        rid = document.get("id", document.get("Id"))
+        for rule in rules:
+            if rid is not None and str(rid) == rule.record_id:
+                props = document.get("properties")
+                (props if isinstance(props, dict) and not rule.top_level else document)[rule.field] = rule.value
+        for value in document.values():
+            if isinstance(value, dict | list):
+                corrupt_document(value, rules)
+    return document
+
+
+@dataclass
 class Knobs:
     """Runtime-adjustable behaviour of one simulator."""
 
@@ -69,6 +104,7 @@ class Knobs:
     search_lag_s: float = 0.0  # how long a change takes to show up in search
     timeout_s: float = 30.0  # how long an injected timeout hangs
     faults: list[FaultRule] = field(default_factory=list)
+    corrupt: list[CorruptValue] = field(default_factory=list)
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,6 +114,8 @@ class Knobs:
         for key, value in values.items():
             if key == "faults":
                 self.faults = [FaultRule(**f) if isinstance(f, dict) else f for f in value]
+            elif key == "corrupt":
+                self.corrupt = [CorruptValue(**c) if isinstance(c, dict) else c for c in value]
             elif hasattr(self, key):
                 setattr(self, key, value)
             else:
@@ -259,10 +297,17 @@ class RequestLog:
             self.recent.clear()
 
 
+def _exact_number(value: Any) -> Any:
+    """Decimals (Salesforce rows keep them) as exact JSON numbers; a non-finite one as null."""
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value).encode()) if value.is_finite() else None
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """orjson-encoded response; Decimals must already be strings or numbers."""
+    """orjson-encoded response; Decimals are written as exact numbers."""
     return Response(
-        orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS),
+        orjson.dumps(body, default=_exact_number, option=orjson.OPT_NON_STR_KEYS),
         status_code=status,
         headers=headers,
         media_type="application/json",
@@ -388,7 +433,8 @@ class SandboxMiddleware:
             elif fault is not None:
                 await self._inject(fault, scope, receive, counting_send)
                 return
-            await self.app(scope, receive, counting_send)
+            rules = [rule for rule in self.knobs.corrupt if rule.matches(path)]
+            await self.app(scope, receive, _corrupting(counting_send, rules) if rules else counting_send)
         finally:
             record(int(status_holder["status"]))  # a request that never started a response
 
@@ -435,6 +481,35 @@ class SandboxMiddleware:
                         "headers": [(b"content-type", b"application/json"),
                                     (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body})
+
+
+def _corrupting(send: Send, rules: list[CorruptValue]) -> Send:
+    """A ``send`` that holds a JSON answer back, applies ``rules`` to it and sends it whole."""
+    held: dict[str, Any] = {}
+    chunks: list[bytes] = []
+
+    async def corrupting_send(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            held["start"] = message
+            return
+        if message["type"] != "http.response.body" or "start" not in held:
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        start, body = held.pop("start"), b"".join(chunks)
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        if any(k.lower() == b"content-type" and b"json" in v for k, v in headers):
+            try:
+                body = orjson.dumps(corrupt_document(orjson.loads(body), rules))
+            except orjson.JSONDecodeError:
+                pass
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return corrupting_send
 
 
 @dataclass
@@ -571,6 +646,15 @@ class Simulator:
                                  self.capture)
 
 
+def _status_of(exc: BaseException) -> int | None:
+    """The HTTP status a simulator's API error carries (HubSpot ``status``, Salesforce ``http_status``)."""
+    for name in ("status", "http_status", "status_code"):
+        value = getattr(exc, name, None)
+        if isinstance(value, int) and 400 <= value < 600:
+            return value
+    return None
+
+
 def control_routes(sim: Simulator) -> list[Any]:
     """``/_sandbox/...``: knobs, counters and the user handle over HTTP (no auth, loopback only)."""
     from starlette.routing import Route
@@ -619,6 +703,11 @@ def control_routes(sim: Simulator) -> list[Any]:
             return json_response({"error": f"not found: {exc}"}, 404)
         except (ValueError, TypeError) as exc:
             return json_response({"error": str(exc)}, 400)
+        except Exception as exc:  # noqa: BLE001 - a simulator's own API error: answer as its API does
+            status = _status_of(exc)
+            if status is None:
+                raise
+            return json_response({"error": str(exc)}, status)
         return json_response({"error": "unsupported"}, 405)
 
     return [

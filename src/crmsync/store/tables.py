@@ -213,7 +213,8 @@ class PriceBookEntryRow(RecordColumns, table=True):
 
 class LineItemRow(RecordColumns, table=True):
     __tablename__ = "line_items"
-    __table_args__ = _record_index("line_items")
+    __table_args__ = (*_record_index("line_items"),
+                      Index("ix_line_items_connection_deal", "connection", "deal_id"))  # children of a deal
 
     deal_id: str | None = _str()
     product_id: str | None = _str()
@@ -286,9 +287,10 @@ class RunRow(SQLModel, table=True):
     object_name: str | None = _str()
     started_at: dt.datetime = _ts(nullable=False)
     finished_at: dt.datetime | None = _ts()
-    status: str = _str(nullable=False)  # running | ok | failed | stopped
+    status: str = _str(nullable=False)  # running | ok | failed | stopped | interrupted
     counts: dict[str, Any] = _json()
     error: str | None = _text()
+    owner: str | None = _str()  # host:pid:start of the process running it (migration 0004)
 
 
 class DecisionRow(SQLModel, table=True):
@@ -349,7 +351,8 @@ class OutboxRow(SQLModel, table=True):
 
 class QuarantineRow(SQLModel, table=True):
     __tablename__ = "quarantine"
-    __table_args__ = (Index("ix_quarantine_connection_object", "connection", "object_name"),)
+    __table_args__ = (Index("ix_quarantine_connection_object", "connection", "object_name"),
+                      Index("ix_quarantine_record", "connection", "object_name", "source_id"))
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigInteger().with_variant(Integer(), "sqlite"))
     connection: str = _str(nullable=False)
@@ -359,6 +362,7 @@ class QuarantineRow(SQLModel, table=True):
     reason: str = Field(sa_type=Text(), nullable=False)
     created_at: dt.datetime = _ts(nullable=False)
     resolved: bool = _bool(False)
+    field: str | None = _str()  # the field at fault, when known (migration 0004)
 
 
 class LinkRow(SQLModel, table=True):

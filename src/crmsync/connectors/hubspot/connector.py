@@ -50,11 +50,19 @@ _MISSING = object()
 
 
 def _ms(value: str | None) -> int | None:
+    """Epoch ms of a HubSpot timestamp (digits or ISO 8601); None when missing or malformed."""
     if not value:
         return None
+    if not isinstance(value, str):
+        return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
     if value.isdigit():
         return int(value)
-    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
     return int(round(parsed.timestamp() * 1000))
 
 
@@ -70,6 +78,19 @@ def _only_archived(native: str, results: list[dict[str, Any]]) -> None:
 def flag(value: bool) -> str:
     """A boolean query parameter as the spec spells it: the SDK would send Python's ``True``/``False``."""
     return "true" if value else "false"
+
+
+def _stamps(results: list[dict[str, Any]], prop: str, floor: int | None) -> list[tuple[int, str]]:
+    """(modified ms, id) per search result. A malformed timestamp takes the one before it (the
+    search sorted by it, so the record sits there): the keyset never moves back for it, and the
+    record itself is quarantined by the mapping."""
+    rows: list[tuple[int, str]] = []
+    previous = floor or 0
+    for result in results:
+        ms = _ms((result.get("properties") or {}).get(prop))
+        previous = previous if ms is None else ms
+        rows.append((previous, str(result["id"])))
+    return rows
 
 
 class HubSpotConnector:
@@ -243,7 +264,7 @@ class HubSpotConnector:
             result = self.search(native, keyset.query(state, prop, hi, limit, props))
             read_at = self.transport.read_times.earliest()
             results = result.get("results") or []
-            rows = [(_ms((r.get("properties") or {}).get(prop)) or 0, str(r["id"])) for r in results]
+            rows = _stamps(results, prop, state.ts)
             state, emit, done = keyset.advance(state, rows, limit)
             newest = max((ts for ts, _ in rows), default=None)
             floor = self.stamp_rule.reached_open(newest / 1000, read_at) if newest is not None else None

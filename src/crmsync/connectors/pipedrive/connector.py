@@ -48,7 +48,12 @@ COST_SMALL_LIST = 5
 
 
 def _epoch(value: str | None) -> int | None:
-    ts = as_timestamp(value, "update_time")
+    """``update_time`` in epoch seconds; None when missing or malformed (the mapping then
+    quarantines that record with the reason, and the checkpoint does not move for it)."""
+    try:
+        ts = as_timestamp(value, "update_time")
+    except ModelError:
+        return None
     return int(ts.timestamp()) if ts else None
 
 
@@ -281,7 +286,8 @@ class PipedriveConnector:
                 items.extend(self._deal_products(chunk))
                 calls += 1
             records, bad = self._map("line_items", items)
-            yield Page(records, {"deals": checkpoint.to_dict()}, bad, api_calls=calls, done=finished)
+            yield Page(records, {"deals": checkpoint.to_dict()}, bad, api_calls=calls, done=finished,
+                       complete_for_parents=[str(i) for i in deal_ids])
 
     def _deal_products(self, deal_ids: list[int]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []

@@ -13,7 +13,15 @@ from typing import Any, TypeVar
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError, SalesforceResourceNotFound
 
-from crmsync.connectors.base import BudgetExhausted, FatalError, Page, PushItem, PushResult, Usage
+from crmsync.connectors.base import (
+    BudgetExhausted,
+    FatalError,
+    Page,
+    PushItem,
+    PushResult,
+    RetriableError,
+    Usage,
+)
 from crmsync.connectors.cursor import StampRule, settle_seconds
 from crmsync.connectors.mapping import ObjectMapping
 from crmsync.connectors.salesforce.auth import connect
@@ -22,7 +30,7 @@ from crmsync.connectors.salesforce.pull import Reader
 from crmsync.connectors.salesforce.push import Pusher
 from crmsync.connectors.salesforce.soql import soql
 from crmsync.connectors.salesforce.transport import NotFoundError, SalesforceSession
-from crmsync.model import Pipeline
+from crmsync.model import ModelError, Pipeline
 from crmsync.settings import ConnectionSettings
 
 T = TypeVar("T")
@@ -101,6 +109,10 @@ class SalesforceConnector:
             code, message = _sf_error(exc)
             kind = NotFoundError if isinstance(exc, SalesforceResourceNotFound) else FatalError
             raise kind(f"Salesforce {exc.status} {code}: {message}".strip(), status=exc.status) from None
+        except ValueError as exc:  # JSONDecodeError: simple-salesforce read a truncated or undecodable body
+            if isinstance(exc, ModelError):
+                raise
+            raise RetriableError("Salesforce: truncated or invalid JSON body") from None
 
     def check_budget(self, *, push: bool = False) -> None:
         """Stop before spending past this connection's share of the org's daily API calls.

@@ -132,6 +132,9 @@ class PipedriveSimulator(Simulator):
         row["custom_fields"] = dict(current.get("custom_fields") or {})
         now = self.now_epoch()
         self._apply_deal(row, body, now)
+        # A generated deal's products are derived from the world until it is first stored as a row:
+        # keep them as its own before the row is stored, or the edit would drop them.
+        self._own_products(deal_id)
         row["update_time"] = now
         self.deals.put(deal_id, row)
         return row
@@ -158,7 +161,7 @@ class PipedriveSimulator(Simulator):
                         raise ValueError(f"unknown custom field {ckey}")
                     row["custom_fields"][ckey] = cvalue
             elif key == "value":
-                row["value"] = Decimal(str(value)) if value is not None else Decimal(0)
+                row["value"] = finite_number(value, key) if value is not None else Decimal(0)
             elif key == "stage_id":
                 self._check_stage(int(value))
                 if int(value) != row["stage_id"]:
@@ -281,7 +284,7 @@ class PipedriveSimulator(Simulator):
     @staticmethod
     def _apply_product(row: Row, body: dict[str, Any]) -> None:
         for key, value in body.items():
-            row[key] = Decimal(str(value)) if key in ("quantity", "item_price", "discount") else value
+            row[key] = finite_number(value, key) if key in ("quantity", "item_price", "discount") else value
         gross = Decimal(str(row["item_price"])) * Decimal(str(row["quantity"]))
         discount = Decimal(str(row["discount"]))
         if row.get("discount_type") == "amount":
@@ -449,3 +452,14 @@ class PipedriveSimulator(Simulator):
 
         return api_routes(self)
 
+
+def finite_number(value: Any, name: str) -> Decimal:
+    """A number field as Pipedrive takes it: NaN and infinities are refused (400), as JSON cannot
+    carry them and the real API answers a validation error."""
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        raise ValueError(f"{name}: {value!r} is not a number") from None
+    if not number.is_finite():
+        raise ValueError(f"{name}: {value!r} is not a finite number")
+    return number
