@@ -53,3 +53,22 @@ def test_hostile_values_are_cleaned_with_a_note_or_quarantined(store: Store, crm
     assert {q.field for q in quarantined.values()} == {crm.field("close_date")}
     # the payload is kept for a person to look at, as both stores take it
     assert quarantined[year0].payload
+
+
+def test_lone_surrogates_are_replaced_with_a_note_on_both_stores(store: Store) -> None:
+    """No simulator can serve a lone surrogate (their JSON encoders refuse it), but a connector's
+    decoder can produce one from ``"\\ud800"``: the store takes such a record the same way."""
+    import datetime as dt
+
+    from crmsync.model import Deal, ObjectType
+    from crmsync.store.clean import clean_record
+
+    deal = Deal(connection="raw", source_object="deals", source_id="1", modified_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+                name="Acme \ud800 deal", extra={"note": "x\udfffy", "nested": [{"k": "\x00"}]})
+    clean_record(deal)
+    store.upsert([deal])
+    stored = store.get(ObjectType.DEAL, "raw", "1")
+    assert stored is not None and isinstance(stored, Deal)
+    assert stored.name == "Acme \ufffd deal" and stored.extra["note"] == "x\ufffdy"
+    assert stored.extra["nested"] == [{"k": ""}]
+    assert any("surrogates" in n for n in stored.extra[CLEANED_KEY])

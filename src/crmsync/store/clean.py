@@ -26,7 +26,7 @@ from sqlalchemy import Integer, String, Text
 
 from crmsync.model import ModelError, ObjectType, Record
 from crmsync.store.tables import record_table
-from crmsync.store.types import ExactDecimal
+from crmsync.store.types import ExactDecimal, json_dumps
 
 #: where the notes of what was cleaned go in ``Record.extra``
 CLEANED_KEY = "_crmsync_cleaned"
@@ -130,8 +130,24 @@ def clean_record(record: Record) -> list[str]:
                                         for i in ids])
     if record.object_type is ObjectType.DEAL and not getattr(record, "name", None):
         notes.append("name: missing in the source")
-    if record.extra:
-        record.extra = clean_json(record.extra, "extra", notes)
+    # ``extra`` is checked where it is serialised anyway (``storable_json``), at no extra cost
     if notes:
         record.extra = {**record.extra, CLEANED_KEY: notes}
     return notes
+
+
+def storable_json(value: Any, name: str = "extra") -> str:
+    """A JSON column's text as both stores take it. The common case costs one substring search on
+    the text the upsert builds anyway; a document holding NULs or lone surrogates is cleaned
+    (``clean_json``) and, if it is a mapping, the notes are added under ``CLEANED_KEY``."""
+    try:
+        text = json_dumps(value)
+    except TypeError:  # orjson refuses lone surrogates
+        text = None
+    if text is not None and "\\u0000" not in text:
+        return text
+    notes: list[str] = []
+    cleaned = clean_json(value, name, notes) if text is not None else _walk(value, name, notes)
+    if isinstance(cleaned, dict) and notes:
+        cleaned[CLEANED_KEY] = [*(cleaned.get(CLEANED_KEY) or []), *notes]
+    return json_dumps(cleaned)

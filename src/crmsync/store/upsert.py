@@ -41,6 +41,7 @@ from sqlalchemy.dialects.sqlite import pysqlite
 from sqlalchemy.sql.dml import Insert
 
 from crmsync.model import RECORD_TYPES, ModelError, ObjectType, Record
+from crmsync.store.clean import storable_json
 from crmsync.store.tables import record_table
 from crmsync.store.types import (
     ExactDecimal,
@@ -51,7 +52,6 @@ from crmsync.store.types import (
     decimal_param,
     decimal_text,
     format_utc,
-    json_dumps,
 )
 
 #: fields every record has; everything else a kind declares is "mapped"
@@ -83,7 +83,7 @@ def _converter(column_type: Any, dialect_name: str) -> Converter | None:
     if isinstance(column_type, ExactDecimal):
         return decimal_text if sqlite_side else decimal_param
     if isinstance(column_type, JSON):
-        return json_dumps
+        return storable_json  # NULs and surrogates cleaned with a note, the same on both stores
     if isinstance(column_type, Date):
         return date_text if sqlite_side else date_param
     return None
