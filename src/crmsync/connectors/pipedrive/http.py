@@ -11,11 +11,9 @@ budget raises ``BudgetExhausted`` at once instead of sleeping until midnight.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import time
 from collections.abc import Callable, Mapping
-from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -30,11 +28,10 @@ from crmsync.connectors.base import (
     RetriableError,
     Usage,
 )
+from crmsync.connectors.wire import decode_body, encode_body
 
 DEFAULT_BASE_URL = "https://api.pipedrive.com"
 _NUMERIC = re.compile(r"/\d+(?=/|$)")
-# JSON numbers with a fraction or exponent become Decimal from their own digits (money stays exact)
-_DECODER = msgspec.json.Decoder(float_hook=Decimal)
 
 
 class NotFoundError(FatalError):
@@ -53,16 +50,6 @@ def _header_int(headers: httpx.Headers, name: str) -> int | None:
         return int(float(raw))
     except ValueError:
         return None
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    raise TypeError(f"cannot encode {type(value).__name__}")
 
 
 class PipedriveHttp:
@@ -115,7 +102,7 @@ class PipedriveHttp:
               body: Mapping[str, Any] | None) -> dict[str, Any]:
         where = f"{method} {path_template(path)}"
         self._throttle()
-        content = json.dumps(body, default=_encode).encode() if body is not None else None
+        content = encode_body(body) if body is not None else None
         headers = {"content-type": "application/json"} if content is not None else None
         try:
             response = self.client.request(method, path, params=dict(params) if params else None,
@@ -168,7 +155,7 @@ class PipedriveHttp:
         if status >= 400:
             raise FatalError(f"{where}: {status} {_error_message(response)}", status=status)
         try:
-            data = _DECODER.decode(response.content)
+            data = decode_body(response.content)
         except (msgspec.DecodeError, ValueError):
             raise RetriableError(f"{where}: truncated or invalid JSON body", status=status) from None
         if not isinstance(data, dict) or data.get("success") is False:
