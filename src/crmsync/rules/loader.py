@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from yaml.constructor import ConstructorError
 
 from crmsync.rules.conditions import ConditionError
 from crmsync.rules.handoff import CompiledHandoff
@@ -37,6 +38,7 @@ from crmsync.rules.schema import (
     RoutingFile,
 )
 from crmsync.rules.scoring import CompiledScoringModel, compile_scoring
+from crmsync.yaml_loader import UniqueKeyLoader
 
 KINDS = ("scoring", "routing", "hygiene", "handoff", "renewal")
 KeyPath = tuple[str | int, ...]
@@ -84,8 +86,8 @@ def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int]) -> None:
             _walk(item, (*path, i), lines)
 
 
-class LineLoader(yaml.SafeLoader):
-    """SafeLoader that also records the start line of every mapping key and list item."""
+class LineLoader(UniqueKeyLoader):
+    """SafeLoader (duplicate keys refused) that also records the start line of every mapping key and list item."""
 
     def __init__(self, stream: Any) -> None:
         super().__init__(stream)
@@ -106,7 +108,8 @@ def parse_yaml(text: str, file: str) -> tuple[Any, dict[KeyPath, int]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        raise RuleFileError([RuleIssue(file, line, "", f"YAML syntax error: {exc.problem or exc}")]) from exc
+        what = "YAML error" if isinstance(exc, ConstructorError) else "YAML syntax error"
+        raise RuleFileError([RuleIssue(file, line, "", f"{what}: {exc.problem or exc}")]) from exc
     finally:
         loader.dispose()
     return data, loader.key_lines

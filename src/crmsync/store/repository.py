@@ -518,6 +518,18 @@ class Transaction:
             stmt = stmt.with_for_update()
         return self.conn.execute(stmt).scalar_one_or_none()
 
+    def lock_state(self, namespace: str, key: str, default: Any) -> Any:
+        """The value under a row lock held until commit, creating it as ``default`` first if missing.
+
+        For read-modify-write of a shared counter: on PostgreSQL a bare ``SELECT`` then upsert lets
+        two transactions read the same value and one increment is lost; here the row exists before
+        it is locked, so the second transaction waits for the first and reads its result (on
+        SQLite the ``BEGIN IMMEDIATE`` write transaction already serialises writers)."""
+        ins = _dialect_insert(self.conn, t.kv_state)
+        self.conn.execute(ins.values(namespace=namespace, key=key, value=default, updated_at=now_utc())
+                          .on_conflict_do_nothing(index_elements=[t.kv_state.c.namespace, t.kv_state.c.key]))
+        return self.get_state(namespace, key, for_update=True)
+
     def delete_state(self, namespace: str, key: str) -> bool:
         c = t.kv_state.c
         result = self.conn.execute(delete(t.kv_state).where(c.namespace == namespace, c.key == key))
