@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import signal
 import sys
-import threading
 from importlib import import_module
 from pathlib import Path
 from typing import Annotated, Any
@@ -127,20 +125,12 @@ def _parse_date(value: str | None, name: str) -> dt.datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def _install_stop_handler() -> threading.Event:
-    """SIGTERM/SIGINT: finish the current page, checkpoint, exit."""
-    stop = threading.Event()
+def _install_stop_handler() -> Any:
+    """SIGTERM/SIGINT: finish the current page, checkpoint, exit with 128+signal (crmsync.signals)."""
+    from crmsync.signals import install_stop_signals
 
-    def handler(signum: int, frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        err_console.print("stopping after the current page (checkpoint is kept)...")
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
-    return stop
+    return install_stop_signals(on_stop=lambda: err_console.print(
+        "stopping after the current page (checkpoint is kept)..."))
 
 
 @app.command("sync")
@@ -154,7 +144,8 @@ def sync_command(
     settings = state.settings(config)
     store = state.store()
     store.upgrade()
-    stop = _install_stop_handler()
+    stopper = _install_stop_handler()
+    stop = stopper.event
     names = [connection] if connection else [c.name for c in settings.connections
                                              if c.enabled and c.kind != "meteroid"]
     failed = False
@@ -169,6 +160,8 @@ def sync_command(
     console.print(table)
     if failed:
         raise typer.Exit(1)
+    if stopper.exit_code is not None:
+        raise typer.Exit(stopper.exit_code)
 
 
 @app.command("backfill")
@@ -186,7 +179,8 @@ def backfill_command(
     settings = state.settings(config)
     store = state.store()
     store.upgrade()
-    stop = _install_stop_handler()
+    stopper = _install_stop_handler()
+    stop = stopper.event
     result = run_backfill(settings, store, connection, object_name, since=_parse_date(since, "--since"),
                           until=_parse_date(until, "--until"), dry_run=dry_run, stop_event=stop,
                           console=console)
@@ -197,6 +191,8 @@ def backfill_command(
     if result.status == "failed":
         err_console.print(f"[red]{result.error}[/red]")
         raise typer.Exit(1)
+    if stopper.exit_code is not None:
+        raise typer.Exit(stopper.exit_code)
 
 
 # --- sandbox and demo -----------------------------------------------------------------------------
@@ -219,14 +215,14 @@ def sandbox_serve(
     for name, server in handle.servers.items():
         console.print(f"{name:<11} {server.url}")
     console.print(f"CA bundle: {handle.ca.ca_path}\nconfig:    {config_path}\nCtrl-C to stop.")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    from crmsync.signals import install_stop_signals
+
+    stop = install_stop_signals().event
     try:
         while not stop.wait(1):
             pass
-    except KeyboardInterrupt:
-        pass
-    handle.stop()
+    finally:
+        handle.stop()
 
 
 @app.command("demo")

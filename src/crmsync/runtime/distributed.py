@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import signal
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from crmsync.runtime.metrics import WorkerMetrics
 from crmsync.runtime.pipeline import run_connection_cycle, sync_connections
 from crmsync.runtime.triggers import next_due
 from crmsync.settings import Settings
+from crmsync.signals import install_stop_signals
 from crmsync.store import Store
 from crmsync.store import tables as t
 from crmsync.sync.runner import open_engine
@@ -285,15 +285,12 @@ async def _serve(app: procrastinate.App, runtime: Runtime, *, concurrency: int, 
                         stalled_worker_timeout=runtime.stalled_after, fetch_job_polling_interval=1.0)
 
         def request_stop(*_: Any) -> None:
-            if runtime.stop_event.is_set():
-                return
             log.warning("worker.stop_requested", mode="distributed")
             runtime.stop_event.set()
             worker.stop()
 
-        if install_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, request_stop)
+        if install_signals:  # the one helper; the worker stops from the loop's thread
+            install_stop_signals(runtime.stop_event, on_stop=lambda: loop.call_soon_threadsafe(request_stop))
 
         async def watch_stop_event() -> None:
             while not runtime.stop_event.is_set():

@@ -69,7 +69,8 @@ class HubSpotConnector:
         opts = conn.options
         self.transport = HubSpotTransport(conn.base_url, token, ca_bundle=conn.ca_bundle,
                                           search_per_second=float(opts.get("search_per_second", 4)),
-                                          max_attempts=int(opts.get("max_attempts", 6)), usage=self.usage)
+                                          max_attempts=int(opts.get("max_attempts", 6)),
+                                          max_wait_s=float(opts.get("max_wait_s", 60)), usage=self.usage)
         self.lookback_ms = int(float(opts.get("lookback_seconds", 120)) * 1000)
         self.refresh_ms = int(float(opts.get("association_refresh_hours", 24)) * 3_600_000)
         self.backfill_via = str(opts.get("backfill_via", "search"))

@@ -20,6 +20,7 @@ import httpx
 import msgspec
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
+from crmsync.connectors.backoff import retry_wait
 from crmsync.connectors.base import (
     AuthError,
     BudgetExhausted,
@@ -84,10 +85,7 @@ class PipedriveHttp:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, RetriableError) and exc.retry_after is not None:
-            return min(self.max_wait_s, max(0.0, exc.retry_after))
-        return min(self.max_wait_s, 0.5 * 2 ** (state.attempt_number - 1))
+        return retry_wait(state, initial=0.5, max_wait_s=self.max_wait_s)
 
     def _throttle(self) -> None:
         """The burst window is spent: wait for its reset instead of collecting a 429."""
