@@ -9,14 +9,24 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from crmsync.logging import LogFormat, configure_logging
+from crmsync.cli_options import (
+    ConfigOption,
+    ConnectionOption,
+    ConnectionRequired,
+    JsonOption,
+    console,
+    err_console,
+    print_json,
+    require_connection,
+    state,
+)
+from crmsync.logging import configure_logging
 from crmsync.model import UTC
-from crmsync.settings import Settings, SettingsError, load_settings
+from crmsync.settings import SettingsError
 
-app = typer.Typer(help="CRM sync and sales-automation worker.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(help="CRM sync and sales-automation worker.", no_args_is_help=True)
 db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 sandbox_app = typer.Typer(help="Local simulators of Salesforce, HubSpot, Pipedrive and Meteroid.",
@@ -25,43 +35,20 @@ app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(sandbox_app, name="sandbox")
 
-console = Console()
-err_console = Console(stderr=True)
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
 
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Path to crmsync.yaml.")]
-
-
-class AppState:
-    def __init__(self) -> None:
-        self.config_path: Path | None = None
-        self.log_format: LogFormat = "auto"
-        self._settings: Settings | None = None
-
-    def settings(self, config: Path | None = None) -> Settings:
-        if config is not None:
-            self.config_path, self._settings = config, None
-        if self._settings is None:
-            try:
-                self._settings = load_settings(self.config_path)
-            except SettingsError as exc:
-                err_console.print(f"config error: {exc}", markup=False, highlight=False)
-                raise typer.Exit(2) from None
-            configure_logging(self.log_format, secrets=self._settings.secret_values())
-        return self._settings
-
-    def store(self, config: Path | None = None) -> Any:
-        from crmsync.store import Store
-
-        return Store.open(self.settings(config).store.url)
-
-
-state = AppState()
+        typer.echo(f"crmsync {version('crmsync')}")
+        raise typer.Exit()
 
 
 @app.callback()
 def main_options(
     config: ConfigOption = None,
     log_format: Annotated[str, typer.Option("--log-format", help="auto | console | json")] = "auto",
+    _version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                           help="Print the version and exit.")] = False,
 ) -> None:
     if log_format not in ("auto", "console", "json"):
         raise typer.BadParameter("expected auto, console or json", param_hint="--log-format")
@@ -104,14 +91,19 @@ def _masked_url(url: str) -> str:
 
 
 @app.command("status")
-def status(config: ConfigOption = None) -> None:
-    """Connections, cursors, last runs, outbox and quarantine counts."""
-    from crmsync.status import render_status
+def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Connections, cursors, last runs, outbox and quarantine counts (read-only: never migrates)."""
+    from crmsync.status import render_status, status_data
 
     settings = state.settings(config)
-    store = state.store()
-    store.upgrade()
-    render_status(console, settings, store)
+    store = state.read_store()
+    try:
+        if as_json:
+            print_json(status_data(settings, store))
+        else:
+            render_status(console, settings, store)
+    finally:
+        store.close()
 
 
 # --- sync / backfill ----------------------------------------------------------------------------
@@ -135,29 +127,38 @@ def _install_stop_handler() -> Any:
 
 @app.command("sync")
 def sync_command(
-    connection: Annotated[str | None, typer.Option(help="Only this connection.")] = None,
+    connection: ConnectionOption = None,
     config: ConfigOption = None,
+    as_json: JsonOption = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Pull and count, write nothing (cursors stay).")] = False,
 ) -> None:
     """One incremental sync cycle (all connections, or one)."""
     from crmsync.sync.runner import run_sync_cycle
 
     settings = state.settings(config)
-    store = state.store()
-    store.upgrade()
+    require_connection(settings, connection)
+    store = state.write_store()
     stopper = _install_stop_handler()
     stop = stopper.event
     names = [connection] if connection else [c.name for c in settings.connections
                                              if c.enabled and c.kind != "meteroid"]
     failed = False
-    table = Table(title="sync")
+    table = Table(title="sync (dry run: nothing written)" if dry_run else "sync")
     for col in ("connection", "object", "status", "records", "deleted", "quarantined", "api calls"):
         table.add_column(col)
+    rows: list[dict[str, Any]] = []
     for name in names:
-        for result in run_sync_cycle(settings, store, name, stop_event=stop):
+        for result in run_sync_cycle(settings, store, name, stop_event=stop, dry_run=dry_run):
             failed |= result.status == "failed"
+            rows.append({"connection": result.connection, "object": result.object_name, "status": result.status,
+                         "dry_run": dry_run, **result.counts(), "error": result.error})
             table.add_row(result.connection, result.object_name, result.status, str(result.records),
                           str(result.deleted), str(result.quarantined), str(result.api_calls))
-    console.print(table)
+    store.close()
+    if as_json:
+        print_json({"dry_run": dry_run, "results": rows})
+    else:
+        console.print(table)
     if failed:
         raise typer.Exit(1)
     if stopper.exit_code is not None:
@@ -166,28 +167,34 @@ def sync_command(
 
 @app.command("backfill")
 def backfill_command(
-    connection: Annotated[str, typer.Option(help="The connection to backfill.")],
+    connection: ConnectionRequired,
     object_name: Annotated[str, typer.Option("--object", help="Object to backfill.")] = "deals",
     since: Annotated[str | None, typer.Option(help="Only records modified on or after (YYYY-MM-DD).")] = None,
     until: Annotated[str | None, typer.Option(help="Only records modified before (YYYY-MM-DD).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Pull and count, write nothing.")] = False,
     config: ConfigOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Backfill one object; resumes automatically after a crash or kill."""
     from crmsync.sync.runner import run_backfill
 
     settings = state.settings(config)
-    store = state.store()
-    store.upgrade()
+    require_connection(settings, connection)
+    store = state.write_store()
     stopper = _install_stop_handler()
     stop = stopper.event
     result = run_backfill(settings, store, connection, object_name, since=_parse_date(since, "--since"),
                           until=_parse_date(until, "--until"), dry_run=dry_run, stop_event=stop,
-                          console=console)
+                          console=err_console if as_json else console)
+    store.close()
+    if as_json:
+        print_json({"connection": result.connection, "object": result.object_name, "status": result.status,
+                    "dry_run": dry_run, **result.counts(), "complete": result.complete, "error": result.error})
     verdict = {True: "[green]complete[/green]", False: "[red]INCOMPLETE[/red]", None: "not checked"}[result.complete]
-    console.print(f"{result.connection}/{result.object_name}: {result.status}, {result.records} records, "
-                  f"{result.api_calls} API calls; source {result.source_count} vs stored {result.stored_count}: "
-                  f"{verdict}")
+    if not as_json:
+        console.print(f"{result.connection}/{result.object_name}: {result.status}, {result.records} records, "
+                      f"{result.api_calls} API calls; source {result.source_count} vs stored "
+                      f"{result.stored_count}: {verdict}")
     if result.status == "failed":
         err_console.print(f"[red]{result.error}[/red]")
         raise typer.Exit(1)
@@ -250,6 +257,13 @@ def _mount_optional(module: str, attr: str, name: str) -> None:
     app.add_typer(sub, name=name)
 
 
+def _command(module: str, attr: str, name: str) -> None:
+    """Top-level commands that live in their own module."""
+    app.command(name)(getattr(import_module(module), attr))
+
+
+_command("crmsync.check_commands", "check_command", "check")
+_mount_optional("crmsync.state_commands", "state_app", "state")
 _mount_optional("crmsync.rules.commands", "rules_app", "rules")
 _mount_optional("crmsync.billing.commands", "billing_app", "billing")
 _mount_optional("crmsync.sync.outbox_commands", "outbox_app", "outbox")

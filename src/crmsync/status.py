@@ -1,4 +1,4 @@
-"""``crmsync status``: connections, cursors, last runs, outbox and quarantine, as tables."""
+"""``crmsync status``: connections, cursors, last runs, outbox and quarantine, as tables or JSON."""
 
 from __future__ import annotations
 
@@ -8,6 +8,48 @@ from rich.console import Console
 from rich.table import Table
 
 from crmsync.settings import Settings
+
+_CURSOR_KEYS = ("ts", "id", "since", "job_id", "updated_since", "after")
+
+
+def _cursor_text(cursor: Any) -> str:
+    inner = cursor.get("connector") if isinstance(cursor, dict) else cursor
+    return ", ".join(f"{k}={v}" for k, v in (inner or {}).items() if k in _CURSOR_KEYS)
+
+
+def status_data(settings: Settings, store: Any) -> dict[str, Any]:
+    """What ``render_status`` shows, as one JSON-ready document."""
+    from crmsync.sync.outbox import recent_errors
+
+    runs = store.last_runs(200)
+
+    def last_of(name: str) -> Any:
+        return next((r for r in runs if r.connection == name), None)
+
+    def iso(moment: Any) -> str | None:
+        return moment.isoformat(timespec="seconds") if moment else None
+
+    connections = []
+    for conn in settings.connections:
+        last = last_of(conn.name)
+        connections.append({"name": conn.name, "kind": conn.kind, "objects": list(conn.objects),
+                            "schedule": conn.schedule.cron or f"every {conn.schedule.interval_seconds}s",
+                            "last_run_at": iso(last.started_at) if last else None,
+                            "last_status": last.status if last else None})
+    return {
+        "connections": connections,
+        "cursors": [{"connection": c.connection, "object": c.object_name, "position": _cursor_text(c.cursor),
+                     "updated_at": iso(c.updated_at)} for c in store.cursors()],
+        "last_runs": [{"id": r.id, "kind": r.kind, "connection": r.connection, "object": r.object_name,
+                       "started_at": iso(r.started_at), "finished_at": iso(r.finished_at), "status": r.status,
+                       "counts": r.counts or {}, "error": r.error} for r in runs[:15]],
+        "outbox": {name: store.outbox_counts().get(name, 0)
+                   for name in ("pending", "in_flight", "failed", "parked", "done", "dropped")},
+        "quarantine_open": store.quarantine_count(),
+        "outbox_errors": [{"id": i.id, "connection": i.connection, "object": i.object_name,
+                           "operation": i.operation, "status": i.status, "attempts": i.attempts,
+                           "error": i.last_error} for i in recent_errors(store, limit=8)],
+    }
 
 
 def render_status(console: Console, settings: Settings, store: Any) -> None:
@@ -27,9 +69,7 @@ def render_status(console: Console, settings: Settings, store: Any) -> None:
     for col in ("connection", "object", "cursor", "updated"):
         cursors.add_column(col)
     for cur in store.cursors():
-        inner = cur.cursor.get("connector") if isinstance(cur.cursor, dict) else cur.cursor
-        text = ", ".join(f"{k}={v}" for k, v in (inner or {}).items() if k in ("ts", "id", "since", "job_id",
-                                                                               "updated_since", "after"))
+        text = _cursor_text(cur.cursor)
         cursors.add_row(cur.connection, cur.object_name, text[:80] or "-",
                         cur.updated_at.isoformat(timespec="seconds") if cur.updated_at else "-")
     console.print(cursors)

@@ -46,6 +46,7 @@ class RunKind(StrEnum):
     SWEEP = "sweep"
     PUSH = "push"
     BILLING = "billing"
+    STATE = "state"  # an operator's change to a cursor or backfill window (crmsync state set|clear)
 
 
 class RunStatus(StrEnum):
@@ -579,6 +580,29 @@ class Store:
                 if conn.dialect.name == "postgresql":  # one migrator at a time across workers
                     conn.execute(text("SELECT pg_advisory_xact_lock(7265734)"))
                 command.upgrade(self._alembic_config(conn), revision)
+
+    def head_revision(self) -> str | None:
+        """The newest migration this crmsync ships (what ``upgrade()`` goes to)."""
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        return ScriptDirectory.from_config(config).get_current_head()
+
+    def schema_problem(self) -> str | None:
+        """None when the database is reachable and at this crmsync's schema, else one line saying
+        why not (read-only commands print it instead of migrating)."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            current, head = self.current_revision(), self.head_revision()
+        except SQLAlchemyError as exc:
+            return f"store unreachable: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        if current == head:
+            return None
+        where = "empty" if current is None else f"at {current}"
+        return f"store schema is {where}, this crmsync needs {head}: run `crmsync db upgrade`"
 
     def current_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext

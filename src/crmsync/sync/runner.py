@@ -31,9 +31,9 @@ def open_engine(settings: Settings, store: Store, connection: str, *,
 
 def run_sync_cycle(settings: Settings, store: Store, connection: str, *,
                    objects: Sequence[str] | None = None,
-                   stop_event: threading.Event | None = None) -> list[ObjectResult]:
+                   stop_event: threading.Event | None = None, dry_run: bool = False) -> list[ObjectResult]:
     with open_engine(settings, store, connection, stop_event=stop_event) as engine:
-        return engine.sync(objects)
+        return engine.sync(objects, dry_run=dry_run)
 
 
 def run_backfill(settings: Settings, store: Store, connection: str, object_name: str, *,

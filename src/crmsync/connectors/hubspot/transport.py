@@ -112,6 +112,7 @@ class HubSpotTransport:
         if not headers:
             return
         get = headers.get
+        self.usage.note_server_date(get("Date") or get("date"))
 
         def number(name: str) -> int | None:
             value = get(HEADER + name) or get("X-HubSpot-RateLimit-" + name)

@@ -117,6 +117,7 @@ class PipedriveHttp:
         usage = self.usage
         usage.calls += 1
         usage.observed_at = dt.datetime.now(dt.UTC)
+        usage.note_server_date(headers.get("date"))
         limit = _header_int(headers, "x-daily-ratelimit-token-limit")
         remaining = _header_int(headers, "x-daily-ratelimit-token-remaining")
         if limit is not None:

@@ -151,6 +151,7 @@ class SalesforceSession(requests.Session):
         return response
 
     def _read_usage(self, response: requests.Response) -> None:
+        self.usage.note_server_date(response.headers.get("Date"))
         info = response.headers.get("Sforce-Limit-Info")
         if not info:
             return
