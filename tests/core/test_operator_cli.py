@@ -178,3 +178,16 @@ def test_sync_dry_run_writes_nothing_then_sync_and_state(config: Path) -> None:
         assert status["outbox"]["pending"] == 0 and isinstance(status["last_runs"], list)
     finally:
         store.close()
+
+
+def test_chart_without_the_charts_extra_says_how_to_install_it(config: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    assert run("db", "upgrade", "-c", str(config)).exit_code == 0
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as in a worker installed without extras
+    result = run("report", "funnel", "-c", str(config), "--chart", str(tmp_path / "f.png"))
+    assert result.exit_code == 2 and "crmsync[charts]" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "f.png").exists()
+    tables = as_json(run("report", "funnel", "-c", str(config), "--json"))  # the tables still work
+    assert tables["funnels"] == []

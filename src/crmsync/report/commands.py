@@ -31,9 +31,11 @@ CHARTS_EXTRA_MISSING = ("charts need the optional plotting extra: pip install 'c
 
 
 def charts_available() -> bool:
-    from importlib.util import find_spec
-
-    return find_spec("matplotlib") is not None
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 @report_app.command("funnel")
