@@ -265,7 +265,8 @@ def run_worker(settings: Settings, *, concurrency: int = 4, http_host: str = "12
     store.upgrade()
     ensure_schema(conninfo)
     stop = stop_event or threading.Event()
-    metrics = WorkerMetrics(store, [c.name for c in sync_connections(settings)])
+    metrics = WorkerMetrics(store, [c.name for c in sync_connections(settings)],
+                            {c.name: c.kind for c in settings.connections})
     runtime = Runtime(settings, store, stop, stalled_after=stalled_after, metrics=metrics)
     app = build_app(conninfo, dispatch_every=dispatch_every)
     port = settings.worker.http_port if http_port is None else http_port

@@ -94,7 +94,7 @@ class EmbeddedWorker:
         self.debounce = dt.timedelta(seconds=debounce_seconds)
         self.stop_event = stop_event or threading.Event()
         self.connections = [c.name for c in sync_connections(settings)]
-        self.metrics = WorkerMetrics(store, self.connections)
+        self.metrics = WorkerMetrics(store, self.connections, {c.name: c.kind for c in settings.connections})
         self.runner = ConnectionRunner(settings, store, self.stop_event, self.metrics.observe_cycle)
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
