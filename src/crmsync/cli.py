@@ -144,8 +144,8 @@ def sync_command(
                                              if c.enabled and c.kind != "meteroid"]
     failed = False
     table = Table(title="sync (dry run: nothing written)" if dry_run else "sync")
-    for col in ("connection", "object", "status", "records", "deleted", "quarantined", "api calls"):
-        table.add_column(col)
+    for col in ("connection", "object", "status", "records", "deleted", "bad", "calls"):
+        table.add_column(col, justify="right" if col in ("records", "deleted", "bad", "calls") else "left")
     rows: list[dict[str, Any]] = []
     for name in names:
         for result in run_sync_cycle(settings, store, name, stop_event=stop, dry_run=dry_run):

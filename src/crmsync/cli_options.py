@@ -126,3 +126,10 @@ def print_json(data: Any) -> None:
 def iso(moment: dt.datetime | None) -> str | None:
     return None if moment is None else moment.isoformat(timespec="seconds")
 
+
+def short_time(moment: dt.datetime | None) -> str:
+    """A table cell: ``2026-12-03 08:13Z`` (UTC, to the minute; --json has the full timestamp)."""
+    if moment is None:
+        return "-"
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%MZ")
+

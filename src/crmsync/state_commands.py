@@ -24,6 +24,7 @@ from crmsync.cli_options import (
     err_console,
     print_json,
     require_connection,
+    short_time,
     state,
 )
 
@@ -56,9 +57,7 @@ def list_command(connection: ConnectionOption = None, config: ConfigOption = Non
     for e in entries:
         window = "-" if e.window is None else f"{e.window[0] or '…'} → {e.window[1] or '…'}"
         table.add_row(e.connection, e.object_name, e.kind, window,
-                      e.position.isoformat(timespec="seconds") if e.position else "-",
-                      "yes" if e.complete else "no",
-                      e.updated_at.isoformat(timespec="minutes") if e.updated_at else "-")
+                      short_time(e.position), "yes" if e.complete else "no", short_time(e.updated_at))
     console.print(table)
     if not entries:
         console.print("no sync state yet")

@@ -191,3 +191,45 @@ def test_chart_without_the_charts_extra_says_how_to_install_it(config: Path, tmp
     assert "Traceback" not in result.output and not (tmp_path / "f.png").exists()
     tables = as_json(run("report", "funnel", "-c", str(config), "--json"))  # the tables still work
     assert tables["funnels"] == []
+
+
+RULES = Path(__file__).resolve().parents[2] / "config" / "rules"
+
+
+def test_json_of_outbox_billing_and_rules(config: Path, sandbox: SandboxHandle) -> None:
+    from crmsync.store import OutboxItem
+
+    assert run("db", "upgrade", "-c", str(config)).exit_code == 0
+    store = Store.open(_store_url(config))
+    try:
+        store.enqueue(OutboxItem(connection=PD, object_name="deals", operation="update",
+                                 source_id=str(sandbox.world.deals[0].id), fields={"title": "Renamed by a test"},
+                                 idempotency_key="op-cli-1"))
+    finally:
+        store.close()
+    listed = as_json(run("outbox", "list", "-c", str(config), "--json", "--connection", PD))
+    assert listed["counts"] == {"pending": 1} and listed["items"][0]["fields"] == ["title"]
+    table = run("outbox", "list", "-c", str(config))
+    assert table.exit_code == 0 and all(len(line) <= 80 for line in table.stdout.splitlines())
+
+    dry = as_json(run("outbox", "drain", "-c", str(config), "--connection", PD, "--dry-run", "--json"))
+    assert dry["dry_run"] is True and [i["status"] for i in dry["would_push"]] == ["pending"]
+    assert as_json(run("outbox", "list", "-c", str(config), "--json"))["counts"] == {"pending": 1}  # nothing sent
+    drained = as_json(run("outbox", "drain", PD, "-c", str(config), "--json"))
+    assert drained["status"] == "ok" and drained["done"] == 1
+    assert run("outbox", "drain", "-c", str(config)).exit_code == 2  # which connection?
+
+    drift = as_json(run("billing", "drift", "-c", str(config), "--json", "--world-seed", "11", "--world-deals", "40"))
+    assert isinstance(drift["mismatches"], list) and "total_at_stake" in drift
+    for row in drift["mismatches"]:
+        assert set(row) >= {"kind", "subject", "money_at_stake", "reason"} and isinstance(row["money_at_stake"], str)
+    renewals = as_json(run("billing", "renewals", "-c", str(config), "--json"))
+    assert renewals["window_days"] == [60, 90] and isinstance(renewals["renewals"], list)
+
+    assert run("sync", "-c", str(config), "--connection", PD).exit_code == 0
+    simulated = as_json(run("rules", "simulate", "-c", str(config), "--rules-dir", str(RULES), "--since", "3650d",
+                            "--connection", PD, "--json"))
+    assert simulated["records"] > 0 and simulated["decisions"] == sum(r["count"] for r in simulated["by_rule"])
+    diff = as_json(run("rules", "diff", "-c", str(config), "--rules-dir", str(RULES), "--against", str(RULES),
+                       "--json"))
+    assert diff["rule_changes"] == [] and diff["old"]["hash"] == diff["new"]["hash"]
