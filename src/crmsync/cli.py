@@ -238,11 +238,13 @@ def demo_command(
     seed: Annotated[int, typer.Option(help="World seed.")] = 7,
     store_url: Annotated[str, typer.Option(help="Store URL for the demo.")] = "sqlite:///crmsync-demo.db",
     workdir: Annotated[Path, typer.Option(help="Where the demo keeps its CA and config.")] = Path(".crmsync/demo"),
+    details: Annotated[bool, typer.Option("--details", help="Every table: per object, example decisions, "
+                                          "the full status.")] = False,
 ) -> None:
-    """Start the sandbox in-process, sync every CRM into a local store, run the rules, show it."""
+    """Start the sandbox in-process, sync every CRM into a local store, run the rules; a short summary."""
     from crmsync.demo import run_demo
 
-    code = run_demo(console, deals=deals, seed=seed, store_url=store_url, workdir=workdir)
+    code = run_demo(console, deals=deals, seed=seed, store_url=store_url, workdir=workdir, details=details)
     raise typer.Exit(code)
 
 

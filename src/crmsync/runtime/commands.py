@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from crmsync.cli_options import ConfigOption, ConnectionRequired
+
 worker_app = typer.Typer(help="Run the background worker (embedded scheduler, or --distributed on PostgreSQL).",
                          invoke_without_command=True, add_completion=False)
 err_console = Console(stderr=True)
 
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Path to crmsync.yaml.")]
 
 
 @worker_app.callback(invoke_without_command=True)
@@ -33,7 +33,7 @@ def worker(
     """Run the worker until SIGTERM/SIGINT (the current page is finished and checkpointed)."""
     if ctx.invoked_subcommand is not None:
         return
-    from crmsync.cli import state
+    from crmsync.cli_options import state
 
     settings = state.settings(config)
     if distributed:
@@ -72,7 +72,7 @@ def _parse(value: str, name: str) -> dt.datetime:
 
 @worker_app.command("backfill")
 def plan_backfill(
-    connection: Annotated[str, typer.Option(help="The connection to backfill.")],
+    connection: ConnectionRequired,
     since: Annotated[str, typer.Option(help="Window start (YYYY-MM-DD), inclusive.")],
     until: Annotated[str, typer.Option(help="Window end (YYYY-MM-DD), exclusive.")],
     object_name: Annotated[str, typer.Option("--object", help="Object to backfill.")] = "deals",
@@ -80,7 +80,7 @@ def plan_backfill(
     config: ConfigOption = None,
 ) -> None:
     """Distributed: split a backfill into time-window slices any worker can take and resume."""
-    from crmsync.cli import state
+    from crmsync.cli_options import state
     from crmsync.runtime.distributed import (
         build_app,
         defer_backfill,
