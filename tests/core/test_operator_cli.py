@@ -72,6 +72,7 @@ def _moved_to_2001(value: Any) -> Any:
 def test_version() -> None:
     result = run("--version")
     assert result.exit_code == 0 and result.stdout.startswith("crmsync ")
+    assert "--install-completion" in run("--help").stdout  # shell completion is on
 
 
 def test_read_only_commands_never_migrate_and_say_what_to_do(config: Path) -> None:
