@@ -35,6 +35,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(sandbox_app, name="sandbox")
 
+
 def _print_version(value: bool) -> None:
     if value:
         from importlib.metadata import version
