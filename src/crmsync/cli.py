@@ -249,6 +249,37 @@ def demo_command(
     raise typer.Exit(code)
 
 
+@app.command("sweep")
+def sweep_command(
+    connection: Annotated[str, typer.Option(help="The connection to reconcile.")],
+    object_name: Annotated[str | None, typer.Option("--object", help="Only this object.")] = None,
+    confirm: Annotated[bool, typer.Option("--confirm", help="Mark them deleted even above "
+                                          "schedule.delete_sweep_max_share.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Hard-delete reconciliation: records the CRM no longer lists are marked deleted in the store."""
+    from crmsync.connectors.base import ConnectorError
+    from crmsync.sync.engine import SweepRefused
+    from crmsync.sync.runner import open_engine
+
+    settings = state.settings(config)
+    store = state.store()
+    store.upgrade()
+    with open_engine(settings, store, connection) as engine:
+        objects = [object_name] if object_name else list(engine.conn.objects)
+        for name in objects:
+            try:
+                marked = engine.sweep_deletes(name, confirm=confirm)
+            except SweepRefused as exc:
+                err_console.print(str(exc), markup=False, highlight=False)
+                raise typer.Exit(1) from None
+            except (NotImplementedError, ConnectorError, ValueError) as exc:
+                console.print(f"{connection}/{name}: skipped ({type(exc).__name__}: {str(exc)[:200]})",
+                              markup=False, highlight=False)
+                continue
+            console.print(f"{connection}/{name}: {marked} marked deleted")
+
+
 def _mount_optional(module: str, attr: str, name: str) -> None:
     """Sub-apps of other parts (rules, billing, outbox, worker) mount when present."""
     try:
@@ -272,6 +303,7 @@ _mount_optional("crmsync.billing.commands", "billing_app", "billing")
 _mount_optional("crmsync.sync.outbox_commands", "outbox_app", "outbox")
 _mount_optional("crmsync.runtime.commands", "worker_app", "worker")
 _mount_optional("crmsync.report", "report_app", "report")
+_mount_optional("crmsync.console.commands", "console_app", "console")
 
 
 def main() -> None:

@@ -59,6 +59,9 @@ def run_demo(console: Console, *, deals: int, seed: int, store_url: str, workdir
                           f"{counts.get('failed', 0):,} failed, {counts.get('parked', 0):,} parked; "
                           f"quarantine: {store.quarantine_count():,}")
             console.print(f"details: crmsync demo --details, or crmsync status -c {config_path}")
+        from crmsync.console.demo import announce
+
+        announce(console, store, config_path)
         console.print(f"config written to {config_path}; store {store_url}; "
                       f"{time.perf_counter() - started:.1f}s in all")
         return 0 if ok else 1

@@ -35,6 +35,10 @@ class ScheduleSettings(_Strict):
     interval_seconds: int | None = Field(default=300, ge=5)
     cron: str | None = None  # crontab expression; wins over the interval when set
     delete_sweep_cron: str = "0 3 * * *"
+    # a sweep that would mark more than this share of an object's stored records deleted stops and
+    # waits for `crmsync sweep --confirm` (a CRM answering with an empty or partial id list, a
+    # permission change, a wrong base URL: never a reason to delete what the store holds)
+    delete_sweep_max_share: float = Field(default=0.1, gt=0, le=1)
     rules_after_sync: bool = True
 
 

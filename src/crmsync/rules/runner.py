@@ -79,8 +79,9 @@ def current_rule_set(settings: Settings, store: Store) -> tuple[RuleSet, list[st
 
 
 def build_context(store: Store, connections: Iterable[str], *, now: dt.datetime | None = None,
-                  known_keys: set[str] | None = None) -> RuleContext:
-    """Owners, stages, accounts and open counts of the connections, plus durable routing state."""
+                  known_keys: set[str] | None = None, counts: dict[tuple[str, str], int] | None = None) -> RuleContext:
+    """Owners, stages, accounts and open counts of the connections, plus durable routing state
+    (``counts``: open counts the caller already has, instead of counting the deals again)."""
     owners: dict[tuple[str, str], Owner] = {}
     stages: dict[tuple[str, str], Stage] = {}
     accounts: dict[tuple[str, str], Account] = {}
@@ -95,7 +96,8 @@ def build_context(store: Store, connections: Iterable[str], *, now: dt.datetime 
             assert isinstance(account, Account)
             accounts[(connection, account.source_id)] = account
     return RuleContext(now=now or now_utc(), owners=owners, stages=stages, accounts=accounts,
-                       routing_state=StoreRoutingState(store), open_counts=open_counts(store),
+                       routing_state=StoreRoutingState(store),
+                       open_counts=open_counts(store) if counts is None else dict(counts),
                        known_keys=known_keys if known_keys is not None else set())
 
 

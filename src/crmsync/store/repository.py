@@ -667,6 +667,19 @@ class Store:
                 for row in partition:
                     yield to_record(row)
 
+    def recent_records(self, object_type: ObjectType | str, connection: str, modified_since: dt.datetime,
+                       limit: int) -> list[Record]:
+        """At most ``limit`` live records of ``connection`` modified on or after ``modified_since``,
+        newest first (served by the (connection, modified_at) index, no sort of the whole range)."""
+        plan = plan_for(object_type)
+        table = plan.table
+        stmt = (select(*[table.c[n] for n in plan.field_names])
+                .where(table.c.connection == connection,
+                       table.c.modified_at >= utc(modified_since, field_name="modified_since"), ~table.c.deleted)
+                .order_by(table.c.modified_at.desc()).limit(limit))
+        with self.engine.connect() as conn:
+            return [plan.to_record(row) for row in conn.execute(stmt)]
+
     def count(
         self,
         object_type: ObjectType | str,

@@ -235,8 +235,13 @@ class SyncEngine:
             result.source_count = self.connector.count(result.object_name)
             result.stored_count = self.store.count(OBJECT_TYPES[result.object_name], self.conn.name)
 
-    def sweep_deletes(self, object_name: str) -> int:
-        """Hard-delete reconciliation: stored ids the source no longer lists are marked deleted."""
+    def sweep_deletes(self, object_name: str, *, confirm: bool = False) -> int:
+        """Hard-delete reconciliation: stored ids the source no longer lists are marked deleted.
+
+        Trust but verify: when the source's list would delete more than
+        ``schedule.delete_sweep_max_share`` of what the store holds, nothing is marked and
+        ``SweepRefused`` says how to confirm (``confirm=True``) if those records really were deleted.
+        """
         object_type = OBJECT_TYPES[object_name]
         run_id = self.store.start_run("sweep", self.conn.name, object_name)
         live: set[str] = set()
@@ -245,14 +250,32 @@ class SyncEngine:
                 live.update(chunk)
             stored = self.store.source_ids(object_type, self.conn.name)
             gone = sorted(stored - live)
+            counts = {"live": len(live), "stored": len(stored), "deleted": 0, "would_delete": len(gone)}
+            share = self.conn.schedule.delete_sweep_max_share
+            if gone and not confirm and len(gone) > share * len(stored):
+                message = (f"{self.conn.name}/{object_name}: the delete sweep would mark {len(gone)} of "
+                           f"{len(stored)} stored records deleted ({len(gone) / len(stored):.0%}), more than "
+                           f"schedule.delete_sweep_max_share ({share:.0%}); nothing was marked. If they really "
+                           f"were deleted in the CRM: crmsync sweep --connection {self.conn.name} "
+                           f"--object {object_name} --confirm")
+                self.store.finish_run(run_id, "stopped", counts, message)
+                log.warning("sweep.refused", object=object_name, stored=len(stored), would_delete=len(gone),
+                            max_share=share)
+                raise SweepRefused(message)
             if gone:
                 with self.store.transaction() as tx:
                     tx.mark_deleted(object_type, self.conn.name, gone, self.clock())
-            self.store.finish_run(run_id, "ok", {"live": len(live), "stored": len(stored), "deleted": len(gone)})
+            self.store.finish_run(run_id, "ok", {**counts, "deleted": len(gone)})
             return len(gone)
+        except SweepRefused:
+            raise
         except Exception as exc:
             self.store.finish_run(run_id, "failed", {"live": len(live)}, f"{type(exc).__name__}: {exc}")
             raise
+
+
+class SweepRefused(Exception):
+    """A delete sweep would mark too large a share of the store deleted; it waits for a confirmation."""
 
 
 def _is_kind(record: Record, object_type: ObjectType) -> bool:

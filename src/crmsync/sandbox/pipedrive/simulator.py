@@ -62,7 +62,6 @@ class PipedriveSimulator(Simulator):
         super().__init__(knobs or Knobs(burst_window_s=2.0))
         self.world = world
         self.api_tokens = set(api_tokens or {DEFAULT_TOKEN})
-        self.clock_offset = dt.timedelta(0)
         self.limiter = TokenRateLimiter(self.knobs, self.now)
         self.hooks = PipedriveHooks(self.api_tokens, self.now)
         deals = world.deals
@@ -92,14 +91,14 @@ class PipedriveSimulator(Simulator):
 
     # --- clock --------------------------------------------------------------------------------
     def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC) + self.clock_offset
+        return self.clock.now()
 
     def now_epoch(self) -> int:
-        return int(self.now().timestamp())
+        return int(self.clock.time())
 
     def advance(self, seconds: float) -> None:
         """Move the simulator's clock (the 30-day deleted window, daily budget resets)."""
-        self.clock_offset += dt.timedelta(seconds=seconds)
+        self.clock.advance(seconds)
 
     # --- deals ----------------------------------------------------------------------------------
     def deal(self, deal_id: int) -> Row | None:
