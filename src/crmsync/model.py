@@ -69,13 +69,18 @@ def now_utc() -> dt.datetime:
     return dt.datetime.now(UTC)
 
 
+#: a digit string is epoch milliseconds only from 12 digits (1973 on); ``20240102`` is a basic ISO
+#: date, not 5 hours after 1970 - it goes to the ISO parser, which refuses it for lack of a zone
+EPOCH_MS_DIGITS = 12
+
+
 def parse_timestamp(value: Any, *, field_name: str = "timestamp") -> dt.datetime | None:
     """Parse the timestamp forms the CRMs send: ISO 8601 with Z/offset/+0000, or epoch ms."""
     if value is None or value == "":
         return None
     if isinstance(value, dt.datetime):
         return utc(value, field_name=field_name)
-    if isinstance(value, int | float) or (isinstance(value, str) and value.isdigit()):
+    if isinstance(value, int | float) or (isinstance(value, str) and value.isdigit() and len(value) >= EPOCH_MS_DIGITS):
         return dt.datetime.fromtimestamp(int(value) / 1000, UTC)
     if not isinstance(value, str):
         raise ModelError(f"{field_name}: expected a timestamp, got {type(value).__name__}")

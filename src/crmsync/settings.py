@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from crmsync.yaml_loader import load_yaml
+
 ConnectionKind = Literal["salesforce", "hubspot", "pipedrive", "meteroid"]
 DEFAULT_CONFIG_PATH = Path("config/crmsync.yaml")
 DEFAULT_STORE_URL = "sqlite:///crmsync.db"
@@ -255,7 +257,7 @@ def load_settings(path: Path | str | None = None, *, environ: dict[str, str] | N
         except OSError as exc:
             raise SettingsError(f"{config_path}: cannot read ({exc.strerror or exc})") from None
         try:
-            data = yaml.safe_load(text) or {}
+            data = load_yaml(text) or {}
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f":{mark.line + 1}" if mark is not None else ""

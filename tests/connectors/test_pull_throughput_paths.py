@@ -38,7 +38,8 @@ def test_fast_timestamp_agrees_with_the_model(value: Any) -> None:
     assert result is None or result.tzinfo is dt.UTC
 
 
-@pytest.mark.parametrize("value", ["2024-03-31", "2024-03-31T25:00:00Z", "nonsense", "2024-03-31T12:00:00", "2024-13-01T00:00:00Z"])
+@pytest.mark.parametrize("value", ["2024-03-31", "2024-03-31T25:00:00Z", "nonsense", "2024-03-31T12:00:00", "2024-13-01T00:00:00Z",
+                                   "20240102"])  # a basic ISO date, not epoch ms 20240102
 def test_fast_timestamp_refuses_what_the_model_refuses(value: str) -> None:
     with pytest.raises(ModelError) as fast:
         as_timestamp(value, "CloseDate")

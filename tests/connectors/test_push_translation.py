@@ -208,3 +208,34 @@ def test_salesforce_identity_gives_the_api_user(sandbox: SandboxHandle) -> None:
         assert connector.session.user_id and connector.session.user_id.startswith("005")
     finally:
         connector.close()
+
+
+BIG_MONEY = Decimal("12345678901234567.89")  # 19 significant digits: a float keeps ~15
+
+
+@pytest.mark.parametrize("system", ["salesforce", "hubspot", "pipedrive"])
+def test_money_past_float_precision_goes_out_and_comes_back_exactly(sandbox: SandboxHandle, system: str) -> None:
+    """The one msgspec encoder writes a Decimal from its digits; the simulator keeps them; the pull
+    reads them back as the same Decimal (and a custom decimal field does too)."""
+    connector = _connector(sandbox, system, field_mappings={"deals": SCORE_OVERRIDE[system]})
+    try:
+        deal = _deals(connector)[5]
+        [result] = connector.push([PushItem("deals", "update", {"amount": BIG_MONEY, "extra.health": BIG_MONEY},
+                                            source_id=deal.source_id, ref=1)])
+        assert result.ok, result.error
+        row = _truth_deal(sandbox, system, deal.source_id)
+        assert Decimal(str(_score_in_truth(system, row))) == BIG_MONEY
+        [again] = [d for page in connector.pull("deals", None) for d in page.records if d.source_id == deal.source_id]
+        assert again.amount == BIG_MONEY
+        assert again.extra["health"] == BIG_MONEY
+    finally:
+        connector.close()
+
+
+def test_a_non_finite_decimal_is_refused_before_sending() -> None:
+    from crmsync.connectors.base import FatalError
+    from crmsync.connectors.wire import encode_body
+
+    assert encode_body({"amount": BIG_MONEY}) == b'{"amount":12345678901234567.89}'
+    with pytest.raises(FatalError, match="cannot encode"):
+        encode_body({"amount": Decimal("NaN")})

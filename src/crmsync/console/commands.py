@@ -21,7 +21,7 @@ DEFAULT_STATE = Path(".crmsync/console")
 
 
 def _store(config: Path | None):  # type: ignore[no-untyped-def]
-    from crmsync.cli import state
+    from crmsync.cli_options import state
 
     store = state.store(config)
     store.upgrade()
@@ -39,7 +39,7 @@ def serve(
     """Serve the console until interrupted."""
     if ctx.invoked_subcommand is not None:
         return
-    from crmsync.cli import state
+    from crmsync.cli_options import state
     from crmsync.console.server import ConsoleServer
 
     settings = state.settings(config)

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from yaml.constructor import ConstructorError
 
 from crmsync.rules.conditions import ConditionError
 from crmsync.rules.handoff import CompiledHandoff
@@ -37,6 +38,7 @@ from crmsync.rules.schema import (
     RoutingFile,
 )
 from crmsync.rules.scoring import CompiledScoringModel, compile_scoring
+from crmsync.yaml_loader import UniqueKeyLoader
 
 KINDS = ("scoring", "routing", "hygiene", "handoff", "renewal")
 KeyPath = tuple[str | int, ...]
@@ -137,9 +139,9 @@ def _check_nesting(text: str, file: str) -> None:
         return  # the parser reports the syntax error with its line
 
 
-class LineLoader(yaml.SafeLoader):
-    """SafeLoader that also records the start line of every mapping key and list item, and
-    refuses documents whose aliases expand past ``MAX_EXPANDED_NODES``."""
+class LineLoader(UniqueKeyLoader):
+    """SafeLoader (duplicate keys refused) that also records the start line of every mapping key
+    and list item, and refuses documents whose aliases expand past ``MAX_EXPANDED_NODES``."""
 
     def __init__(self, stream: Any, file: str = "<rules>") -> None:
         super().__init__(stream)
@@ -167,7 +169,8 @@ def parse_yaml(text: str, file: str) -> tuple[Any, dict[KeyPath, int]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        raise RuleFileError([RuleIssue(file, line, "", f"YAML syntax error: {exc.problem or exc}")]) from exc
+        what = "YAML error" if isinstance(exc, ConstructorError) else "YAML syntax error"
+        raise RuleFileError([RuleIssue(file, line, "", f"{what}: {exc.problem or exc}")]) from exc
     except RecursionError:
         raise RuleFileError([RuleIssue(file, None, "", "nested too deeply to load")]) from None
     finally:

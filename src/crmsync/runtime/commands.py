@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from crmsync.cli_options import ConfigOption, ConnectionRequired
 from crmsync.errors import describe_error
 from crmsync.logging import get_logger
 
@@ -17,7 +17,6 @@ worker_app = typer.Typer(help="Run the background worker (embedded scheduler, or
 err_console = Console(stderr=True)
 log = get_logger("crmsync.runtime.worker")
 
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Path to crmsync.yaml.")]
 
 
 @worker_app.callback(invoke_without_command=True)
@@ -39,7 +38,7 @@ def worker(
     """Run the worker until SIGTERM/SIGINT (the current page is finished and checkpointed)."""
     if ctx.invoked_subcommand is not None:
         return
-    from crmsync.cli import state
+    from crmsync.cli_options import state
 
     settings = state.settings(config)
     console = _start_console(settings, http_host, console_port)
@@ -107,7 +106,7 @@ def _parse(value: str, name: str) -> dt.datetime:
 
 @worker_app.command("backfill")
 def plan_backfill(
-    connection: Annotated[str, typer.Option(help="The connection to backfill.")],
+    connection: ConnectionRequired,
     since: Annotated[str, typer.Option(help="Window start (YYYY-MM-DD), inclusive.")],
     until: Annotated[str, typer.Option(help="Window end (YYYY-MM-DD), exclusive.")],
     object_name: Annotated[str, typer.Option("--object", help="Object to backfill.")] = "deals",
@@ -115,7 +114,7 @@ def plan_backfill(
     config: ConfigOption = None,
 ) -> None:
     """Distributed: split a backfill into time-window slices any worker can take and resume."""
-    from crmsync.cli import state
+    from crmsync.cli_options import state
     from crmsync.runtime.distributed import (
         build_app,
         defer_backfill,

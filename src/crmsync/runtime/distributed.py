@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import signal
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from crmsync.runtime.pipeline import run_connection_cycle, sync_connections
 from crmsync.runtime.store_health import StoreOutage, wait_until_available
 from crmsync.runtime.triggers import next_due
 from crmsync.settings import Settings
+from crmsync.signals import install_stop_signals
 from crmsync.store import Store
 from crmsync.store import tables as t
 from crmsync.sync.runner import open_engine
@@ -272,7 +272,8 @@ def run_worker(settings: Settings, *, concurrency: int = 4, http_host: str = "12
 
     if not wait_until_available(store, stop, prepare=prepare):
         return
-    metrics = WorkerMetrics(store, [c.name for c in sync_connections(settings)])
+    metrics = WorkerMetrics(store, [c.name for c in sync_connections(settings)],
+                            {c.name: c.kind for c in settings.connections})
     runtime = Runtime(settings, store, stop, stalled_after=stalled_after, metrics=metrics)
     app = build_app(conninfo, dispatch_every=dispatch_every)
     port = settings.worker.http_port if http_port is None else http_port
@@ -299,15 +300,12 @@ async def _serve(app: procrastinate.App, runtime: Runtime, *, concurrency: int, 
         new_worker()
 
         def request_stop(*_: Any) -> None:
-            if runtime.stop_event.is_set():
-                return
             log.warning("worker.stop_requested", mode="distributed")
             runtime.stop_event.set()
             current["worker"].stop()
 
-        if install_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, request_stop)
+        if install_signals:  # the one helper; the worker stops from the loop's thread
+            install_stop_signals(runtime.stop_event, on_stop=lambda: loop.call_soon_threadsafe(request_stop))
 
         async def watch_stop_event() -> None:
             while not runtime.stop_event.is_set():

@@ -14,7 +14,6 @@ scheduler, the HTTP endpoint and the lock are released and the process exits.
 from __future__ import annotations
 
 import datetime as dt
-import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from crmsync.runtime.pipeline import CycleReport, run_connection_cycle, sync_con
 from crmsync.runtime.store_health import StoreOutage, is_store_outage, wait_until_available
 from crmsync.runtime.triggers import cron_trigger, sync_trigger
 from crmsync.settings import Settings
+from crmsync.signals import install_stop_signals
 from crmsync.store import Store
 
 log = get_logger("crmsync.runtime.embedded")
@@ -113,7 +113,7 @@ class EmbeddedWorker:
         self.debounce = dt.timedelta(seconds=debounce_seconds)
         self.stop_event = stop_event or threading.Event()
         self.connections = [c.name for c in sync_connections(settings)]
-        self.metrics = WorkerMetrics(store, self.connections)
+        self.metrics = WorkerMetrics(store, self.connections, {c.name: c.kind for c in settings.connections})
         self.runner = ConnectionRunner(settings, store, self.stop_event, self.metrics.observe_cycle)
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -196,7 +196,7 @@ class EmbeddedWorker:
 
     def run_forever(self, install_signals: bool = True) -> None:
         if install_signals and threading.current_thread() is threading.main_thread():
-            install_stop_signals(self.stop_event)
+            install_stop_signals(self.stop_event)  # the one helper (crmsync.signals)
         self.start()
         try:
             while not self.stop_event.wait(0.5):
@@ -218,19 +218,3 @@ class EmbeddedWorker:
         except ConflictingIdError:
             return "already queued"
         return "queued"
-
-
-def install_stop_signals(stop_event: threading.Event, on_stop: Callable[[], Any] | None = None) -> None:
-    """SIGTERM/SIGINT: set ``stop_event`` (finish the current page, checkpoint, exit); a second
-    signal exits at once."""
-
-    def handler(signum: int, frame: Any) -> None:
-        if stop_event.is_set():
-            raise SystemExit(128 + signum)
-        log.warning("worker.stop_requested", signal=signal.Signals(signum).name)
-        stop_event.set()
-        if on_stop is not None:
-            on_stop()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)

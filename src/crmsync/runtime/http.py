@@ -2,7 +2,7 @@
 
 - ``GET /healthz``: the process answers (liveness).
 - ``GET /readyz``: the store answers ``SELECT 1`` and the scheduler / worker loop is running.
-- ``GET /metrics``: Prometheus text format (see ``crmsync.runtime.metrics``).
+- ``GET /metrics``: Prometheus text or OpenMetrics, as the scraper's ``Accept`` asks (see ``crmsync.runtime.metrics``).
 - ``POST /webhooks/hubspot`` and ``/webhooks/hubspot/{connection}``: v3 signature checked, then an
   immediate incremental sync of the connection(s) the events belong to (by ``options.portal_id``,
   or the only HubSpot connection).
@@ -29,7 +29,7 @@ from starlette.routing import Route
 
 from crmsync.logging import get_logger
 from crmsync.runtime import webhooks
-from crmsync.runtime.metrics import CONTENT_TYPE, WorkerMetrics
+from crmsync.runtime.metrics import WorkerMetrics
 from crmsync.runtime.replay import ReplayGuard
 from crmsync.settings import ConnectionSettings, Settings
 from crmsync.store import Store
@@ -67,7 +67,8 @@ def build_app(settings: Settings, store: Store, metrics: WorkerMetrics, requeste
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     async def metrics_endpoint(request: Request) -> Response:
-        return Response(metrics.render(), media_type=None, headers={"Content-Type": CONTENT_TYPE})
+        body, content_type = metrics.render_for(request.headers.get("accept"))
+        return Response(body, media_type=None, headers={"Content-Type": content_type})
 
     async def read_body(request: Request) -> bytes | None:
         body = b""

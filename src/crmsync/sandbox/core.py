@@ -25,6 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+import msgspec
 import orjson
 import trustme
 import uvicorn
@@ -297,17 +298,27 @@ class RequestLog:
             self.recent.clear()
 
 
-def _exact_number(value: Any) -> Any:
-    """Decimals (Salesforce rows keep them) as exact JSON numbers; a non-finite one as null."""
-    if isinstance(value, Decimal):
-        return orjson.Fragment(str(value).encode()) if value.is_finite() else None
+def exact_number(value: Any) -> Any:
+    """orjson ``default``: a Decimal is written as a JSON number from its own digits."""
+    if isinstance(value, Decimal) and value.is_finite():
+        return orjson.Fragment(format(value, "f").encode())
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
+def exact_json(raw: bytes) -> Any:
+    """Parse a request body as the real APIs do: numbers keep every digit (fractions as Decimal).
+
+    Raises ``ValueError`` (``msgspec.DecodeError``) on malformed JSON."""
+    return _EXACT_DECODER.decode(raw)
+
+
+_EXACT_DECODER = msgspec.json.Decoder(float_hook=Decimal)
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """orjson-encoded response; Decimals are written as exact numbers."""
+    """orjson-encoded response; a Decimal is written as an exact JSON number."""
     return Response(
-        orjson.dumps(body, default=_exact_number, option=orjson.OPT_NON_STR_KEYS),
+        orjson.dumps(body, default=exact_number, option=orjson.OPT_NON_STR_KEYS),
         status_code=status,
         headers=headers,
         media_type="application/json",

@@ -49,6 +49,7 @@ class RunKind(StrEnum):
     SWEEP = "sweep"
     PUSH = "push"
     BILLING = "billing"
+    STATE = "state"  # an operator's change to a cursor or backfill window (crmsync state set|clear)
 
 
 class RunStatus(StrEnum):
@@ -573,6 +574,18 @@ class Transaction:
             stmt = stmt.with_for_update()
         return self.conn.execute(stmt).scalar_one_or_none()
 
+    def lock_state(self, namespace: str, key: str, default: Any) -> Any:
+        """The value under a row lock held until commit, creating it as ``default`` first if missing.
+
+        For read-modify-write of a shared counter: on PostgreSQL a bare ``SELECT`` then upsert lets
+        two transactions read the same value and one increment is lost; here the row exists before
+        it is locked, so the second transaction waits for the first and reads its result (on
+        SQLite the ``BEGIN IMMEDIATE`` write transaction already serialises writers)."""
+        ins = _dialect_insert(self.conn, t.kv_state)
+        self.conn.execute(ins.values(namespace=namespace, key=key, value=default, updated_at=now_utc())
+                          .on_conflict_do_nothing(index_elements=[t.kv_state.c.namespace, t.kv_state.c.key]))
+        return self.get_state(namespace, key, for_update=True)
+
     def delete_state(self, namespace: str, key: str) -> bool:
         c = t.kv_state.c
         result = self.conn.execute(delete(t.kv_state).where(c.namespace == namespace, c.key == key))
@@ -622,6 +635,29 @@ class Store:
                 if conn.dialect.name == "postgresql":  # one migrator at a time across workers
                     conn.execute(text("SELECT pg_advisory_xact_lock(7265734)"))
                 command.upgrade(self._alembic_config(conn), revision)
+
+    def head_revision(self) -> str | None:
+        """The newest migration this crmsync ships (what ``upgrade()`` goes to)."""
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        return ScriptDirectory.from_config(config).get_current_head()
+
+    def schema_problem(self) -> str | None:
+        """None when the database is reachable and at this crmsync's schema, else one line saying
+        why not (read-only commands print it instead of migrating)."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            current, head = self.current_revision(), self.head_revision()
+        except SQLAlchemyError as exc:
+            return f"store unreachable: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        if current == head:
+            return None
+        where = "empty" if current is None else f"at {current}"
+        return f"store schema is {where}, this crmsync needs {head}: run `crmsync db upgrade`"
 
     def current_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext

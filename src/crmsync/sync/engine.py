@@ -107,12 +107,12 @@ class SyncEngine:
         self.budget = ApiBudget(store, conn, clock=clock)
 
     # --- public entry points ----------------------------------------------------------------
-    def sync(self, objects: Sequence[str] | None = None) -> list[ObjectResult]:
-        """One incremental cycle over the connection's objects."""
+    def sync(self, objects: Sequence[str] | None = None, *, dry_run: bool = False) -> list[ObjectResult]:
+        """One incremental cycle over the connection's objects (``dry_run``: pull and count only)."""
         wanted = list(objects or self.conn.objects)
         results = []
         for name in sorted(wanted, key=lambda n: PULL_ORDER.index(n) if n in PULL_ORDER else len(PULL_ORDER)):
-            result = self.run(name, mode="sync")
+            result = self.run(name, mode="sync", dry_run=dry_run)
             results.append(result)
             if result.status == "stopped":
                 break

@@ -35,13 +35,13 @@ def open_engine(settings: Settings, store: Store, connection: str, *,
 
 def run_sync_cycle(settings: Settings, store: Store, connection: str, *,
                    objects: Sequence[str] | None = None,
-                   stop_event: threading.Event | None = None) -> list[ObjectResult]:
+                   stop_event: threading.Event | None = None, dry_run: bool = False) -> list[ObjectResult]:
     with open_engine(settings, store, connection, stop_event=stop_event) as engine:
-        return engine.sync(objects)
+        return engine.sync(objects, dry_run=dry_run)
 
 
 def run_sync_cycles(settings: Settings, store: Store, connections: Sequence[str], *,
-                    stop_event: threading.Event | None = None) -> list[ObjectResult]:
+                    stop_event: threading.Event | None = None, dry_run: bool = False) -> list[ObjectResult]:
     """One cycle per connection; a connection that fails (cannot be built, its CRM or a bug) is
     reported as a failed result and never stops the others."""
     results: list[ObjectResult] = []
@@ -49,7 +49,7 @@ def run_sync_cycles(settings: Settings, store: Store, connections: Sequence[str]
         if stop_event is not None and stop_event.is_set():
             break
         try:
-            results.extend(run_sync_cycle(settings, store, name, stop_event=stop_event))
+            results.extend(run_sync_cycle(settings, store, name, stop_event=stop_event, dry_run=dry_run))
         except Exception as exc:  # noqa: BLE001 - reported per connection, the others go on
             error = describe_error(exc)
             log.error("sync.connection_failed", connection=name, error=error)

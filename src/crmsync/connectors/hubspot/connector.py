@@ -106,7 +106,8 @@ class HubSpotConnector:
         opts = conn.options
         self.transport = HubSpotTransport(conn.base_url, token, ca_bundle=conn.ca_bundle,
                                           search_per_second=search_rate(opts, conn.name),
-                                          max_attempts=int(opts.get("max_attempts", 6)), usage=self.usage)
+                                          max_attempts=int(opts.get("max_attempts", 6)),
+                                          max_wait_s=float(opts.get("max_wait_s", 60)), usage=self.usage)
         # hs_lastmodifieddate has ms; search shows a change only after its index lag (settle_seconds,
         # or the older name lookback_seconds, default 120)
         self.stamp_rule = StampRule(0.001, settle_seconds(opts, 120.0))

@@ -51,6 +51,7 @@ class MeteroidConnector:
             raise classify(exc, what, create=create) from None
         except httpx.HTTPError as exc:
             raise classify(exc, what, create=create) from None
+        self.usage.note_server_date(raw.http_response.headers.get("date"))
         return raw.http_response.json()
 
     def _pages(self, what: str, fetch: Callable[[int], Any]) -> Iterator[list[dict[str, Any]]]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from functools import partial
@@ -30,6 +28,7 @@ from crmsync.connectors.salesforce.pull import Reader
 from crmsync.connectors.salesforce.push import Pusher
 from crmsync.connectors.salesforce.soql import soql
 from crmsync.connectors.salesforce.transport import NotFoundError, SalesforceSession
+from crmsync.connectors.wire import encode_body
 from crmsync.model import ModelError, Pipeline
 from crmsync.settings import ConnectionSettings
 
@@ -38,27 +37,9 @@ API_VERSION = "59.0"
 PIPELINE_MODIFIED = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
-def dumps_exact(body: Any) -> str:
+def dumps_exact(body: Any) -> bytes:
     """JSON with Decimals written digit for digit (no float round trip): money stays exact."""
-    numbers: list[str] = []
-    nonce = secrets.token_hex(8)  # a user string can never equal a placeholder it cannot predict
-
-    def swap(value: Any) -> Any:
-        if isinstance(value, Decimal):
-            if not value.is_finite():
-                raise FatalError("cannot send a non-finite number")
-            numbers.append(format(value, "f"))
-            return f"\u0000{nonce}:{len(numbers) - 1}\u0000"
-        if isinstance(value, dict):
-            return {k: swap(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [swap(v) for v in value]
-        return value
-
-    text = json.dumps(swap(body))
-    for index, number in enumerate(numbers):
-        text = text.replace(f'"\\u0000{nonce}:{index}\\u0000"', number, 1)
-    return text
+    return encode_body(body)
 
 
 class SalesforceConnector:
@@ -136,7 +117,7 @@ class SalesforceConnector:
         return self._pusher.mappings
 
     @staticmethod
-    def dumps(body: Any) -> str:
+    def dumps(body: Any) -> bytes:
         return dumps_exact(body)
 
     def extra_fields(self, object_name: str) -> list[str]:

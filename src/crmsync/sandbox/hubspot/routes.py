@@ -6,12 +6,11 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from crmsync.sandbox.core import json_response
+from crmsync.sandbox.core import exact_json, json_response
 from crmsync.sandbox.hubspot.associations import TYPE_IDS, default_types, spec
 from crmsync.sandbox.hubspot.hooks import error_body
 from crmsync.sandbox.hubspot.schema import OBJECT_TYPES, iso_ms, object_name
@@ -53,8 +52,8 @@ def endpoint(sim: HubSpotSimulator) -> Callable[[Handler], Handler]:
         async def handler(request: Request) -> Response:
             try:
                 body = await request.body()
-                request.state.json = orjson.loads(body) if body else None
-            except orjson.JSONDecodeError:
+                request.state.json = exact_json(body) if body else None
+            except ValueError:
                 return _error(ApiError(400, "VALIDATION_ERROR", "Invalid input JSON on line 1"))
             try:
                 with sim.lock:

@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from crmsync.sandbox.core import json_response
+from crmsync.sandbox.core import exact_json, json_response
 from crmsync.sandbox.pipedrive import cursor as cursors
 from crmsync.sandbox.pipedrive.fields import activity_fields, deal_fields, organization_fields
 from crmsync.sandbox.pipedrive.hooks import error_response
@@ -142,8 +141,8 @@ async def _json_body(request: Request) -> dict[str, Any]:
     if not raw:
         return {}
     try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        body = exact_json(raw)
+    except ValueError as exc:
         raise BadRequest("Request body is not valid JSON") from exc
     if not isinstance(body, dict):
         raise BadRequest("Request body must be a JSON object")
@@ -375,7 +374,7 @@ def api_routes(sim: PipedriveSimulator) -> list[Route]:
         if status not in (None, "", "open", "won", "lost"):
             raise BadRequest("status must be open, won or lost")
         count, total = sim.deal_summary(status or None)
-        value = float(total) if total != total.to_integral_value() else int(total)
+        value = total if total != total.to_integral_value() else int(total)
         return ok({
             "values_total": {"EUR": {"value": value, "count": count, "value_converted": value,
                                      "value_formatted": f"€{total:,.2f}", "value_converted_formatted": f"€{total:,.2f}"}},

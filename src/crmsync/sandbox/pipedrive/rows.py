@@ -168,7 +168,7 @@ def _json_value(value: Any) -> Any:
             return None
         if value == value.to_integral_value() and abs(value) <= INT64_MAX:
             return int(value)
-        return float(value)  # Pipedrive's numbers are doubles: 1e300 is served as 1e+300
+        return value  # written exactly as a JSON number from its own digits
     if isinstance(value, dict):
         return {k: _json_value(v) for k, v in value.items()}
     if isinstance(value, list):
