@@ -25,7 +25,6 @@ from crmsync.cli_options import (
 )
 from crmsync.logging import configure_logging
 from crmsync.model import UTC
-from crmsync.settings import SettingsError
 
 app = typer.Typer(help="CRM sync and sales-automation worker.", no_args_is_help=True)
 db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)

@@ -14,6 +14,7 @@ from crmsync.settings import SettingsError
 
 EXIT_CONFIG = 2  # the configuration (or the environment it names) needs fixing
 EXIT_FAILED = 1
+EXIT_STORE_NOT_READY = 3  # the store is unreachable, refuses us, or needs `crmsync db upgrade`
 
 
 def _store_url(state: Any) -> str:
@@ -52,7 +53,7 @@ def explain(exc: BaseException, state: Any) -> tuple[str, int]:
             hint = "create the database, or fix the name in store.url"
         else:
             hint = "is the database running and store.url (or CRMSYNC__STORE__URL) right?"
-        return f"store error: cannot use {_store_url(state)}: {reason} ({hint})", EXIT_CONFIG
+        return f"store error: cannot use {_store_url(state)}: {reason} ({hint})", EXIT_STORE_NOT_READY
     if isinstance(exc, StoreError):
         return f"store error: {bound(str(exc), 300)}", EXIT_CONFIG
     return f"error: {describe_error(exc)} (run with --debug for the traceback)", EXIT_FAILED

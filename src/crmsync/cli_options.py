@@ -78,6 +78,7 @@ class AppState:
         """The store for a read-only command: never migrated here. A schema behind this crmsync
         (or an unreachable database) exits 3 saying what to do."""
         store = self.store(config)
+        store.current_revision()  # unreachable or refused: one clear line from cli_errors, exit 3
         problem = store.schema_problem()
         if problem is not None:
             store.close()
