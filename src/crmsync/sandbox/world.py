@@ -67,6 +67,11 @@ STAGES: tuple[StageDef, ...] = (
     StageDef("closedlost", "Closed Lost", 6, Decimal("0.00"), True, False),
 )
 STAGE_WEIGHTS = (18, 16, 14, 12, 10, 18, 12)
+LOSS_REASONS = ("No budget", "Timing", "No decision", "Missing feature", "Price", "Competitor")
+# weights per stage lost from (qualification .. negotiation), in LOSS_REASONS order
+LOSS_REASON_WEIGHTS = ((5, 3, 2, 1, 1, 1), (3, 3, 3, 2, 1, 2), (2, 2, 3, 4, 2, 3), (1, 1, 2, 2, 5, 4),
+                       (1, 1, 2, 1, 5, 5))
+COMPETITORS = ("Rivalsoft", "Northwind CRM", "Contoso Sales")
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +225,12 @@ class World:
     products = PRODUCTS
 
     def stage_history(self, deal: WDeal) -> list[tuple[StageDef, dt.datetime]]:
-        """The stages a deal went through, oldest first, ending at its current stage."""
+        """The stages a deal went through, oldest first, ending at its current stage.
+
+        Times are whole seconds (every CRM can carry them exactly). A closed-lost deal's last open
+        stage is the stage it was lost from (``lost_from``); about 5% of open deals skipped a stage
+        and about 6% of deals that got past Discovery moved back one stage once and forward again.
+        """
         rng = random.Random(self.seed * 7_919 + deal.id)
         current = STAGES[deal.stage]
         path: list[int]
@@ -231,14 +241,38 @@ class World:
             path = list(range(0, deal.stage + 1))
             if deal.stage >= 2 and rng.random() < 0.05:  # a few skipped stages, for hygiene
                 path.remove(deal.stage - 1)
-        span = max(1.0, (deal.stage_changed_at - deal.created_at).total_seconds())
+        open_part = [i for i in path if not STAGES[i].is_closed]
+        if len(open_part) >= 3 and rng.random() < 0.06:  # a backwards move: k -> k-1 -> k
+            k = open_part[-1]
+            at = path.index(k)
+            path[at:at] = [k, path[at - 1]]
+        span = int((deal.stage_changed_at - deal.created_at).total_seconds())
+        if span < 2 * len(path):  # entered its stage within seconds of creation: no room for a path
+            path = [path[0], path[-1]] if len(path) > 1 else path
         steps = len(path) - 1
         history = []
         for n, index in enumerate(path):
-            at = deal.created_at + dt.timedelta(seconds=span * n / steps) if steps else deal.created_at
-            history.append((STAGES[index], at))
+            at_s = span * n // steps if steps else 0
+            history.append((STAGES[index], deal.created_at + dt.timedelta(seconds=at_s)))
         history[-1] = (current, deal.stage_changed_at)
         return history
+
+    def lost_from(self, deal: WDeal) -> StageDef | None:
+        """The open stage a closed-lost deal was lost from (None for other deals)."""
+        if not STAGES[deal.stage].is_closed or STAGES[deal.stage].is_won:
+            return None
+        return [s for s, _ in self.stage_history(deal) if not s.is_closed][-1]
+
+    def loss(self, deal: WDeal) -> tuple[str, str | None] | None:
+        """(loss reason, competitor or None) of a closed-lost deal; reasons depend on the stage lost
+        from (early losses are budget and timing, late ones price and competitors)."""
+        stage = self.lost_from(deal)
+        if stage is None:
+            return None
+        rng = random.Random(self.seed * 15_485_863 + deal.id)
+        reason = rng.choices(LOSS_REASONS, LOSS_REASON_WEIGHTS[min(stage.order, 4)])[0]
+        competitor = rng.choice(COMPETITORS) if reason == "Competitor" else None
+        return reason, competitor
 
     def line_items(self, deal: WDeal) -> list[WLineItem]:
         """Line items from the price book; amounts add up to the deal amount except planted drift."""
