@@ -388,6 +388,8 @@ def _generate_deals(world: World, rng: random.Random, n_deals: int, n_accounts: 
         in_stage_days = randint(0, min(age_days, 120))
         stage_changed = max(created, now - dt.timedelta(days=in_stage_days, seconds=randint(0, 3_600)))
         modified = max(stage_changed, now - dt.timedelta(days=randint(0, in_stage_days), seconds=randint(0, 3_600)))
+        if stage_index == 0:  # still in the stage it was created in: it never changed stage
+            stage_changed = created
         if stage.is_closed:
             close_date = stage_changed.date()
         else:  # mostly in the future; about 8% planted in the past

@@ -23,6 +23,7 @@ from crmsync.settings import ConnectionSettings
 from crmsync.store import Store
 from crmsync.store.stage_events import record_stage_events
 from crmsync.sync.budget import ApiBudget
+from crmsync.sync.history import read_stage_histories
 from crmsync.sync.readahead import ReadAhead
 
 log = get_logger("crmsync.sync")
@@ -192,9 +193,13 @@ class SyncEngine:
             return
         checkpoint = {"connector": page.cursor, "complete": page.done and result.mode == "backfill",
                       "saved_at": self.clock().isoformat()}
+        history = read_stage_histories(self.connector, self.conn, records) if object_type is ObjectType.DEAL \
+            else None  # the CRM's own stage history, read before the transaction (network I/O)
+        history_calls = history.api_calls if history is not None else 0
+        result.api_calls += history_calls
         with self.store.transaction() as tx:
             if records and object_type is ObjectType.DEAL:  # stage history, against the stored stages
-                record_stage_events(tx.conn, records)
+                record_stage_events(tx.conn, records, history.histories if history is not None else None)
             if records:
                 tx.upsert(records)
             for bad in page.quarantined:
@@ -202,7 +207,7 @@ class SyncEngine:
             if page.deleted_ids:
                 tx.mark_deleted(object_type, self.conn.name, page.deleted_ids, self.clock())
             tx.save_cursor(self.conn.name, cursor_name, checkpoint)
-            self.budget.charge(tx, page.api_calls)
+            self.budget.charge(tx, page.api_calls + history_calls)
         result.changed.extend((object_type.value, r.source_id) for r in records)
         if len(result.changed) > 100_000:  # keep memory bounded on huge backfills
             del result.changed[:-100_000]

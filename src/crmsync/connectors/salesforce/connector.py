@@ -16,12 +16,14 @@ from simple_salesforce.exceptions import SalesforceError, SalesforceResourceNotF
 from crmsync.connectors.base import BudgetExhausted, FatalError, Page, PushItem, PushResult, Usage
 from crmsync.connectors.mapping import ObjectMapping
 from crmsync.connectors.salesforce.auth import connect
+from crmsync.connectors.salesforce.history import read_histories
 from crmsync.connectors.salesforce.mapping import OBJECTS, PIPELINE_ID, SObjectSpec
 from crmsync.connectors.salesforce.pull import Reader
 from crmsync.connectors.salesforce.push import Pusher
 from crmsync.connectors.salesforce.soql import soql
 from crmsync.connectors.salesforce.transport import NotFoundError, SalesforceSession
-from crmsync.model import Pipeline
+from crmsync.connectors.stage_history import HistoryBatch
+from crmsync.model import Deal, Pipeline
 from crmsync.settings import ConnectionSettings
 
 T = TypeVar("T")
@@ -206,6 +208,11 @@ class SalesforceConnector:
 
     def push(self, items: Sequence[PushItem]) -> list[PushResult]:
         return self._pusher.push(items)
+
+    def stage_histories(self, deals: Sequence[Deal]) -> HistoryBatch:
+        """The opportunities' stage histories (``crmsync.connectors.salesforce.history``)."""
+        self.check_budget()
+        return read_histories(self, deals)
 
     def close(self) -> None:
         self.session.close()
