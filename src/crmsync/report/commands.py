@@ -10,7 +10,7 @@ from rich.console import Console
 
 from crmsync.model import now_utc
 
-report_app = typer.Typer(help="Reports over the store: funnel.", no_args_is_help=True)
+report_app = typer.Typer(help="Reports over the store: funnel, deals, losses.", no_args_is_help=True)
 console = Console()
 
 DEFAULT_CHART = Path(".crmsync/reports/funnel.png")
@@ -57,3 +57,70 @@ def funnel_command(
     console.print(f"chart: {written}")
     if csv is not None:
         console.print(f"csv:   {write_funnel_csv(funnels, csv)}")
+
+
+def _page_command(kind: str, config: Path | None, connection: str | None, since: str | None, quarters: int,
+                  html: Path | None, png: Path | None, csv: Path | None) -> None:
+    from crmsync.cli import state
+    from crmsync.report.deal_metrics import deal_facts
+    from crmsync.report.funnel_data import load_funnel_input, load_owners
+    from crmsync.report.page import write_csv, write_html, write_pngs
+    from crmsync.report.periods import parse_since
+    from crmsync.report.revenue import deals_page, losses_page
+
+    settings = state.settings(config)
+    if connection is not None and connection not in {c.name for c in settings.connections}:
+        raise typer.BadParameter(f"no connection named {connection!r} in the configuration", param_hint="--connection")
+    now = now_utc()
+    try:
+        since_at = parse_since(since, now) if since else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
+    store = state.store()
+    try:
+        store.upgrade()
+        data = load_funnel_input(store, connection=connection)
+        owners = load_owners(store, connection=connection)
+    finally:
+        store.close()
+    facts = deal_facts(data, owners)
+    if since_at is not None:
+        facts = [f for f in facts if f.created_at is not None and f.created_at >= since_at]
+    scope = " / ".join(p for p in (connection or "all connections", f"created since {since_at:%Y-%m-%d}"
+                                   if since_at else "") if p)
+    page = deals_page(facts, now=now, quarters=quarters, scope=scope) if kind == "deals" else \
+        losses_page(facts, now=now, scope=scope)
+    console.print(f"[bold]{page.title}[/bold]  {page.subtitle}")
+    for finding in page.findings:
+        console.print(f"- {finding}")
+    if html is not None:
+        console.print(f"html: {write_html(page, html)}")
+    if png is not None:
+        for written in write_pngs(page.charts, png):
+            console.print(f"png:  {written}")
+    if csv is not None:
+        console.print(f"csv:  {write_csv(page.tables, csv)}")
+
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Path to crmsync.yaml.")]
+ConnectionOption = Annotated[str | None, typer.Option(help="Only this connection.")]
+SinceOption = Annotated[str | None, typer.Option(help="Only deals created since: 90d, 12w, 36h or a date.")]
+HtmlOption = Annotated[Path | None, typer.Option("--html", help="Write one self-contained HTML page here.")]
+PngOption = Annotated[Path | None, typer.Option("--png", help="Write the charts as PNG (first here, others beside).")]
+CsvOption = Annotated[Path | None, typer.Option("--csv", help="Write the tables as CSV here.")]
+
+
+@report_app.command("deals")
+def deals_command(config: ConfigOption = None, connection: ConnectionOption = None, since: SinceOption = None,
+                  quarters: Annotated[int, typer.Option(min=2, max=12, help="Created quarters in the trend.")] = 8,
+                  html: HtmlOption = None, png: PngOption = None, csv: CsvOption = None) -> None:
+    """Deal funnel and performance: conversion and drop-off, time in stage, win rate, cycle, velocity,
+    by team/segment/lead source/owner and created-quarter cohorts."""
+    _page_command("deals", config, connection, since, quarters, html, png, csv)
+
+
+@report_app.command("losses")
+def losses_command(config: ConfigOption = None, connection: ConnectionOption = None, since: SinceOption = None,
+                   html: HtmlOption = None, png: PngOption = None, csv: CsvOption = None) -> None:
+    """Loss-reason review: reasons by stage lost from, segment, competitor, owner and quarter."""
+    _page_command("losses", config, connection, since, 8, html, png, csv)
