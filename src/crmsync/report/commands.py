@@ -62,8 +62,9 @@ def funnel_command(
 def _page_command(kind: str, config: Path | None, connection: str | None, since: str | None, quarters: int,
                   html: Path | None, png: Path | None, csv: Path | None) -> None:
     from crmsync.cli import state
-    from crmsync.report.deal_metrics import deal_facts
-    from crmsync.report.funnel_data import load_funnel_input, load_owners
+    from crmsync.report.deal_metrics import rollup
+    from crmsync.report.deal_stream import iter_deal_facts
+    from crmsync.report.funnel_data import load_owners
     from crmsync.report.page import write_csv, write_html, write_pngs
     from crmsync.report.periods import parse_since
     from crmsync.report.revenue import deals_page, losses_page
@@ -79,17 +80,14 @@ def _page_command(kind: str, config: Path | None, connection: str | None, since:
     store = state.store()
     try:
         store.upgrade()
-        data = load_funnel_input(store, connection=connection)
-        owners = load_owners(store, connection=connection)
+        totals = rollup(iter_deal_facts(store, connection=connection, owners=load_owners(store, connection=connection),
+                                        since=since_at))
     finally:
         store.close()
-    facts = deal_facts(data, owners)
-    if since_at is not None:
-        facts = [f for f in facts if f.created_at is not None and f.created_at >= since_at]
     scope = " / ".join(p for p in (connection or "all connections", f"created since {since_at:%Y-%m-%d}"
                                    if since_at else "") if p)
-    page = deals_page(facts, now=now, quarters=quarters, scope=scope) if kind == "deals" else \
-        losses_page(facts, now=now, scope=scope)
+    page = deals_page(totals, now=now, quarters=quarters, scope=scope) if kind == "deals" else \
+        losses_page(totals, now=now, scope=scope)
     console.print(f"[bold]{page.title}[/bold]  {page.subtitle}")
     for finding in page.findings:
         console.print(f"- {finding}")

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
+from array import array
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from crmsync.model import Deal
@@ -37,7 +38,7 @@ from crmsync.report.funnel import (
     _Pipeline,
     _pipeline_of,
     _stage_groups,
-    deal_path,
+    path_of,
 )
 from crmsync.store.stage_events import StageEvent
 
@@ -121,12 +122,51 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def _extra_text(deal: Deal, keys: Iterable[str]) -> str | None:
+def extra_text(extra: Mapping[str, object] | None, keys: Iterable[str]) -> str | None:
     for key in keys:
-        value = (deal.extra or {}).get(key)
+        value = (extra or {}).get(key)
         if value not in (None, ""):
             return str(value)
     return None
+
+
+@dataclass(frozen=True)
+class PipelineInfo:
+    """What a deal's fact needs of its pipeline (shared by all its deals)."""
+
+    pipeline: _Pipeline
+    name: str
+    stage_names: Mapping[str, str]
+    open_stages: tuple[str, ...]
+
+
+def pipeline_info(pipe: _Pipeline, name: str) -> PipelineInfo:
+    return PipelineInfo(pipe, name, {s.stage_id: s.name for s in pipe.stages}, tuple(s.stage_id for s in pipe.open))
+
+
+def make_fact(info: PipelineInfo, *, connection: str, deal_id: str, stage_id: str | None, is_closed: bool,
+              is_won: bool, moves: Sequence[tuple[str, dt.datetime]], created_at: dt.datetime | None,
+              stage_changed_at: dt.datetime | None, amount: Decimal | None, currency: str | None, owner: str,
+              team: str | None, segment: str | None, lead_source: str | None,
+              loss_reason: str | None, competitor: str | None) -> DealFact | None:
+    """One deal's fact from plain values (``moves``: its (stage, at) events, oldest first); None when
+    its stage is not one of its pipeline's."""
+    pipe = info.pipeline
+    path = path_of(stage_id, is_closed, is_won, moves, pipe)
+    if path is None:
+        return None
+    order = [pipe.open_index[s] for s, _ in moves if s in pipe.open_index]
+    backwards = sum(1 for a, b in zip(order, order[1:], strict=False) if b < a)
+    skipped = sum(1 for a, b in zip(order, order[1:], strict=False) if b > a + 1)
+    closed_at = None
+    if path.outcome != "open":
+        closed_at = moves[-1][1] if moves else stage_changed_at
+    open_ids = info.open_stages
+    lost_from = open_ids[path.reached] if path.outcome == "lost" and 0 <= path.reached < len(open_ids) else None
+    return DealFact(deal_id, connection, path, info.stage_names, open_ids, created_at, closed_at, amount, currency,
+                    {"pipeline": info.name, "owner": owner or UNKNOWN, "team": team or UNKNOWN,
+                     "segment": segment or UNKNOWN, "lead_source": lead_source or UNKNOWN},
+                    loss_reason, competitor, lost_from, bool(moves), backwards, skipped)
 
 
 def deal_facts(data: FunnelInput, owners: Mapping[tuple[str, str], tuple[str, str | None]] | None = None
@@ -147,31 +187,19 @@ def deal_facts(data: FunnelInput, owners: Mapping[tuple[str, str], tuple[str, st
         if not stage_list:
             continue
         definitions, _ = _definitions(stage_list, deals)
-        pipe = _Pipeline(conn, pid, definitions)
-        names = {s.stage_id: s.name for s in definitions}
-        open_ids = tuple(s.stage_id for s in pipe.open)
-        pipeline_name = data.pipeline_names.get((conn, pid), pid or UNKNOWN)
+        info = pipeline_info(_Pipeline(conn, pid, definitions), data.pipeline_names.get((conn, pid), pid or UNKNOWN))
         for deal in deals:
             events = sorted(events_by_deal.get((conn, deal.source_id), []), key=lambda e: e.at)
-            path = deal_path(deal, events, pipe)
-            if path is None:
-                continue
             owner_name, team = owners.get((conn, deal.owner_id or ""), (deal.owner_id or UNKNOWN, None))
-            segment = (data.segments.get((conn, deal.account_id)) if deal.account_id else None) or UNKNOWN
-            order = [pipe.open_index[e.to_stage_id] for e in events if e.to_stage_id in pipe.open_index]
-            backwards = sum(1 for a, b in zip(order, order[1:], strict=False) if b < a)
-            skipped = sum(1 for a, b in zip(order, order[1:], strict=False) if b > a + 1)
-            closed_at = None
-            if path.outcome != "open":
-                closed_at = events[-1].at if events else deal.stage_changed_at
-            lost_from = open_ids[path.reached] if path.outcome == "lost" and 0 <= path.reached < len(open_ids) \
-                else None
-            facts.append(DealFact(
-                deal.source_id, conn, path, names, open_ids, deal.created_at, closed_at, deal.amount, deal.currency,
-                {"pipeline": pipeline_name, "owner": owner_name or UNKNOWN, "team": team or UNKNOWN,
-                 "segment": segment, "lead_source": deal.lead_source or UNKNOWN},
-                _extra_text(deal, LOSS_REASON_KEYS), _extra_text(deal, COMPETITOR_KEYS), lost_from,
-                bool(events), backwards, skipped))
+            fact = make_fact(
+                info, connection=conn, deal_id=deal.source_id, stage_id=deal.stage_id, is_closed=deal.is_closed,
+                is_won=deal.is_won, moves=[(e.to_stage_id, e.at) for e in events], created_at=deal.created_at,
+                stage_changed_at=deal.stage_changed_at, amount=deal.amount, currency=deal.currency, owner=owner_name,
+                team=team, segment=data.segments.get((conn, deal.account_id)) if deal.account_id else None,
+                lead_source=deal.lead_source, loss_reason=extra_text(deal.extra, LOSS_REASON_KEYS),
+                competitor=extra_text(deal.extra, COMPETITOR_KEYS))
+            if fact is not None:
+                facts.append(fact)
     return facts
 
 
@@ -179,74 +207,247 @@ def _days(start: dt.datetime, end: dt.datetime) -> float:
     return (end - start).total_seconds() / SECONDS_PER_DAY
 
 
-def _stage_times(facts: Sequence[DealFact]) -> tuple[StageTime, ...]:
-    if not facts:
-        return ()
-    open_ids = max((f.open_stages for f in facts), key=len)
-    names = facts[0].stage_names
-    won = sum(1 for f in facts if f.outcome == "won")
-    reached = [sum(1 for f in facts if f.path.reached >= i) for i in range(len(open_ids))]
-    stays: dict[str, list[float]] = defaultdict(list)
+class _Acc:
+    """Running totals of one group of deals (what a Summary needs), fed one deal at a time."""
+
+    __slots__ = ("amounts", "backwards", "currencies", "cycles", "deals", "lost", "no_history", "open", "reached",
+                 "skipped", "stays", "won")
+
+    def __init__(self, *, with_stays: bool) -> None:
+        self.deals = self.open = self.won = self.lost = 0
+        self.no_history = self.backwards = self.skipped = 0
+        self.reached: list[int] = []
+        self.cycles = array("d")
+        self.currencies: Counter[str | None] = Counter()
+        self.amounts: dict[str, list[Decimal]] = {}  # currency -> won amounts
+        self.stays: dict[str, array[float]] | None = {} if with_stays else None
+
+    def add(self, f: DealFact) -> None:
+        self.deals += 1
+        outcome = f.path.outcome
+        if outcome == "won":
+            self.won += 1
+            if f.created_at is not None and f.closed_at is not None:
+                self.cycles.append(_days(f.created_at, f.closed_at))
+            if f.amount is not None and f.currency:
+                self.amounts.setdefault(f.currency, []).append(f.amount)
+        elif outcome == "lost":
+            self.lost += 1
+        else:
+            self.open += 1
+        self.currencies[f.currency] += 1
+        self.no_history += not f.has_history
+        self.backwards += f.backwards
+        self.skipped += f.skipped
+        if len(self.reached) < len(f.open_stages):
+            self.reached.extend([0] * (len(f.open_stages) - len(self.reached)))
+        for i in range(f.path.reached + 1):
+            self.reached[i] += 1
+        if self.stays is not None:
+            for stage_id, value in f.path.stays:
+                self.stays.setdefault(stage_id, array("d")).append(value)
+
+    def merge(self, other: _Acc) -> None:
+        self.deals += other.deals
+        self.open += other.open
+        self.won += other.won
+        self.lost += other.lost
+        self.no_history += other.no_history
+        self.backwards += other.backwards
+        self.skipped += other.skipped
+        if len(self.reached) < len(other.reached):
+            self.reached.extend([0] * (len(other.reached) - len(self.reached)))
+        for i, n in enumerate(other.reached):
+            self.reached[i] += n
+        self.cycles.extend(other.cycles)
+        self.currencies.update(other.currencies)
+        for currency, amounts in other.amounts.items():
+            self.amounts.setdefault(currency, []).extend(amounts)
+
+    def summary(self, open_stages: Sequence[str], names: Mapping[str, str]) -> Summary:
+        closed = self.won + self.lost
+        win_rate = self.won / closed if closed else None
+        cycle = statistics.median(self.cycles) if self.cycles else None
+        known = Counter({c: n for c, n in self.currencies.items() if c})
+        currency = max(sorted(known), key=lambda c: known[c]) if known else None
+        amounts = self.amounts.get(currency or "", [])
+        average = (sum(amounts, Decimal(0)) / len(amounts)).quantize(Decimal("0.01")) if amounts else None
+        velocity = None
+        if average is not None and win_rate is not None and cycle:
+            velocity = (Decimal(self.open) * Decimal(str(round(win_rate, 6))) * average
+                        / Decimal(str(round(cycle, 6)))).quantize(Decimal("0.01"))
+        quality = {"no_history": self.no_history, "backwards_moves": self.backwards, "skipped_stages": self.skipped,
+                   "other_currency": sum(n for c, n in known.items() if c != currency),
+                   "no_currency": self.currencies.get(None, 0)}
+        stages: list[StageTime] = []
+        if self.stays is not None:
+            for i, stage_id in enumerate(open_stages):
+                reached = self.reached[i] if i < len(self.reached) else 0
+                following = (self.reached[i + 1] if i + 1 < len(self.reached) else 0) if i + 1 < len(open_stages) \
+                    else self.won
+                conversion = following / reached if reached else None
+                values = sorted(self.stays.get(stage_id, ()))
+                stages.append(StageTime(stage_id, names.get(stage_id, stage_id), reached, conversion,
+                                        None if conversion is None else 1 - conversion,
+                                        statistics.median(values) if values else None, percentile(values, 0.75),
+                                        len(values)))
+        return Summary(self.deals, self.open, self.won, self.lost, win_rate, cycle, average, currency, velocity,
+                       tuple(stages), quality)
+
+    def step_conversion(self, step: int, steps: int) -> float | None:
+        """Conversion of open stage ``step`` into the next one (the last into won)."""
+        if step >= len(self.reached) or not self.reached[step]:
+            return None
+        following = (self.reached[step + 1] if step + 1 < len(self.reached) else 0) if step + 1 < steps else self.won
+        return following / self.reached[step]
+
+
+CELL_FIELDS = (*DIMENSIONS, "quarter")  # a cell: one value of each; every group is a union of cells
+LOSS_FIELDS = ("stage", "competitor", "closed_quarter", "reason")
+
+
+class Rollup:
+    """Every figure the reports show, accumulated in one pass over the deals.
+
+    Each deal is added to the all-deals totals (with its stays, for the stage-time table) and to
+    one cell (its pipeline, owner, team, segment, lead source and created quarter); every group a
+    report shows is the union of some cells, merged when asked. Memory grows with the cells and
+    the won deals' cycle times, not with the deals' histories."""
+
+    def __init__(self) -> None:
+        self.total = _Acc(with_stays=True)
+        self.cells: dict[tuple[str, ...], _Acc] = {}
+        self.losses: dict[tuple[tuple[str, ...], tuple[str, ...]], int] = {}  # (cell, loss key) -> deals
+        self.open_stages: tuple[str, ...] = ()
+        self.names: dict[str, str] = {}
+        self.stage_order: dict[str, int] = {}
+        self._merged: dict[tuple[int, ...], dict[tuple[str, ...], _Acc]] = {}
+
+    def add(self, f: DealFact) -> None:
+        if len(f.open_stages) > len(self.open_stages):
+            self.open_stages = f.open_stages
+        if f.open_stages and f.open_stages[0] not in self.names:
+            for stage_id in f.open_stages:
+                self.names.setdefault(stage_id, f.stage_names.get(stage_id, stage_id))
+                self.stage_order.setdefault(self.names[stage_id], len(self.stage_order))
+        self.total.add(f)
+        dims = f.dims
+        cell = (dims["pipeline"], dims["owner"], dims["team"], dims["segment"], dims["lead_source"],
+                f.quarter if f.created_at is not None else "")
+        acc = self.cells.get(cell)
+        if acc is None:
+            acc = self.cells[cell] = _Acc(with_stays=False)
+        acc.add(f)
+        if f.path.outcome == "lost":
+            key = (cell, (f.stage_names.get(f.lost_from or "", UNKNOWN), f.competitor or UNKNOWN,
+                          quarter_of(f.closed_at) if f.closed_at else UNKNOWN, f.loss_reason or UNKNOWN))
+            self.losses[key] = self.losses.get(key, 0) + 1
+        self._merged.clear()
+
+    # --- merging cells ------------------------------------------------------------------------
+    def _by(self, *fields: str) -> dict[tuple[str, ...], _Acc]:
+        positions = tuple(CELL_FIELDS.index(name) for name in fields)
+        merged = self._merged.get(positions)
+        if merged is None:
+            merged = {}
+            for cell, acc in self.cells.items():
+                key = tuple(cell[i] for i in positions)
+                if "" in key:  # no created date: in no quarter group
+                    continue
+                target = merged.get(key)
+                if target is None:
+                    target = merged[key] = _Acc(with_stays=False)
+                target.merge(acc)
+            self._merged[positions] = merged
+        return merged
+
+    # --- queries ------------------------------------------------------------------------------
+    def summary(self) -> Summary:
+        return self.total.summary(self.open_stages, self.names)
+
+    def _summary(self, acc: _Acc | None) -> Summary | None:
+        return acc.summary(self.open_stages, self.names) if acc is not None else None
+
+    def group(self, *key: str) -> Summary | None:
+        """``("segment", "SMB")``, ``("quarter", q)``, ``("sq", segment, q)`` or ``("tqs", q, team, segment)``."""
+        return self._summary(self._acc(key))
+
+    def _acc(self, key: tuple[str, ...]) -> _Acc | None:
+        kind, rest = key[0], key[1:]
+        if kind == "sq":
+            return self._by("segment", "quarter").get(rest)
+        if kind == "tqs":
+            return self._by("quarter", "team", "segment").get(rest)
+        return self._by(kind).get(rest)
+
+    def breakdown(self, dimension: str) -> list[tuple[str, Summary]]:
+        out = [(key[0], acc.summary(self.open_stages, self.names)) for key, acc in self._by(dimension).items()]
+        return sorted(out, key=lambda kv: (-kv[1].deals, kv[0]))
+
+    def cohorts(self, quarters: int = 8) -> list[tuple[str, Summary]]:
+        merged = self._by("quarter")
+        keys = sorted(k[0] for k in merged)[-quarters:]
+        return [(k, merged[(k,)].summary(self.open_stages, self.names)) for k in keys]
+
+    def step_conversion(self, step: int, *key: str) -> float | None:
+        acc = self.total if not key else self._acc(key)
+        return acc.step_conversion(step, len(self.open_stages)) if acc is not None else None
+
+    def group_size(self, *key: str) -> int:
+        acc = self._acc(key)
+        return acc.deals if acc is not None else 0
+
+    def team_segments(self, quarter: str) -> list[tuple[str, str]]:
+        return sorted((k[1], k[2]) for k in self._by("quarter", "team", "segment") if k[0] == quarter)
+
+    def loss_reasons(self, by: str) -> list[LossRow]:
+        groups: dict[str, Counter[str]] = defaultdict(Counter)
+        for (cell, loss), n in self.losses.items():
+            if by == "stage":
+                key = loss[0]
+            elif by == "competitor":
+                key = loss[1]
+            elif by == "quarter":
+                key = loss[2]
+            else:
+                key = cell[CELL_FIELDS.index(by)]
+            groups[key][loss[3]] += n
+        total = self.total.lost
+        rows = [LossRow(k, sum(c.values()), sum(c.values()) / total if total else 0.0, dict(c.most_common()))
+                for k, c in groups.items()]
+        if by == "stage":
+            return sorted(rows, key=lambda r: self.stage_order.get(r.key, 10**6))
+        if by == "quarter":
+            return sorted(rows, key=lambda r: r.key)
+        return sorted(rows, key=lambda r: (-r.lost, r.key))
+
+
+def rollup(facts: Iterable[DealFact]) -> Rollup:
+    out = Rollup()
     for f in facts:
-        for stage_id, days in f.path.stays:
-            stays[stage_id].append(days)
-    out = []
-    for i, stage_id in enumerate(open_ids):
-        following = reached[i + 1] if i + 1 < len(open_ids) else won
-        conversion = following / reached[i] if reached[i] else None
-        values = stays.get(stage_id, [])
-        out.append(StageTime(stage_id, names.get(stage_id, stage_id), reached[i], conversion,
-                             None if conversion is None else 1 - conversion,
-                             statistics.median(values) if values else None, percentile(values, 0.75), len(values)))
-    return tuple(out)
+        out.add(f)
+    return out
 
 
 def summarise(facts: Sequence[DealFact], *, with_stages: bool = True) -> Summary:
-    won = [f for f in facts if f.outcome == "won"]
-    lost = [f for f in facts if f.outcome == "lost"]
-    open_ = [f for f in facts if f.outcome == "open"]
-    closed = len(won) + len(lost)
-    win_rate = len(won) / closed if closed else None
-    cycles = [_days(f.created_at, f.closed_at) for f in won if f.created_at and f.closed_at]
-    cycle = statistics.median(cycles) if cycles else None
-    currencies = Counter(f.currency for f in facts if f.currency)
-    currency = currencies.most_common(1)[0][0] if currencies else None
-    amounts = [f.amount for f in won if f.amount is not None and f.currency == currency]
-    average = (sum(amounts, Decimal(0)) / len(amounts)).quantize(Decimal("0.01")) if amounts else None
-    velocity = None
-    if average is not None and win_rate is not None and cycle:
-        velocity = (Decimal(len(open_)) * Decimal(str(round(win_rate, 6))) * average
-                    / Decimal(str(round(cycle, 6)))).quantize(Decimal("0.01"))
-    quality = {
-        "no_history": sum(1 for f in facts if not f.has_history),
-        "backwards_moves": sum(f.backwards for f in facts),
-        "skipped_stages": sum(f.skipped for f in facts),
-        "other_currency": sum(n for c, n in currencies.items() if c != currency),
-        "no_currency": sum(1 for f in facts if not f.currency),
-    }
-    return Summary(len(facts), len(open_), len(won), len(lost), win_rate, cycle, average, currency, velocity,
-                   _stage_times(facts) if with_stages else (), quality)
+    summary = rollup(facts).summary()
+    return summary if with_stages else replace(summary, stages=())
 
 
-def breakdown(facts: Sequence[DealFact], dimension: str | Callable[[DealFact], str]) -> list[tuple[str, Summary]]:
-    """One summary per value of ``dimension`` (a DIMENSIONS name, ``"quarter"``, or a function),
-    biggest group first."""
-    key = dimension if callable(dimension) else (
-        (lambda f: f.quarter) if dimension == "quarter" else (lambda f: f.dims.get(dimension, UNKNOWN)))
-    groups: dict[str, list[DealFact]] = defaultdict(list)
-    for f in facts:
-        groups[key(f)].append(f)
-    return sorted(((k, summarise(v)) for k, v in groups.items()), key=lambda kv: (-kv[1].deals, kv[0]))
+def breakdown(facts: Sequence[DealFact], dimension: str) -> list[tuple[str, Summary]]:
+    """One summary per value of ``dimension`` (a DIMENSIONS name or ``"quarter"``), biggest first."""
+    return rollup(facts).breakdown(dimension)
 
 
 def cohorts(facts: Sequence[DealFact], *, quarters: int = 8) -> list[tuple[str, Summary]]:
     """Summaries of the last ``quarters`` created quarters (oldest first)."""
-    groups: dict[str, list[DealFact]] = defaultdict(list)
-    for f in facts:
-        if f.created_at is not None:
-            groups[f.quarter].append(f)
-    keys = sorted(groups)[-quarters:]
-    return [(k, summarise(groups[k])) for k in keys]
+    return rollup(facts).cohorts(quarters)
+
+
+def loss_reasons(facts: Sequence[DealFact], by: str) -> list[LossRow]:
+    """Lost deals by ``by`` (``stage`` lost from, a dimension, ``competitor`` or ``quarter`` closed)
+    with their reasons; deals without a reason count as ``(none)``."""
+    return rollup(facts).loss_reasons(by)
 
 
 @dataclass(frozen=True)
@@ -255,31 +456,3 @@ class LossRow:
     lost: int
     share: float
     reasons: Mapping[str, int]
-
-
-def loss_reasons(facts: Sequence[DealFact], by: str) -> list[LossRow]:
-    """Lost deals by ``by`` (``stage`` lost from, a dimension, ``competitor`` or ``quarter`` closed)
-    with their reasons; deals without a reason count as ``(none)``."""
-    lost = [f for f in facts if f.outcome == "lost"]
-
-    def key(f: DealFact) -> str:
-        if by == "stage":
-            return f.stage_names.get(f.lost_from or "", UNKNOWN)
-        if by == "competitor":
-            return f.competitor or UNKNOWN
-        if by == "quarter":
-            return quarter_of(f.closed_at) if f.closed_at else UNKNOWN
-        return f.dims.get(by, UNKNOWN)
-
-    groups: dict[str, Counter[str]] = defaultdict(Counter)
-    for f in lost:
-        groups[key(f)][f.loss_reason or UNKNOWN] += 1
-    total = len(lost)
-    rows = [LossRow(k, sum(c.values()), sum(c.values()) / total if total else 0.0, dict(c.most_common()))
-            for k, c in groups.items()]
-    if by == "stage":
-        order = {s: n for f in facts for n, s in enumerate(f.stage_names.get(i, i) for i in f.open_stages)}
-        return sorted(rows, key=lambda r: order.get(r.key, 10**6))
-    if by == "quarter":
-        return sorted(rows, key=lambda r: r.key)
-    return sorted(rows, key=lambda r: (-r.lost, r.key))

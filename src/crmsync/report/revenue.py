@@ -11,19 +11,9 @@ stages, currency mixes).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 
 from crmsync.report import charts
-from crmsync.report.deal_metrics import (
-    UNKNOWN,
-    DealFact,
-    LossRow,
-    Summary,
-    breakdown,
-    cohorts,
-    loss_reasons,
-    summarise,
-)
+from crmsync.report.deal_metrics import UNKNOWN, LossRow, Rollup, Summary
 from crmsync.report.page import Chart, ReportPage, Table
 
 MIN_GROUP = 5  # deals a group needs before a finding names it
@@ -46,11 +36,6 @@ def _step_labels(summary: Summary) -> list[str]:
     return [f"{a} \u2192 {b}" for a, b in zip(names, names[1:], strict=False)]
 
 
-def _step_conversion(facts: Sequence[DealFact], step: int) -> float | None:
-    stages = summarise(facts).stages
-    return stages[step].conversion if step < len(stages) else None
-
-
 def quality_notes(summary: Summary) -> list[str]:
     q = summary.quality
     notes = [f"{q.get('no_history', 0)} deals have no stage history at all (only their current stage is known): "
@@ -68,38 +53,31 @@ def quality_notes(summary: Summary) -> list[str]:
     return notes
 
 
-def _trend_finding(facts: Sequence[DealFact], recent: list[tuple[str, Summary]]) -> tuple[str, str]:
+def _trend_finding(r: Rollup, recent: list[tuple[str, Summary]], labels: list[str]) -> tuple[str, str]:
     """(sentence about the step that moved most between the last two cohorts, sentence on win rate)."""
     if len(recent) < 2:
         return "", "Fewer than two created quarters: no trend yet."
     (q_prev, s_prev), (q_last, s_last) = recent[-2], recent[-1]
-    by_quarter = {q: [f for f in facts if f.quarter == q] for q in (q_prev, q_last)}
-    labels = _step_labels(s_last)
-    best: tuple[float, int] | None = None
-    for step in range(len(labels)):
-        before, after = _step_conversion(by_quarter[q_prev], step), _step_conversion(by_quarter[q_last], step)
-        if before is not None and after is not None and (best is None or after - before < best[0]):
-            best = (after - before, step)
     win = (f"Win rate of deals created in {q_last} is {pct(s_last.win_rate)} against {pct(s_prev.win_rate)} in "
            f"{q_prev} ({s_last.open} of {s_last.deals} {q_last} deals are still open).")
+    best: tuple[float, int] | None = None
+    for step in range(len(labels)):
+        before, after = r.step_conversion(step, "quarter", q_prev), r.step_conversion(step, "quarter", q_last)
+        if before is not None and after is not None and (best is None or after - before < best[0]):
+            best = (after - before, step)
     if best is None:
         return "", win
     change, step = best
-    before = _step_conversion(by_quarter[q_prev], step)
-    after = _step_conversion(by_quarter[q_last], step)
-    where = ""
+    before, after = r.step_conversion(step, "quarter", q_prev), r.step_conversion(step, "quarter", q_last)
     worst: tuple[float, str] | None = None
-    groups = {(f.dims.get("team", UNKNOWN), f.dims.get("segment", UNKNOWN)) for f in by_quarter[q_last]}
-    for team, segment in groups:
-        prev = [f for f in by_quarter[q_prev] if (f.dims.get("team"), f.dims.get("segment")) == (team, segment)]
-        last = [f for f in by_quarter[q_last] if (f.dims.get("team"), f.dims.get("segment")) == (team, segment)]
-        if len(prev) < MIN_GROUP or len(last) < MIN_GROUP:
+    for team, segment in r.team_segments(q_last):
+        prev_key, last_key = ("tqs", q_prev, team, segment), ("tqs", q_last, team, segment)
+        if r.group_size(*prev_key) < MIN_GROUP or r.group_size(*last_key) < MIN_GROUP:
             continue
-        a, b = _step_conversion(prev, step), _step_conversion(last, step)
+        a, b = r.step_conversion(step, *prev_key), r.step_conversion(step, *last_key)
         if a is not None and b is not None and (worst is None or b - a < worst[0]):
             worst = (b - a, f"{team} {segment}")
-    if worst is not None and worst[0] < 0:
-        where = f", mostly in {worst[1]} ({worst[0] * 100:+.0f} pts)"
+    where = f", mostly in {worst[1]} ({worst[0] * 100:+.0f} pts)" if worst is not None and worst[0] < 0 else ""
     verb = "dropped" if change < 0 else "rose"
     return (f"{labels[step]} {verb} from {pct(before)} to {pct(after)} for deals created in {q_last} against "
             f"{q_prev}{where}."), win
@@ -115,11 +93,10 @@ SUMMARY_COLUMNS = ("group", "deals", "won", "lost", "open", "win rate", "cycle (
                    "velocity / day")
 
 
-def deals_page(facts: Sequence[DealFact], *, now: dt.datetime, quarters: int = 8, scope: str = "all deals"
-               ) -> ReportPage:
-    total = summarise(facts)
+def deals_page(r: Rollup, *, now: dt.datetime, quarters: int = 8, scope: str = "all deals") -> ReportPage:
+    total = r.summary()
     page = ReportPage("Deal funnel and performance", f"{scope}: {total.deals} deals, as of {now:%Y-%m-%d %H:%M} UTC")
-    if not facts:
+    if not total.deals:
         page.findings.append("No deals with known stages: sync deals and stages first, or widen the filters.")
         return page
     labels = _step_labels(total)
@@ -130,8 +107,8 @@ def deals_page(facts: Sequence[DealFact], *, now: dt.datetime, quarters: int = 8
                  f"{pct(total.win_rate)} ({total.won} won, {total.lost} lost, {total.open} open)."
                  if weakest is not None else "No open stages.")
     page.findings.append(weak_text)
-    recent = cohorts(facts, quarters=quarters)
-    step_text, win_text = _trend_finding(facts, recent)
+    recent = r.cohorts(quarters)
+    step_text, win_text = _trend_finding(r, recent, labels)
     if step_text:
         page.findings.append(step_text)
     page.findings.append(win_text)
@@ -148,11 +125,10 @@ def deals_page(facts: Sequence[DealFact], *, now: dt.datetime, quarters: int = 8
         f"{days(total.cycle_days)} days median cycle.")
 
     page.charts.append(Chart("Where do deals drop off?", weak_text, charts.conversion_bars(labels, rates, weakest)))
-    segments = [k for k, s in breakdown(facts, "segment") if s.deals >= MIN_GROUP][:4]
+    segments = [k for k, s in r.breakdown("segment") if s.deals >= MIN_GROUP][:4]
     series = {"all deals": [s.win_rate for _, s in recent]}
     for seg in segments:
-        by_q = dict(breakdown([f for f in facts if f.dims.get("segment") == seg], "quarter"))
-        series[seg] = [by_q[q].win_rate if q in by_q else None for q, _ in recent]
+        series[seg] = [(g.win_rate if (g := r.group("sq", seg, q)) is not None else None) for q, _ in recent]
     page.charts.append(Chart("Is win rate improving? (by created quarter)", win_text,
                              charts.trend_lines([q for q, _ in recent], series)))
     if timed:
@@ -168,7 +144,7 @@ def deals_page(facts: Sequence[DealFact], *, now: dt.datetime, quarters: int = 8
                              _summary_rows(recent, limit=quarters)))
     for dimension, title in (("team", "By team"), ("segment", "By segment"), ("lead_source", "By lead source"),
                              ("pipeline", "By pipeline"), ("owner", "By owner (largest 12)")):
-        page.tables.append(Table(title, SUMMARY_COLUMNS, _summary_rows(breakdown(facts, dimension))))
+        page.tables.append(Table(title, SUMMARY_COLUMNS, _summary_rows(r.breakdown(dimension))))
     page.footnotes.extend(quality_notes(total))
     return page
 
@@ -178,32 +154,32 @@ def _loss_table(title: str, rows: list[LossRow], reasons: list[str]) -> Table:
                  tuple((r.key, str(r.lost), pct(r.share), *(str(r.reasons.get(x, 0)) for x in reasons)) for r in rows))
 
 
-def losses_page(facts: Sequence[DealFact], *, now: dt.datetime, scope: str = "all deals") -> ReportPage:
-    lost = [f for f in facts if f.outcome == "lost"]
-    page = ReportPage("Loss-reason review", f"{scope}: {len(lost)} lost deals, as of {now:%Y-%m-%d %H:%M} UTC")
+def losses_page(r: Rollup, *, now: dt.datetime, scope: str = "all deals") -> ReportPage:
+    lost = r.summary().lost
+    page = ReportPage("Loss-reason review", f"{scope}: {lost} lost deals, as of {now:%Y-%m-%d %H:%M} UTC")
     if not lost:
         page.findings.append("No lost deals match.")
         return page
-    overall = loss_reasons(facts, "pipeline")
+    overall = r.loss_reasons("pipeline")
     totals: dict[str, int] = {}
     for row in overall:
         for reason, n in row.reasons.items():
             totals[reason] = totals.get(reason, 0) + n
     reasons = sorted(totals, key=lambda r: (-totals[r], r))
     top = reasons[0]
-    page.findings.append(f"{top} is the most common loss reason: {totals[top]} of {len(lost)} lost deals "
-                         f"({pct(totals[top] / len(lost))}).")
-    by_stage = loss_reasons(facts, "stage")
+    page.findings.append(f"{top} is the most common loss reason: {totals[top]} of {lost} lost deals "
+                         f"({pct(totals[top] / lost)}).")
+    by_stage = r.loss_reasons("stage")
     heaviest = max(by_stage, key=lambda r: r.lost)
     stage_reason = max(heaviest.reasons, key=lambda k: heaviest.reasons[k])
     stage_text = (f"Most deals are lost from {heaviest.key} ({heaviest.lost}, {pct(heaviest.share)}), mainly for "
                   f"{stage_reason}.")
     page.findings.append(stage_text)
-    competitors = [r for r in loss_reasons(facts, "competitor") if r.key != UNKNOWN]
+    competitors = [r for r in r.loss_reasons("competitor") if r.key != UNKNOWN]
     if competitors:
         page.findings.append(f"{competitors[0].key} wins most of the deals lost to a competitor "
                              f"({competitors[0].lost} of {sum(r.lost for r in competitors)}).")
-    by_quarter = [r for r in loss_reasons(facts, "quarter") if r.key != UNKNOWN]
+    by_quarter = [r for r in r.loss_reasons("quarter") if r.key != UNKNOWN]
     if len(by_quarter) >= 2:
         a, b = by_quarter[-2], by_quarter[-1]
         share_a, share_b = a.reasons.get(top, 0) / a.lost, b.reasons.get(top, 0) / b.lost
@@ -212,11 +188,11 @@ def losses_page(facts: Sequence[DealFact], *, now: dt.datetime, scope: str = "al
     page.charts.append(Chart("Why are deals lost, and where?", stage_text, charts.stacked_reasons(
         [r.key for r in by_stage], shown, [[r.reasons.get(x, 0) for x in shown] for r in by_stage])))
     page.tables.append(_loss_table("By stage lost from", by_stage, shown))
-    page.tables.append(_loss_table("By segment", loss_reasons(facts, "segment"), shown))
-    page.tables.append(_loss_table("By competitor", loss_reasons(facts, "competitor"), shown))
-    page.tables.append(_loss_table("By owner", loss_reasons(facts, "owner")[:12], shown))
-    page.tables.append(_loss_table("By quarter closed", loss_reasons(facts, "quarter"), shown))
-    no_reason = sum(1 for f in lost if not f.loss_reason)
+    page.tables.append(_loss_table("By segment", r.loss_reasons("segment"), shown))
+    page.tables.append(_loss_table("By competitor", r.loss_reasons("competitor"), shown))
+    page.tables.append(_loss_table("By owner", r.loss_reasons("owner")[:12], shown))
+    page.tables.append(_loss_table("By quarter closed", r.loss_reasons("quarter"), shown))
+    no_reason = totals.get(UNKNOWN, 0)
     page.footnotes.append(f"{no_reason} lost deals carry no loss reason in the CRM; they show as {UNKNOWN}.")
-    page.footnotes.extend(quality_notes(summarise(facts, with_stages=False))[:1])
+    page.footnotes.extend(quality_notes(r.summary())[:1])
     return page
