@@ -89,3 +89,16 @@ def stacked_reasons(groups: Sequence[str], reasons: Sequence[str], counts: Seque
     ax.set_ylabel("lost deals")
     ax.legend(fontsize=7, frameon=False, ncol=2)
     return _png(fig)
+
+
+def retention_bars(cohorts: Sequence[str], grr: Sequence[float | None], nrr: Sequence[float | None]) -> bytes:
+    """Gross and net revenue retention per cohort (percent), 100% marked."""
+    fig, ax = _figure(9, 3.4)
+    xs = range(len(cohorts))
+    ax.bar([x - 0.2 for x in xs], [(g or 0.0) * 100 for g in grr], width=0.4, color=GREY, label="GRR")
+    ax.bar([x + 0.2 for x in xs], [(n or 0.0) * 100 for n in nrr], width=0.4, color=GREEN, label="NRR")
+    ax.axhline(100, color=RED, linewidth=0.8, linestyle="--")
+    ax.set_xticks(list(xs), labels=cohorts, fontsize=8)
+    ax.set_ylabel("revenue retention (%)")
+    ax.legend(fontsize=8, frameon=False)
+    return _png(fig)

@@ -122,3 +122,51 @@ def losses_command(config: ConfigOption = None, connection: ConnectionOption = N
                    html: HtmlOption = None, png: PngOption = None, csv: CsvOption = None) -> None:
     """Loss-reason review: reasons by stage lost from, segment, competitor, owner and quarter."""
     _page_command("losses", config, connection, since, 8, html, png, csv)
+
+
+@report_app.command("billing")
+def billing_command(config: ConfigOption = None, connection: ConnectionOption = None,
+                    html: HtmlOption = None, png: PngOption = None, csv: CsvOption = None) -> None:
+    """Full funnel to billing: won deals joined with their Meteroid subscriptions, time to first
+    invoice, churned and expanded revenue, GRR/NRR by cohort and segment."""
+    from crmsync.cli import state
+    from crmsync.connectors.base import ConnectorError
+    from crmsync.connectors.meteroid import MeteroidConnector
+    from crmsync.report.billing_funnel import WonDeal, billing_funnel
+    from crmsync.report.billing_page import billing_page
+    from crmsync.report.deal_stream import iter_deal_facts
+    from crmsync.report.page import write_csv, write_html, write_pngs
+
+    settings = state.settings(config)
+    if not settings.billing.connection:
+        raise typer.BadParameter("billing.connection is not set in the configuration", param_hint="--config")
+    if connection is not None and connection not in {c.name for c in settings.connections}:
+        raise typer.BadParameter(f"no connection named {connection!r} in the configuration", param_hint="--connection")
+    now = now_utc()
+    store = state.store()
+    try:
+        store.upgrade()
+        won = [WonDeal(f.connection, f.deal_id, f.closed_at, f.dims.get("segment", "(none)"))
+               for f in iter_deal_facts(store, connection=connection) if f.outcome == "won"]
+    finally:
+        store.close()
+    billing = MeteroidConnector(settings.connection(settings.billing.connection))
+    try:
+        subscriptions = billing.list_all("subscriptions")
+    except ConnectorError as exc:
+        console.print(f"[red]billing: cannot list subscriptions: {exc}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        billing.close()
+    page = billing_page(billing_funnel(won, subscriptions, now.date()), now=now,
+                        scope=connection or "all connections")
+    console.print(f"[bold]{page.title}[/bold]  {page.subtitle}")
+    for finding in page.findings:
+        console.print(f"- {finding}")
+    if html is not None:
+        console.print(f"html: {write_html(page, html)}")
+    if png is not None:
+        for written in write_pngs(page.charts, png):
+            console.print(f"png:  {written}")
+    if csv is not None:
+        console.print(f"csv:  {write_csv(page.tables, csv)}")
