@@ -170,3 +170,43 @@ def billing_command(config: ConfigOption = None, connection: ConnectionOption = 
             console.print(f"png:  {written}")
     if csv is not None:
         console.print(f"csv:  {write_csv(page.tables, csv)}")
+
+
+@report_app.command("lifecycle")
+def lifecycle_command(config: ConfigOption = None, connection: ConnectionOption = None,
+                      html: HtmlOption = None, png: PngOption = None, csv: CsvOption = None) -> None:
+    """Lead lifecycle funnel (lead -> MQL -> SQL -> opportunity -> customer) with the rule files'
+    transition definitions: conversion and time between steps, by source and segment, drops flagged."""
+    from crmsync.cli import state
+    from crmsync.report.lifecycle import lifecycle_funnel
+    from crmsync.report.lifecycle_data import NoLifecycleRules, lifecycle_model, load_lead_facts
+    from crmsync.report.lifecycle_page import lifecycle_page
+    from crmsync.report.page import write_csv, write_html, write_pngs
+    from crmsync.rules.loader import RuleFileError
+
+    settings = state.settings(config)
+    if connection is not None and connection not in {c.name for c in settings.connections}:
+        raise typer.BadParameter(f"no connection named {connection!r} in the configuration", param_hint="--connection")
+    try:
+        model = lifecycle_model(settings.rules_dir)
+    except (NoLifecycleRules, RuleFileError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--config") from None
+    now = now_utc()
+    store = state.store()
+    try:
+        store.upgrade()
+        facts = load_lead_facts(store, model, now=now, connection=connection)
+    finally:
+        store.close()
+    page = lifecycle_page(lifecycle_funnel(facts, model.lifecycle_stages), model, now=now,
+                          scope=connection or "all connections")
+    console.print(f"[bold]{page.title}[/bold]  {page.subtitle}")
+    for finding in page.findings:
+        console.print(f"- {finding}")
+    if html is not None:
+        console.print(f"html: {write_html(page, html)}")
+    if png is not None:
+        for written in write_pngs(page.charts, png):
+            console.print(f"png:  {written}")
+    if csv is not None:
+        console.print(f"csv:  {write_csv(page.tables, csv)}")

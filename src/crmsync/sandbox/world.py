@@ -220,6 +220,8 @@ class World:
     contacts: list[WContact] = field(default_factory=list)
     leads: list[WLead] = field(default_factory=list)
     deals: list[WDeal] = field(default_factory=list)
+    _account_index: dict[str, WAccount] | None = field(default=None, repr=False, compare=False)
+    _deal_index: dict[int, list[WDeal]] | None = field(default=None, repr=False, compare=False)
 
     stages = STAGES
     products = PRODUCTS
@@ -273,6 +275,43 @@ class World:
         reason = rng.choices(LOSS_REASONS, LOSS_REASON_WEIGHTS[min(stage.order, 4)])[0]
         competitor = rng.choice(COMPETITORS) if reason == "Competitor" else None
         return reason, competitor
+
+    def lead_conversion(self, lead: WLead) -> tuple[int, int | None, dt.datetime] | None:
+        """(account id, opportunity id or None, converted at) of a converted lead, else None.
+
+        60% of Qualified leads were converted, 3-30 days after they were created (when that is in the
+        past), into the account of their company (or another one) and its first deal created after the
+        conversion, if any (converted at = that deal's creation)."""
+        if lead.status != "Qualified" or not self.accounts:
+            return None
+        rng = random.Random(self.seed * 32_452_843 + lead.id)
+        if rng.random() >= 0.6:
+            return None
+        account = self._accounts_by_name().get(lead.company) or self.accounts[rng.randrange(len(self.accounts))]
+        at = lead.created_at + dt.timedelta(days=rng.randint(3, 30), seconds=rng.randint(0, 86_399))
+        if at > self.now:
+            return None
+        later = [d for d in self._deals_by_account().get(account.id, ()) if d.created_at >= at]
+        deal = min(later, key=lambda d: (d.created_at, d.id)) if later else None
+        return account.id, (deal.id if deal else None), (deal.created_at if deal else at)
+
+    def _accounts_by_name(self) -> dict[str, WAccount]:
+        index = getattr(self, "_account_index", None)
+        if index is None:
+            index = {}
+            for account in self.accounts:
+                index.setdefault(account.name, account)
+            self._account_index = index
+        return index
+
+    def _deals_by_account(self) -> dict[int, list[WDeal]]:
+        index = getattr(self, "_deal_index", None)
+        if index is None:
+            index = {}
+            for deal in self.deals:
+                index.setdefault(deal.account_id, []).append(deal)
+            self._deal_index = index
+        return index
 
     def line_items(self, deal: WDeal) -> list[WLineItem]:
         """Line items from the price book; amounts add up to the deal amount except planted drift."""

@@ -157,6 +157,16 @@ class WorldRows:
                 "MasterRecordId": None, "Crmsync_Key__c": None}
 
     def lead(self, le: WLead) -> Row:
+        row = self._lead_row(le)
+        conversion = self.world.lead_conversion(le)
+        if conversion is not None:
+            account, opportunity, at = conversion
+            row.update(IsConverted=True, ConvertedAccountId=make_id("001", account),
+                       ConvertedOpportunityId=make_id("006", opportunity) if opportunity else None,
+                       ConvertedDate=at.date().isoformat())
+        return row
+
+    def _lead_row(self, le: WLead) -> Row:
         return {**_audit(make_id("00Q", le.id), le.created_at, le.modified_at, self.admin),
                 "FirstName": le.first_name, "LastName": le.last_name, "Name": f"{le.first_name} {le.last_name}",
                 "Email": le.email, "Company": le.company, "Title": le.title, "Status": le.status,
