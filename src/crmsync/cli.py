@@ -37,6 +37,7 @@ class AppState:
     def __init__(self) -> None:
         self.config_path: Path | None = None
         self.log_format: LogFormat = "auto"
+        self.debug = False
         self._settings: Settings | None = None
 
     def settings(self, config: Path | None = None) -> Settings:
@@ -64,9 +65,11 @@ state = AppState()
 def main_options(
     config: ConfigOption = None,
     log_format: Annotated[str, typer.Option("--log-format", help="auto | console | json")] = "auto",
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")] = False,
 ) -> None:
     if log_format not in ("auto", "console", "json"):
         raise typer.BadParameter("expected auto, console or json", param_hint="--log-format")
+    state.debug = debug
     state.config_path = config
     state.log_format = log_format  # type: ignore[assignment]
     configure_logging(state.log_format)
@@ -113,6 +116,7 @@ def status(config: ConfigOption = None) -> None:
     settings = state.settings(config)
     store = state.store()
     store.upgrade()
+    store.mark_interrupted_runs()
     render_status(console, settings, store)
 
 
@@ -149,25 +153,30 @@ def sync_command(
     config: ConfigOption = None,
 ) -> None:
     """One incremental sync cycle (all connections, or one)."""
-    from crmsync.sync.runner import run_sync_cycle
+    from crmsync.sync.runner import run_sync_cycles
 
     settings = state.settings(config)
+    if connection:
+        settings.connection(connection)  # an unknown name is a config error, before any work
     store = state.store()
     store.upgrade()
+    store.mark_interrupted_runs()
     stop = _install_stop_handler()
     names = [connection] if connection else [c.name for c in settings.connections
                                              if c.enabled and c.kind != "meteroid"]
-    failed = False
     table = Table(title="sync")
     for col in ("connection", "object", "status", "records", "deleted", "quarantined", "api calls"):
         table.add_column(col)
-    for name in names:
-        for result in run_sync_cycle(settings, store, name, stop_event=stop):
-            failed |= result.status == "failed"
-            table.add_row(result.connection, result.object_name, result.status, str(result.records),
-                          str(result.deleted), str(result.quarantined), str(result.api_calls))
+    results = run_sync_cycles(settings, store, names, stop_event=stop)
+    for result in results:
+        table.add_row(result.connection, result.object_name, result.status, str(result.records),
+                      str(result.deleted), str(result.quarantined), str(result.api_calls))
     console.print(table)
-    if failed:
+    failures = [r for r in results if r.status == "failed"]
+    for result in failures:
+        err_console.print(f"{result.connection}/{result.object_name}: {result.error}", markup=False,
+                          highlight=False)
+    if failures:
         raise typer.Exit(1)
 
 
@@ -186,16 +195,28 @@ def backfill_command(
     settings = state.settings(config)
     store = state.store()
     store.upgrade()
+    store.mark_interrupted_runs()
     stop = _install_stop_handler()
     result = run_backfill(settings, store, connection, object_name, since=_parse_date(since, "--since"),
                           until=_parse_date(until, "--until"), dry_run=dry_run, stop_event=stop,
                           console=console)
-    verdict = {True: "[green]complete[/green]", False: "[red]INCOMPLETE[/red]", None: "not checked"}[result.complete]
+    unaccounted = result.unaccounted
+    if result.complete is None:
+        verdict = "not checked"
+    elif result.complete:
+        verdict = "[green]complete[/green]"
+    elif not unaccounted:
+        verdict = f"[yellow]complete with {result.quarantined_open} quarantined[/yellow] (crmsync status lists them)"
+    else:
+        verdict = (f"[red]INCOMPLETE[/red]: {unaccounted} unaccounted for"
+                   f" ({result.quarantined_open or 0} quarantined)")
     console.print(f"{result.connection}/{result.object_name}: {result.status}, {result.records} records, "
                   f"{result.api_calls} API calls; source {result.source_count} vs stored {result.stored_count}: "
                   f"{verdict}")
     if result.status == "failed":
-        err_console.print(f"[red]{result.error}[/red]")
+        err_console.print(result.error or "failed", markup=False, highlight=False, style="red")
+        raise typer.Exit(1)
+    if unaccounted:
         raise typer.Exit(1)
 
 
@@ -243,6 +264,37 @@ def demo_command(
     raise typer.Exit(code)
 
 
+@app.command("sweep")
+def sweep_command(
+    connection: Annotated[str, typer.Option(help="The connection to reconcile.")],
+    object_name: Annotated[str | None, typer.Option("--object", help="Only this object.")] = None,
+    confirm: Annotated[bool, typer.Option("--confirm", help="Mark them deleted even above "
+                                          "schedule.delete_sweep_max_share.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Hard-delete reconciliation: records the CRM no longer lists are marked deleted in the store."""
+    from crmsync.connectors.base import ConnectorError
+    from crmsync.sync.engine import SweepRefused
+    from crmsync.sync.runner import open_engine
+
+    settings = state.settings(config)
+    store = state.store()
+    store.upgrade()
+    with open_engine(settings, store, connection) as engine:
+        objects = [object_name] if object_name else list(engine.conn.objects)
+        for name in objects:
+            try:
+                marked = engine.sweep_deletes(name, confirm=confirm)
+            except SweepRefused as exc:
+                err_console.print(str(exc), markup=False, highlight=False)
+                raise typer.Exit(1) from None
+            except (NotImplementedError, ConnectorError, ValueError) as exc:
+                console.print(f"{connection}/{name}: skipped ({type(exc).__name__}: {str(exc)[:200]})",
+                              markup=False, highlight=False)
+                continue
+            console.print(f"{connection}/{name}: {marked} marked deleted")
+
+
 def _mount_optional(module: str, attr: str, name: str) -> None:
     """Sub-apps of other parts (rules, billing, outbox, worker) mount when present."""
     try:
@@ -259,14 +311,27 @@ _mount_optional("crmsync.billing.commands", "billing_app", "billing")
 _mount_optional("crmsync.sync.outbox_commands", "outbox_app", "outbox")
 _mount_optional("crmsync.runtime.commands", "worker_app", "worker")
 _mount_optional("crmsync.report", "report_app", "report")
+_mount_optional("crmsync.console.commands", "console_app", "console")
 
 
 def main() -> None:
+    """The console script: a user's mistake is one clear line and a non-zero exit, never a
+    traceback (``--debug`` shows it)."""
+    from crmsync.cli_errors import explain
+
     try:
-        app()
-    except SettingsError as exc:
-        err_console.print(f"config error: {exc}", markup=False, highlight=False)
-        sys.exit(2)
+        app(standalone_mode=True)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        err_console.print("interrupted", markup=False, highlight=False)
+        sys.exit(130)
+    except Exception as exc:
+        if state.debug or "--debug" in sys.argv[1:]:
+            raise
+        message, code = explain(exc, state)
+        err_console.print(message, markup=False, highlight=False)
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,9 @@ def run_demo(console: Console, *, deals: int, seed: int, store_url: str, workdir
         from crmsync.status import render_status
 
         render_status(console, settings, store)
+        from crmsync.console.demo import announce
+
+        announce(console, store, config_path)
         console.print(f"\nconfig written to {config_path}; store {store_url}; "
                       f"{time.perf_counter() - started:.1f}s in all")
         return 0 if ok else 1

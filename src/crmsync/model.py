@@ -9,6 +9,7 @@ timezone-aware UTC (``utc()`` rejects naive values instead of guessing).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -34,7 +35,27 @@ class ObjectType(StrEnum):
 
 
 class ModelError(ValueError):
-    """A value that cannot become part of a canonical record (names the field)."""
+    """A value that cannot become part of a canonical record (names the field).
+
+    ``field`` is the field at fault when the raiser knows it; otherwise ``field_of`` reads it from
+    the message, which by convention starts with ``<field>: ``.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+_FIELD_PREFIX = re.compile(r"^([A-Za-z_][\w.]*): ")
+
+
+def field_of(exc: BaseException) -> str | None:
+    """The field an error names: its ``field`` attribute, or the ``<field>: `` its message starts with."""
+    named = getattr(exc, "field", None)
+    if isinstance(named, str) and named:
+        return named
+    match = _FIELD_PREFIX.match(str(exc))
+    return match.group(1) if match else None
 
 
 def utc(value: dt.datetime, *, field_name: str = "timestamp") -> dt.datetime:

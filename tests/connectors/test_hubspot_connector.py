@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -37,7 +36,8 @@ def make(server: SandboxServer, **options: Any) -> HubSpotConnector:
 
     conn = ConnectionSettings(name="hs", kind="hubspot", base_url=server.url,
                               credentials={"access_token": SecretStr(SANDBOX_TOKEN)},
-                              options={"search_per_second": FAST, "lookback_seconds": 0, **options})
+                              options={"search_per_second": FAST, "limits_raised": True, "lookback_seconds": 0,
+                                       **options})
     return HubSpotConnector(conn)
 
 
@@ -113,24 +113,30 @@ def test_search_lag_is_caught_up_not_skipped(hs: HubSpotConnector, sim: HubSpotS
     sim.edit("deals", "9", {"dealname": "renamed while search lags"})
     early, _, cursor = drain(hs.pull("deals", cursor))
     assert "9" not in early
-    time.sleep(0.7)
+    sim.clock.advance(0.7)  # the simulated clock passes the lag
     late, _, cursor = drain(hs.pull("deals", cursor))
     assert late["9"].name == "renamed while search lags"
 
 
-def test_lookback_rereads_recent_window_but_not_a_big_tie(server: SandboxServer, sim: HubSpotSimulator) -> None:
+def test_settle_window_rereads_open_stamps_then_stops(server: SandboxServer, sim: HubSpotSimulator) -> None:
+    """settle_seconds (older name lookback_seconds) is how late a change may show up in search.
+    While the stamps a pull read are inside it, the next pull reads them again (a record that
+    shows up late with one of those stamps is caught); once they are settled, it reads nothing old."""
     hs = make(server, lookback_seconds=3600)
     ids = set(sim.bulk_import("deals", [{"dealname": f"Bulk {n}", "dealstage": "demo"} for n in range(450)]))
     _, _, cursor = drain(hs.pull("deals", None))
+    assert cursor["open_ms"] <= cursor["ts"]  # the bulk import's stamp was open when read
     sim.edit("deals", "3", {"amount": "1"})
-    time.sleep(0.002)
+    sim.clock.advance(0.002)
     again, _, cursor = drain(hs.pull("deals", cursor))
-    assert "3" in again and not ids & set(again)  # the 450 sharing one timestamp are not re-read
-    recent = {t["id"] for t in sim.truth("deals")
-              if t["properties"]["hs_lastmodifieddate"] >= cursor_iso(cursor["ts"] - 3_600_000)}
-    assert set(again) <= recent | {"3"}
+    assert "3" in again and ids <= set(again)  # the open stamps are read again, the tie included
+    sim.clock.advance(3601)  # the simulated hour passes: everything read is settled now
+    drain(hs.pull("deals", cursor))  # this read sees them settled ...
+    _, _, cursor = drain(hs.pull("deals", cursor))
+    assert "open_ms" not in cursor
+    sim.edit("deals", "4", {"amount": "2"})
     quiet, _, _ = drain(hs.pull("deals", cursor))
-    assert "3" in quiet  # the lookback reads the last hour again (idempotent upserts downstream)
+    assert set(quiet) == {"4"}  # ... so the next pull reads only what changed
 
 
 def cursor_iso(ms: int) -> str:
@@ -220,7 +226,7 @@ def test_push_207_partial_failure_per_item(hs: HubSpotConnector, sim: HubSpotSim
 def test_push_conflict_when_changed_since_decision(hs: HubSpotConnector, sim: HubSpotSimulator) -> None:
     records, _, _ = drain(hs.pull("deals", None))
     seen_4, seen_6 = records["4"].modified_at, records["6"].modified_at
-    time.sleep(0.002)
+    sim.clock.advance(0.002)  # a later edit gets a later millisecond stamp
     sim.edit("deals", "4", {"dealname": "a human edited this"})
     sim.log.reset()
     results = hs.push([
@@ -301,3 +307,22 @@ def test_push_canonical_task_fields_and_deal_link(hs: HubSpotConnector, sim: Hub
     assert list(sim.associations.get("tasks", int(result.source_id), "deals")) == [7]
     refused = hs.push([PushItem("tasks", "create", {"subject": "x", "lead_id": "55"}, idempotency_key="k2", ref=1)])
     assert not refused[0].ok and "lead_id" in (refused[0].error or "")
+
+
+def test_a_search_rate_above_the_documented_limit_is_capped(server: SandboxServer,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A ``search_per_second: 20`` typo cannot cause 429 storms: HubSpot documents 5 per second."""
+    from crmsync.connectors.hubspot.limits import DOCUMENTED_SEARCH_PER_SECOND, search_rate
+    from crmsync.settings import ConnectionSettings
+
+    conn = ConnectionSettings(name="hs", kind="hubspot", base_url=server.url,
+                              credentials={"access_token": SecretStr(SANDBOX_TOKEN)},
+                              options={"search_per_second": 20})
+    capped = HubSpotConnector(conn)
+    assert capped.transport.search_interval == pytest.approx(1.07 / DOCUMENTED_SEARCH_PER_SECOND)
+    said = capsys.readouterr()
+    assert "settings.rate_capped" in said.out + said.err  # a warning names the option and the cap
+    assert search_rate({"search_per_second": 3}, "hs") == 3  # under the limit: as configured
+    assert search_rate({"search_per_second": 20, "limits_raised": True}, "hs") == 20  # said so explicitly
+    with pytest.raises(ValueError, match="search_per_second"):
+        search_rate({"search_per_second": "fast"}, "hs")

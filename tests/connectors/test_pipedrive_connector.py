@@ -12,12 +12,14 @@ import pytest
 
 from crmsync.connectors.base import AuthError, BudgetExhausted, Page, PushItem
 from crmsync.connectors.pipedrive import PipedriveConnector
+from crmsync.connectors.pipedrive.incremental import DEFAULT_RULE
 from crmsync.model import Deal, LineItem
 from crmsync.sandbox import FaultRule, Knobs, SandboxServer, generate_world
 from crmsync.sandbox.pipedrive import DEFAULT_TOKEN, PipedriveSimulator
 from crmsync.settings import ConnectionSettings
 
 NOW = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
+SETTLED = 1 + DEFAULT_RULE.settle_s + 1  # seconds after which a whole-second update_time is settled
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,7 @@ def test_pull_equals_truth_with_5000_deals_sharing_one_update_time(
     assert isinstance(deal, Deal) and deal.amount == Decimal(17) and deal.name == "Import 17"
     # update_time has whole seconds: versions read while their second was still running are read
     # once more after it (an edit later in that second would keep the same update_time)...
-    time.sleep(1.1)
+    sim.advance(SETTLED)  # the simulated clock moves on: their second is settled now
     drain(connector.pull("deals", cursor))
     _, cursor = drain(connector.pull("deals", cursor))
     # ...then a cycle re-reads the boundary block (closed lower bound) but emits nothing old...
@@ -133,7 +135,7 @@ def test_soft_deletes_arrive_each_cycle(sim: PipedriveSimulator, connector: Pipe
     deleted = sorted(i for p in pages for i in p.deleted_ids)
     assert deleted == ["11", "12"]
     assert all(r.deleted for p in pages for r in p.records if r.source_id in ("11", "12"))
-    time.sleep(1.1)  # past the deletions' second: their versions are settled on the next read
+    sim.advance(SETTLED)  # past the deletions' second: their versions are settled on the next read
     _, cursor = drain(connector.pull("deals", cursor))
     pages, _ = drain(connector.pull("deals", cursor))
     assert not [i for p in pages for i in p.deleted_ids]  # not re-emitted
@@ -261,9 +263,10 @@ def test_a_version_read_inside_its_own_second_is_read_again() -> None:
     from crmsync.connectors.pipedrive.incremental import Checkpoint
 
     cp = Checkpoint()
+    settle = DEFAULT_RULE.settle_s
     assert cp.accept(1, 100, read_at=100.4)  # read during second 100
     assert cp.accept(1, 100, read_at=100.9)  # maybe edited again in second 100: emitted again
-    assert cp.accept(1, 100, read_at=101.3)  # read after second 100 ended: emitted and settled
-    assert not cp.accept(1, 100, read_at=105.0)  # settled: a closed lower bound does not re-emit it
-    assert cp.accept(1, 101, read_at=105.0)  # a newer version always passes
+    assert cp.accept(1, 100, read_at=101.3 + settle)  # read after second 100 settled: emitted, remembered
+    assert not cp.accept(1, 100, read_at=105.0 + settle)  # settled: a closed lower bound does not re-emit it
+    assert cp.accept(1, 101, read_at=105.0 + settle)  # a newer version always passes
     assert cp.to_dict()["seen"] == {"1": 101}

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -164,6 +163,12 @@ def test_pipedrive_note_on_a_missing_deal_is_refused(sandbox: SandboxHandle) -> 
         connector.close()
 
 
+def _tick(system: str, sim: Any) -> None:
+    """Move the simulator's clock past its stamp resolution (a later write gets a later stamp):
+    Salesforce keeps whole seconds, HubSpot milliseconds."""
+    sim.clock.advance(1.0 if system == "salesforce" else 0.002)
+
+
 @pytest.mark.parametrize("system", ["salesforce", "hubspot", "pipedrive"])
 def test_own_earlier_write_is_not_a_conflict_but_a_later_human_edit_is(sandbox: SandboxHandle, system: str) -> None:
     connector = _connector(sandbox, system, field_mappings={"deals": SCORE_OVERRIDE[system]})
@@ -176,7 +181,7 @@ def test_own_earlier_write_is_not_a_conflict_but_a_later_human_edit_is(sandbox: 
             return connector.push([PushItem("deals", "update", fields, source_id=deal.source_id,
                                             based_on_modified_at=based, ref=ref)])[0]
 
-        time.sleep(0.01)
+        _tick(system, sim)
         first = update({"extra.health": Decimal(10)}, 1)
         assert first.ok, first.error
         second = update({"owner_id": deal.owner_id}, 2)  # decided with the first, pushed in a later batch
@@ -184,7 +189,7 @@ def test_own_earlier_write_is_not_a_conflict_but_a_later_human_edit_is(sandbox: 
         if system == "pipedrive":
             sim.advance(2)  # update_time has one-second resolution
         else:
-            time.sleep(0.01)
+            _tick(system, sim)
         human = {"salesforce": {"NextStep": "call back"}, "hubspot": {"dealname": "Renamed by a human"},
                  "pipedrive": {"title": "Renamed by a human"}}[system]
         sim.edit(DEAL_OBJECT[system], deal.source_id, human)

@@ -73,7 +73,7 @@ def test_five_thousand_deals_with_one_timestamp(store: Store, crm: CrmUnderTest)
     assert_store_equals_truth(store, crm, engine.conn.name)
     # The boundary is closed but deduplicated: once a cycle has read past the lookback window, the
     # following cycles do not re-emit the 5,000 (re-reading them forever is the classic ">=" bug).
-    time.sleep(1.5)
+    crm.sim.clock.advance(3)  # past the 1 s settle time of their stamp, on the CRM's clock
     engine.run("deals", mode="sync")
     third = engine.run("deals", mode="sync")
     assert third.records < 5000
@@ -197,7 +197,7 @@ def test_hubspot_search_lag_is_covered_by_the_lookback(store: Store, crm: CrmUnd
     engine.run("deals", mode="sync")  # search does not show the edit yet; the cursor must not skip it
     stale = store.get(ObjectType.DEAL, engine.conn.name, target)
     assert stale is not None and stale.name != "Edited while the search index lags"  # the lag was real
-    time.sleep(1.2)
+    crm.sim.clock.advance(1.2)  # the simulated clock passes the lag
     later = engine.run("deals", mode="sync")
     assert later.status == "ok"
     assert_store_equals_truth(store, crm, engine.conn.name)

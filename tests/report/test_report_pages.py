@@ -1,6 +1,6 @@
 """``crmsync report deals|losses``: a HubSpot sandbox synced over HTTP (with its stage history), then
 the commands write a self-contained HTML page, PNG charts and CSV tables; Chromium renders the HTML
-and the screenshot is kept under ``artifacts/`` (gitignored) for a person to look at."""
+and the screenshot is kept under ``test-artifacts/`` (gitignored) for a person to look at."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from crmsync.store import Store
 from crmsync.sync.runner import run_backfill
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "reports"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "reports"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -27,6 +26,7 @@ from crmsync.sandbox import FaultRule, LocalCA, SandboxServer, generate_world
 from crmsync.sandbox.salesforce import SalesforceSimulator, SoqlError, parse
 from crmsync.sandbox.salesforce.ids import checksum, is_valid_id, make_id
 from crmsync.sandbox.salesforce.soql import And, Not, Or
+from waiting import wait_until
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -309,8 +309,8 @@ def test_bulk2_job_states_locators_and_abort(sf: Salesforce, sim: SalesforceSimu
         job = client.create_job("queryAll", "SELECT Id FROM Lead")
         assert job["state"] == "UploadComplete" and job["id"].startswith("750")
         assert client.get_job(job["id"], True)["state"] == "InProgress"
-        time.sleep(0.35)
-        assert client.get_job(job["id"], True)["state"] == "JobComplete"
+        wait_until(lambda: client.get_job(job["id"], True)["state"] == "JobComplete", 10, "the bulk job to complete",
+                   interval=0.05)
     finally:
         sim.bulk_delay_s = 0.0
     first = client.get_query_results(job["id"], "", 300)

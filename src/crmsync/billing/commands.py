@@ -20,7 +20,7 @@ from crmsync.billing.checks import CheckConfig
 from crmsync.billing.mapping import ProductMapping, build_mapping
 from crmsync.billing.reports import deal_drift, price_book_drift, price_book_updates, renewals, write_csv
 from crmsync.model import Deal, LineItem, PriceBookEntry, Product
-from crmsync.settings import Settings, load_settings
+from crmsync.settings import Settings
 
 billing_app = typer.Typer(help="Quote-to-cash checks against Meteroid: drift, renewals, price-book sync.",
                           no_args_is_help=True)
@@ -28,7 +28,10 @@ console = Console()
 
 
 def _settings(config: Path | None) -> Settings:
-    return load_settings(config)
+    """The global ``--config/-c`` (or this command's own), secrets handed to the log redactor."""
+    from crmsync.cli import state
+
+    return state.settings(config)
 
 
 def _connector(settings: Settings) -> Any:

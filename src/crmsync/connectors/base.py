@@ -66,6 +66,9 @@ class Page:
     deleted_ids: list[str] = field(default_factory=list)  # source ids known deleted (soft/hard)
     api_calls: int = 0
     done: bool = False  # True on the last page of this pull
+    # Children read whole per parent (Pipedrive deal products): the page holds every live child of
+    # these parent ids, so a stored child of theirs that is not in the page was removed from its parent.
+    complete_for_parents: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from crmsync.model import now_utc
 
-report_app = typer.Typer(help="Reports over the store: funnel, deals, losses.", no_args_is_help=True)
+report_app = typer.Typer(help="Reports over the store: funnel, deals, losses, lifecycle, billing.", no_args_is_help=True)
 console = Console()
 
 DEFAULT_CHART = Path(".crmsync/reports/funnel.png")

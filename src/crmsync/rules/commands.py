@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from crmsync.model import ObjectType, now_utc
@@ -21,8 +22,8 @@ from crmsync.rules.loader import RuleFileError, RuleSet, load_rules
 rules_app = typer.Typer(help="Rule sets: validate, test, explain, simulate, diff.", no_args_is_help=True)
 console = Console()
 
-RULES_DIR = typer.Option(Path("config/rules"), "--rules-dir", help="Directory of rule files.")
-CONFIG = typer.Option(Path("config/crmsync.yaml"), "--config", "-c", help="crmsync settings file (for the store URL).")
+RULES_DIR = typer.Option(None, "--rules-dir", help="Directory of rule files (default: rules_dir of the config).")
+CONFIG = typer.Option(None, "--config", "-c", help="crmsync settings file (default: the global --config).")
 
 
 def _table(title: str, rows: list[dict[str, Any]]) -> Table:
@@ -35,12 +36,21 @@ def _table(title: str, rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-def _load(rules_dir: Path) -> RuleSet:
+def _rules_dir(rules_dir: Path | None) -> Path:
+    """``--rules-dir``, else the config's ``rules_dir`` (the global ``--config/-c``)."""
+    if rules_dir is not None:
+        return rules_dir
+    from crmsync.cli import state
+
+    return Path(state.settings().rules_dir)
+
+
+def _load(rules_dir: Path | None) -> RuleSet:
     try:
-        return load_rules(rules_dir)
+        return load_rules(_rules_dir(rules_dir))
     except RuleFileError as exc:
         for issue in exc.issues:
-            console.print(f"[red]error[/red] {issue}", highlight=False)
+            console.print(f"[red]error[/red] {escape(str(issue))}", highlight=False)
         raise typer.Exit(1) from exc
 
 
@@ -60,11 +70,12 @@ def parse_since(text: str, now: dt.datetime) -> dt.datetime:
     return parsed
 
 
-def _open_store(config: Path) -> Any:
-    from crmsync.settings import load_settings
+def _open_store(config: Path | None) -> Any:
+    """The store of the global ``--config/-c`` (or this command's own); secrets go to the redactor."""
+    from crmsync.cli import state
     from crmsync.store import Store
 
-    return Store.open(load_settings(config).store.url)
+    return Store.open(state.settings(config).store.url)
 
 
 def context_from_store(store: Any, now: dt.datetime, connection: str | None = None) -> RuleContext:
@@ -79,23 +90,23 @@ def context_from_store(store: Any, now: dt.datetime, connection: str | None = No
 
 
 @rules_app.command("validate")
-def validate_cmd(rules_dir: Path = RULES_DIR) -> None:
+def validate_cmd(rules_dir: Path | None = RULES_DIR) -> None:
     """Check every rule file; errors name the file, line, key and what was expected."""
     rule_set = _load(rules_dir)
     console.print(f"ok: {rule_set.rule_count} rules in {len(rule_set.files)} files, version {rule_set.hash[:12]}")
 
 
 @rules_app.command("test")
-def test_cmd(rules_dir: Path = RULES_DIR) -> None:
+def test_cmd(rules_dir: Path | None = RULES_DIR) -> None:
     """Run the cases in <rules-dir>/tests/*.yaml against the rule set."""
     from crmsync.rules.testing import run_tests
 
     rule_set = _load(rules_dir)
     try:
-        results = run_tests(rule_set, rules_dir / "tests")
+        results = run_tests(rule_set, _rules_dir(rules_dir) / "tests")
     except RuleFileError as exc:
         for issue in exc.issues:
-            console.print(f"[red]error[/red] {issue}", highlight=False)
+            console.print(f"[red]error[/red] {escape(str(issue))}", highlight=False)
         raise typer.Exit(1) from exc
     failed = 0
     for r in results:
@@ -114,8 +125,8 @@ def explain_cmd(
     record_id: str = typer.Argument(..., help="Source id of the deal or lead."),
     connection: str = typer.Option(..., "--connection", help="Connection the record belongs to."),
     object_type: str = typer.Option("deal", "--object", help="deal or lead."),
-    rules_dir: Path = RULES_DIR,
-    config: Path = CONFIG,
+    rules_dir: Path | None = RULES_DIR,
+    config: Path | None = CONFIG,
 ) -> None:
     """Explain, rule by rule and field by field, what the rules decide for one record."""
     from crmsync.rules.explain import explain
@@ -135,8 +146,8 @@ def explain_cmd(
 def simulate_cmd(
     since: str = typer.Option("30d", "--since", help="Records modified since (30d, 12h, or ISO)."),
     connection: str | None = typer.Option(None, "--connection"),
-    rules_dir: Path = RULES_DIR,
-    config: Path = CONFIG,
+    rules_dir: Path | None = RULES_DIR,
+    config: Path | None = CONFIG,
 ) -> None:
     """What the rules would decide over recently modified records (nothing is written)."""
     from crmsync.rules.simulate import simulate
@@ -157,15 +168,15 @@ def simulate_cmd(
 @rules_app.command("diff")
 def diff_cmd(
     against: Path = typer.Option(..., "--against", help="The other rule directory (e.g. the deployed one)."),
-    rules_dir: Path = RULES_DIR,
+    rules_dir: Path | None = RULES_DIR,
     since: str | None = typer.Option(None, "--since", help="Also compare decisions on records modified since."),
-    config: Path = CONFIG,
+    config: Path | None = CONFIG,
 ) -> None:
     """Rule-by-rule differences between two rule sets, and optionally the decisions that change."""
     from crmsync.rules.diff import diff_decisions, diff_rule_sets
 
     old, new = _load(against), _load(rules_dir)
-    console.print(f"{against} {old.hash[:12]} -> {rules_dir} {new.hash[:12]}")
+    console.print(f"{against} {old.hash[:12]} -> {_rules_dir(rules_dir)} {new.hash[:12]}")
     console.print(_table("rule changes", diff_rule_sets(old, new)))
     if since is not None:
         store = _open_store(config)

@@ -30,6 +30,7 @@ from starlette.routing import Route
 from crmsync.logging import get_logger
 from crmsync.runtime import webhooks
 from crmsync.runtime.metrics import CONTENT_TYPE, WorkerMetrics
+from crmsync.runtime.replay import ReplayGuard
 from crmsync.settings import ConnectionSettings, Settings
 from crmsync.store import Store
 
@@ -76,6 +77,8 @@ def build_app(settings: Settings, store: Store, metrics: WorkerMetrics, requeste
                 return None
         return body
 
+    guard = ReplayGuard(store)
+
     def trigger(conns: list[ConnectionSettings], event: webhooks.WebhookEvent) -> Response:
         outcome = {}
         for conn in conns:
@@ -84,6 +87,12 @@ def build_app(settings: Settings, store: Store, metrics: WorkerMetrics, requeste
         metrics.webhooks.labels(event.source, "accepted").inc()
         log.info("webhook.accepted", source=event.source, connections=sorted(outcome), touched=len(event.touched))
         return JSONResponse({"accepted": True, "sync": outcome}, status_code=202)
+
+    def duplicate(source: str) -> Response:
+        """A delivery seen before (a replay, or the CRM retrying): acknowledged, nothing triggered."""
+        metrics.webhooks.labels(source, "duplicate").inc()
+        log.info("webhook.duplicate", source=source)
+        return JSONResponse({"accepted": True, "duplicate": True}, status_code=200)
 
     def reject(source: str, status: int, why: str) -> Response:
         metrics.webhooks.labels(source, "rejected").inc()
@@ -126,6 +135,9 @@ def build_app(settings: Settings, store: Store, metrics: WorkerMetrics, requeste
             return reject("hubspot", 401, "no webhook secret configured for this connection")
         if payload is None:
             return reject("hubspot", 400, "body is not JSON")
+        if not guard.first_time("hubspot", request.headers.get("x-hubspot-signature-v3", ""),
+                                request.headers.get("x-hubspot-request-timestamp", "")):
+            return duplicate("hubspot")
         return trigger(accepted, event)
 
     async def pipedrive(request: Request) -> Response:
@@ -147,6 +159,8 @@ def build_app(settings: Settings, store: Store, metrics: WorkerMetrics, requeste
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
             return reject("pipedrive", 400, "body is not JSON")
+        if not guard.first_time(f"pipedrive:{conn.name}", body):
+            return duplicate("pipedrive")
         return trigger([conn], webhooks.parse_pipedrive(payload))
 
     return Starlette(routes=[

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from crmsync.connectors import build_connector
+from crmsync.errors import describe_error
 from crmsync.logging import get_logger
 from crmsync.model import now_utc
 from crmsync.runtime import schedule_state
@@ -184,9 +185,8 @@ def run_connection_cycle(settings: Settings, store: Store, connection: str, *,
             step.run(state)
             state.outcomes.setdefault(step.name, "ok")
         except Exception as exc:  # noqa: BLE001 - recorded, the next steps still run
-            state.outcomes[step.name] = f"failed: {type(exc).__name__}: {exc}"
-            log.error("runtime.step_failed", connection=conn.name, step=step.name,
-                      error=f"{type(exc).__name__}: {exc}")
+            state.outcomes[step.name] = f"failed: {describe_error(exc)}"
+            log.error("runtime.step_failed", connection=conn.name, step=step.name, error=describe_error(exc))
     if any(o.startswith("failed") for o in state.outcomes.values()):
         status = "failed"
     elif state.stopping or any(r.status == "stopped" for r in state.results):

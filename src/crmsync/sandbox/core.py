@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import email.utils
 import random
 import re
 import socket
@@ -20,6 +21,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +32,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-FaultKind = Literal["429", "500", "503", "timeout", "truncate"]
+from crmsync.sandbox.clock import SimClock
+
+# drop_query: the request reaches the API without its query string, as behind a proxy or cache
+# that strips it (a list asked for archived or deleted records answers with live ones)
+FaultKind = Literal["429", "500", "503", "timeout", "truncate", "drop_query"]
 
 
 @dataclass
@@ -42,11 +48,48 @@ class FaultRule:
     probability: float = 1.0
     retry_after: float = 1.0
     method: str | None = None
+    query: str | None = None  # a regex the raw query string must match too
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, query: str = "") -> bool:
         if self.method and self.method.upper() != method.upper():
             return False
+        if self.query is not None and re.search(self.query, query) is None:
+            return False
         return re.search(self.path, path) is not None
+
+
+@dataclass
+class CorruptValue:
+    """Serve ``value`` as ``field`` of record ``record_id`` in every JSON answer whose path matches
+    ``path``: a malformed value as a broken integration, a mock server generated from the spec
+    (``update_time: "irure"``) or a CRM bug would send it. The stored record is unchanged; in
+    HubSpot's shape the value goes under ``properties`` unless ``top_level``."""
+
+    record_id: str
+    field: str
+    value: Any
+    path: str = ".*"
+    top_level: bool = False
+
+    def matches(self, path: str) -> bool:
+        return re.search(self.path, path) is not None
+
+
+def corrupt_document(document: Any, rules: list[CorruptValue]) -> Any:
+    """``document`` with each rule's value put into the records it names (in place)."""
+    if isinstance(document, list):
+        for item in document:
+            corrupt_document(item, rules)
+    elif isinstance(document, dict):
+        rid = document.get("id", document.get("Id"))
+        for rule in rules:
+            if rid is not None and str(rid) == rule.record_id:
+                props = document.get("properties")
+                (props if isinstance(props, dict) and not rule.top_level else document)[rule.field] = rule.value
+        for value in document.values():
+            if isinstance(value, dict | list):
+                corrupt_document(value, rules)
+    return document
 
 
 @dataclass
@@ -61,6 +104,7 @@ class Knobs:
     search_lag_s: float = 0.0  # how long a change takes to show up in search
     timeout_s: float = 30.0  # how long an injected timeout hangs
     faults: list[FaultRule] = field(default_factory=list)
+    corrupt: list[CorruptValue] = field(default_factory=list)
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,10 +114,56 @@ class Knobs:
         for key, value in values.items():
             if key == "faults":
                 self.faults = [FaultRule(**f) if isinstance(f, dict) else f for f in value]
+            elif key == "corrupt":
+                self.corrupt = [CorruptValue(**c) if isinstance(c, dict) else c for c in value]
             elif hasattr(self, key):
                 setattr(self, key, value)
             else:
                 raise KeyError(f"unknown knob {key!r}")
+
+
+@dataclass
+class ScriptStep:
+    """Run ``action`` when the ``nth`` answer to a request matching ``route`` (a regex over
+    ``"METHOD /path"``) is about to be sent: the client cannot see that answer, nor send its next
+    request on that connection, before the action has run. Tests use it to edit records or move
+    the clock between two pages of one pull."""
+
+    route: str
+    nth: int
+    action: Callable[[], None]
+    seen: int = 0
+    done: bool = False
+
+
+class ResponseScript:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.steps: list[ScriptStep] = []
+
+    def after(self, route: str, nth: int, action: Callable[[], None]) -> ScriptStep:
+        step = ScriptStep(route, nth, action)
+        with self._lock:
+            self.steps.append(step)
+        return step
+
+    def clear(self) -> None:
+        with self._lock:
+            self.steps.clear()
+
+    def due(self, method: str, path: str) -> list[ScriptStep]:
+        if not self.steps:
+            return []
+        target = f"{method} {path}"
+        ready: list[ScriptStep] = []
+        with self._lock:
+            for step in self.steps:
+                if not step.done and re.search(step.route, target):
+                    step.seen += 1
+                    if step.seen >= step.nth:
+                        step.done = True
+                        ready.append(step)
+        return ready
 
 
 class RateLimiter:
@@ -136,6 +226,36 @@ class RateLimiter:
 
 
 @dataclass
+class CapturedRequest:
+    """One request as the client sent it (for checking clients against the official specs)."""
+
+    method: str
+    path: str
+    query: str  # the raw query string
+    headers: dict[str, str]
+    body: bytes
+
+
+class RequestCapture:
+    """When on, keeps every API request a simulator receives, body included (bounded)."""
+
+    def __init__(self, keep: int = 20_000) -> None:
+        self.on = False
+        self._lock = threading.Lock()
+        self.requests: deque[CapturedRequest] = deque(maxlen=keep)
+
+    def add(self, entry: CapturedRequest) -> None:
+        with self._lock:
+            self.requests.append(entry)
+
+    def take(self) -> list[CapturedRequest]:
+        with self._lock:
+            out = list(self.requests)
+            self.requests.clear()
+            return out
+
+
+@dataclass
 class LoggedRequest:
     at: float
     method: str
@@ -177,10 +297,17 @@ class RequestLog:
             self.recent.clear()
 
 
+def _exact_number(value: Any) -> Any:
+    """Decimals (Salesforce rows keep them) as exact JSON numbers; a non-finite one as null."""
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value).encode()) if value.is_finite() else None
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """orjson-encoded response; Decimals must already be strings or numbers."""
+    """orjson-encoded response; Decimals are written as exact numbers."""
     return Response(
-        orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS),
+        orjson.dumps(body, default=_exact_number, option=orjson.OPT_NON_STR_KEYS),
         status_code=status,
         headers=headers,
         media_type="application/json",
@@ -232,12 +359,16 @@ class SandboxMiddleware:
     """Counting, latency, faults, auth and rate limits in front of a simulator's routes."""
 
     def __init__(self, app: ASGIApp, hooks: SimulatorHooks, knobs: Knobs, limiter: RateLimiter,
-                 log: RequestLog) -> None:
+                 log: RequestLog, clock: SimClock | None = None, script: ResponseScript | None = None,
+                 capture: RequestCapture | None = None) -> None:
         self.app = app
         self.hooks = hooks
         self.knobs = knobs
         self.limiter = limiter
         self.log = log
+        self.clock = clock or SimClock()
+        self.script = script or ResponseScript()
+        self.capture = capture or RequestCapture()
         self._rng = random.Random(knobs.seed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -249,6 +380,9 @@ class SandboxMiddleware:
         if path.startswith("/_sandbox"):
             await self.app(scope, receive, send)
             return
+        if self.capture.on:
+            receive = await self._captured(scope, receive, method, path)
+            request = Request(scope, receive)
         route = self.hooks.route_of(method, path)
         status_holder = {"status": 0, "logged": False}
         auth = "public"
@@ -263,12 +397,17 @@ class SandboxMiddleware:
         async def counting_send(message: Any) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
+                headers = [h for h in message.get("headers", []) if h[0].lower() != b"date"]
+                # ``Date`` from the simulated clock (uvicorn's own is off): clients learn the
+                # server's time from it, as they do from a real CRM.
+                headers.append((b"date", email.utils.formatdate(self.clock.time(), usegmt=True).encode()))
+                for step in self.script.due(method, path):
+                    step.action()  # after this answer was made, before the client can see it
                 record(message["status"])
                 extra = self.hooks.limit_headers(self.limiter)
                 if extra:
-                    headers = list(message.get("headers", []))
                     headers.extend((k.lower().encode(), v.encode()) for k, v in extra.items())
-                    message["headers"] = headers
+                message["headers"] = headers
             await send(message)
 
         try:
@@ -288,17 +427,43 @@ class SandboxMiddleware:
                         retry = 1.0
                     await self.hooks.rate_limited(refused, float(retry))(scope, receive, counting_send)
                     return
-            fault = self._pick_fault(method, path)
-            if fault is not None:
+            fault = self._pick_fault(method, path, scope.get("query_string", b"").decode("latin-1"))
+            if fault is not None and fault.kind == "drop_query":
+                scope = {**scope, "query_string": b""}
+            elif fault is not None:
                 await self._inject(fault, scope, receive, counting_send)
                 return
-            await self.app(scope, receive, counting_send)
+            rules = [rule for rule in self.knobs.corrupt if rule.matches(path)]
+            await self.app(scope, receive, _corrupting(counting_send, rules) if rules else counting_send)
         finally:
             record(int(status_holder["status"]))  # a request that never started a response
 
-    def _pick_fault(self, method: str, path: str) -> FaultRule | None:
+    async def _captured(self, scope: Scope, receive: Receive, method: str, path: str) -> Receive:
+        """Read the whole body, keep a copy of the request, and replay the body to the app."""
+        chunks: list[bytes] = []
+        more = True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = bool(message.get("more_body"))
+        body = b"".join(chunks)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        self.capture.add(CapturedRequest(method, path, scope.get("query_string", b"").decode("latin-1"),
+                                         headers, body))
+        sent = False
+
+        async def replay() -> Any:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return replay
+
+    def _pick_fault(self, method: str, path: str, query: str = "") -> FaultRule | None:
         for rule in self.knobs.faults:
-            if rule.matches(method, path) and self._rng.random() < rule.probability:
+            if rule.matches(method, path, query) and self._rng.random() < rule.probability:
                 return rule
         return None
 
@@ -316,6 +481,35 @@ class SandboxMiddleware:
                         "headers": [(b"content-type", b"application/json"),
                                     (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body})
+
+
+def _corrupting(send: Send, rules: list[CorruptValue]) -> Send:
+    """A ``send`` that holds a JSON answer back, applies ``rules`` to it and sends it whole."""
+    held: dict[str, Any] = {}
+    chunks: list[bytes] = []
+
+    async def corrupting_send(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            held["start"] = message
+            return
+        if message["type"] != "http.response.body" or "start" not in held:
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        start, body = held.pop("start"), b"".join(chunks)
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        if any(k.lower() == b"content-type" and b"json" in v for k, v in headers):
+            try:
+                body = orjson.dumps(corrupt_document(orjson.loads(body), rules))
+            except orjson.JSONDecodeError:
+                pass
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return corrupting_send
 
 
 @dataclass
@@ -358,7 +552,7 @@ class SandboxServer:
         self.name = name
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False,
-            lifespan="off", timeout_keep_alive=30,
+            lifespan="off", timeout_keep_alive=30, date_header=False,
             ssl_certfile=str(tls.cert_path) if tls else None,
             ssl_keyfile=str(tls.key_path) if tls else None,
         )
@@ -414,6 +608,9 @@ class Simulator:
         self.limiter = RateLimiter(self.knobs)
         self.log = RequestLog()
         self.lock = _threading.RLock()
+        self.clock = SimClock()
+        self.script = ResponseScript()
+        self.capture = RequestCapture()
 
     # --- the user handle -------------------------------------------------------------------
     def create(self, object_name: str, fields: dict[str, Any]) -> str:
@@ -445,7 +642,17 @@ class Simulator:
         from starlette.applications import Starlette
 
         app = Starlette(routes=[*control_routes(self), *self.api_routes()])
-        return SandboxMiddleware(app, self.hooks, self.knobs, self.limiter, self.log)
+        return SandboxMiddleware(app, self.hooks, self.knobs, self.limiter, self.log, self.clock, self.script,
+                                 self.capture)
+
+
+def _status_of(exc: BaseException) -> int | None:
+    """The HTTP status a simulator's API error carries (HubSpot ``status``, Salesforce ``http_status``)."""
+    for name in ("status", "http_status", "status_code"):
+        value = getattr(exc, name, None)
+        if isinstance(value, int) and 400 <= value < 600:
+            return value
+    return None
 
 
 def control_routes(sim: Simulator) -> list[Any]:
@@ -496,6 +703,11 @@ def control_routes(sim: Simulator) -> list[Any]:
             return json_response({"error": f"not found: {exc}"}, 404)
         except (ValueError, TypeError) as exc:
             return json_response({"error": str(exc)}, 400)
+        except Exception as exc:  # noqa: BLE001 - a simulator's own API error: answer as its API does
+            status = _status_of(exc)
+            if status is None:
+                raise
+            return json_response({"error": str(exc)}, status)
         return json_response({"error": "unsupported"}, 405)
 
     return [

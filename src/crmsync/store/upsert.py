@@ -249,15 +249,17 @@ def build_params(plan: KindPlan, records: Sequence[Record], dialect_name: str, s
         for name in currency_fields:
             currency = getattr(record, name)
             if currency is not None and (type(currency) is not str or len(currency) != 3):
-                raise ModelError(f"{_describe(record)}: {name} {currency!r} is not a 3-letter code")
+                raise ModelError(f"{_describe(record)}: {name} {currency!r} is not a 3-letter code", field=name)
         row = list(getter(record))
+        i = -1
         try:
             for i, conv in converters:
                 value = row[i]
                 if value is not None:
                     row[i] = conv(value)
         except (ModelError, TypeError) as exc:
-            raise ModelError(f"{_describe(record)}: {exc}") from exc
+            names = [c for c in compiled.columns if c not in ("synced_at", "content_hash")]
+            raise ModelError(f"{_describe(record)}: {exc}", field=names[i] if 0 <= i < len(names) else None) from exc
         digest = content_hash_of(record)
         row.insert(first[0], synced if first[1] == "s" else digest)
         row.insert(second[0], synced if second[1] == "s" else digest)

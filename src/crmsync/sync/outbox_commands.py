@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crmsync.settings import load_settings
+from crmsync.settings import Settings
 from crmsync.store import OutboxStatus, Store
 from crmsync.sync import outbox
 
@@ -25,8 +25,15 @@ ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="confi
 STATUSES = [s.value for s in OutboxStatus]
 
 
+def _settings(config: Path | None) -> Settings:
+    """The global ``--config/-c`` (or this command's own), secrets handed to the log redactor."""
+    from crmsync.cli import state
+
+    return state.settings(config)
+
+
 def _store(config: Path | None) -> Store:
-    settings = load_settings(config)
+    settings = _settings(config)
     store = Store.open(settings.store.url)
     store.upgrade()
     return store
@@ -119,7 +126,7 @@ def drain_cmd(
     """Push the connection's pending items now."""
     from crmsync.connectors import build_connector
 
-    settings = load_settings(config)
+    settings = _settings(config)
     conn = settings.connection(connection)
     store = Store.open(settings.store.url)
     store.upgrade()

@@ -21,8 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from crmsync.connectors.base import FatalError, Page, PushItem, PushResult, Quarantined, Usage
+from crmsync.connectors.cursor import StampRule, settle_seconds
 from crmsync.connectors.hubspot import keyset
 from crmsync.connectors.hubspot.history import HubSpotStageHistory
+from crmsync.connectors.hubspot.limits import search_rate
 from crmsync.connectors.hubspot.mapping import (
     EXTRA_PROPERTIES,
     MAPPINGS,
@@ -50,12 +52,47 @@ _MISSING = object()
 
 
 def _ms(value: str | None) -> int | None:
+    """Epoch ms of a HubSpot timestamp (digits or ISO 8601); None when missing or malformed."""
     if not value:
         return None
+    if not isinstance(value, str):
+        return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
     if value.isdigit():
         return int(value)
-    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
     return int(round(parsed.timestamp() * 1000))
+
+
+def _only_archived(native: str, results: list[dict[str, Any]]) -> None:
+    """Trust but verify: an ``archived=true`` list must hold archived records only. Live ones mean
+    the flag was lost on the way (a proxy, an API change): marking them deleted would delete live data."""
+    live = [str(r.get("id")) for r in results if r.get("archived") is not True]
+    if live:
+        raise FatalError(f"hubspot {native}: the archived=true list returned {len(live)} records that are not "
+                         f"archived (ids {', '.join(live[:5])}); refusing to mark them deleted")
+
+
+def flag(value: bool) -> str:
+    """A boolean query parameter as the spec spells it: the SDK would send Python's ``True``/``False``."""
+    return "true" if value else "false"
+
+
+def _stamps(results: list[dict[str, Any]], prop: str, floor: int | None) -> list[tuple[int, str]]:
+    """(modified ms, id) per search result. A malformed timestamp takes the one before it (the
+    search sorted by it, so the record sits there): the keyset never moves back for it, and the
+    record itself is quarantined by the mapping."""
+    rows: list[tuple[int, str]] = []
+    previous = floor or 0
+    for result in results:
+        ms = _ms((result.get("properties") or {}).get(prop))
+        previous = previous if ms is None else ms
+        rows.append((previous, str(result["id"])))
+    return rows
 
 
 class HubSpotConnector:
@@ -70,15 +107,19 @@ class HubSpotConnector:
         self.usage = Usage()
         opts = conn.options
         self.transport = HubSpotTransport(conn.base_url, token, ca_bundle=conn.ca_bundle,
-                                          search_per_second=float(opts.get("search_per_second", 4)),
+                                          search_per_second=search_rate(opts, conn.name),
                                           max_attempts=int(opts.get("max_attempts", 6)), usage=self.usage)
-        self.lookback_ms = int(float(opts.get("lookback_seconds", 120)) * 1000)
+        # hs_lastmodifieddate has ms; search shows a change only after its index lag (settle_seconds,
+        # or the older name lookback_seconds, default 120)
+        self.stamp_rule = StampRule(0.001, settle_seconds(opts, 120.0))
+        self.settle_ms = int(self.stamp_rule.settle_s * 1000)
         self.refresh_ms = int(float(opts.get("association_refresh_hours", 24)) * 3_600_000)
         self.backfill_via = str(opts.get("backfill_via", "search"))
         self.deal_associations = tuple(opts.get("deal_associations", ("companies", "contacts")))
         self._apis: dict[tuple[str, ...], Any] = {}
         self._assoc_pool: ThreadPoolExecutor | None = None  # set while a search pull runs
         self.prefetch = bool(opts.get("prefetch", True))  # next search in flight while a page is stored
+        self.search_page_size = max(1, min(SEARCH_LIMIT, int(opts.get("search_page_size", SEARCH_LIMIT))))
         self.assoc_batch = max(1, min(ASSOC_BATCH, int(opts.get("association_batch", ASSOC_BATCH))))
         self.mappings: dict[str, ObjectMapping] = {
             name: mapping.with_overrides(conn.field_mappings.get(name, {})) for name, mapping in MAPPINGS.items()}
@@ -170,10 +211,14 @@ class HubSpotConnector:
         elif backfill or state.ts is None or refresh_due:
             extra["refreshing"] = now
             start_ts = int(since.timestamp() * 1000) if since else None
+            if start_ts is None:  # everything is read again: no open floor to carry
+                extra.pop("open_ms", None)
+                extra.pop("carried_ms", None)
             state = keyset.KeysetState(ts=start_ts, extra={**extra, "lo": start_ts} if start_ts else extra)
         else:
-            state = keyset.KeysetState(state.ts, state.seen, state.tie, state.strict, extra).rewind(self.lookback_ms)
-        hi = int(until.timestamp() * 1000) if until else now
+            state = keyset.KeysetState(state.ts, state.seen, state.tie, state.strict, extra).restart()
+        # the pass ends at the server's now (not the client's: their clocks may differ)
+        hi = int(until.timestamp() * 1000) if until else int(self.transport.read_times.server_now() * 1000)
         if backfill and self.backfill_via == "list" and state.ts is None:
             yield from self._backfill_by_list(name, state)
             return
@@ -183,7 +228,8 @@ class HubSpotConnector:
         # before a Page is handed over; the cursor is the keyset state after the last search of
         # the group. The keyset searches run ahead in their own thread, so the next searches run
         # while this group's associations are read and it is stored.
-        group_limit = self.assoc_batch if name in ("deals", "line_items") else SEARCH_LIMIT
+        page_size = self.search_page_size
+        group_limit = self.assoc_batch if name in ("deals", "line_items") else page_size
         searches: Iterator[tuple[list[dict[str, Any]], keyset.KeysetState, bool]]
         searches = self._searches(native, state, prop, hi, props)
         if self.prefetch:
@@ -198,7 +244,7 @@ class HubSpotConnector:
                 for emitted, state, done in searches:
                     calls += 1
                     group.extend(emitted)
-                    if not done and len(group) + SEARCH_LIMIT <= group_limit:
+                    if not done and len(group) + page_size <= group_limit:
                         continue
                     page = self._page(name, group, state, calls=calls)
                     group, calls = [], 0
@@ -215,11 +261,17 @@ class HubSpotConnector:
     def _searches(self, native: str, state: keyset.KeysetState, prop: str, hi: int, props: list[str]
                   ) -> Iterator[tuple[list[dict[str, Any]], keyset.KeysetState, bool]]:
         """The keyset walk: (records to emit, state after the page, done) per search call."""
+        limit = self.search_page_size
         while True:
-            result = self.search(native, keyset.query(state, prop, hi, SEARCH_LIMIT, props))
+            self.transport.read_times.start()
+            result = self.search(native, keyset.query(state, prop, hi, limit, props))
+            read_at = self.transport.read_times.earliest()
             results = result.get("results") or []
-            rows = [(_ms((r.get("properties") or {}).get(prop)) or 0, str(r["id"])) for r in results]
-            state, emit, done = keyset.advance(state, rows, SEARCH_LIMIT)
+            rows = _stamps(results, prop, state.ts)
+            state, emit, done = keyset.advance(state, rows, limit)
+            newest = max((ts for ts, _ in rows), default=None)
+            floor = self.stamp_rule.reached_open(newest / 1000, read_at) if newest is not None else None
+            state = state.reached(int(floor * 1000) if floor is not None else None)
             yield [results[n] for n in emit], state, done
             if done:
                 return
@@ -230,7 +282,7 @@ class HubSpotConnector:
             extra["assoc_refreshed_ms"] = extra.pop("refreshing")
         deleted, archived_ms, calls = self._archived_since(name, int(extra.get("archived_ms") or 0))
         extra["archived_ms"] = archived_ms
-        final = keyset.KeysetState(state.ts, state.seen, state.tie, state.strict, extra)
+        final = keyset.KeysetState(state.ts, state.seen, state.tie, state.strict, extra).finished()
         page.cursor = final.to_cursor()
         page.deleted_ids = list(dict.fromkeys([*page.deleted_ids, *deleted]))
         page.api_calls += calls
@@ -247,10 +299,11 @@ class HubSpotConnector:
         while True:
             page = self.list_page(native, after, ["hs_object_id"], archived=True)
             calls += 1
+            _only_archived(native, page.get("results") or [])
             for obj in page.get("results") or []:
                 at = _ms(obj.get("archivedAt")) or 0
                 newest = max(newest, at)
-                if at > since_ms - self.lookback_ms:
+                if at > since_ms - self.settle_ms:
                     ids.append(str(obj["id"]))
             after = ((page.get("paging") or {}).get("next") or {}).get("after")
             if not after:
@@ -259,7 +312,7 @@ class HubSpotConnector:
     def list_page(self, native: str, after: str | None, properties: list[str], *, archived: bool = False
                   ) -> dict[str, Any]:
         api = self._api(native, "basic_api")
-        kwargs: dict[str, Any] = {"limit": LIST_LIMIT, "properties": properties, "archived": archived}
+        kwargs: dict[str, Any] = {"limit": LIST_LIMIT, "properties": properties, "archived": flag(archived)}
         if after:
             kwargs["after"] = after
         if api is not None:
@@ -272,9 +325,9 @@ class HubSpotConnector:
                 "propertiesWithHistory": list(with_history)}
         api = self._api(native, "batch_api")
         if api is not None:
-            return dict(self.call(f"batch read {native}", api.read, body, archived=False, push=push) or {})
+            return dict(self.call(f"batch read {native}", api.read, body, archived=flag(False), push=push) or {})
         return dict(self.call(f"batch read {native}", self._api("objects", "batch_api").read, native, body,
-                              archived=False, push=push) or {})
+                              archived=flag(False), push=push) or {})
 
     def _backfill_by_list(self, name: str, state: keyset.KeysetState) -> Iterator[Page]:
         """List ids (short GET URLs) + batch read the wide property list (POST): no 414."""
@@ -284,7 +337,13 @@ class HubSpotConnector:
         after: str | None = state.extra.get("list_after")
         newest = state.ts
         while True:
+            self.transport.read_times.start()
             listed = self.list_page(native, after, ["hs_object_id"])
+            listed_at = self.transport.read_times.earliest()
+            if listed_at is not None and "open_ms" not in state.extra:
+                # A record edited after the list passed its id is behind the list: the first
+                # incremental pass starts where this backfill started (minus the settle time).
+                state = state.reached(int(self.stamp_rule.floor(listed_at) * 1000))
             ids = [str(o["id"]) for o in listed.get("results") or []]
             read = self.batch_read(native, ids, props) if ids else {"results": []}
             results = read.get("results") or []
@@ -372,7 +431,7 @@ class HubSpotConnector:
         for archived in (False, True):
             after: str | None = None
             while True:
-                kwargs: dict[str, Any] = {"limit": 100, "archived": archived}
+                kwargs: dict[str, Any] = {"limit": 100, "archived": flag(archived)}
                 if after:
                     kwargs["after"] = after
                 page = self.call("owners", self.crm.owners.owners_api.get_page, **kwargs) or {}
@@ -429,7 +488,9 @@ class HubSpotConnector:
             filters.append({"propertyName": prop, "operator": "GTE", "value": str(int(since.timestamp() * 1000))})
         if until is not None:
             filters.append({"propertyName": prop, "operator": "LTE", "value": str(int(until.timestamp() * 1000))})
-        body = {"filterGroups": [{"filters": filters}] if filters else [], "limit": 1, "properties": ["hs_object_id"]}
+        # every field the spec marks required (after, sorts) is sent, as the real API takes them
+        body = {"filterGroups": [{"filters": filters}] if filters else [], "sorts": [], "limit": 1, "after": "0",
+                "properties": ["hs_object_id"]}
         return int(self.search(NATIVE[name], body).get("total") or 0)
 
     def list_ids(self, object_name: str) -> Iterator[list[str]]:

@@ -6,7 +6,8 @@ Every search starts at offset 0 (keyset paging), so no query ever pages towards 
   ascending, 200 per page; records at T already emitted are skipped (id tie-break dedupe);
 - tie step: when a whole page shares one timestamp (a bulk import), walk that timestamp by id:
   ``modified == T and hs_object_id > last``, sorted by id.
-A new pull starts ``lookback`` before the saved position (late-visible search entries).
+A new pull resumes where the last one stopped, or at the open floor it left (``restart``): the
+cursor rule of ``connectors.cursor`` with ms stamps and the search index lag as settle time.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class KeysetState:
     seen: tuple[str, ...] = ()  # ids at ``ts`` already emitted
     tie: int | None = None  # in a tie walk at ``ts``: the last id read
     strict: bool = False  # every record at ``ts`` is emitted: continue with ``> ts``
-    extra: dict[str, Any] = field(default_factory=dict)  # archived_ms, assoc_refreshed_ms, refreshing
+    extra: dict[str, Any] = field(default_factory=dict)  # archived_ms, assoc_refreshed_ms, refreshing, open_ms, carried_ms
 
     def to_cursor(self) -> dict[str, Any]:
         return {"ts": self.ts, "seen": list(self.seen), "tie": self.tie, "strict": self.strict, **self.extra}
@@ -37,26 +38,41 @@ class KeysetState:
                    tie=cursor.get("tie"), strict=bool(cursor.get("strict")),
                    extra={k: v for k, v in cursor.items() if k not in known})
 
-    def rewind(self, lookback_ms: int) -> KeysetState:
-        """Start of a new pull: look back for late-visible changes.
+    def restart(self) -> KeysetState:
+        """Start of a new pull under the cursor rule (``connectors.cursor``).
 
-        With a dedupe set, ``>= ts - lookback`` (records at ``ts`` already emitted are skipped).
-        After a tie walk (``strict``: one timestamp held more than a page) the lookback window
-        stops just before ``ts`` so the big group is not read again on every pull, then the pull
-        resumes strictly after ``ts``.
+        When the last pull read into stamps that were still open (search index lag, writes
+        committed late), the new pull starts at that open floor, closed, with nothing skipped, and
+        carries the floor (``carried_ms``) until it has read past it. A tie walk in progress goes
+        on first. Otherwise the pull resumes exactly where the last one stopped.
         """
-        if self.ts is None or self.tie is not None or lookback_ms <= 0 or "resume" in self.extra:
+        floor = _lower(self.extra.get("open_ms"), self.extra.get("carried_ms"))
+        if floor is None or self.tie is not None:
             return self
-        if self.strict:
-            resume = {"ts": self.ts, "seen": list(self.seen), "strict": True}
-            return KeysetState(self.ts - lookback_ms, (), None, False,
-                               {**self.extra, "lb_hi": self.ts - 1, "resume": resume})
-        return replace(self, strict=False, extra={**self.extra, "lo": self.ts - lookback_ms})
+        if self.ts is not None and floor > self.ts:
+            return replace(self, extra={k: v for k, v in self.extra.items() if k not in ("open_ms", "carried_ms")})
+        extra = {k: v for k, v in self.extra.items() if k != "open_ms"}
+        return KeysetState(int(floor), (), None, False, {**extra, "carried_ms": int(floor)})
+
+    def reached(self, floor_ms: int | None) -> KeysetState:
+        """The page just read moved the cursor into the open region above ``floor_ms``."""
+        if floor_ms is None:
+            return self
+        return replace(self, extra={**self.extra, "open_ms": int(_lower(self.extra.get("open_ms"), floor_ms) or 0)})
+
+    def finished(self) -> KeysetState:
+        """A pass is over: the floor it carried has been re-read."""
+        return replace(self, extra={k: v for k, v in self.extra.items() if k != "carried_ms"})
+
+
+def _lower(a: Any, b: Any) -> int | None:
+    if a is None:
+        return None if b is None else int(b)
+    return int(a) if b is None else min(int(a), int(b))
 
 
 def query(state: KeysetState, prop: str, hi: int, limit: int, properties: list[str]) -> dict[str, Any]:
     """The search body for the next page."""
-    hi = min(hi, int(state.extra.get("lb_hi", hi)))
     if state.tie is not None:
         filters = [{"propertyName": prop, "operator": "EQ", "value": str(state.ts)},
                    {"propertyName": "hs_object_id", "operator": "GT", "value": str(state.tie)}]
@@ -86,20 +102,11 @@ def advance(state: KeysetState, rows: list[tuple[int, str]], limit: int
     seen_at = set(state.seen)
     emit = [n for n, (ts, rid) in enumerate(rows) if not (ts == state.ts and rid in seen_at)]
     if not rows:
-        return _resume_or_done(replace(state, extra=extra), [], True)
+        return replace(state, extra=extra), [], True
     last = rows[-1][0]
     at_last = tuple(rid for ts, rid in rows if ts == last)
     now_seen = tuple(dict.fromkeys((*state.seen, *at_last))) if last == state.ts else at_last
     full = len(rows) >= limit
     if full and (not emit or len(now_seen) > MAX_SEEN):  # one timestamp fills whole pages: walk it by id
         return KeysetState(last, now_seen if len(now_seen) <= MAX_SEEN else (), 0, False, extra), emit, False
-    return _resume_or_done(KeysetState(last, now_seen, None, False, extra), emit, not full)
-
-
-def _resume_or_done(state: KeysetState, emit: list[int], done: bool) -> tuple[KeysetState, list[int], bool]:
-    """The end of a lookback window is not the end of the pull: continue after the saved position."""
-    if not done or "resume" not in state.extra:
-        return state, emit, done
-    extra = {k: v for k, v in state.extra.items() if k not in ("resume", "lb_hi")}
-    saved = state.extra["resume"]
-    return KeysetState(saved["ts"], tuple(saved.get("seen") or ()), None, bool(saved.get("strict")), extra), emit, False
+    return KeysetState(last, now_seen, None, False, extra), emit, not full

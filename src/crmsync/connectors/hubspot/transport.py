@@ -30,6 +30,7 @@ from crmsync.connectors.base import (
     RetriableError,
     Usage,
 )
+from crmsync.connectors.server_time import ReadTimes
 
 HEADER = "x-hubspot-ratelimit-"
 
@@ -53,6 +54,7 @@ class HubSpotTransport:
         self._last_search = 0.0
         self._search_lock = threading.Lock()
         self.daily_reserve = 0  # calls below which only pushes may spend (set by the connector)
+        self.read_times = ReadTimes()  # server read time of each answer, per thread
 
     # --- the one entry point ------------------------------------------------------------------
     def call(self, operation: str, fn: Callable[..., Any], *args: Any, search: bool = False,
@@ -84,6 +86,7 @@ class HubSpotTransport:
               search: bool) -> Any:
         if search:
             self._throttle_search()
+        sent_at, started = time.time(), time.monotonic()
         try:
             response = fn(*args, _preload_content=False, _request_timeout=self.timeout_s, **kwargs)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
@@ -95,6 +98,7 @@ class HubSpotTransport:
             self._observe(getattr(exc, "headers", None))
             raise classify(operation, int(status), getattr(exc, "body", None), getattr(exc, "headers", None)) from None
         self._observe(response.headers)
+        self.read_times.note((response.headers or {}).get("Date"), time.monotonic() - started, sent_at)
         data = response.data
         if response.status == 204 or not data:
             return None

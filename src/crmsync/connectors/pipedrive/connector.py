@@ -13,16 +13,24 @@ follow the deals changed since their own watermark: ``/deals/products?deal_ids=`
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from crmsync.connectors.base import BudgetExhausted, Page, PushItem, PushResult, Quarantined, Usage
+from crmsync.connectors.base import (
+    BudgetExhausted,
+    FatalError,
+    Page,
+    PushItem,
+    PushResult,
+    Quarantined,
+    Usage,
+)
+from crmsync.connectors.cursor import StampRule, settle_seconds
 from crmsync.connectors.mapping import ObjectMapping, as_timestamp
 from crmsync.connectors.pipedrive.history import read_histories
 from crmsync.connectors.pipedrive.http import DEFAULT_BASE_URL, PipedriveHttp
-from crmsync.connectors.pipedrive.incremental import Checkpoint
+from crmsync.connectors.pipedrive.incremental import DEFAULT_RULE, Checkpoint
 from crmsync.connectors.pipedrive.mappings import MAPPINGS, prepare
 from crmsync.connectors.pipedrive.push import Pusher
 from crmsync.connectors.stage_history import HistoryBatch
@@ -42,12 +50,26 @@ COST_SMALL_LIST = 5
 
 
 def _epoch(value: str | None) -> int | None:
-    ts = as_timestamp(value, "update_time")
+    """``update_time`` in epoch seconds; None when missing or malformed (the mapping then
+    quarantines that record with the reason, and the checkpoint does not move for it)."""
+    try:
+        ts = as_timestamp(value, "update_time")
+    except ModelError:
+        return None
     return int(ts.timestamp()) if ts else None
 
 
 def _rfc3339(epoch: int) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _only_deleted(object_name: str, rows: list[dict[str, Any]]) -> None:
+    """Trust but verify: a ``status=deleted`` page must hold deleted records only. Live ones mean the
+    filter was lost on the way (a proxy, an API change); the pass stops before anything is stored."""
+    live = [str(r.get("id")) for r in rows if not (r.get("is_deleted") is True or r.get("status") == "deleted")]
+    if live:
+        raise FatalError(f"pipedrive {object_name}: the status=deleted list returned {len(live)} records that "
+                         f"are not deleted (ids {', '.join(live[:5])}); refusing to treat them as deletions")
 
 
 class PipedriveConnector:
@@ -64,7 +86,8 @@ class PipedriveConnector:
         self.http = http or PipedriveHttp(conn.base_url or DEFAULT_BASE_URL, token or "", verify=verify,
                                           max_attempts=int(options.get("max_attempts", 5)),
                                           max_wait_s=float(options.get("max_wait_s", 60)))
-        self.lookback_s = int(options.get("lookback_seconds", 0))
+        # update_time has whole seconds (settle_seconds, or its older name lookback_seconds)
+        self.stamp_rule = StampRule(1.0, settle_seconds(options, DEFAULT_RULE.settle_s))
         self.page_limit = int(options.get("page_limit", PAGE_LIMIT))
         self.prefetch = bool(options.get("prefetch", True))  # request the next page while one is stored
         self._field_names: dict[str, dict[str, str]] = {}
@@ -106,6 +129,12 @@ class PipedriveConnector:
              body: Mapping[str, Any] | None = None, cost: int = COST_LIST, for_push: bool = False) -> dict[str, Any]:
         self.ensure_budget(cost, for_push=for_push)
         return self.http.request(method, path, params=params, body=body)
+
+    def call_timed(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                   cost: int = COST_LIST) -> tuple[dict[str, Any], float]:
+        """``call`` plus a lower bound of the server time the answer was read at (its ``Date``)."""
+        self.ensure_budget(cost)
+        return self.http.request_timed(method, path, params=params)
 
     # --- field names --------------------------------------------------------------------------------
     def field_names(self, object_name: str) -> dict[str, str]:
@@ -188,7 +217,7 @@ class PipedriveConnector:
         While the caller maps and commits a page, the next page's request is already in flight
         (one worker thread, one request ahead; its answer is used only when the caller asks for
         the next page, so the checkpoint order is unchanged)."""
-        since, next_cursor = checkpoint.begin(self.lookback_s, override_since)
+        since, next_cursor = checkpoint.begin(override_since)
 
         def fetch(api_cursor: str | None) -> dict[str, Any]:
             query = {**params, "sort_by": "update_time", "sort_direction": "asc", "limit": self.page_limit}
@@ -198,21 +227,25 @@ class PipedriveConnector:
                 query["updated_until"] = _rfc3339(until)
             if api_cursor:
                 query["cursor"] = api_cursor
-            sent_at = time.time()
-            answer = self.call("GET", V2 + path, params=query)
-            answer["_sent_at"] = sent_at  # for Checkpoint.accept: was the record's second over?
+            answer, read_at = self.call_timed("GET", V2 + path, params=query)
+            answer["_read_at"] = read_at  # server time: was each record's second over when read?
             return answer
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipedrive-prefetch") as pool:
             data = fetch(next_cursor)
             while True:
                 fresh = []
+                read_at = data.get("_read_at")
+                newest: int | None = None
                 for raw in data.get("data") or []:
                     stamp = _epoch(raw.get("update_time"))
-                    if stamp is None or checkpoint.accept(int(raw["id"]), stamp, data.get("_sent_at")):
+                    if stamp is not None:
+                        newest = stamp if newest is None else max(newest, stamp)
+                    if stamp is None or checkpoint.accept(int(raw["id"]), stamp, read_at, self.stamp_rule):
                         fresh.append(raw)
+                checkpoint.page_read(newest, read_at, self.stamp_rule)
                 next_cursor = (data.get("additional_data") or {}).get("next_cursor")
-                checkpoint.page_done(next_cursor, self.lookback_s)
+                checkpoint.page_done(next_cursor)
                 ahead = pool.submit(fetch, next_cursor) if next_cursor and prefetch and self.prefetch else None
                 del data
                 yield fresh, next_cursor is None
@@ -230,6 +263,8 @@ class PipedriveConnector:
         for n, phase in enumerate(phases):
             params = {"status": "deleted"} if phase == "deleted" else {}
             for rows, finished in self._pass(path, checkpoints[phase], params, override_since=override, until=upper):
+                if phase == "deleted":
+                    _only_deleted(object_name, rows)
                 records, bad = self._map(object_name, rows)
                 deleted = [r.source_id for r in records if r.deleted]
                 cursor = {p: c.to_dict() for p, c in checkpoints.items()}
@@ -253,7 +288,8 @@ class PipedriveConnector:
                 items.extend(self._deal_products(chunk))
                 calls += 1
             records, bad = self._map("line_items", items)
-            yield Page(records, {"deals": checkpoint.to_dict()}, bad, api_calls=calls, done=finished)
+            yield Page(records, {"deals": checkpoint.to_dict()}, bad, api_calls=calls, done=finished,
+                       complete_for_parents=[str(i) for i in deal_ids])
 
     def _deal_products(self, deal_ids: list[int]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []

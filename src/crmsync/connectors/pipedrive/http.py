@@ -30,6 +30,7 @@ from crmsync.connectors.base import (
     RetriableError,
     Usage,
 )
+from crmsync.connectors.server_time import server_read_time
 
 DEFAULT_BASE_URL = "https://api.pipedrive.com"
 _NUMERIC = re.compile(r"/\d+(?=/|$)")
@@ -93,6 +94,18 @@ class PipedriveHttp:
         )
         for attempt in retrying:
             with attempt:
+                return self._once(method, path, params, body)[0]
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def request_timed(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                      body: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], float]:
+        """``request`` plus a lower bound of the server time the answer was read at (``Date``)."""
+        retrying = Retrying(
+            retry=retry_if_exception_type(RetriableError), stop=stop_after_attempt(self.max_attempts),
+            wait=self._wait, sleep=self._sleep, reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
                 return self._once(method, path, params, body)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -112,11 +125,12 @@ class PipedriveHttp:
             self._sleep(min(delay, self.max_wait_s))
 
     def _once(self, method: str, path: str, params: Mapping[str, Any] | None,
-              body: Mapping[str, Any] | None) -> dict[str, Any]:
+              body: Mapping[str, Any] | None) -> tuple[dict[str, Any], float]:
         where = f"{method} {path_template(path)}"
         self._throttle()
         content = json.dumps(body, default=_encode).encode() if body is not None else None
         headers = {"content-type": "application/json"} if content is not None else None
+        sent_at, started = time.time(), time.monotonic()
         try:
             response = self.client.request(method, path, params=dict(params) if params else None,
                                            content=content, headers=headers)
@@ -125,7 +139,8 @@ class PipedriveHttp:
         except httpx.TransportError as exc:
             raise RetriableError(f"{where}: transport error ({type(exc).__name__})") from None
         self._observe(response)
-        return self._classify(where, response)
+        read_at = server_read_time(response.headers.get("date"), time.monotonic() - started, sent_at)
+        return self._classify(where, response), read_at
 
     def _observe(self, response: httpx.Response) -> None:
         headers = response.headers

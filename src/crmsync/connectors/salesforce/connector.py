@@ -13,7 +13,16 @@ from typing import Any, TypeVar
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError, SalesforceResourceNotFound
 
-from crmsync.connectors.base import BudgetExhausted, FatalError, Page, PushItem, PushResult, Usage
+from crmsync.connectors.base import (
+    BudgetExhausted,
+    FatalError,
+    Page,
+    PushItem,
+    PushResult,
+    RetriableError,
+    Usage,
+)
+from crmsync.connectors.cursor import StampRule, settle_seconds
 from crmsync.connectors.mapping import ObjectMapping
 from crmsync.connectors.salesforce.auth import connect
 from crmsync.connectors.salesforce.history import read_histories
@@ -23,7 +32,7 @@ from crmsync.connectors.salesforce.push import Pusher
 from crmsync.connectors.salesforce.soql import soql
 from crmsync.connectors.salesforce.transport import NotFoundError, SalesforceSession
 from crmsync.connectors.stage_history import HistoryBatch
-from crmsync.model import Deal, Pipeline
+from crmsync.model import Deal, ModelError, Pipeline
 from crmsync.settings import ConnectionSettings
 
 T = TypeVar("T")
@@ -58,7 +67,7 @@ class SalesforceConnector:
     """Pull (REST keyset / Bulk 2.0), count, list ids and push for one Salesforce org.
 
     Options (``conn.options``): ``page_size`` (REST keyset LIMIT, ≤2000, default 2000),
-    ``lookback_seconds`` (300), ``bulk_threshold`` (records; a backfill of at least this many uses
+    ``settle_seconds`` (300; see ``connectors.cursor``), ``bulk_threshold`` (records; a backfill of at least this many uses
     Bulk 2.0, default 100000), ``bulk_page_size`` (50000), ``bulk_poll_seconds`` (1.0),
     ``track_deletes`` (getDeleted window per cycle, default true), ``extra_fields``
     ({object: [field, ...]} selected and kept in ``extra``), ``max_attempts`` (5), ``timeout_seconds``.
@@ -72,7 +81,9 @@ class SalesforceConnector:
         options = conn.options
         self.usage = Usage()
         self.page_size = max(1, min(2000, int(options.get("page_size", 2000))))
-        self.lookback_s = float(options.get("lookback_seconds", 300))
+        # SystemModstamp has whole seconds; in-flight transactions commit late (settle_seconds,
+        # or the older name lookback_seconds, default 300)
+        self.stamp_rule = StampRule(1.0, settle_seconds(options, 300.0))
         self.bulk_threshold = int(options.get("bulk_threshold", 100_000))
         self.bulk_page_size = int(options.get("bulk_page_size", 50_000))
         self.bulk_poll_s = float(options.get("bulk_poll_seconds", 1.0))
@@ -100,6 +111,10 @@ class SalesforceConnector:
             code, message = _sf_error(exc)
             kind = NotFoundError if isinstance(exc, SalesforceResourceNotFound) else FatalError
             raise kind(f"Salesforce {exc.status} {code}: {message}".strip(), status=exc.status) from None
+        except ValueError as exc:  # JSONDecodeError: simple-salesforce read a truncated or undecodable body
+            if isinstance(exc, ModelError):
+                raise
+            raise RetriableError("Salesforce: truncated or invalid JSON body") from None
 
     def check_budget(self, *, push: bool = False) -> None:
         """Stop before spending past this connection's share of the org's daily API calls.
@@ -145,6 +160,12 @@ class SalesforceConnector:
                                        include_deleted=include_deleted))
             records.extend(answer["records"])
         return records
+
+    def query_timed(self, query: str, *, include_deleted: bool) -> tuple[list[dict[str, Any]], float | None]:
+        """``query`` plus the earliest server read time of its requests (``Date`` minus round trip)."""
+        self.session.read_times.start()
+        rows = self.query(query, include_deleted=include_deleted)
+        return rows, self.session.read_times.earliest()
 
     def sobject_deleted(self, sobject: str, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
         return dict(self.call(lambda: getattr(self.sf, sobject).deleted(start, end)))

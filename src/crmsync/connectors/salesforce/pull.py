@@ -1,9 +1,11 @@
 """Reading: REST keyset pages on (SystemModstamp, Id), Bulk 2.0 backfills, getDeleted windows.
 
 Cursor shapes (what the engine saves after each Page):
-- keyset: ``{"ts": iso, "id": last_id, "deleted_ts": iso?}``; each new cycle restarts at
-  ``ts - lookback`` (idempotent upserts absorb the re-read), the ``Id`` tie-break means records
-  sharing one SystemModstamp are never skipped nor repeated within a cycle.
+- keyset: ``{"ts": iso, "id": last_id, "open": iso?, "read_at": iso, "deleted_ts": iso?}``; a new
+  cycle resumes strictly after (ts, id), or re-reads from ``open`` when the last pass read into
+  seconds that were not settled (``connectors.cursor``; idempotent upserts absorb the re-read);
+  the ``Id`` tie-break means records sharing one SystemModstamp are never skipped nor repeated
+  within a cycle.
 - bulk: ``{"mode": "bulk", "job": id, "locator": str, "skip": rows, "job_created": iso}``; a
   restarted process fetches the same job from that locator and skips the rows of that results page
   already committed. One results call (up to 50,000 rows) is parsed as a stream into Pages of
@@ -27,6 +29,7 @@ import requests
 from simple_salesforce.bulk2 import Operation, _Bulk2Client
 
 from crmsync.connectors.base import FatalError, Page, Quarantined, RetriableError
+from crmsync.connectors.cursor import StampRule, lower
 from crmsync.connectors.salesforce.mapping import SObjectSpec
 from crmsync.connectors.salesforce.soql import soql
 from crmsync.connectors.salesforce.transport import NotFoundError, error_code
@@ -75,27 +78,30 @@ class Reader:
     # --- keyset ---------------------------------------------------------------------------
     def keyset(self, cursor: Mapping[str, Any] | None, since: dt.datetime | None,
                until: dt.datetime | None) -> Iterator[Page]:
+        """Keyset pages on (SystemModstamp, Id) under the cursor rule (``connectors.cursor``).
+
+        A pass resumes strictly after the saved (ts, id), unless the last pass read into seconds
+        that were still open (a later edit in the same second keeps its SystemModstamp; a
+        transaction may commit after its stamp): then it restarts at that open floor, closed,
+        and re-reads from there. The cursor keeps that floor (``open``) until a pass has re-read it.
+        """
+        rule = self.c.stamp_rule
         saved = dict(cursor) if cursor and "ts" in cursor else None
         ts, last_id = since or EPOCH, ""
+        carried: float | None = None
         if saved is not None:
             ts = parse_timestamp(saved["ts"]) or EPOCH
-            read_at = parse_timestamp(saved.get("read_at")) if saved.get("read_at") else None
-            lookback = dt.timedelta(seconds=self.c.lookback_s)
-            # Re-read the lookback window only while it can still hold records that were not yet
-            # visible when the cursor was read (SystemModstamp > read time - lookback). Once the
-            # cursor's read is older than that, resume exactly at the keyset: re-reading the same
-            # boundary records every cycle is the classic ">=" cursor bug.
-            if self.c.lookback_s > 0 and (read_at is None or read_at - lookback < ts):
-                ts -= lookback
-            else:
-                last_id = str(saved.get("id") or "")
+            last_id = str(saved.get("id") or "")
+            carried = _open_floor(saved, rule)
+            if carried is not None and carried <= ts.timestamp():
+                ts, last_id = dt.datetime.fromtimestamp(carried, dt.UTC), ""
         deleted_ts = saved.get("deleted_ts") if saved else None
         size = self.c.page_size
         emitted = False
+        pass_open: float | None = None
         while True:
             self.c.check_budget()
             before = self.c.usage.calls
-            read_started = dt.datetime.now(dt.UTC)
             if until is None:
                 query = soql("SELECT {:fields} FROM {:ident} WHERE (SystemModstamp > {} OR (SystemModstamp = {} "
                              "AND Id > {})) ORDER BY SystemModstamp, Id LIMIT {}",
@@ -104,13 +110,14 @@ class Reader:
                 query = soql("SELECT {:fields} FROM {:ident} WHERE (SystemModstamp > {} OR (SystemModstamp = {} "
                              "AND Id > {})) AND SystemModstamp < {} ORDER BY SystemModstamp, Id LIMIT {}",
                              self.fields, self.spec.sobject, ts, ts, last_id, until, size)
-            rows = self.c.query(query, include_deleted=self.spec.replicable)
+            rows, read_at = self.c.query_timed(query, include_deleted=self.spec.replicable)
             last_page = len(rows) < size
             if rows:
                 last = rows[-1]
-                ts = parse_timestamp(last["SystemModstamp"]) or ts
+                ts = _last_stamp(rows) or ts
                 last_id = str(last["Id"])
                 after: dict[str, Any] = {"ts": iso(ts), "id": last_id}
+                pass_open = lower(pass_open, rule.reached_open(ts.timestamp(), read_at))
             elif saved is not None and not emitted:
                 after = {"ts": saved["ts"], "id": saved.get("id", "")}  # nothing new: never move back
             else:
@@ -119,7 +126,12 @@ class Reader:
                 after["deleted_ts"] = deleted_ts
             if saved is not None and rows:
                 after = _not_before(after, saved)
-            after["read_at"] = iso(read_started)
+            # Until this pass ends, a restart must still re-read the floor it started from.
+            floor = pass_open if last_page else lower(pass_open, carried)
+            if floor is not None:
+                after["open"] = iso(dt.datetime.fromtimestamp(floor, dt.UTC))
+            if read_at is not None:
+                after["read_at"] = iso(dt.datetime.fromtimestamp(read_at, dt.UTC))
             emitted = True
             final = last_page and not (self.spec.replicable and self.c.track_deletes)
             yield self.page(rows, after, self.c.usage.calls - before, done=final)
@@ -292,6 +304,19 @@ def _csv_chunks(body: list[bytes], skip: int, size: int) -> Iterator[tuple[list[
     yield chunk, True
 
 
+def _open_floor(saved: Mapping[str, Any], rule: StampRule) -> float | None:
+    """The open floor a saved cursor carries; a cursor saved before the floor was kept derives it
+    from its own read time (its newest stamp was open if read within the settle window)."""
+    if saved.get("open"):
+        opened = parse_timestamp(saved["open"])
+        return opened.timestamp() if opened else None
+    ts = parse_timestamp(saved.get("ts"))
+    read_at = parse_timestamp(saved.get("read_at")) if saved.get("read_at") else None
+    if ts is None:
+        return None
+    return rule.reached_open(ts.timestamp(), read_at.timestamp() if read_at else None)
+
+
 def _not_before(after: dict[str, Any], saved: Mapping[str, Any]) -> dict[str, Any]:
     """A lookback re-read must not save a cursor older than the one it started from."""
     saved_key = (parse_timestamp(saved["ts"]), str(saved.get("id", "")))
@@ -299,3 +324,17 @@ def _not_before(after: dict[str, Any], saved: Mapping[str, Any]) -> dict[str, An
     if after_key < saved_key:  # type: ignore[operator]
         return {**after, "ts": saved["ts"], "id": saved.get("id", "")}
     return after
+
+
+def _last_stamp(rows: list[dict[str, Any]]) -> dt.datetime | None:
+    """The newest SystemModstamp of a page that parses: a malformed one (its record is quarantined
+    by the mapping) never stops the page; the keyset keeps the last row's id, so rows sorted
+    after the malformed one are not skipped."""
+    for row in reversed(rows):
+        try:
+            stamp = parse_timestamp(row.get("SystemModstamp"), field_name="SystemModstamp")
+        except ModelError:
+            continue
+        if stamp is not None:
+            return stamp
+    return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from crmsync.connectors.base import (
     RetriableError,
     Usage,
 )
+from crmsync.connectors.server_time import ReadTimes
 
 TOKEN_PATH = "/services/oauth2/token"
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
@@ -82,6 +84,7 @@ class SalesforceSession(requests.Session):
         self.user_id: str | None = None  # the API user (from the OAuth identity URL), when known
         self._login: Login | None = None
         self.logins = 0
+        self.read_times = ReadTimes()  # server read time of each answer, per thread
 
     def authenticate(self, login: Login | None, token: str | None = None, instance_url: str | None = None) -> None:
         """Use a fixed session id, or log in now (and again whenever the session expires)."""
@@ -125,6 +128,7 @@ class SalesforceSession(requests.Session):
             if not is_token and self.access_token:
                 headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
                 headers["Authorization"] = f"Bearer {self.access_token}"
+            sent_at, started = time.time(), time.monotonic()
             try:
                 response = super().request(method, url, *args, **{**kwargs, "headers": headers})
             except requests.Timeout:
@@ -132,6 +136,7 @@ class SalesforceSession(requests.Session):
             except requests.ConnectionError:
                 raise RetriableError(f"{method} {path}: connection failed") from None
             self.usage.calls += 1
+            self.read_times.note(response.headers.get("Date"), time.monotonic() - started, sent_at)
             self._read_usage(response)
             status = response.status_code
             if status == 401 and not is_token:

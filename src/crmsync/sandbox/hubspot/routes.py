@@ -16,7 +16,7 @@ from crmsync.sandbox.hubspot.associations import TYPE_IDS, default_types, spec
 from crmsync.sandbox.hubspot.hooks import error_body
 from crmsync.sandbox.hubspot.schema import OBJECT_TYPES, iso_ms, object_name
 from crmsync.sandbox.hubspot.search import SearchError, run_search
-from crmsync.sandbox.hubspot.simulator import ApiError, now_ms
+from crmsync.sandbox.hubspot.simulator import ApiError
 from crmsync.sandbox.hubspot.stage_log import HISTORY_BATCH_MAX
 from crmsync.sandbox.hubspot.table import Row
 
@@ -93,9 +93,10 @@ def _int_param(request: Request, key: str, default: int) -> int:
         raise ApiError(400, "VALIDATION_ERROR", f"{key} must be an integer") from None
 
 
-def _batch(results: list[Any], errors: list[dict[str, Any]], started: int, ok: int) -> Response:
+def _batch(results: list[Any], errors: list[dict[str, Any]], started: int, ok: int,
+           completed: int | None = None) -> Response:
     body: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": iso_ms(started),
-                            "completedAt": iso_ms(now_ms())}
+                            "completedAt": iso_ms(started if completed is None else completed)}
     if errors:
         body["errors"] = errors
         body["numErrors"] = len(errors)
@@ -196,7 +197,7 @@ def build_routes(sim: HubSpotSimulator) -> list[Route]:
         name = _object(request)
         op = request.path_params["op"]
         inputs = _inputs(request)
-        started = now_ms()
+        started = sim.now_ms()
         body = request.state.json or {}
         results: list[Any] = []
         errors: list[dict[str, Any]] = []
@@ -220,7 +221,7 @@ def build_routes(sim: HubSpotSimulator) -> list[Route]:
             if missing:
                 errors.append(_standard_error("OBJECT_NOT_FOUND", f"Could not get some {label} objects, they may "
                                               "be deleted or not exist. Check that ids are valid.", {"ids": missing}))
-            return _batch(results, errors, started, 200)
+            return _batch(results, errors, started, 200, sim.now_ms())
         if op == "archive":
             for item in inputs:
                 row = sim.lookup(name, str(item.get("id")))
@@ -277,7 +278,7 @@ def build_routes(sim: HubSpotSimulator) -> list[Route]:
             raise ApiError(404 if first["category"] == "OBJECT_NOT_FOUND" else 400 if first["category"] !=
                            "CONFLICT" else 409, first["category"], first["message"], context=first["context"],
                            sub_category=(first["errors"][0]["code"] if first["errors"] else None))
-        return _batch(results, errors, started, ok_status)
+        return _batch(results, errors, started, ok_status, sim.now_ms())
 
     # --- pipelines ----------------------------------------------------------------------------
     @api
@@ -387,7 +388,7 @@ def build_routes(sim: HubSpotSimulator) -> list[Route]:
     async def assoc_default(request: Request) -> Response:
         from_name, to_name = _object(request), _object(request, "to_type")
         pair(from_name, to_name)
-        started = now_ms()
+        started = sim.now_ms()
         row = live(from_name, request.path_params["object_id"])
         target = live(to_name, request.path_params["to_id"])
         types = default_types(from_name, to_name)
@@ -402,7 +403,7 @@ def build_routes(sim: HubSpotSimulator) -> list[Route]:
         pair(from_name, to_name)
         op = request.path_params["op"]
         inputs = _inputs(request, MAX_ASSOC_READ if op == "read" else MAX_BATCH)
-        started = now_ms()
+        started = sim.now_ms()
         results: list[Any] = []
         errors: list[dict[str, Any]] = []
         if op == "read":
@@ -417,7 +418,7 @@ def build_routes(sim: HubSpotSimulator) -> list[Route]:
             if missing:
                 errors.append(_standard_error("OBJECT_NOT_FOUND", f"No {from_name} with ids {', '.join(missing)}",
                                               {"ids": missing}))
-            return _batch(results, errors, started, 200)
+            return _batch(results, errors, started, 200, sim.now_ms())
         for n, item in enumerate(inputs):
             try:
                 row = live(from_name, str(item["from"]["id"]))
@@ -442,7 +443,7 @@ def build_routes(sim: HubSpotSimulator) -> list[Route]:
                                                "inputIndex": [str(n)]}))
         if op == "archive":
             return Response(status_code=204)
-        return _batch(results, errors, started, 201 if op == "create" else 200)
+        return _batch(results, errors, started, 201 if op == "create" else 200, sim.now_ms())
 
     objects = "/crm/v3/objects/{object_type}"
     v4 = "/crm/v4/objects/{object_type}/{object_id}/associations"

@@ -9,7 +9,6 @@ HubSpot UI; ``truth`` is what HubSpot holds now.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -67,10 +66,6 @@ class ApiError(Exception):
                    property_name=exc.property_name)
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class HubSpotSimulator(Simulator):
     name = "hubspot"
 
@@ -98,7 +93,11 @@ class HubSpotSimulator(Simulator):
             self._tables[name] = seed_line_items(self.world)  # built on first use: 1-3 per deal
         table = self._tables[name]
         table.lag_s = float(self.knobs.search_lag_s or 0.0)
+        table.clock = self.clock.time
         return table
+
+    def now_ms(self) -> int:
+        return self.clock.now_ms()
 
     def exists(self, name: str, record_id: int) -> bool:
         row = self.table(name).get(record_id)
@@ -239,7 +238,7 @@ class HubSpotSimulator(Simulator):
         props: Props = {p: None for p in PROPERTIES[name] if not PROPERTIES[name][p].read_only}
         props.update(values)
         table = self.table(name)
-        at = at_ms if at_ms is not None else now_ms()
+        at = at_ms if at_ms is not None else self.now_ms()
         if name == "deals":
             props["hs_v2_date_entered_current_stage"] = fast_iso_ms(at)
         row = Row(table.new_id(), at, at, None, props)
@@ -276,7 +275,7 @@ class HubSpotSimulator(Simulator):
         before = table.props(row)
         merged = dict(before)
         merged.update(values)
-        at = at_ms if at_ms is not None else now_ms()
+        at = at_ms if at_ms is not None else self.now_ms()
         if name == "deals":
             self.stage_log.before_write(row)
             if merged.get("dealstage") != before.get("dealstage"):
@@ -290,7 +289,7 @@ class HubSpotSimulator(Simulator):
     def archive_record(self, name: str, row: Row, *, at_ms: int | None = None) -> None:
         table = self.table(name)
         self._index_unique(name, table.props(row), {}, row.id)
-        table.archive(row, at_ms if at_ms is not None else now_ms())
+        table.archive(row, at_ms if at_ms is not None else self.now_ms())
 
     def merge_records(self, name: str, winner: Row, loser: Row) -> Row:
         table = self.table(name)
@@ -333,7 +332,7 @@ class HubSpotSimulator(Simulator):
 
     def move_stage(self, deal_id: str, stage: str) -> None:
         with self.lock:
-            at = now_ms()
+            at = self.now_ms()
             self.update_record("deals", self._row("deals", deal_id),
                                {"dealstage": stage, "hs_v2_date_entered_current_stage": iso_ms(at)},
                                at_ms=at, trusted=True)
@@ -358,7 +357,7 @@ class HubSpotSimulator(Simulator):
         """An import: every row created with one identical hs_lastmodifieddate (unless told otherwise)."""
         with self.lock:
             name = self._name(object_name)
-            at = now_ms()
+            at = self.now_ms()
             return [str(self.create_record(name, r, at_ms=at if same_timestamp else None, trusted=True).id)
                     for r in rows]
 

@@ -53,6 +53,7 @@ class ObjectTable:
         self.index: list[int] = []
         self.next_id = 1
         self.lag_s = 0.0
+        self.clock: Callable[[], float] = time.time  # the simulator's clock (search lag is on it)
         self._lagging: deque[int] = deque()
         self.merged_into: dict[int, int] = {}
 
@@ -97,14 +98,14 @@ class ObjectTable:
         if self.lag_s > 0:
             if row.visible_at == 0.0:  # search sees the current version until the lag passes
                 row.pending = (row.updated_ms, dict(self.props(row)), row.archived_ms is not None)
-            row.visible_at = time.monotonic() + self.lag_s
+            row.visible_at = self.clock() + self.lag_s
             self._lagging.append(row.id)
         elif row.archived_ms is None:
             self._unindex(row.updated_ms, row.id)
 
     def insert(self, row: Row) -> None:
         if self.lag_s > 0:
-            row.visible_at = time.monotonic() + self.lag_s
+            row.visible_at = self.clock() + self.lag_s
             row.pending = None
             self._lagging.append(row.id)
         else:
@@ -166,7 +167,7 @@ class ObjectTable:
     # --- search view --------------------------------------------------------------------------
     def settle(self) -> None:
         """Move writes whose lag has passed into the search index."""
-        now = time.monotonic()
+        now = self.clock()
         keep: deque[int] = deque()
         while self._lagging:
             record_id = self._lagging.popleft()
@@ -193,7 +194,7 @@ class ObjectTable:
 
     def searchable(self, row: Row) -> tuple[int, Props] | None:
         """The (modified ms, props) search sees for a row, or None when search cannot see it."""
-        if row.visible_at and row.visible_at > time.monotonic():
+        if row.visible_at and row.visible_at > self.clock():
             if row.pending is None or row.pending[2]:
                 return None
             return row.pending[0], row.pending[1]

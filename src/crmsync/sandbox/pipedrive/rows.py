@@ -159,9 +159,16 @@ def user_row(world: World, owner: WOwner) -> Row:
     }
 
 
+INT64_MAX = 2**63 - 1
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        if not value.is_finite():  # never stored (writes refuse them); a JSON answer cannot carry one
+            return None
+        if value == value.to_integral_value() and abs(value) <= INT64_MAX:
+            return int(value)
+        return float(value)  # Pipedrive's numbers are doubles: 1e300 is served as 1e+300
     if isinstance(value, dict):
         return {k: _json_value(v) for k, v in value.items()}
     if isinstance(value, list):

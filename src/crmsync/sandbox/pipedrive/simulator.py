@@ -68,7 +68,6 @@ class PipedriveSimulator(Simulator):
         super().__init__(knobs or Knobs(burst_window_s=2.0))
         self.world = world
         self.api_tokens = set(api_tokens or {DEFAULT_TOKEN})
-        self.clock_offset = dt.timedelta(0)
         self.limiter = TokenRateLimiter(self.knobs, self.now)
         self.hooks = PipedriveHooks(self.api_tokens, self.now)
         deals = world.deals
@@ -99,14 +98,14 @@ class PipedriveSimulator(Simulator):
 
     # --- clock --------------------------------------------------------------------------------
     def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC) + self.clock_offset
+        return self.clock.now()
 
     def now_epoch(self) -> int:
-        return int(self.now().timestamp())
+        return int(self.clock.time())
 
     def advance(self, seconds: float) -> None:
         """Move the simulator's clock (the 30-day deleted window, daily budget resets)."""
-        self.clock_offset += dt.timedelta(seconds=seconds)
+        self.clock.advance(seconds)
 
     # --- deals ----------------------------------------------------------------------------------
     def deal(self, deal_id: int) -> Row | None:
@@ -141,6 +140,9 @@ class PipedriveSimulator(Simulator):
         row["custom_fields"] = dict(current.get("custom_fields") or {})
         now = self.now_epoch()
         self._apply_deal(row, body, now)
+        # A generated deal's products are derived from the world until it is first stored as a row:
+        # keep them as its own before the row is stored, or the edit would drop them.
+        self._own_products(deal_id)
         row["update_time"] = now
         self.changelog.record(deal_id, current, row, now, 1)
         self.deals.put(deal_id, row)
@@ -168,7 +170,7 @@ class PipedriveSimulator(Simulator):
                         raise ValueError(f"unknown custom field {ckey}")
                     row["custom_fields"][ckey] = cvalue
             elif key == "value":
-                row["value"] = Decimal(str(value)) if value is not None else Decimal(0)
+                row["value"] = finite_number(value, key) if value is not None else Decimal(0)
             elif key == "stage_id":
                 self._check_stage(int(value))
                 if int(value) != row["stage_id"]:
@@ -291,7 +293,7 @@ class PipedriveSimulator(Simulator):
     @staticmethod
     def _apply_product(row: Row, body: dict[str, Any]) -> None:
         for key, value in body.items():
-            row[key] = Decimal(str(value)) if key in ("quantity", "item_price", "discount") else value
+            row[key] = finite_number(value, key) if key in ("quantity", "item_price", "discount") else value
         gross = Decimal(str(row["item_price"])) * Decimal(str(row["quantity"]))
         discount = Decimal(str(row["discount"]))
         if row.get("discount_type") == "amount":
@@ -459,3 +461,14 @@ class PipedriveSimulator(Simulator):
 
         return api_routes(self)
 
+
+def finite_number(value: Any, name: str) -> Decimal:
+    """A number field as Pipedrive takes it: NaN and infinities are refused (400), as JSON cannot
+    carry them and the real API answers a validation error."""
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        raise ValueError(f"{name}: {value!r} is not a number") from None
+    if not number.is_finite():
+        raise ValueError(f"{name}: {value!r} is not a finite number")
+    return number

@@ -142,7 +142,7 @@ class BulkApi:
         with self._lock:
             self._n += 1
             job = QueryJob(make_id("750", self._n), operation, table.sobj.name, query_text(body), fields,
-                           [r["Id"] for r in rows], dt.datetime.now(dt.UTC), time.monotonic() + self.delay_s,
+                           [r["Id"] for r in rows], self.sim.clock.now(), time.monotonic() + self.delay_s,
                            delimiter, line_ending)
             self.jobs[job.id] = job
         return sf_json(job.describe(created_reply=True))

@@ -12,6 +12,7 @@ import threading
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from crmsync.sandbox.clock import SimClock
 from crmsync.sandbox.salesforce.evaluate import sf_datetime
 from crmsync.sandbox.salesforce.ids import is_valid_id, make_id, to18
 from crmsync.sandbox.salesforce.schema import NUMBER_TYPES, SObjectType, sobject
@@ -58,8 +59,9 @@ def not_found() -> WriteError:
 
 
 class OrgData:
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: World, clock: SimClock | None = None) -> None:
         self.world = world
+        self.clock = clock or SimClock()
         self.tables: dict[str, Table] = empty_tables()
         self._pending = WorldRows(world).loaders()
         self._load_lock = threading.Lock()
@@ -119,7 +121,9 @@ class OrgData:
 
     def now_stamp(self) -> str:
         with self._clock_lock:
-            stamp = sf_datetime(dt.datetime.now(dt.UTC))
+            # whole seconds: Salesforce keeps SystemModstamp/LastModifiedDate to the second (the
+            # milliseconds are always .000), so records written in one second tie on it
+            stamp = sf_datetime(self.clock.now().replace(microsecond=0))
             self._last_stamp = max(stamp, self._last_stamp)
             return self._last_stamp
 

@@ -212,7 +212,7 @@ class RestApi:
         except ValueError:
             return sf_error("INVALID_REPLICATION_DATE", "start and end must be ISO 8601 datetimes with a "
                             "time zone", 400)
-        now = dt.datetime.now(dt.UTC)
+        now = self.sim.clock.now()
         window = UPDATED_WINDOW if kind == "updated" else DELETED_WINDOW
         earliest = _minute(now - window)
         if start < earliest:

@@ -38,7 +38,7 @@ class SalesforceSimulator(Simulator):
         self.credentials = credentials or SandboxCredentials()
         self.sessions = Sessions()
         self.hooks = SalesforceHooks(self.sessions, self.limiter)
-        self.data = OrgData(world)
+        self.data = OrgData(world, self.clock)
         self.rest = RestApi(self)
         self.bulk = BulkApi(self)
 
