@@ -415,10 +415,22 @@ def test_stage_history_from_the_world_and_from_edits(sf: Salesforce, sim: Salesf
     soql = format_soql("SELECT OldValue, NewValue, CreatedDate FROM OpportunityFieldHistory "
                        "WHERE OpportunityId = {} AND Field = 'StageName' ORDER BY CreatedDate, Id", opportunity_id)
     rows = sf.query(soql)["records"]
-    assert [r["NewValue"] for r in rows] == [stage.label for stage, _ in sim.world.stage_history(deal)]
-    assert rows[0]["OldValue"] is None and all(a["NewValue"] == b["OldValue"] for a, b in zip(rows, rows[1:], strict=False))
+    history = sim.world.stage_history(deal)
+    assert len(history) > 1
+    assert [r["NewValue"] for r in rows] == [stage.label for stage, _ in history[1:]]  # creation is no StageName row
+    assert rows[0]["OldValue"] == history[0][0].label
+    assert all(a["NewValue"] == b["OldValue"] for a, b in zip(rows, rows[1:], strict=False))
+    created = sf.query(format_soql("SELECT Field, NewValue, CreatedDate FROM OpportunityFieldHistory "
+                                   "WHERE OpportunityId = {} AND Field = 'created'", opportunity_id))["records"]
+    assert [(r["Field"], r["NewValue"]) for r in created] == [("created", None)]
+    snapshots = sf.query(format_soql("SELECT StageName, CreatedDate FROM OpportunityHistory WHERE OpportunityId = {} "
+                                     "ORDER BY CreatedDate, Id", opportunity_id))["records"]
+    assert [r["StageName"] for r in snapshots] == [stage.label for stage, _ in history]
     current = sim.truth("Opportunity")[41]["StageName"]
     target = "Closed Lost" if current != "Closed Lost" else "Negotiation"
     sim.move_stage(opportunity_id, target)
     latest = sf.query(soql)["records"][-1]
     assert (latest["OldValue"], latest["NewValue"]) == (current, target)
+    snapshots = sf.query(format_soql("SELECT StageName FROM OpportunityHistory WHERE OpportunityId = {} "
+                                     "ORDER BY CreatedDate, Id", opportunity_id))["records"]
+    assert snapshots[-1]["StageName"] == target

@@ -24,7 +24,8 @@ from crmsync.cli_options import (
 )
 from crmsync.model import now_utc
 
-report_app = typer.Typer(help="Reports over the store: funnel.", no_args_is_help=True)
+report_app = typer.Typer(help="Reports over the store: funnel, deals, losses, lifecycle, billing.",
+                        no_args_is_help=True)
 
 CHARTS_EXTRA_MISSING = ("charts need the optional plotting extra: pip install 'crmsync[charts]' "
                         "(make install includes it)")
@@ -88,3 +89,145 @@ def funnel_command(
         console.print(funnel_table(funnel))
     for what, path in written.items():
         console.print(f"{what + ':':<6} {path}")
+
+
+def _page_command(kind: str, config: Path | None, connection: str | None, since: str | None, quarters: int,
+                  html: Path | None, png: Path | None, csv: Path | None) -> None:
+    from crmsync.report.deal_metrics import rollup
+    from crmsync.report.deal_stream import iter_deal_facts
+    from crmsync.report.funnel_data import load_owners
+    from crmsync.report.page import write_csv, write_html, write_pngs
+    from crmsync.report.periods import parse_since
+    from crmsync.report.revenue import deals_page, losses_page
+
+    settings = state.settings(config)
+    require_connection(settings, connection)
+    now = now_utc()
+    try:
+        since_at = parse_since(since, now) if since else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
+    store = state.read_store()  # read-only: never migrated here
+    try:
+        totals = rollup(iter_deal_facts(store, connection=connection, owners=load_owners(store, connection=connection),
+                                        since=since_at))
+    finally:
+        store.close()
+    scope = " / ".join(p for p in (connection or "all connections", f"created since {since_at:%Y-%m-%d}"
+                                   if since_at else "") if p)
+    page = deals_page(totals, now=now, quarters=quarters, scope=scope) if kind == "deals" else \
+        losses_page(totals, now=now, scope=scope)
+    console.print(f"[bold]{page.title}[/bold]  {page.subtitle}")
+    for finding in page.findings:
+        console.print(f"- {finding}")
+    if html is not None:
+        console.print(f"html: {write_html(page, html)}")
+    if png is not None:
+        for written in write_pngs(page.charts, png):
+            console.print(f"png:  {written}")
+    if csv is not None:
+        console.print(f"csv:  {write_csv(page.tables, csv)}")
+
+
+SinceOption = Annotated[str | None, typer.Option(help="Only deals created since: 90d, 12w, 36h or a date.")]
+HtmlOption = Annotated[Path | None, typer.Option("--html", help="Write one self-contained HTML page here.")]
+PngOption = Annotated[Path | None, typer.Option("--png", help="Write the charts as PNG (first here, others beside).")]
+CsvOption = Annotated[Path | None, typer.Option("--csv", help="Write the tables as CSV here.")]
+
+
+@report_app.command("deals")
+def deals_command(config: ConfigOption = None, connection: ConnectionOption = None, since: SinceOption = None,
+                  quarters: Annotated[int, typer.Option(min=2, max=12, help="Created quarters in the trend.")] = 8,
+                  html: HtmlOption = None, png: PngOption = None, csv: CsvOption = None) -> None:
+    """Deal funnel and performance: conversion and drop-off, time in stage, win rate, cycle, velocity,
+    by team/segment/lead source/owner and created-quarter cohorts."""
+    _page_command("deals", config, connection, since, quarters, html, png, csv)
+
+
+@report_app.command("losses")
+def losses_command(config: ConfigOption = None, connection: ConnectionOption = None, since: SinceOption = None,
+                   html: HtmlOption = None, png: PngOption = None, csv: CsvOption = None) -> None:
+    """Loss-reason review: reasons by stage lost from, segment, competitor, owner and quarter."""
+    _page_command("losses", config, connection, since, 8, html, png, csv)
+
+
+@report_app.command("billing")
+def billing_command(config: ConfigOption = None, connection: ConnectionOption = None,
+                    html: HtmlOption = None, png: PngOption = None, csv: CsvOption = None) -> None:
+    """Full funnel to billing: won deals joined with their Meteroid subscriptions, time to first
+    invoice, churned and expanded revenue, GRR/NRR by cohort and segment."""
+    from crmsync.connectors.base import ConnectorError
+    from crmsync.connectors.meteroid import MeteroidConnector
+    from crmsync.report.billing_funnel import WonDeal, billing_funnel
+    from crmsync.report.billing_page import billing_page
+    from crmsync.report.deal_stream import iter_deal_facts
+    from crmsync.report.page import write_csv, write_html, write_pngs
+
+    settings = state.settings(config)
+    if not settings.billing.connection:
+        raise typer.BadParameter("billing.connection is not set in the configuration", param_hint="--config")
+    require_connection(settings, connection)
+    now = now_utc()
+    store = state.read_store()  # read-only: never migrated here
+    try:
+        won = [WonDeal(f.connection, f.deal_id, f.closed_at, f.dims.get("segment", "(none)"))
+               for f in iter_deal_facts(store, connection=connection) if f.outcome == "won"]
+    finally:
+        store.close()
+    billing = MeteroidConnector(settings.connection(settings.billing.connection))
+    try:
+        subscriptions = billing.list_all("subscriptions")
+    except ConnectorError as exc:
+        err_console.print(f"billing: cannot list subscriptions: {exc}", markup=False, highlight=False)
+        raise typer.Exit(ExitCode.FAILED) from None
+    finally:
+        billing.close()
+    page = billing_page(billing_funnel(won, subscriptions, now.date()), now=now,
+                        scope=connection or "all connections")
+    console.print(f"[bold]{page.title}[/bold]  {page.subtitle}")
+    for finding in page.findings:
+        console.print(f"- {finding}")
+    if html is not None:
+        console.print(f"html: {write_html(page, html)}")
+    if png is not None:
+        for written in write_pngs(page.charts, png):
+            console.print(f"png:  {written}")
+    if csv is not None:
+        console.print(f"csv:  {write_csv(page.tables, csv)}")
+
+
+@report_app.command("lifecycle")
+def lifecycle_command(config: ConfigOption = None, connection: ConnectionOption = None,
+                      html: HtmlOption = None, png: PngOption = None, csv: CsvOption = None) -> None:
+    """Lead lifecycle funnel (lead -> MQL -> SQL -> opportunity -> customer) with the rule files'
+    transition definitions: conversion and time between steps, by source and segment, drops flagged."""
+    from crmsync.report.lifecycle import lifecycle_funnel
+    from crmsync.report.lifecycle_data import NoLifecycleRules, lifecycle_model, load_lead_facts
+    from crmsync.report.lifecycle_page import lifecycle_page
+    from crmsync.report.page import write_csv, write_html, write_pngs
+    from crmsync.rules.loader import RuleFileError
+
+    settings = state.settings(config)
+    require_connection(settings, connection)
+    try:
+        model = lifecycle_model(settings.rules_dir)
+    except (NoLifecycleRules, RuleFileError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--config") from None
+    now = now_utc()
+    store = state.read_store()  # read-only: never migrated here
+    try:
+        facts = load_lead_facts(store, model, now=now, connection=connection)
+    finally:
+        store.close()
+    page = lifecycle_page(lifecycle_funnel(facts, model.lifecycle_stages), model, now=now,
+                          scope=connection or "all connections")
+    console.print(f"[bold]{page.title}[/bold]  {page.subtitle}")
+    for finding in page.findings:
+        console.print(f"- {finding}")
+    if html is not None:
+        console.print(f"html: {write_html(page, html)}")
+    if png is not None:
+        for written in write_pngs(page.charts, png):
+            console.print(f"png:  {written}")
+    if csv is not None:
+        console.print(f"csv:  {write_csv(page.tables, csv)}")

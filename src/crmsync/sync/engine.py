@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ from crmsync.store import Store, Transaction
 from crmsync.store.clean import clean_record
 from crmsync.store.stage_events import record_stage_events
 from crmsync.sync.budget import ApiBudget
+from crmsync.sync.history import read_stage_histories
 from crmsync.sync.poison import Refused, write_isolating
 from crmsync.sync.readahead import ReadAhead
 
@@ -208,8 +209,13 @@ class SyncEngine:
             return
         checkpoint = {"connector": page.cursor, "complete": page.done and result.mode == "backfill",
                       "saved_at": self.clock().isoformat()}
+        history = read_stage_histories(self.connector, self.conn, records) if object_type is ObjectType.DEAL \
+            else None  # the CRM's own stage history, read before the transaction (network I/O)
+        history_calls = history.api_calls if history is not None else 0
+        result.api_calls += history_calls
         with self.store.transaction() as tx:
-            refused += write_isolating(tx, records, _write_records)
+            histories = history.histories if history is not None else None
+            refused += write_isolating(tx, records, lambda t_, rs: _write_records(t_, rs, histories))
             if len(refused) > 0:
                 gone = {id(bad.record) for bad in refused}
                 records = [r for r in records if id(r) not in gone]
@@ -231,7 +237,7 @@ class SyncEngine:
                 if removed:  # children removed from their parent go with the parent's sync
                     result.deleted += tx.mark_deleted(object_type, self.conn.name, removed, self.clock())
             tx.save_cursor(self.conn.name, cursor_name, checkpoint)
-            self.budget.charge(tx, page.api_calls)
+            self.budget.charge(tx, page.api_calls + history_calls)
         result.records += len(records)
         result.quarantined += len(page.quarantined) + len(refused)
         if refused:
@@ -332,9 +338,10 @@ def _clean_all(records: Iterable[Record]) -> tuple[list[Record], list[Refused]]:
     return kept, refused
 
 
-def _write_records(tx: Transaction, records: Sequence[Record]) -> None:
-    if records[0].object_type is ObjectType.DEAL:  # stage history, against the stored stages
-        record_stage_events(tx.conn, records)
+def _write_records(tx: Transaction, records: Sequence[Record],
+                   histories: Mapping[str, Sequence[Any]] | None = None) -> None:
+    if records[0].object_type is ObjectType.DEAL:  # stage history (the CRM's, else against the stored stages)
+        record_stage_events(tx.conn, records, histories)
     tx.upsert(records)
 
 

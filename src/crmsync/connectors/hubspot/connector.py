@@ -23,6 +23,7 @@ from typing import Any
 from crmsync.connectors.base import FatalError, Page, PushItem, PushResult, Quarantined, Usage
 from crmsync.connectors.cursor import StampRule, settle_seconds
 from crmsync.connectors.hubspot import keyset
+from crmsync.connectors.hubspot.history import HubSpotStageHistory
 from crmsync.connectors.hubspot.limits import search_rate
 from crmsync.connectors.hubspot.mapping import (
     EXTRA_PROPERTIES,
@@ -34,7 +35,8 @@ from crmsync.connectors.hubspot.mapping import (
 from crmsync.connectors.hubspot.push import Pusher
 from crmsync.connectors.hubspot.transport import HubSpotTransport
 from crmsync.connectors.mapping import ObjectMapping
-from crmsync.model import ModelError, Record
+from crmsync.connectors.stage_history import HistoryBatch
+from crmsync.model import Deal, ModelError, Record
 from crmsync.settings import ConnectionSettings
 from crmsync.sync.readahead import ReadAhead
 
@@ -124,6 +126,7 @@ class HubSpotConnector:
             name: mapping.with_overrides(conn.field_mappings.get(name, {})) for name, mapping in MAPPINGS.items()}
         self._set_reserve()
         self.pusher = Pusher(self)
+        self._history: HubSpotStageHistory | None = None
 
     def _set_reserve(self) -> None:
         if self.usage.limit:
@@ -317,9 +320,10 @@ class HubSpotConnector:
             return dict(self.call(f"list {native}", api.get_page, **kwargs) or {})
         return dict(self.call(f"list {native}", self._api("objects", "basic_api").get_page, native, **kwargs) or {})
 
-    def batch_read(self, native: str, ids: Sequence[str], properties: list[str], *, push: bool = False
-                   ) -> dict[str, Any]:
-        body = {"inputs": [{"id": i} for i in ids], "properties": properties, "propertiesWithHistory": []}
+    def batch_read(self, native: str, ids: Sequence[str], properties: list[str], *, push: bool = False,
+                   with_history: Sequence[str] = ()) -> dict[str, Any]:
+        body = {"inputs": [{"id": i} for i in ids], "properties": properties,
+                "propertiesWithHistory": list(with_history)}
         api = self._api(native, "batch_api")
         if api is not None:
             return dict(self.call(f"batch read {native}", api.read, body, archived=flag(False), push=push) or {})
@@ -506,5 +510,11 @@ class HubSpotConnector:
                 return
 
     # --- writes -------------------------------------------------------------------------------
+    def stage_histories(self, deals: Sequence[Deal]) -> HistoryBatch:
+        """The deals' stage histories (``crmsync.connectors.hubspot.history``)."""
+        if self._history is None:
+            self._history = HubSpotStageHistory(self)
+        return self._history.read(deals)
+
     def push(self, items: Sequence[PushItem]) -> list[PushResult]:
         return self.pusher.push(items)

@@ -28,11 +28,13 @@ from crmsync.connectors.base import (
 )
 from crmsync.connectors.cursor import StampRule, settle_seconds
 from crmsync.connectors.mapping import ObjectMapping, as_timestamp
+from crmsync.connectors.pipedrive.history import read_histories
 from crmsync.connectors.pipedrive.http import DEFAULT_BASE_URL, PipedriveHttp
 from crmsync.connectors.pipedrive.incremental import DEFAULT_RULE, Checkpoint
 from crmsync.connectors.pipedrive.mappings import MAPPINGS, prepare
 from crmsync.connectors.pipedrive.push import Pusher
-from crmsync.model import ModelError, Record
+from crmsync.connectors.stage_history import HistoryBatch
+from crmsync.model import Deal, ModelError, Record
 from crmsync.settings import ConnectionSettings
 
 PAGE_LIMIT = 500
@@ -346,5 +348,9 @@ class PipedriveConnector:
                 return
 
     # --- push ---------------------------------------------------------------------------------------
+    def stage_histories(self, deals: Sequence[Deal]) -> HistoryBatch:
+        """The deals' stage histories from their changelogs (``crmsync.connectors.pipedrive.history``)."""
+        return read_histories(self, deals)
+
     def push(self, items: Sequence[PushItem]) -> list[PushResult]:
         return self._pusher.push(items)

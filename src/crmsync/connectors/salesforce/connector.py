@@ -23,13 +23,15 @@ from crmsync.connectors.base import (
 from crmsync.connectors.cursor import StampRule, settle_seconds
 from crmsync.connectors.mapping import ObjectMapping
 from crmsync.connectors.salesforce.auth import connect
+from crmsync.connectors.salesforce.history import read_histories
 from crmsync.connectors.salesforce.mapping import OBJECTS, PIPELINE_ID, SObjectSpec
 from crmsync.connectors.salesforce.pull import Reader
 from crmsync.connectors.salesforce.push import Pusher
 from crmsync.connectors.salesforce.soql import soql
 from crmsync.connectors.salesforce.transport import NotFoundError, SalesforceSession
+from crmsync.connectors.stage_history import HistoryBatch
 from crmsync.connectors.wire import encode_body
-from crmsync.model import ModelError, Pipeline
+from crmsync.model import Deal, ModelError, Pipeline
 from crmsync.settings import ConnectionSettings
 
 T = TypeVar("T")
@@ -208,6 +210,11 @@ class SalesforceConnector:
 
     def push(self, items: Sequence[PushItem]) -> list[PushResult]:
         return self._pusher.push(items)
+
+    def stage_histories(self, deals: Sequence[Deal]) -> HistoryBatch:
+        """The opportunities' stage histories (``crmsync.connectors.salesforce.history``)."""
+        self.check_budget()
+        return read_histories(self, deals)
 
     def close(self) -> None:
         self.session.close()

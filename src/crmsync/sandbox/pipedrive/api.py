@@ -234,6 +234,17 @@ def api_routes(sim: PipedriveSimulator) -> list[Route]:
             raise NotFound(deal_id)
         return ok(render(with_counts([row], request.query_params)[0], custom_keys=custom_keys(request.query_params)))
 
+    async def deal_changelog(request: Request) -> Response:
+        deal_id = path_id(request)
+        if sim.deal(deal_id) is None:
+            raise NotFound(deal_id)
+        try:
+            data, following = sim.changelog.page(deal_id, request.query_params.get("cursor"),
+                                                 _int(request.query_params, "limit"))
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        return ok(data, {"next_cursor": following})
+
     # --- deal products ----------------------------------------------------------------------------
     async def deal_products_batch(request: Request) -> Response:
         deal_ids = _csv_ints(request.query_params, "deal_ids")
@@ -416,6 +427,7 @@ def api_routes(sim: PipedriveSimulator) -> list[Route]:
             Route(v1 + "/activityFields", guarded(v1_fields(activity_fields), "Field"), methods=["GET"]),
             Route(v1 + "/organizationFields", guarded(v1_fields(organization_fields), "Field"), methods=["GET"]),
             Route(v1 + "/deals/summary", guarded(deals_summary, "Deal"), methods=["GET"]),
+            Route(v1 + "/deals/{id:int}/changelog", guarded(deal_changelog, "Deal"), methods=["GET"]),
             Route(v1 + "/notes", guarded(notes, "Note"), methods=["GET", "POST"]),
             Route(v1 + "/notes/{id:int}", guarded(note_one, "Note"), methods=["GET", "PUT", "DELETE"]),
         ]
