@@ -1,0 +1,178 @@
+"""Precision and recall of every hygiene rule and billing check against the world's planted truth.
+
+The sandbox world records which deals (and leads) it planted each problem in (``World.planted``).
+Here the shipped hygiene rules (a rule directory) and the billing checks (with the shipped
+thresholds) run over the world's records; each check's flagged ids are compared with the ids its
+problem was planted in, within the records the check applies to (a rule scoped to Proposal Sent is
+measured on deals in Proposal Sent). ``bench/bench_findings.py`` and ``crmsync demo`` print the table.
+
+A check with nothing planted and nothing flagged has no precision or recall (shown as ``-``); one
+that flags records where nothing was planted scores precision 0. Stage moves (skipped, backward)
+need two versions of a deal, so they are not measured on a single world.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.table import Table
+
+from crmsync.billing.catalog import BillingCatalog
+from crmsync.billing.checks import CheckConfig, run_checks
+from crmsync.billing.mapping import build_mapping
+from crmsync.billing.world_records import deal_record, line_records
+from crmsync.model import Lead, ObjectType, Record, Stage
+from crmsync.rules.context import RuleContext
+from crmsync.rules.decisions import FINDING, Decision
+from crmsync.rules.hygiene import CompiledHygieneRule
+from crmsync.rules.loader import load_rules
+from crmsync.sandbox.world import STAGES, World
+
+CONNECTION = "world"
+PIPELINE = "default"
+# billing check -> the planted problems it should find
+BILLING_TRUTH: dict[str, tuple[str, ...]] = {
+    "amount_vs_lines": ("amount_off", "zero_amount"),
+    "line_math": (),
+    "product_unmapped": (),
+    "list_price_drift": ("price_book_drift",),
+    "discount_unapproved": ("unapproved_discount",),
+    "currency_mismatch": (),
+    "billing_period": (),
+    "term_mismatch": ("term_mismatch",),
+    "contract_dates": ("missing_contract_dates",),
+    "backdated_contract": ("backdated_contract",),
+    "seats": (),
+}
+# hygiene rule kind -> the planted problem it should find (per object)
+HYGIENE_TRUTH: dict[tuple[str, str], str] = {
+    ("required_fields", "deal"): "missing_exit_criteria",
+    ("missing_amount", "deal"): "zero_amount",
+    ("max_days_in_stage", "deal"): "stale_stage",
+    ("close_date_past", "deal"): "close_date_past",
+    ("no_activity", "deal"): "no_activity",
+    ("no_activity", "lead"): "lead_untouched",
+}
+# condition rules are named by what they look for
+CONDITION_TRUTH = {"big_deal_without_discount_approval": "big_deal_unapproved"}
+NEEDS_HISTORY = frozenset({"stage_skipped", "stage_backward"})
+
+
+@dataclass(frozen=True, slots=True)
+class CheckScore:
+    kind: str  # hygiene | billing
+    check: str
+    planted: int
+    flagged: int
+    found: int  # flagged and planted
+
+    @property
+    def precision(self) -> float | None:
+        return self.found / self.flagged if self.flagged else (None if not self.planted else 0.0)
+
+    @property
+    def recall(self) -> float | None:
+        return self.found / self.planted if self.planted else (None if not self.flagged else 0.0)
+
+    @property
+    def measured(self) -> bool:
+        return bool(self.planted or self.flagged)
+
+
+def _score(kind: str, check: str, truth: set[str], flagged: set[str]) -> CheckScore:
+    return CheckScore(kind, check, len(truth), len(flagged), len(truth & flagged))
+
+
+def world_stages(at: dt.datetime) -> dict[tuple[str, str], Stage]:
+    return {(CONNECTION, s.key): Stage(connection=CONNECTION, source_object="stage", source_id=s.key, modified_at=at,
+                                       name=s.label, pipeline_id=PIPELINE, display_order=s.order,
+                                       probability=s.probability, is_closed=s.is_closed, is_won=s.is_won)
+            for s in STAGES}
+
+
+def world_leads(world: World) -> list[Lead]:
+    return [Lead(connection=CONNECTION, source_object="lead", source_id=str(lead.id), modified_at=lead.modified_at,
+                 created_at=lead.created_at, first_name=lead.first_name, last_name=lead.last_name, email=lead.email,
+                 company=lead.company, status=lead.status, source=lead.source, country=lead.country,
+                 region=lead.region, industry=lead.industry, employees=lead.employees,
+                 owner_id=str(lead.owner_id) if lead.owner_id else None, last_activity_at=lead.last_activity_at)
+            for lead in world.leads]
+
+
+def hygiene_scores(world: World, rules: Iterable[CompiledHygieneRule]) -> list[CheckScore]:
+    ctx = RuleContext(now=world.now, stages=world_stages(world.now))
+    records: dict[str, list[Record]] = {
+        "deal": [deal_record(world, d, CONNECTION) for d in world.deals],
+        "lead": list(world_leads(world)),
+    }
+    scores = []
+    for rule in rules:
+        if rule.spec.kind in NEEDS_HISTORY:
+            continue
+        ot = rule.object_type.value
+        problem = (CONDITION_TRUTH.get(rule.name) if rule.spec.kind == "condition"
+                   else HYGIENE_TRUTH.get((rule.spec.kind, ot)))
+        planted = world.planted.get(problem, frozenset()) if problem else frozenset()
+        stage_ids = rule._stage_ids(ctx)
+        check = rule.bind(ctx, "")
+        truth: set[str] = set()
+        flagged: set[str] = set()
+        for record in records[ot]:
+            in_scope = True
+            if rule.object_type == ObjectType.DEAL:
+                stage_id = getattr(record, "stage_id", None)
+                in_scope = stage_id in stage_ids if stage_ids is not None else not getattr(record, "is_closed", False)
+            if in_scope and int(record.source_id) in planted:
+                truth.add(record.source_id)
+            out: list[Decision] = []
+            check(record, out)
+            if any(d.action == FINDING for d in out):
+                flagged.add(record.source_id)
+        scores.append(_score("hygiene", rule.name, truth, flagged))
+    return scores
+
+
+def billing_scores(world: World, catalog: BillingCatalog, cfg: CheckConfig | None = None) -> list[CheckScore]:
+    mapping = build_mapping([p.code for p in world.products], catalog)
+    flagged: dict[str, set[str]] = {check: set() for check in BILLING_TRUTH}
+    for deal in world.deals:
+        for finding in run_checks(deal_record(world, deal, CONNECTION), line_records(world, deal, CONNECTION),
+                                  catalog, mapping, cfg):
+            flagged.setdefault(finding.check, set()).add(finding.deal_id)
+    scores = []
+    for check, ids in flagged.items():
+        truth = {str(i) for problem in BILLING_TRUTH.get(check, ()) for i in world.planted.get(problem, ())}
+        scores.append(_score("billing", check, truth, ids))
+    return scores
+
+
+def world_catalog(world: World) -> BillingCatalog:
+    """The billing catalog the Meteroid simulator serves for this world."""
+    from crmsync.sandbox.meteroid import MeteroidSimulator
+
+    truth = MeteroidSimulator(world)
+    return BillingCatalog.from_api(truth.truth("plans"), truth.truth("products"), truth.truth("coupons"))
+
+
+def measure(world: World, rules_dir: str | Path, cfg: CheckConfig | None = None) -> list[CheckScore]:
+    """Every measurable hygiene rule of ``rules_dir`` and every billing check, on ``world``."""
+    rule_set = load_rules(rules_dir)
+    return hygiene_scores(world, rule_set.hygiene) + billing_scores(world, world_catalog(world), cfg)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def scores_table(scores: Iterable[CheckScore], *, title: str) -> Table:
+    table = Table(title=title)
+    for col in ("kind", "check", "planted", "flagged", "found", "precision", "recall"):
+        table.add_column(col, justify="left" if col in ("kind", "check") else "right")
+    for s in scores:
+        style = "" if not s.measured or min(s.precision or 0, s.recall or 0) >= 0.95 else "[red]"
+        table.add_row(s.kind, s.check, str(s.planted), str(s.flagged), str(s.found),
+                      style + _pct(s.precision), style + _pct(s.recall))
+    return table
