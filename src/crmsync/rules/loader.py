@@ -35,6 +35,7 @@ from crmsync.rules.schema import (
     HygieneFile,
     RenewalFile,
     RoutingFile,
+    TaskPolicy,
 )
 from crmsync.rules.scoring import CompiledScoringModel, compile_scoring
 
@@ -149,6 +150,7 @@ class RuleSet:
     hygiene: list[CompiledHygieneRule] = field(default_factory=list)
     handoff: CompiledHandoff | None = None
     renewal: CompiledRenewal | None = None
+    task_policy: TaskPolicy | None = None  # hygiene.yaml `tasks:` (bundling, caps, closing)
 
     @property
     def rule_count(self) -> int:
@@ -259,6 +261,7 @@ def load_rules(directory: str | os.PathLike[str], *, author: str | None = None, 
         hygiene=hygiene or [],
         handoff=handoff,
         renewal=renewal,
+        task_policy=hygiene_spec.tasks if hygiene_spec is not None else None,
     )
 
 

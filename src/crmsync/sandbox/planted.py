@@ -59,7 +59,7 @@ def plant_problems(world: World, rng: random.Random) -> None:
     from crmsync.sandbox.world import CRM_LIST_PRICE_DRIFT, PRODUCTS, STAGES
 
     planted: dict[str, set[int]] = {p: set() for p in PROBLEMS}
-    world.planted = planted  # type: ignore[assignment]  # frozen at the end
+    world.planted = planted  # type: ignore[assignment]  # frozen below, once decided
     now, today = world.now, world.now.date()
     open_deals = [d for d in world.deals if not STAGES[d.stage].is_closed]
     won = [d for d in world.deals if STAGES[d.stage].is_won]
@@ -134,6 +134,7 @@ def plant_problems(world: World, rng: random.Random) -> None:
             lead.last_activity_at = max(lead.created_at,
                                         now - dt.timedelta(days=rng.randint(0, CLEAN_MAX_LEAD_IDLE_DAYS - 1)))
         lead.modified_at = max(lead.modified_at, lead.last_activity_at or lead.modified_at)
+    world.planted = {problem: frozenset(ids) for problem, ids in planted.items()}
 
 
 def set_amounts(world: World, rng: random.Random) -> None:
@@ -141,7 +142,7 @@ def set_amounts(world: World, rng: random.Random) -> None:
     negotiation get their discount approval unless planted without it."""
     from crmsync.sandbox.world import CENT, STAGES
 
-    planted = world.planted
+    planted = {problem: set(ids) for problem, ids in world.planted.items()}
     zero, off = planted["zero_amount"], planted["amount_off"]
     big_unapproved = planted["big_deal_unapproved"]
     for deal in world.deals:
