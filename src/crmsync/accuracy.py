@@ -24,12 +24,13 @@ from crmsync.billing.catalog import BillingCatalog
 from crmsync.billing.checks import CheckConfig, run_checks
 from crmsync.billing.mapping import build_mapping
 from crmsync.billing.world_records import deal_record, line_records
-from crmsync.model import Lead, ObjectType, Record, Stage
+from crmsync.model import Deal, Lead, ObjectType, Record, Stage
 from crmsync.rules.context import RuleContext
 from crmsync.rules.decisions import FINDING, Decision
 from crmsync.rules.hygiene import CompiledHygieneRule
 from crmsync.rules.loader import load_rules
 from crmsync.sandbox.world import STAGES, World
+from crmsync.store import Store
 
 CONNECTION = "world"
 PIPELINE = "default"
@@ -103,11 +104,17 @@ def world_leads(world: World) -> list[Lead]:
 
 
 def hygiene_scores(world: World, rules: Iterable[CompiledHygieneRule]) -> list[CheckScore]:
+    """The hygiene rules over the world's own records (no CRM in between)."""
     ctx = RuleContext(now=world.now, stages=world_stages(world.now))
-    records: dict[str, list[Record]] = {
-        "deal": [deal_record(world, d, CONNECTION) for d in world.deals],
-        "lead": list(world_leads(world)),
+    records: dict[str, list[tuple[int, Record]]] = {
+        "deal": [(d.id, deal_record(world, d, CONNECTION)) for d in world.deals],
+        "lead": [(int(lead.source_id), lead) for lead in world_leads(world)],
     }
+    return _hygiene(world, rules, ctx, records)
+
+
+def _hygiene(world: World, rules: Iterable[CompiledHygieneRule], ctx: RuleContext,
+             records: dict[str, list[tuple[int, Record]]]) -> list[CheckScore]:
     scores = []
     for rule in rules:
         if rule.spec.kind in NEEDS_HISTORY:
@@ -120,17 +127,17 @@ def hygiene_scores(world: World, rules: Iterable[CompiledHygieneRule]) -> list[C
         check = rule.bind(ctx, "")
         truth: set[str] = set()
         flagged: set[str] = set()
-        for record in records[ot]:
+        for world_id, record in records.get(ot, []):
             in_scope = True
             if rule.object_type == ObjectType.DEAL:
                 stage_id = getattr(record, "stage_id", None)
                 in_scope = stage_id in stage_ids if stage_ids is not None else not getattr(record, "is_closed", False)
-            if in_scope and int(record.source_id) in planted:
-                truth.add(record.source_id)
+            if in_scope and world_id in planted:
+                truth.add(str(world_id))
             out: list[Decision] = []
             check(record, out)
             if any(d.action == FINDING for d in out):
-                flagged.add(record.source_id)
+                flagged.add(str(world_id))
         scores.append(_score("hygiene", rule.name, truth, flagged))
     return scores
 
@@ -143,6 +150,46 @@ def billing_scores(world: World, catalog: BillingCatalog, cfg: CheckConfig | Non
                                   catalog, mapping, cfg):
             flagged.setdefault(finding.check, set()).add(finding.deal_id)
     scores = []
+    for check, ids in flagged.items():
+        truth = {str(i) for problem in BILLING_TRUTH.get(check, ()) for i in world.planted.get(problem, ())}
+        scores.append(_score("billing", check, truth, ids))
+    return scores
+
+
+def world_id(record: Record) -> int | None:
+    """The world id behind a CRM record: deal names end with it, lead emails carry it."""
+    if isinstance(record, Deal):
+        tail = (record.name or "").rsplit(" ", 1)[-1]
+        return int(tail) if tail.isdigit() else None
+    if isinstance(record, Lead):
+        local = (record.email or "").split("@", 1)[0].rsplit(".", 1)[-1]
+        return int(local) if local.isdigit() else None
+    return None
+
+
+def crm_scores(store: Store, connection: str, world: World, rules: Iterable[CompiledHygieneRule],
+               catalog: BillingCatalog, cfg: CheckConfig | None = None) -> list[CheckScore]:
+    """The same measure through a CRM: the records as crmsync pulled them into the store."""
+    from crmsync.billing.crm_side import load_crm_side
+    from crmsync.rules.runner import build_context
+
+    ctx = build_context(store, [connection], now=world.now)
+    records: dict[str, list[tuple[int, Record]]] = {"deal": [], "lead": []}
+    for object_type in (ObjectType.DEAL, ObjectType.LEAD):
+        for record in store.iter_records(object_type, connection=connection):
+            wid = world_id(record)
+            if wid is not None and not record.deleted:
+                records[object_type.value].append((wid, record))
+    scores = _hygiene(world, rules, ctx, records)
+    side = load_crm_side(store, connection)
+    mapping = build_mapping(side.codes(), catalog)
+    flagged: dict[str, set[str]] = {check: set() for check in BILLING_TRUTH}
+    for deal, lines in side.deals_with_lines():
+        wid = world_id(deal)
+        if wid is None or deal.deleted:
+            continue
+        for finding in run_checks(deal, lines, catalog, mapping, cfg):
+            flagged.setdefault(finding.check, set()).add(str(wid))
     for check, ids in flagged.items():
         truth = {str(i) for problem in BILLING_TRUTH.get(check, ()) for i in world.planted.get(problem, ())}
         scores.append(_score("billing", check, truth, ids))
