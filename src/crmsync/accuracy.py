@@ -28,7 +28,7 @@ from crmsync.model import Deal, Lead, ObjectType, Record, Stage
 from crmsync.rules.context import RuleContext
 from crmsync.rules.decisions import FINDING, Decision
 from crmsync.rules.hygiene import CompiledHygieneRule
-from crmsync.rules.loader import load_rules
+from crmsync.rules.loader import RuleSet, load_rules
 from crmsync.sandbox.world import STAGES, World
 from crmsync.store import Store
 
@@ -103,14 +103,28 @@ def world_leads(world: World) -> list[Lead]:
             for lead in world.leads]
 
 
-def hygiene_scores(world: World, rules: Iterable[CompiledHygieneRule]) -> list[CheckScore]:
-    """The hygiene rules over the world's own records (no CRM in between)."""
+def hygiene_scores(world: World, rule_set: RuleSet) -> list[CheckScore]:
+    """The hygiene rules (and the handoff's missing fields) over the world's own records."""
     ctx = RuleContext(now=world.now, stages=world_stages(world.now))
     records: dict[str, list[tuple[int, Record]]] = {
         "deal": [(d.id, deal_record(world, d, CONNECTION)) for d in world.deals],
         "lead": [(int(lead.source_id), lead) for lead in world_leads(world)],
     }
-    return _hygiene(world, rules, ctx, records)
+    return _hygiene(world, rule_set.hygiene, ctx, records) + _handoff(world, rule_set, ctx, records["deal"])
+
+
+def _handoff(world: World, rule_set: RuleSet, ctx: RuleContext, deals: list[tuple[int, Record]]) -> list[CheckScore]:
+    """The Closed Won handoff's finding (required CS fields missing) against the planted gaps."""
+    if rule_set.handoff is None:
+        return []
+    from crmsync.rules.engine import evaluate
+
+    ids = {record.source_id: wid for wid, record in deals}
+    won = [record for _, record in deals if getattr(record, "is_won", False)]
+    flagged = {str(ids[d.source_id]) for d in evaluate(rule_set, won, ctx, kinds=("handoff",), workers=1)
+               if d.action == FINDING}
+    truth = {str(i) for i in world.planted.get("missing_handoff_fields", ())}
+    return [_score("hygiene", rule_set.handoff.name, truth, flagged)]
 
 
 def _hygiene(world: World, rules: Iterable[CompiledHygieneRule], ctx: RuleContext,
@@ -167,7 +181,7 @@ def world_id(record: Record) -> int | None:
     return None
 
 
-def crm_scores(store: Store, connection: str, world: World, rules: Iterable[CompiledHygieneRule],
+def crm_scores(store: Store, connection: str, world: World, rule_set: RuleSet,
                catalog: BillingCatalog, cfg: CheckConfig | None = None) -> list[CheckScore]:
     """The same measure through a CRM: the records as crmsync pulled them into the store."""
     from crmsync.billing.crm_side import load_crm_side
@@ -180,7 +194,7 @@ def crm_scores(store: Store, connection: str, world: World, rules: Iterable[Comp
             wid = world_id(record)
             if wid is not None and not record.deleted:
                 records[object_type.value].append((wid, record))
-    scores = _hygiene(world, rules, ctx, records)
+    scores = _hygiene(world, rule_set.hygiene, ctx, records) + _handoff(world, rule_set, ctx, records["deal"])
     side = load_crm_side(store, connection)
     mapping = build_mapping(side.codes(), catalog)
     flagged: dict[str, set[str]] = {check: set() for check in BILLING_TRUTH}
@@ -207,7 +221,7 @@ def world_catalog(world: World) -> BillingCatalog:
 def measure(world: World, rules_dir: str | Path, cfg: CheckConfig | None = None) -> list[CheckScore]:
     """Every measurable hygiene rule of ``rules_dir`` and every billing check, on ``world``."""
     rule_set = load_rules(rules_dir)
-    return hygiene_scores(world, rule_set.hygiene) + billing_scores(world, world_catalog(world), cfg)
+    return hygiene_scores(world, rule_set) + billing_scores(world, world_catalog(world), cfg)
 
 
 def _pct(value: float | None) -> str:
@@ -222,4 +236,26 @@ def scores_table(scores: Iterable[CheckScore], *, title: str) -> Table:
         style = "" if not s.measured or min(s.precision or 0, s.recall or 0) >= 0.95 else "[red]"
         table.add_row(s.kind, s.check, str(s.planted), str(s.flagged), str(s.found),
                       style + _pct(s.precision), style + _pct(s.recall))
+    return table
+
+
+def crm_table(scores: dict[str, list[CheckScore]], *, title: str) -> Table:
+    """One row per check, precision / recall per connection (``-``: nothing planted or flagged)."""
+    table = Table(title=title)
+    table.add_column("check")
+    for name in scores:
+        table.add_column(f"{name} planted", justify="right")
+        table.add_column(f"{name} P / R", justify="right")
+    checks = dict.fromkeys(s.check for rows in scores.values() for s in rows if s.measured)
+    by = {name: {s.check: s for s in rows} for name, rows in scores.items()}
+    for check in checks:
+        cells = []
+        for name in scores:
+            s = by[name].get(check)
+            if s is None or not s.measured:
+                cells += ["0", "-"]
+                continue
+            good = min(s.precision or 0, s.recall or 0) >= 0.95
+            cells += [str(s.planted), ("" if good else "[red]") + f"{_pct(s.precision)} / {_pct(s.recall)}"]
+        table.add_row(check, *cells)
     return table

@@ -45,6 +45,7 @@ def run_demo(console: Console, *, deals: int, seed: int, store_url: str, workdir
         ok = _sync_all(console, settings, store, handle)
         _rules(console, settings, store)
         _billing(console, settings, store)
+        _findings(console, settings, store, handle)
         _push(console, settings, store)
         console.rule("status")
         from crmsync.status import render_status
@@ -149,6 +150,24 @@ def _show_decisions(console: Console, store: Store) -> None:
                          f"{decision.connection}/{decision.object_type}/{decision.source_id}",
                          decision.action, (decision.reason or "")[:140])
     console.print(examples)
+
+
+def _findings(console: Console, settings: Settings, store: Store, handle: SandboxHandle) -> None:
+    """Precision / recall of every hygiene rule and billing check against what the world planted."""
+    from decimal import Decimal
+
+    from crmsync.accuracy import crm_scores, crm_table, world_catalog
+    from crmsync.billing.checks import CheckConfig
+    from crmsync.rules.runner import current_rule_set
+
+    console.rule("findings vs the problems the world planted")
+    rules = current_rule_set(settings, store)[0]
+    catalog = world_catalog(handle.world)
+    cfg = CheckConfig(amount_tolerance=Decimal(settings.billing.amount_tolerance),
+                      discount_approval_threshold=Decimal(settings.billing.discount_approval_threshold))
+    scores = {CONNECTION_NAMES[system]: crm_scores(store, CONNECTION_NAMES[system], handle.world, rules, catalog, cfg)
+              for system in ("salesforce", "hubspot", "pipedrive")}
+    console.print(crm_table(scores, title="precision / recall per check (P / R; '-': nothing planted or flagged)"))
 
 
 def _billing(console: Console, settings: Settings, store: Store) -> None:

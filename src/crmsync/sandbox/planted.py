@@ -35,6 +35,7 @@ PLANT_RATES: dict[str, float] = {
     "close_date_past": 0.03,  # open deals with a close date in the past
     "no_activity": 0.03,  # open deals with no activity for 30+ days
     "missing_exit_criteria": 0.04,  # open deals past discovery missing a field their stage requires
+    "missing_handoff_fields": 0.04,  # won deals missing a field CS needs (use case, success criteria, tech)
     "big_deal_unapproved": 0.10,  # of the open 100k+ negotiation deals: no discount approval
     "lead_untouched": 0.04,  # New/Working leads with no touch for 20+ days
 }
@@ -42,7 +43,8 @@ PROBLEMS = tuple(PLANT_RATES)
 
 # custom field positions (see world.DEAL_CUSTOM_FIELDS)
 METRICS, ECONOMIC_BUYER, CRITERIA, PROCESS, PAIN, CHAMPION = range(6)
-APPROVED = 10
+USE_CASE, SUCCESS, TECHNICAL, APPROVED = 6, 7, 8, 10
+HANDOFF = {USE_CASE: "Revenue analytics", SUCCESS: "Dashboards live in 30 days", TECHNICAL: "SSO, EU data residency"}
 FILLED = {METRICS: "Reduce churn 10%", ECONOMIC_BUYER: "CFO", CRITERIA: "Security, price",
           PROCESS: "Legal then procurement", PAIN: "Manual reporting", CHAMPION: "Head of Ops"}
 # what a deal's stage requires before it may sit there (stage index -> custom positions)
@@ -93,6 +95,15 @@ def plant_problems(world: World, rng: random.Random) -> None:
         elif deal.contract_start < deal.close_date:  # closed before the contract starts
             _close_on(deal, deal.contract_start - dt.timedelta(days=rng.randint(0, 14)))
 
+    handoff_gaps = pick("missing_handoff_fields", won)
+    for deal in won:
+        custom = list(deal.custom)
+        for pos, value in HANDOFF.items():
+            custom[pos] = custom[pos] or value
+        if deal.id in handoff_gaps:
+            custom[rng.choice(tuple(HANDOFF))] = None
+        deal.custom = tuple(custom)
+
     # Open deals: clean unless planted.
     stale = pick("stale_stage", [d for d in open_deals if (now - d.created_at).days >= 120])
     past = pick("close_date_past", open_deals)
@@ -102,7 +113,7 @@ def plant_problems(world: World, rng: random.Random) -> None:
         if deal.id in stale:
             deal.stage_changed_at = now - dt.timedelta(days=rng.randint(50, 110), seconds=rng.randint(0, 3_600))
         elif (now - deal.stage_changed_at).days >= CLEAN_MAX_STAGE_DAYS:
-            deal.stage_changed_at = max(deal.created_at, now - dt.timedelta(days=rng.randint(0, CLEAN_MAX_STAGE_DAYS - 1)))
+            deal.stage_changed_at = max(deal.created_at, now - _ago(rng, CLEAN_MAX_STAGE_DAYS - 1))
         deal.modified_at = max(deal.modified_at, deal.stage_changed_at)
         if deal.id in past:
             deal.close_date = today - dt.timedelta(days=rng.randint(1, 60))
@@ -110,9 +121,9 @@ def plant_problems(world: World, rng: random.Random) -> None:
             deal.close_date = today + dt.timedelta(days=rng.randint(1, 180))
         if deal.id in idle:
             age = (now - deal.created_at).days
-            deal.last_activity_at = now - dt.timedelta(days=rng.randint(30, min(age - 1, 90)))
+            deal.last_activity_at = now - dt.timedelta(days=rng.randint(30, min(age - 1, 90)), seconds=rng.randint(60, 3_600))
         elif deal.last_activity_at is None or (now - deal.last_activity_at).days >= CLEAN_MAX_IDLE_DAYS:
-            deal.last_activity_at = max(deal.created_at, now - dt.timedelta(days=rng.randint(0, CLEAN_MAX_IDLE_DAYS - 1)))
+            deal.last_activity_at = max(deal.created_at, now - _ago(rng, CLEAN_MAX_IDLE_DAYS - 1))
         required = EXIT_CRITERIA.get(deal.stage, ())
         custom = list(deal.custom)
         for pos in required:
@@ -129,10 +140,9 @@ def plant_problems(world: World, rng: random.Random) -> None:
         age = (now - lead.created_at).days
         if age >= 30 and rng.random() < PLANT_RATES["lead_untouched"]:
             untouched.add(lead.id)
-            lead.last_activity_at = None if rng.random() < 0.5 else now - dt.timedelta(days=rng.randint(20, age))
+            lead.last_activity_at = None if rng.random() < 0.5 else now - dt.timedelta(days=rng.randint(20, age - 1))
         elif lead.last_activity_at is None or (now - lead.last_activity_at).days >= CLEAN_MAX_LEAD_IDLE_DAYS:
-            lead.last_activity_at = max(lead.created_at,
-                                        now - dt.timedelta(days=rng.randint(0, CLEAN_MAX_LEAD_IDLE_DAYS - 1)))
+            lead.last_activity_at = max(lead.created_at, now - _ago(rng, CLEAN_MAX_LEAD_IDLE_DAYS - 1))
         lead.modified_at = max(lead.modified_at, lead.last_activity_at or lead.modified_at)
     world.planted = {problem: frozenset(ids) for problem, ids in planted.items()}
 
@@ -167,6 +177,12 @@ def set_amounts(world: World, rng: random.Random) -> None:
         else:
             deal.custom = _with(deal.custom, APPROVED, "true")
     world.planted = {p: frozenset(ids) for p, ids in planted.items()}
+
+
+def _ago(rng: random.Random, max_days: int) -> dt.timedelta:
+    """Up to ``max_days`` back, and at least a minute: nothing planted lands on the generation instant
+    (a stamp at ``now`` is still unsettled for a sync that starts right away)."""
+    return dt.timedelta(days=rng.randint(0, max_days), seconds=rng.randint(60, 3_600))
 
 
 def _with(values: tuple[str | None, ...], pos: int, value: str | None) -> tuple[str | None, ...]:
