@@ -240,22 +240,27 @@ def scores_table(scores: Iterable[CheckScore], *, title: str) -> Table:
 
 
 def crm_table(scores: dict[str, list[CheckScore]], *, title: str) -> Table:
-    """One row per check, precision / recall per connection (``-``: nothing planted or flagged)."""
+    """One row per check: the records planted, then precision/recall per connection."""
     table = Table(title=title)
-    table.add_column("check")
+    table.add_column("check", no_wrap=True, overflow="ellipsis", max_width=30)
+    table.add_column("planted", justify="right")
     for name in scores:
-        table.add_column(f"{name} planted", justify="right")
-        table.add_column(f"{name} P / R", justify="right")
+        table.add_column(name.removeprefix("sandbox-"), justify="right", no_wrap=True, min_width=9)
     checks = dict.fromkeys(s.check for rows in scores.values() for s in rows if s.measured)
     by = {name: {s.check: s for s in rows} for name, rows in scores.items()}
     for check in checks:
+        planted = max((by[name][check].planted for name in scores if check in by[name]), default=0)
         cells = []
         for name in scores:
             s = by[name].get(check)
             if s is None or not s.measured:
-                cells += ["0", "-"]
+                cells.append("-")
                 continue
             good = min(s.precision or 0, s.recall or 0) >= 0.95
-            cells += [str(s.planted), ("" if good else "[red]") + f"{_pct(s.precision)} / {_pct(s.recall)}"]
-        table.add_row(check, *cells)
+            cells.append(("" if good else "[red]") + f"{_short(s.precision)}/{_short(s.recall)}")
+        table.add_row(check, str(planted), *cells)
     return table
+
+
+def _short(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"

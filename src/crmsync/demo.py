@@ -167,7 +167,8 @@ def _findings(console: Console, settings: Settings, store: Store, handle: Sandbo
                       discount_approval_threshold=Decimal(settings.billing.discount_approval_threshold))
     scores = {CONNECTION_NAMES[system]: crm_scores(store, CONNECTION_NAMES[system], handle.world, rules, catalog, cfg)
               for system in ("salesforce", "hubspot", "pipedrive")}
-    console.print(crm_table(scores, title="precision / recall per check (P / R; '-': nothing planted or flagged)"))
+    console.print(crm_table(scores, title="precision/recall per check and CRM ('-': nothing planted or found; "
+                                          "0.00/0.00: the CRM does not show crmsync that field)"))
 
 
 def _billing(console: Console, settings: Settings, store: Store) -> None:
