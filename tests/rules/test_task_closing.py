@@ -10,9 +10,11 @@ the other tasks open.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 from collections import Counter
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +141,25 @@ def test_budget_holds_and_a_resolved_finding_completes_its_task(system: str, san
     _drain(settings, store, name)
     assert len([i for i in store.outbox_items(connection=name, limit=100_000)
                 if i.idempotency_key.startswith("close:")]) == 1
+
+
+def test_per_owner_digest_is_one_task_per_owner_in_the_crm(system: str, sandbox: SandboxHandle, settings: Settings,
+                                                           store: Store) -> None:
+    hygiene = Path(settings.rules_dir) / "hygiene.yaml"
+    hygiene.write_text(hygiene.read_text(encoding="utf-8").replace("bundle: per_deal", "bundle: per_owner"),
+                       encoding="utf-8")
+    name = CONNECTION_NAMES[system]
+    _pull(settings, store, system)
+    run = run_full(settings, store, name)
+    _drain(settings, store, name)
+    creates = _hygiene_creates(store, name)
+    assert creates and run.findings_bundled > len(creates)
+    assert all(i.idempotency_key.startswith(f"hygiene-bundle:{name}:owner:") for i in creates if "bundle" in
+               i.idempotency_key)
+    per_owner = Counter(str(i.fields["owner_id"]) for i in creates)
+    assert max(per_owner.values()) == 1  # one digest task per owner per day
+    for item in creates:
+        completed, note, _ = _crm_task(sandbox, system, str(item.result_id))
+        assert not completed and note.startswith("Priority: ")
+        money = [Decimal(m.replace(",", "")) for m in re.findall(r"\(([\d,]+\.\d\d) EUR\)", note)]
+        assert money == sorted(money, reverse=True)  # most money at stake first
