@@ -47,6 +47,7 @@ def run_demo(console: Console, *, deals: int, seed: int, store_url: str, workdir
         ok = _sync_all(console, settings, store, handle, details)
         _rules(console, settings, store, details)
         _billing(console, settings, store, details)
+        _findings(console, settings, store, handle)
         _push(console, settings, store)
         if details:
             console.rule("status")
@@ -174,6 +175,25 @@ def _show_decisions(console: Console, store: Store) -> None:
                          f"{decision.connection}/{decision.object_type}/{decision.source_id}",
                          decision.action, (decision.reason or "")[:140])
     console.print(examples)
+
+
+def _findings(console: Console, settings: Settings, store: Store, handle: SandboxHandle) -> None:
+    """Precision / recall of every hygiene rule and billing check against what the world planted."""
+    from decimal import Decimal
+
+    from crmsync.accuracy import crm_scores, crm_table, world_catalog
+    from crmsync.billing.checks import CheckConfig
+    from crmsync.rules.runner import current_rule_set
+
+    console.rule("findings vs the problems the world planted")
+    rules = current_rule_set(settings, store)[0]
+    catalog = world_catalog(handle.world)
+    cfg = CheckConfig(amount_tolerance=Decimal(settings.billing.amount_tolerance),
+                      discount_approval_threshold=Decimal(settings.billing.discount_approval_threshold))
+    scores = {CONNECTION_NAMES[system]: crm_scores(store, CONNECTION_NAMES[system], handle.world, rules, catalog, cfg)
+              for system in ("salesforce", "hubspot", "pipedrive")}
+    console.print(crm_table(scores, title="precision/recall per check and CRM ('-': nothing planted or found; "
+                                          "0.00/0.00: the CRM does not show crmsync that field)"))
 
 
 def _billing(console: Console, settings: Settings, store: Store, details: bool = False) -> None:

@@ -28,7 +28,8 @@ def deal_record(world: World, deal: WDeal, connection: str = "world") -> Deal:
                 created_at=deal.created_at, name=deal.name, amount=deal.amount, currency=deal.currency,
                 stage_id=stage.key, is_closed=stage.is_closed, is_won=stage.is_won, close_date=deal.close_date,
                 owner_id=str(deal.owner_id), account_id=str(deal.account_id), deal_type=deal.deal_type,
-                contract_start=deal.contract_start, contract_end=deal.contract_end,
+                contract_start=deal.contract_start, contract_end=deal.contract_end, pipeline_id="default",
+                stage_changed_at=deal.stage_changed_at, last_activity_at=deal.last_activity_at,
                 extra={k: v for k, v in deal.custom_fields().items() if v is not None})
 
 

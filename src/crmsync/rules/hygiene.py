@@ -165,7 +165,7 @@ class CompiledHygieneRule:
                     Decision(
                         "hygiene", name, ot, conn, sid, CREATE_TASK,
                         {"subject": subject(r, ctx) if subject is not None else "Fix: " + message, "owner_id": owner,
-                         "due_date": due, id_field: sid, "crmsync_key": task_key},
+                         "due_date": due, id_field: sid, "crmsync_key": task_key, "severity": severity},
                         message, task_key, rule_set,
                     )
                 )

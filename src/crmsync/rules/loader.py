@@ -36,6 +36,7 @@ from crmsync.rules.schema import (
     HygieneFile,
     RenewalFile,
     RoutingFile,
+    TaskPolicy,
 )
 from crmsync.rules.scoring import CompiledScoringModel, compile_scoring
 from crmsync.yaml_loader import UniqueKeyLoader
@@ -237,6 +238,7 @@ class RuleSet:
     hygiene: list[CompiledHygieneRule] = field(default_factory=list)
     handoff: CompiledHandoff | None = None
     renewal: CompiledRenewal | None = None
+    task_policy: TaskPolicy | None = None  # hygiene.yaml `tasks:` (bundling, caps, closing)
 
     @property
     def rule_count(self) -> int:
@@ -356,6 +358,7 @@ def load_rules(directory: str | os.PathLike[str], *, author: str | None = None, 
         hygiene=hygiene or [],
         handoff=handoff,
         renewal=renewal,
+        task_policy=hygiene_spec.tasks if hygiene_spec is not None else None,
     )
 
 

@@ -20,15 +20,19 @@ from sqlalchemy import and_, func, select
 from crmsync.errors import describe_error
 from crmsync.logging import get_logger
 from crmsync.model import Account, ObjectType, Owner, Record, Stage, now_utc
+from crmsync.rules.budget import apply_budget
+from crmsync.rules.closing import active_findings, close_decisions, created_today, open_crm_tasks, open_tasks
 from crmsync.rules.context import RuleContext
 from crmsync.rules.decisions import (
     ASSIGN_OWNER,
+    CLOSE_TASK,
     CREATE_HANDOFF,
     CREATE_NOTE,
     CREATE_RENEWAL,
     CREATE_TASK,
     FINDING,
     SET_FIELDS,
+    TASK_BUNDLED,
     Decision,
 )
 from crmsync.rules.engine import evaluate, incremental
@@ -57,6 +61,10 @@ class RulesRun:
     echoes_skipped: int = 0
     by_action: dict[str, int] = field(default_factory=dict)
     rule_errors: list[str] = field(default_factory=list)
+    # the task budget (hygiene.yaml `tasks:`): over a daily cap, already open in the CRM, bundled
+    tasks_deferred: int = 0
+    tasks_duplicate: int = 0
+    findings_bundled: int = 0
 
     def __int__(self) -> int:
         return self.enqueued
@@ -165,6 +173,17 @@ def _record(store: Store, rule_set: RuleSet, decisions: list[Decision], records:
     run = RulesRun(rule_set.hash, evaluated=len(records), decisions=len(decisions))
     by_key = {(r.object_type.value, r.source_id): r for r in records}
     known = ctx.known_keys
+    policy = rule_set.task_policy
+    if policy is not None:
+        budget = apply_budget(
+            decisions, policy, today=ctx.today, record_of=lambda d: by_key.get((d.object_type, d.source_id)),
+            created_today=created_today(store, [connection], ctx.now), open_tasks=open_crm_tasks(store, connection),
+            known_keys=known)
+        decisions = budget.decisions
+        run.tasks_deferred, run.tasks_duplicate, run.findings_bundled = (budget.deferred, budget.duplicates,
+                                                                          budget.bundled)
+        if policy.close_when_resolved:
+            decisions = decisions + _closings(store, rule_set, by_key, ctx, connection)
     run_id = store.start_run("rules", connection)
     try:
         with store.transaction() as tx:
@@ -191,6 +210,19 @@ def _record(store: Store, rule_set: RuleSet, decisions: list[Decision], records:
     return run
 
 
+def _closings(store: Store, rule_set: RuleSet, by_key: dict[tuple[str, str], Record], ctx: RuleContext,
+              connection: str) -> list[Decision]:
+    """Close the hygiene tasks whose findings the evaluated records no longer have."""
+    tasks = open_tasks(store, connection)
+    if not tasks:
+        return []
+    subset = [by_key[r] for r in {r for task in tasks for r in task.records} if r in by_key]
+    active = active_findings(lambda records, c: evaluate(rule_set, records, c, kinds=("hygiene",)),
+                             subset, ctx)
+    return close_decisions(tasks, active, set(by_key), connection=connection, today=ctx.today,
+                           rule_set=rule_set.hash)
+
+
 def _logged(decision: Decision, run_id: int) -> LoggedDecision:
     return LoggedDecision(rule_kind=decision.rule_kind, rule_name=decision.rule_name,
                           connection=decision.connection, object_type=decision.object_type,
@@ -201,7 +233,8 @@ def _logged(decision: Decision, run_id: int) -> LoggedDecision:
 
 # Canonical fields a created task or note carries; other decision fields (cross-references such as
 # ``renewal_key``) stay in the decision log and are not sent to the CRM.
-TASK_FIELDS = frozenset({"subject", "owner_id", "deal_id", "lead_id", "due_date", "done", "crmsync_key", "body"})
+TASK_FIELDS = frozenset({"subject", "owner_id", "deal_id", "lead_id", "due_date", "done", "crmsync_key", "body",
+                         "priority"})
 NOTE_FIELDS = frozenset({"body", "deal_id", "lead_id", "owner_id", "crmsync_key"})
 DEAL_CREATE_FIELDS = frozenset({"name", "account_id", "owner_id", "amount", "currency", "pipeline_id", "stage_id",
                                 "close_date", "contract_start", "contract_end", "deal_type", "crmsync_key"})
@@ -239,7 +272,10 @@ def outbox_item_for(decision: Decision, record: Record | None, ctx: RuleContext 
         fields.setdefault("crmsync_key", decision.idempotency_key)
         return OutboxItem(object_name="deals", operation="create", fields=_only(fields, DEAL_CREATE_FIELDS),
                           **common)
-    if decision.action in (CREATE_HANDOFF, FINDING):
+    if decision.action == CLOSE_TASK:
+        return OutboxItem(object_name="tasks", operation="update", source_id=str(fields["task_id"]),
+                          fields={"done": True, "body": fields["body"]}, **common)
+    if decision.action in (CREATE_HANDOFF, FINDING, TASK_BUNDLED):
         return None  # kept in the decision log; the CRM side is the task and note decided with it
     raise ValueError(f"decision {decision.idempotency_key}: unknown action {decision.action!r}")
 

@@ -236,9 +236,44 @@ class HygieneRule(_Base):
         return self
 
 
+class SeverityTask(_Base):
+    priority: Literal["low", "normal", "high"]
+    due_in_days: int = Field(ge=0, le=365)
+
+
+Severity = Literal["info", "warning", "critical"]
+
+
+def _default_severity() -> dict[Severity, SeverityTask]:
+    return {"critical": SeverityTask(priority="high", due_in_days=1),
+            "warning": SeverityTask(priority="normal", due_in_days=3),
+            "info": SeverityTask(priority="low", due_in_days=7)}
+
+
+class TaskPolicy(_Base):
+    """How hygiene findings become CRM tasks: bundled, capped per owner per day, closed when resolved.
+
+    Handoff and renewal tasks are outside the policy: never bundled, capped or dropped."""
+
+    # none: one task per finding; per_deal: one task per deal listing its findings;
+    # per_owner: one task per owner per day listing every finding, most money at stake first
+    bundle: Literal["none", "per_deal", "per_owner"] = "none"
+    daily_cap_per_owner: int | None = Field(default=None, ge=1)  # hygiene tasks created per owner per day
+    close_when_resolved: bool = False
+    severity: dict[Severity, SeverityTask] = Field(default_factory=_default_severity)
+
+    @model_validator(mode="after")
+    def _every_severity(self) -> TaskPolicy:
+        missing = {"info", "warning", "critical"} - set(self.severity)
+        if missing:
+            raise ValueError(f"severity needs an entry for {', '.join(sorted(missing))}")
+        return self
+
+
 class HygieneFile(_Base):
     version: Literal[1] = 1
     rules: list[HygieneRule] = Field(default_factory=list)
+    tasks: TaskPolicy | None = None  # without it each finding is its own task, as before
 
 
 # ---------------------------------------------------------------- handoff

@@ -37,13 +37,19 @@ CRM_OBJECTS = {
 #: Fields crmsync's example rules write (``config/rules/scoring.yaml``) as each sandbox CRM holds them:
 #: custom fields an admin would create once per org/portal/company (the simulators declare them),
 #: mapped onto canonical fields with ``field_mappings`` so they are read back and written by name.
+MEDDIC = ("metrics", "economic_buyer", "decision_criteria", "decision_process", "identified_pain", "champion")
+HANDOFF = ("use_case", "success_criteria", "technical_requirements")
 FIELD_MAPPINGS: dict[str, dict[str, dict[str, str]]] = {
     "salesforce": {
-        "deals": {"Crmsync_Score__c": "extra.crmsync_score:decimal", "Crmsync_Grade__c": "extra.crmsync_grade"},
+        "deals": {"Crmsync_Score__c": "extra.crmsync_score:decimal", "Crmsync_Grade__c": "extra.crmsync_grade",
+                  # the org's MEDDIC and approval fields under the names the shipped hygiene rules read
+                  **{f"{'_'.join(w.capitalize() for w in name.split('_'))}__c": f"extra.{name}" for name in MEDDIC + HANDOFF},
+                  "Discount_Approved__c": "extra.discount_approved:bool"},
         "leads": {"Lifecycle_Stage__c": "lifecycle_stage"},
     },
     "hubspot": {
-        "deals": {"crmsync_score": "extra.crmsync_score:decimal", "crmsync_grade": "extra.crmsync_grade"},
+        "deals": {"crmsync_score": "extra.crmsync_score:decimal", "crmsync_grade": "extra.crmsync_grade",
+                  **{f"meddic_{name}": f"extra.{name}" for name in MEDDIC}},
     },
     "pipedrive": {  # custom field names (``/v1/dealFields``); the connector turns them into hex keys
         "deals": {"crmsync_score": "extra.crmsync_score:decimal", "crmsync_grade": "extra.crmsync_grade"},

@@ -2,10 +2,12 @@
 
 ``generate_world(seed, deals)`` builds owners (teams, regions, timezones, working hours),
 accounts, contacts, leads, one pipeline with ordered stages, a price book, deals spread over the
-stages, and the billing catalog that mostly matches the price book. Planted on purpose, so the
-rules and billing checks have something to find: stale deals, open deals with a past close date,
-won deals with no handoff, contracts ending within 60-90 days, line items priced off the list,
-and two products whose CRM list price drifted from the billing plan.
+stages, and the billing catalog that mostly matches the price book. Planted on purpose, in a few
+percent of the records each (``sandbox.planted``, which records where in ``World.planted``), so the
+rules and billing checks have something to find and can be measured against it: stale deals, open
+deals with a past close date, missing stage exit criteria, unapproved discounts, amounts that
+disagree with the lines, lines quoted at the two products' drifted CRM list price; besides won
+deals with no handoff and contracts ending within 60-90 days.
 
 The same (seed, deals, now) always gives the same world. Stage histories and line items are
 derived per deal on demand (``stage_history``, ``line_items``) so a million deals stay small.
@@ -17,6 +19,8 @@ import datetime as dt
 import random
 from dataclasses import dataclass, field
 from decimal import Decimal
+
+from crmsync.sandbox.planted import plant_problems, set_amounts
 
 UTC = dt.UTC
 CENT = Decimal("0.01")
@@ -222,6 +226,8 @@ class World:
     deals: list[WDeal] = field(default_factory=list)
     _account_index: dict[str, WAccount] | None = field(default=None, repr=False, compare=False)
     _deal_index: dict[int, list[WDeal]] | None = field(default=None, repr=False, compare=False)
+    # problem -> ids of the deals (leads for lead_untouched) it was planted in (see sandbox.planted)
+    planted: dict[str, frozenset[int]] = field(default_factory=dict)
 
     stages = STAGES
     products = PRODUCTS
@@ -319,21 +325,38 @@ class World:
         count = 1 + (deal.id % 3)
         period = deal.custom[DEAL_CUSTOM_FIELDS.index("billing_period")] or "ANNUAL"
         months = BILLING_PERIOD_MONTHS[period]
+        planted = self.planted
+        # quoted at the CRM's drifted list price only where planted; elsewhere at the billing price
+        stale_price_book = deal.id in planted.get("price_book_drift", ())
+        over_threshold = deal.id in planted.get("unapproved_discount", ())
+        term = self.line_term_months(deal)
         items = []
         for pos in range(count):
             product = PRODUCTS[(deal.id + pos * 5) % len(PRODUCTS)]
             seats = rng.randint(product.min_seats, min(product.max_seats, 200)) if product.unit == "seat" else 1
-            list_price = (crm_list_price(product) * months).quantize(CENT)
+            monthly = crm_list_price(product) if stale_price_book else product.monthly_price
+            list_price = (monthly * months).quantize(CENT)
             unit_price = list_price
             discount = Decimal(0)
             roll = rng.random()
-            if roll < 0.15:
-                discount = Decimal(rng.choice((5, 10, 15, 20, 25, 30)))
+            if roll < 0.15:  # discounts up to the 20% a rep may give without approval
+                discount = Decimal(rng.choice((5, 10, 15, 20)))
             elif roll < 0.18:  # negotiated price off the list without a discount
                 unit_price = (list_price * Decimal("0.9")).quantize(CENT)
+            if over_threshold and pos == 0:
+                discount, unit_price = Decimal(25 + 5 * (deal.id % 2)), list_price
             items.append(WLineItem(deal.id * 10 + pos, deal.id, product, Decimal(seats), list_price,
-                                   unit_price, discount, period, 12))
+                                   unit_price, discount, period, term))
         return items
+
+    def line_term_months(self, deal: WDeal) -> int:
+        """The contract length in months (12 without a contract), off by a year where planted."""
+        if deal.contract_start is None or deal.contract_end is None:
+            return 12
+        months = max(1, round(((deal.contract_end - deal.contract_start).days + 1) / 30.4375))
+        if deal.id in self.planted.get("term_mismatch", ()):
+            return months + 12 if months < 24 else months - 12
+        return months
 
 
 def _company(rng: random.Random, n: int) -> str:
@@ -405,6 +428,9 @@ def generate_world(seed: int = 7, deals: int = 1_000, *, now: dt.datetime | None
                                  created, modified, activity))
 
     _generate_deals(world, rng, deals, n_accounts)
+    planting = random.Random(f"planted:{seed}")  # its own stream: the records above stay as they were
+    plant_problems(world, planting)
+    set_amounts(world, planting)
     return world
 
 
@@ -471,13 +497,3 @@ def _generate_deals(world: World, rng: random.Random, n_deals: int, n_accounts: 
             handoff_done=stage.is_won and rand() < 0.6,
         )
         append(deal)
-    # Amounts: the sum of line items, with planted mismatches (about 4% off, 2% zero).
-    for deal in world.deals:
-        roll = rand()
-        if roll < 0.02:
-            deal.amount = Decimal(0)
-            continue
-        total = sum((item.total for item in world.line_items(deal)), Decimal(0))
-        if roll < 0.06:
-            total = (total * Decimal("1.07")).quantize(CENT)
-        deal.amount = total

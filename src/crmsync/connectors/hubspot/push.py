@@ -93,6 +93,9 @@ class Pusher:
             if object_name == "tasks" and key == "done":
                 out[native] = "COMPLETED" if value else "NOT_STARTED"
                 continue
+            if object_name == "tasks" and key == "priority":  # canonical low | normal | high
+                out["hs_task_priority"] = {"normal": "MEDIUM"}.get(str(value), str(value).upper())
+                continue
             out[native] = wire_value(value)
         return out, links
 

@@ -263,6 +263,8 @@ class Pusher:
         body: dict[str, Any] = {}
         custom: dict[str, Any] = {}
         for name, value in item.fields.items():
+            if not is_deal and name == "priority":
+                continue  # Pipedrive priorities are per-company option ids; the task's note states the priority
             target = reverse.get(name) or (ACTIVITY_OUT.get(name) if not is_deal else None) or name.removeprefix("extra.")
             if target in native:
                 body[target] = self._value(target, value)

@@ -41,6 +41,7 @@ EXTERNAL_ID = "Crmsync_Key__c"
 TASK_WRITES: dict[tuple[str, str], tuple[str, Callable[[Any], Any]]] = {
     ("tasks", "done"): ("Status", lambda done: "Completed" if done else "Not Started"),  # IsClosed is derived
     ("tasks", "body"): ("Description", lambda body: body),
+    ("tasks", "priority"): ("Priority", lambda priority: str(priority).capitalize()),  # High | Normal | Low
 }
 RETRIABLE_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "REQUEST_RUNNING_TOO_LONG"})
 
