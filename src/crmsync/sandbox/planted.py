@@ -105,15 +105,19 @@ def plant_problems(world: World, rng: random.Random) -> None:
         deal.custom = tuple(custom)
 
     # Open deals: clean unless planted.
-    stale = pick("stale_stage", [d for d in open_deals if (now - d.created_at).days >= 120])
+    # a deal still in its first stage entered it when it was created (its history has one entry):
+    # it is kept clean and young, so that creation and stage change stay one instant
+    stale = pick("stale_stage", [d for d in open_deals if d.stage != 0 and (now - d.created_at).days >= 120])
     past = pick("close_date_past", open_deals)
-    idle = pick("no_activity", [d for d in open_deals if (now - d.created_at).days >= 40])
+    idle = pick("no_activity", [d for d in open_deals if d.stage != 0 and (now - d.created_at).days >= 40])
     missing = pick("missing_exit_criteria", [d for d in open_deals if d.stage in EXIT_CRITERIA])
     for deal in open_deals:
         if deal.id in stale:
             deal.stage_changed_at = now - dt.timedelta(days=rng.randint(50, 110), seconds=rng.randint(0, 3_600))
         elif (now - deal.stage_changed_at).days >= CLEAN_MAX_STAGE_DAYS:
             deal.stage_changed_at = max(deal.created_at, now - _ago(rng, CLEAN_MAX_STAGE_DAYS - 1))
+        if deal.stage == 0:
+            deal.created_at = deal.stage_changed_at
         deal.modified_at = max(deal.modified_at, deal.stage_changed_at)
         if deal.id in past:
             deal.close_date = today - dt.timedelta(days=rng.randint(1, 60))
