@@ -12,6 +12,7 @@ import os
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -128,3 +129,27 @@ def empty_store_url(tmp_path: Path, pg_databases: PgDatabases | None) -> Iterato
     if pg_databases is not None:
         for url in made:
             pg_databases.drop(url)
+
+
+# --- one headless Chromium per test session (Debian's package; Playwright drives it) ---------------
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """The session's browser: Playwright's sync API allows one driver per process, so every
+    browser test (console pages, report pages) shares this one."""
+    import shutil
+
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (.ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -3,7 +3,6 @@ one headless Chromium (Debian's package) per session for the browser tests."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,17 +43,8 @@ def console(tmp_path: Path, store: Store,
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    if shutil.which(CHROMIUM) is None:
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (.ci/run does)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+def browser(chromium: Any) -> Any:
+    return chromium  # the session's one browser (tests/conftest.py)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import base64
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from report_harness import NOW
@@ -33,7 +34,7 @@ def crm_and_billing(tmp_path: Path) -> Iterator[SandboxHandle]:
 
 
 def test_billing_report_joins_won_deals_to_their_subscriptions(store: Store, crm_and_billing: SandboxHandle,
-                                                                tmp_path: Path) -> None:
+                                                                tmp_path: Path, chromium: Any) -> None:
     url = store.engine.url.render_as_string(hide_password=False)
     config = crm_and_billing.write_config(tmp_path / "crmsync.yaml", store_url=url)
     settings = load_settings(config)
@@ -61,5 +62,5 @@ def test_billing_report_joins_won_deals_to_their_subscriptions(store: Store, crm
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
     assert images and base64.b64decode(images[0])[:8] == PNG_MAGIC
     if Path(CHROMIUM).exists():
-        loaded, total = screenshot(html, ARTIFACTS / "billing.png")
+        loaded, total = screenshot(chromium, html, ARTIFACTS / "billing.png")
         assert loaded == total == len(images)

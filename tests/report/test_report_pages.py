@@ -10,6 +10,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from report_harness import NOW
@@ -46,32 +47,27 @@ def synced(store: Store, handle: SandboxHandle, tmp_path: Path) -> Path:
     return config
 
 
-def screenshot(page_path: Path, out: Path) -> tuple[int, int]:
-    """Render ``page_path`` in headless Chromium; returns (images loaded, images on the page)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--headless", "--no-sandbox", "--disable-gpu",
-                                          "--disable-background-networking"])
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            requests: list[str] = []
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto(page_path.as_uri())
-            page.wait_for_load_state("load")
-            loaded = page.evaluate("Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0).length")
-            total = page.evaluate("document.images.length")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(out), full_page=True)
-        finally:
-            browser.close()
+def screenshot(browser: Any, page_path: Path, out: Path) -> tuple[int, int]:
+    """Render ``page_path`` in the session's headless Chromium; returns (images loaded, images on the page)."""
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    try:
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(page_path.as_uri())
+        page.wait_for_load_state("load")
+        loaded = page.evaluate("Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0).length")
+        total = page.evaluate("document.images.length")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(out), full_page=True)
+    finally:
+        page.close()
     assert [u for u in requests if not u.startswith(("file:", "data:"))] == []  # self-contained
     return int(loaded), int(total)
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (.ci/run installs it)")
-def test_deals_and_losses_pages_render_in_chromium(store: Store, hubspot: SandboxHandle, tmp_path: Path) -> None:
+def test_deals_and_losses_pages_render_in_chromium(store: Store, hubspot: SandboxHandle, tmp_path: Path,
+                                                   chromium: Any) -> None:
     config = synced(store, hubspot, tmp_path)
     runner = CliRunner()
     for kind in ("deals", "losses"):
@@ -93,7 +89,7 @@ def test_deals_and_losses_pages_render_in_chromium(store: Store, hubspot: Sandbo
             assert "Lost deals count at the stage they were lost from." in text
         else:
             assert "most common loss reason" in text and "By competitor" in text and "Most deals are lost from" in text
-        loaded, total = screenshot(html, ARTIFACTS / f"{kind}.png")
+        loaded, total = screenshot(chromium, html, ARTIFACTS / f"{kind}.png")
         assert total == len(images) and loaded == total
         shot = (ARTIFACTS / f"{kind}.png").read_bytes()
         assert shot[:8] == PNG_MAGIC and len(shot) > 50_000
