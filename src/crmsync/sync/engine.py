@@ -200,7 +200,8 @@ class SyncEngine:
             for bad in page.quarantined:
                 tx.quarantine(self.conn.name, result.object_name, bad.source_id, bad.payload, bad.reason)
             if page.deleted_ids:
-                tx.mark_deleted(object_type, self.conn.name, page.deleted_ids, self.clock())
+                for at, ids in _by_deletion_time(page, self.clock()).items():
+                    tx.mark_deleted(object_type, self.conn.name, ids, at)
             tx.save_cursor(self.conn.name, cursor_name, checkpoint)
             self.budget.charge(tx, page.api_calls)
         result.changed.extend((object_type.value, r.source_id) for r in records)
@@ -253,6 +254,18 @@ class SyncEngine:
         except Exception as exc:
             self.store.finish_run(run_id, "failed", {"live": len(live)}, f"{type(exc).__name__}: {exc}")
             raise
+
+
+def _by_deletion_time(page: Page, fallback: dt.datetime) -> dict[dt.datetime, list[str]]:
+    """The page's deleted ids grouped by when they were deleted: the CRM's own time where the
+    connector knows it (``Page.deleted_at``), else ``fallback`` (this machine's clock). The store
+    moves a deleted record's ``modified_at`` up to that time; with this machine's clock ahead of the
+    CRM's, a record restored in the CRM soon after would carry an older stamp than its deletion and
+    stay deleted in the store for good."""
+    groups: dict[dt.datetime, list[str]] = {}
+    for source_id in page.deleted_ids:
+        groups.setdefault(page.deleted_at.get(source_id, fallback), []).append(source_id)
+    return groups
 
 
 def _is_kind(record: Record, object_type: ObjectType) -> bool:

@@ -223,6 +223,26 @@ class OrgData:
         table.reindex(record_id, before, stamp)
         row["SystemModstamp"] = stamp
 
+    def undelete(self, name: str, record_id: str) -> None:
+        """``undelete()``: a record from the recycle bin is live again. Its SystemModstamp (and
+        LastModifiedDate) move to now, and getDeleted no longer lists it."""
+        table = self.table(name)
+        if not is_valid_id(record_id):
+            raise not_found()
+        record_id = to18(record_id)
+        row = table.get(record_id)
+        if row is None:
+            raise not_found()  # hard-deleted (purged from the recycle bin): gone for good
+        if not row.get("IsDeleted"):
+            raise WriteError("UNDELETE_FAILED", "Entity is not in the recycle bin")
+        stamp = self.now_stamp()
+        before = dict(row)
+        row["IsDeleted"] = False
+        row["LastModifiedDate"] = stamp
+        table.reindex(record_id, before, stamp)
+        row["SystemModstamp"] = stamp
+        table.deleted_log[:] = [entry for entry in table.deleted_log if entry[0] != record_id]
+
     def merge(self, name: str, winner_id: str, loser_id: str) -> None:
         table = self.table(name)
         winner = self.get_live(name, winner_id)
