@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -115,6 +116,11 @@ class Faults:
 
 
 @dataclass(frozen=True)
+class Sweep:
+    """The hard-delete sweep (ids the CRM no longer lists are marked deleted), deals and line items."""
+
+
+@dataclass(frozen=True)
 class Cycle:
     """One sync cycle (deals, then line items) at page size ``page``; killed after ``kill_after``
     committed pages of its deals pull; ``meddle`` runs between pages ``meddle_after`` and the next."""
@@ -126,7 +132,7 @@ class Cycle:
 
 
 UserOp = Create | Edit | Delete | Restore | Reassign | AddItem | EditItem | RemoveItem | Tick
-Op = UserOp | Faults | Cycle
+Op = UserOp | Faults | Cycle | Sweep
 
 
 @dataclass(frozen=True)
@@ -465,6 +471,7 @@ class Rig:
     known_deals: list[str] = field(default_factory=list)
     known_items: dict[str, str] = field(default_factory=dict)  # item id -> its deal id
     log: list[str] = field(default_factory=list)
+    applied: Counter[str] = field(default_factory=Counter)  # user operations that applied, by kind
     crashes: list[str] = field(default_factory=list)
 
     @property
@@ -528,19 +535,11 @@ class Runner:
         return SyncEngine(self.rig.store, build_connector(conn), conn)
 
     # the user's side
-    def _deal(self, ref: int, *, live: bool | None = True) -> str | None:
-        known = self.rig.known_deals
-        if not known:
-            return None
-        deal_id = known[ref % len(known)]
-        if live is None:
-            return deal_id
+    def _deal(self, ref: int, *, live: bool = True) -> str | None:
+        """The ``ref``-th live deal (or soft-deleted one, for a restore), in creation order."""
         truth, deleted = self.adapter.deals()
-        if live and deal_id not in truth:
-            return None
-        if not live and deal_id not in deleted:
-            return None
-        return deal_id
+        pool = [d for d in self.rig.known_deals if (d in truth if live else d in deleted)]
+        return pool[ref % len(pool)] if pool else None
 
     def _item(self, ref: int) -> tuple[str, str] | None:
         items = self.adapter.items()
@@ -552,31 +551,37 @@ class Runner:
         return item_id, deal_id
 
     def apply(self, op: UserOp) -> None:
+        if self._apply(op):
+            self.rig.applied[type(op).__name__] += 1
+
+    def _apply(self, op: UserOp) -> bool:
+        """Apply one user operation; False when it did not apply (nothing to act on)."""
         a = self.adapter
         if isinstance(op, Tick):
             self.sim.clock.advance(op.ms / 1000)
-            return
+            return True
         if isinstance(op, Create):
             self.rig.known_deals.append(a.create_deal(op.name))
-            return
+            return True
         if isinstance(op, Restore):
             deal_id = self._deal(op.deal, live=False)
-            if deal_id is not None:
-                self.sim.restore(a.deal_object, deal_id)
-            return
+            if deal_id is None:
+                return False
+            self.sim.restore(a.deal_object, deal_id)
+            return True
         if isinstance(op, EditItem | RemoveItem):
             found = self._item(op.item)
             if found is None:
-                return
+                return False
             item_id, deal_id = found
             if isinstance(op, EditItem):
                 a.edit_item(item_id, deal_id, op.quantity, op.price)
             else:
                 a.remove_item(item_id, deal_id)
-            return
+            return True
         deal_id = self._deal(op.deal)
         if deal_id is None:
-            return
+            return False
         if isinstance(op, Edit):
             a.edit(deal_id, op.field, op.value)
         elif isinstance(op, Delete):
@@ -585,6 +590,7 @@ class Runner:
             a.reassign(deal_id, op.account)
         elif isinstance(op, AddItem):
             a.add_item(deal_id, op.quantity, op.price)
+        return True
 
     # the sync's side
     def faults(self, op: Faults) -> None:
@@ -612,10 +618,23 @@ class Runner:
                 result = engine.run(name, mode="sync", progress=progress)
                 if result.status != "ok":
                     self.rig.log.append(f"{name}: {result.status} {result.error}")
+                    self.rig.applied["failed run"] += 1
         except Killed:
             self.rig.log.append("killed")
+            self.rig.applied["kill"] += 1
         except Exception as exc:  # a crash (not a classified connector error) is a bug of its own
             self.rig.crashes.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            engine.connector.close()
+
+    def sweep(self) -> None:
+        engine = self.engine(7)
+        try:
+            for name in OBJECTS:
+                engine.sweep_deletes(name)
+            self.rig.applied["sweep"] += 1
+        except Exception as exc:  # faults may be on: a failed sweep changes nothing
+            self.rig.log.append(f"sweep: {type(exc).__name__}: {exc}")
         finally:
             engine.connector.close()
 
@@ -646,6 +665,8 @@ class Runner:
                 self.cycle(op)
             elif isinstance(op, Faults):
                 self.faults(op)
+            elif isinstance(op, Sweep):
+                self.sweep()
             else:
                 self.apply(op)
 
@@ -658,12 +679,7 @@ class Runner:
         self.sim.clock.run()
         for _ in range(quiet_cycles):
             self.cycle(Cycle(page=7))
-        engine = self.engine(7)
-        try:
-            for name in OBJECTS:
-                engine.sweep_deletes(name)
-        finally:
-            engine.connector.close()
+        self.sweep()
         self.cycle(Cycle(page=7))
         hubspot = self.rig.kind == "hubspot"
         # HubSpot: association changes (a deal's company, a line item's deal) do not move
@@ -677,11 +693,19 @@ class Runner:
         return [*(f"crash: {c}" for c in self.rig.crashes), *problems]
 
 
-def run_scenario(scenario: Scenario, store: Store, ca: LocalCA) -> list[str]:
+def run_scenario(scenario: Scenario, store: Store, ca: LocalCA, stats: Counter[str] | None = None) -> list[str]:
+    """Run one interleaving, settle, and return the differences (``stats`` counts what happened)."""
     with rig(scenario.crm, store, ca, scenario.deals) as r:
         runner = Runner(r, scenario)
-        runner.run()
-        return runner.settle_and_check()
+        try:
+            runner.run()
+            return runner.settle_and_check()
+        finally:
+            if stats is not None:
+                stats.update(r.applied)
+                for status, n in r.sim.log.snapshot()["by_status"].items():
+                    if status not in ("200", "201", "204"):
+                        stats[f"HTTP {status}"] += int(n)
 
 
 def describe(scenario: Scenario, problems: list[str], limit: int = 12) -> str:
@@ -723,7 +747,7 @@ def sqlite_store(directory: Path) -> Iterator[Store]:
 # --- what Hypothesis draws ------------------------------------------------------------------------------
 SETTLE_CHOICES: dict[str, tuple[float | None, ...]] = {
     "salesforce": (None, 0.0, 1.0, 5.0), "hubspot": (None, 1.0, 5.0), "pipedrive": (None, 0.0, 1.0, 4.0)}
-MAX_OPS = 25
+MIN_OPS, MAX_OPS = 8, 30  # ticks and meddles stay well inside the 300 s the clock is frozen behind real time
 
 
 def strategies() -> Any:
@@ -747,7 +771,7 @@ def strategies() -> Any:
                       st.lists(user_op, max_size=3).map(tuple))
     faults = st.builds(Faults, st.sampled_from([None, "429", "500", "timeout", "truncate"]),
                        st.sampled_from([5, 15, 30]))
-    op = st.one_of(user_op, user_op, cycle, cycle, faults)
+    op = st.one_of(user_op, user_op, cycle, cycle, faults, st.just(Sweep()))
     return user_op, op
 
 
@@ -757,4 +781,4 @@ def scenarios(crm: str) -> Any:
     _, op = strategies()
     lag = st.sampled_from([0, 300]) if crm == "hubspot" else st.just(0)
     return st.builds(Scenario, st.just(crm), st.sampled_from([20, 30, 40]), st.sampled_from(SETTLE_CHOICES[crm]),
-                     lag, st.lists(op, max_size=MAX_OPS).map(tuple))
+                     lag, st.lists(op, min_size=MIN_OPS, max_size=MAX_OPS).map(tuple))

@@ -248,7 +248,10 @@ class SyncEngine:
             gone = sorted(stored - live)
             if gone:
                 with self.store.transaction() as tx:
-                    tx.mark_deleted(object_type, self.conn.name, gone, self.clock())
+                    # No deletion time is known, and a record can come back with the very stamp
+                    # it had (a Pipedrive deal restored within 30 days brings its products back
+                    # unchanged): leave modified_at alone so the next pull that lists it revives it.
+                    tx.mark_deleted(object_type, self.conn.name, gone, None)
             self.store.finish_run(run_id, "ok", {"live": len(live), "stored": len(stored), "deleted": len(gone)})
             return len(gone)
         except Exception as exc:

@@ -222,7 +222,9 @@ class PipedriveSimulator(Simulator):
     def products_of(self, deal_id: int) -> list[Row]:
         if deal_id in self.deal_products:
             return list(self.deal_products[deal_id].values())
-        if deal_id in self.deals.rows or not 1 <= deal_id <= len(self.world.deals):
+        # a world deal keeps its products when the deal itself is edited or deleted (its row is
+        # materialised then, its products only when they change)
+        if deal_id in self.deals.gone or not 1 <= deal_id <= len(self.world.deals):
             return []
         deal = self.world.deals[deal_id - 1]
         return [deal_product_row(deal, item, pos) for pos, item in enumerate(self.world.line_items(deal))]
