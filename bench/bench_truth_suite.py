@@ -25,9 +25,9 @@ import os
 import random
 import secrets
 import sys
-from collections import Counter
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -118,8 +118,8 @@ def main() -> None:
             print(f"{crm:<11} interleavings tried: {tried:>5}  failed: {len(failures):>4}  "
                   f"time: {took:7.1f} s  ({took / max(tried, 1):.2f} s each)", flush=True)
             print("  operations applied: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.items())))
-            for text in failures[:args.show]:
-                print("  " + text.replace("\n", "\n  "))
+            for failure in failures[:args.show]:
+                print("  " + failure.replace("\n", "\n  "))
     if server_store is not None and admin is not None:
         server_store.close()
         with admin.connect() as conn:
