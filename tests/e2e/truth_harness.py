@@ -142,6 +142,7 @@ class Scenario:
     settle: float | None  # settle_seconds option (None: the CRM's default)
     search_lag_ms: int  # HubSpot search index lag while the operations run
     ops: tuple[Op, ...]
+    attempts: int = 8  # max_attempts per request: with 2, injected faults fail whole runs
 
 
 class Killed(BaseException):
@@ -479,7 +480,7 @@ class Rig:
         return f"truth-{self.kind}"
 
     def connection(self, **options: Any) -> ConnectionSettings:
-        base: dict[str, Any] = {"max_attempts": 8}
+        base: dict[str, Any] = {}
         if self.kind == "salesforce":
             base |= {"bulk_threshold": 10_000_000, "max_wait_seconds": 0.2}
         elif self.kind == "hubspot":
@@ -531,7 +532,7 @@ class Runner:
         return out
 
     def engine(self, page: int, **extra: Any) -> SyncEngine:
-        conn = self.rig.connection(**self.options(page), **extra)
+        conn = self.rig.connection(**self.options(page), max_attempts=self.scenario.attempts, **extra)
         return SyncEngine(self.rig.store, build_connector(conn), conn)
 
     # the user's side
@@ -781,4 +782,4 @@ def scenarios(crm: str) -> Any:
     _, op = strategies()
     lag = st.sampled_from([0, 300]) if crm == "hubspot" else st.just(0)
     return st.builds(Scenario, st.just(crm), st.sampled_from([20, 30, 40]), st.sampled_from(SETTLE_CHOICES[crm]),
-                     lag, st.lists(op, min_size=MIN_OPS, max_size=MAX_OPS).map(tuple))
+                     lag, st.lists(op, min_size=MIN_OPS, max_size=MAX_OPS).map(tuple), st.sampled_from([8, 2]))
