@@ -71,7 +71,8 @@ def pull_figures(deals: int) -> None:
         for via in ("search", "list"):
             conn = ConnectionSettings(name="hs", kind="hubspot", base_url=srv.url,
                                       credentials={"access_token": SecretStr(SANDBOX_TOKEN)},
-                                      options={"search_per_second": 100_000, "backfill_via": via})
+                                      options={"search_per_second": 100_000, "limits_raised": True,
+                                               "backfill_via": via})
             connector = HubSpotConnector(conn)
             sim.log.reset()
             start = time.perf_counter()

@@ -45,7 +45,7 @@ from crmsync.sync.engine import SyncEngine
 LARGEST_PAGE = {"salesforce": 50_000, "hubspot": 200, "pipedrive": 500}  # Bulk 2.0 results page; search; v2 list
 BENCH_OPTIONS: dict[str, dict[str, Any]] = {
     "salesforce": {"bulk_threshold": 100_000, "bulk_page_size": 50_000, "bulk_poll_seconds": 0.2},
-    "hubspot": {"backfill_via": "search", "search_per_second": 1000},
+    "hubspot": {"backfill_via": "search", "search_per_second": 1000, "limits_raised": True},
     "pipedrive": {"page_limit": 500},
 }
 

@@ -2,13 +2,11 @@
 incremental cycle over 1,000 changed deals, with the example rule set in config/rules.
 
     python bench/bench_rules.py [--deals 1000000] [--changed 1000] [--rules-dir config/rules]
-                                [--workers auto|1|2] [--warm]
+                                [--warm]
 
-``--workers``: auto (the engine's default: the sequential loop unless CRMSYNC_RULES_WORKERS asks
-for the two-process split), 1 (sequential loop) or 2 (split: a forked worker evaluates scoring and
-hygiene for half of the deals). ``--warm`` also times a second full run that knows the
+``--warm`` also times a second full run that knows the
 first run's decision keys (as the runner passes the decision log's keys), which skips them.
-The machine's load average is printed first: the split only helps when the other core is idle.
+The machine's load average is printed first (other work on the cores shows in the figures).
 
 Prints figures; it asserts nothing about time.
 """
@@ -27,7 +25,6 @@ from decimal import Decimal
 from pathlib import Path
 
 from crmsync.model import Account, Deal, Owner, Stage
-from crmsync.rules import parallel
 from crmsync.rules.context import RuleContext
 from crmsync.rules.engine import evaluate, incremental
 from crmsync.rules.loader import load_rules
@@ -118,10 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deals", type=int, default=1_000_000)
     parser.add_argument("--changed", type=int, default=1_000)
     parser.add_argument("--rules-dir", default=str(Path(__file__).resolve().parents[1] / "config" / "rules"))
-    parser.add_argument("--workers", default="auto", choices=("auto", "1", "2"))
     parser.add_argument("--warm", action="store_true", help="also time a full run with the first run's keys known")
     args = parser.parse_args(argv)
-    workers = None if args.workers == "auto" else int(args.workers)
 
     t0 = time.perf_counter()
     rule_set = load_rules(args.rules_dir)
@@ -137,11 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
     ctx = RuleContext(now=NOW, owners=owners, stages=stages, accounts=accounts, routing_state=InMemoryRoutingState())
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    split = parallel.should_split(len(deals), workers) and bool(rule_set.scoring or rule_set.hygiene)
-    print(f"load average {load} on {parallel.available_cores()} cores; workers={args.workers} "
-          f"({'two processes' if split else 'sequential'})")
+    print(f"load average {load} on {os.cpu_count()} cores")
     t0, c0 = time.perf_counter(), time.process_time()
-    decisions = evaluate(rule_set, deals, ctx, kinds=kinds, workers=workers)
+    decisions = evaluate(rule_set, deals, ctx, kinds=kinds)
     t_full, c_full = time.perf_counter() - t0, time.process_time() - c0
     t0 = time.perf_counter()
     gc.collect()  # the collector's first look at the decisions (it scans them as they age)
@@ -174,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx_warm = RuleContext(now=NOW, owners=owners, stages=stages, accounts=accounts,
                                routing_state=InMemoryRoutingState(), known_keys=known)
         t0 = time.perf_counter()
-        again = evaluate(rule_set, deals, ctx_warm, kinds=kinds, workers=workers)
+        again = evaluate(rule_set, deals, ctx_warm, kinds=kinds)
         t_warm = time.perf_counter() - t0
         print(f"full evaluation again with the {len(known):,} keys known: {t_warm:.2f} s, {len(again):,} new decisions")
         del again

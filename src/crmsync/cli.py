@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import datetime as dt
-import signal
 import sys
-import threading
 from importlib import import_module
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from crmsync.logging import LogFormat, configure_logging
+from crmsync.cli_options import (
+    ConfigOption,
+    ConnectionOption,
+    ConnectionRequired,
+    JsonOption,
+    ObjectOption,
+    console,
+    err_console,
+    print_json,
+    require_connection,
+    state,
+)
+from crmsync.logging import configure_logging
 from crmsync.model import UTC
-from crmsync.settings import Settings, SettingsError, load_settings
 
-app = typer.Typer(help="CRM sync and sales-automation worker.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(help="CRM sync and sales-automation worker.", no_args_is_help=True)
 db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 sandbox_app = typer.Typer(help="Local simulators of Salesforce, HubSpot, Pipedrive and Meteroid.",
@@ -27,46 +35,26 @@ app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(sandbox_app, name="sandbox")
 
-console = Console()
-err_console = Console(stderr=True)
 
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Path to crmsync.yaml.")]
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
 
-
-class AppState:
-    def __init__(self) -> None:
-        self.config_path: Path | None = None
-        self.log_format: LogFormat = "auto"
-        self._settings: Settings | None = None
-
-    def settings(self, config: Path | None = None) -> Settings:
-        if config is not None:
-            self.config_path, self._settings = config, None
-        if self._settings is None:
-            try:
-                self._settings = load_settings(self.config_path)
-            except SettingsError as exc:
-                err_console.print(f"config error: {exc}", markup=False, highlight=False)
-                raise typer.Exit(2) from None
-            configure_logging(self.log_format, secrets=self._settings.secret_values())
-        return self._settings
-
-    def store(self, config: Path | None = None) -> Any:
-        from crmsync.store import Store
-
-        return Store.open(self.settings(config).store.url)
-
-
-state = AppState()
+        typer.echo(f"crmsync {version('crmsync')}")
+        raise typer.Exit()
 
 
 @app.callback()
 def main_options(
     config: ConfigOption = None,
     log_format: Annotated[str, typer.Option("--log-format", help="auto | console | json")] = "auto",
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")] = False,
+    _version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                           help="Print the version and exit.")] = False,
 ) -> None:
     if log_format not in ("auto", "console", "json"):
         raise typer.BadParameter("expected auto, console or json", param_hint="--log-format")
+    state.debug = debug
     state.config_path = config
     state.log_format = log_format  # type: ignore[assignment]
     configure_logging(state.log_format)
@@ -106,14 +94,19 @@ def _masked_url(url: str) -> str:
 
 
 @app.command("status")
-def status(config: ConfigOption = None) -> None:
-    """Connections, cursors, last runs, outbox and quarantine counts."""
-    from crmsync.status import render_status
+def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Connections, cursors, last runs, outbox and quarantine counts (read-only: never migrates)."""
+    from crmsync.status import render_status, status_data
 
     settings = state.settings(config)
-    store = state.store()
-    store.upgrade()
-    render_status(console, settings, store)
+    store = state.read_store()
+    try:
+        if as_json:
+            print_json(status_data(settings, store))
+        else:
+            render_status(console, settings, store)
+    finally:
+        store.close()
 
 
 # --- sync / backfill ----------------------------------------------------------------------------
@@ -127,76 +120,105 @@ def _parse_date(value: str | None, name: str) -> dt.datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def _install_stop_handler() -> threading.Event:
-    """SIGTERM/SIGINT: finish the current page, checkpoint, exit."""
-    stop = threading.Event()
+def _install_stop_handler() -> Any:
+    """SIGTERM/SIGINT: finish the current page, checkpoint, exit with 128+signal (crmsync.signals)."""
+    from crmsync.signals import install_stop_signals
 
-    def handler(signum: int, frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        err_console.print("stopping after the current page (checkpoint is kept)...")
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
-    return stop
+    return install_stop_signals(on_stop=lambda: err_console.print(
+        "stopping after the current page (checkpoint is kept)..."))
 
 
 @app.command("sync")
 def sync_command(
-    connection: Annotated[str | None, typer.Option(help="Only this connection.")] = None,
+    connection: ConnectionOption = None,
     config: ConfigOption = None,
+    as_json: JsonOption = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Pull and count, write nothing (cursors stay).")] = False,
 ) -> None:
     """One incremental sync cycle (all connections, or one)."""
-    from crmsync.sync.runner import run_sync_cycle
+    from crmsync.sync.runner import run_sync_cycles
 
     settings = state.settings(config)
-    store = state.store()
-    store.upgrade()
-    stop = _install_stop_handler()
+    require_connection(settings, connection)
+    store = state.write_store()
+    stopper = _install_stop_handler()
+    stop = stopper.event
     names = [connection] if connection else [c.name for c in settings.connections
                                              if c.enabled and c.kind != "meteroid"]
-    failed = False
-    table = Table(title="sync")
-    for col in ("connection", "object", "status", "records", "deleted", "quarantined", "api calls"):
-        table.add_column(col)
-    for name in names:
-        for result in run_sync_cycle(settings, store, name, stop_event=stop):
-            failed |= result.status == "failed"
-            table.add_row(result.connection, result.object_name, result.status, str(result.records),
-                          str(result.deleted), str(result.quarantined), str(result.api_calls))
-    console.print(table)
-    if failed:
+    table = Table(title="sync (dry run: nothing written)" if dry_run else "sync")
+    for col in ("connection", "object", "status", "records", "deleted", "bad", "calls"):
+        table.add_column(col, justify="right" if col in ("records", "deleted", "bad", "calls") else "left")
+    rows: list[dict[str, Any]] = []
+    # every connection runs: one that fails is reported and never stops the others
+    results = run_sync_cycles(settings, store, names, stop_event=stop, dry_run=dry_run)
+    for result in results:
+        rows.append({"connection": result.connection, "object": result.object_name, "status": result.status,
+                     "dry_run": dry_run, **result.counts(), "error": result.error})
+        table.add_row(result.connection, result.object_name, result.status, str(result.records),
+                      str(result.deleted), str(result.quarantined), str(result.api_calls))
+    store.close()
+    failures = [r for r in results if r.status == "failed"]
+    if as_json:
+        print_json({"dry_run": dry_run, "results": rows})
+    else:
+        console.print(table)
+        for result in failures:
+            err_console.print(f"{result.connection}/{result.object_name}: {result.error}", markup=False,
+                              highlight=False)
+    if failures:
         raise typer.Exit(1)
+    if stopper.exit_code is not None:
+        raise typer.Exit(stopper.exit_code)
 
 
 @app.command("backfill")
 def backfill_command(
-    connection: Annotated[str, typer.Option(help="The connection to backfill.")],
+    connection: ConnectionRequired,
     object_name: Annotated[str, typer.Option("--object", help="Object to backfill.")] = "deals",
     since: Annotated[str | None, typer.Option(help="Only records modified on or after (YYYY-MM-DD).")] = None,
     until: Annotated[str | None, typer.Option(help="Only records modified before (YYYY-MM-DD).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Pull and count, write nothing.")] = False,
     config: ConfigOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Backfill one object; resumes automatically after a crash or kill."""
     from crmsync.sync.runner import run_backfill
 
     settings = state.settings(config)
-    store = state.store()
-    store.upgrade()
-    stop = _install_stop_handler()
+    require_connection(settings, connection)
+    store = state.write_store()
+    stopper = _install_stop_handler()
+    stop = stopper.event
     result = run_backfill(settings, store, connection, object_name, since=_parse_date(since, "--since"),
                           until=_parse_date(until, "--until"), dry_run=dry_run, stop_event=stop,
-                          console=console)
-    verdict = {True: "[green]complete[/green]", False: "[red]INCOMPLETE[/red]", None: "not checked"}[result.complete]
-    console.print(f"{result.connection}/{result.object_name}: {result.status}, {result.records} records, "
-                  f"{result.api_calls} API calls; source {result.source_count} vs stored {result.stored_count}: "
-                  f"{verdict}")
+                          console=err_console if as_json else console)
+    store.close()
+    unaccounted = result.unaccounted
+    if as_json:
+        print_json({"connection": result.connection, "object": result.object_name, "status": result.status,
+                    "dry_run": dry_run, **result.counts(), "complete": result.complete,
+                    "quarantined_open": result.quarantined_open, "unaccounted": unaccounted,
+                    "error": result.error})
+    if result.complete is None:
+        verdict = "not checked"
+    elif result.complete:
+        verdict = "[green]complete[/green]"
+    elif not unaccounted:
+        verdict = f"[yellow]complete with {result.quarantined_open} quarantined[/yellow] (crmsync status lists them)"
+    else:
+        verdict = (f"[red]INCOMPLETE[/red]: {unaccounted} unaccounted for"
+                   f" ({result.quarantined_open or 0} quarantined)")
+    if not as_json:
+        console.print(f"{result.connection}/{result.object_name}: {result.status}, {result.records} records, "
+                      f"{result.api_calls} API calls; source {result.source_count} vs stored "
+                      f"{result.stored_count}: {verdict}")
     if result.status == "failed":
-        err_console.print(f"[red]{result.error}[/red]")
+        err_console.print(result.error or "failed", markup=False, highlight=False, style="red")
         raise typer.Exit(1)
+    if unaccounted:
+        raise typer.Exit(1)
+    if stopper.exit_code is not None:
+        raise typer.Exit(stopper.exit_code)
 
 
 # --- sandbox and demo -----------------------------------------------------------------------------
@@ -219,14 +241,14 @@ def sandbox_serve(
     for name, server in handle.servers.items():
         console.print(f"{name:<11} {server.url}")
     console.print(f"CA bundle: {handle.ca.ca_path}\nconfig:    {config_path}\nCtrl-C to stop.")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    from crmsync.signals import install_stop_signals
+
+    stop = install_stop_signals().event
     try:
         while not stop.wait(1):
             pass
-    except KeyboardInterrupt:
-        pass
-    handle.stop()
+    finally:
+        handle.stop()
 
 
 @app.command("demo")
@@ -235,12 +257,45 @@ def demo_command(
     seed: Annotated[int, typer.Option(help="World seed.")] = 7,
     store_url: Annotated[str, typer.Option(help="Store URL for the demo.")] = "sqlite:///crmsync-demo.db",
     workdir: Annotated[Path, typer.Option(help="Where the demo keeps its CA and config.")] = Path(".crmsync/demo"),
+    details: Annotated[bool, typer.Option("--details", help="Every table: per object, example decisions, "
+                                          "the full status.")] = False,
 ) -> None:
-    """Start the sandbox in-process, sync every CRM into a local store, run the rules, show it."""
+    """Start the sandbox in-process, sync every CRM into a local store, run the rules; a short summary."""
     from crmsync.demo import run_demo
 
-    code = run_demo(console, deals=deals, seed=seed, store_url=store_url, workdir=workdir)
+    code = run_demo(console, deals=deals, seed=seed, store_url=store_url, workdir=workdir, details=details)
     raise typer.Exit(code)
+
+
+@app.command("sweep")
+def sweep_command(
+    connection: ConnectionRequired,
+    object_name: ObjectOption = None,
+    confirm: Annotated[bool, typer.Option("--confirm", help="Mark them deleted even above "
+                                          "schedule.delete_sweep_max_share.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Hard-delete reconciliation: records the CRM no longer lists are marked deleted in the store."""
+    from crmsync.connectors.base import ConnectorError
+    from crmsync.sync.engine import SweepRefused
+    from crmsync.sync.runner import open_engine
+
+    settings = state.settings(config)
+    require_connection(settings, connection)
+    store = state.write_store()
+    with open_engine(settings, store, connection) as engine:
+        objects = [object_name] if object_name else list(engine.conn.objects)
+        for name in objects:
+            try:
+                marked = engine.sweep_deletes(name, confirm=confirm)
+            except SweepRefused as exc:
+                err_console.print(str(exc), markup=False, highlight=False)
+                raise typer.Exit(1) from None
+            except (NotImplementedError, ConnectorError, ValueError) as exc:
+                console.print(f"{connection}/{name}: skipped ({type(exc).__name__}: {str(exc)[:200]})",
+                              markup=False, highlight=False)
+                continue
+            console.print(f"{connection}/{name}: {marked} marked deleted")
 
 
 def _mount_optional(module: str, attr: str, name: str) -> None:
@@ -254,19 +309,39 @@ def _mount_optional(module: str, attr: str, name: str) -> None:
     app.add_typer(sub, name=name)
 
 
+def _command(module: str, attr: str, name: str) -> None:
+    """Top-level commands that live in their own module."""
+    app.command(name)(getattr(import_module(module), attr))
+
+
+_command("crmsync.check_commands", "check_command", "check")
+_mount_optional("crmsync.state_commands", "state_app", "state")
 _mount_optional("crmsync.rules.commands", "rules_app", "rules")
 _mount_optional("crmsync.billing.commands", "billing_app", "billing")
 _mount_optional("crmsync.sync.outbox_commands", "outbox_app", "outbox")
 _mount_optional("crmsync.runtime.commands", "worker_app", "worker")
 _mount_optional("crmsync.report", "report_app", "report")
+_mount_optional("crmsync.console.commands", "console_app", "console")
 
 
 def main() -> None:
+    """The console script: a user's mistake is one clear line and a non-zero exit, never a
+    traceback (``--debug`` shows it)."""
+    from crmsync.cli_errors import explain
+
     try:
-        app()
-    except SettingsError as exc:
-        err_console.print(f"config error: {exc}", markup=False, highlight=False)
-        sys.exit(2)
+        app(standalone_mode=True)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        err_console.print("interrupted", markup=False, highlight=False)
+        sys.exit(130)
+    except Exception as exc:
+        if state.debug or "--debug" in sys.argv[1:]:
+            raise
+        message, code = explain(exc, state)
+        err_console.print(message, markup=False, highlight=False)
+        sys.exit(code)
 
 
 if __name__ == "__main__":

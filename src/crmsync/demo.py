@@ -28,7 +28,9 @@ from crmsync.sync.engine import OBJECT_TYPES, ObjectResult
 from crmsync.sync.runner import open_engine
 
 
-def run_demo(console: Console, *, deals: int, seed: int, store_url: str, workdir: Path) -> int:
+def run_demo(console: Console, *, deals: int, seed: int, store_url: str, workdir: Path,
+             details: bool = False) -> int:
+    """A short summary per phase; ``details`` adds every table (per object, example decisions, status)."""
     started = time.perf_counter()
     _fresh_sqlite(store_url)
     console.rule("[bold]crmsync demo")
@@ -42,15 +44,25 @@ def run_demo(console: Console, *, deals: int, seed: int, store_url: str, workdir
             console.print(f"  {name:<11} {server.url}")
         store = Store.open(settings.store.url)
         store.upgrade()
-        ok = _sync_all(console, settings, store, handle)
-        _rules(console, settings, store)
-        _billing(console, settings, store)
+        ok = _sync_all(console, settings, store, handle, details)
+        _rules(console, settings, store, details)
+        _billing(console, settings, store, details)
         _push(console, settings, store)
-        console.rule("status")
-        from crmsync.status import render_status
+        if details:
+            console.rule("status")
+            from crmsync.status import render_status
 
-        render_status(console, settings, store)
-        console.print(f"\nconfig written to {config_path}; store {store_url}; "
+            render_status(console, settings, store)
+        else:
+            counts = store.outbox_counts()
+            console.print(f"\noutbox: {counts.get('done', 0):,} written, {counts.get('pending', 0):,} pending, "
+                          f"{counts.get('failed', 0):,} failed, {counts.get('parked', 0):,} parked; "
+                          f"quarantine: {store.quarantine_count():,}")
+            console.print(f"details: crmsync demo --details, or crmsync status -c {config_path}")
+        from crmsync.console.demo import announce
+
+        announce(console, store, config_path)
+        console.print(f"config written to {config_path}; store {store_url}; "
                       f"{time.perf_counter() - started:.1f}s in all")
         return 0 if ok else 1
     finally:
@@ -65,25 +77,36 @@ def _fresh_sqlite(store_url: str) -> None:
             Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-def _sync_all(console: Console, settings: Settings, store: Store, handle: SandboxHandle) -> bool:
+def _sync_all(console: Console, settings: Settings, store: Store, handle: SandboxHandle,
+              details: bool = False) -> bool:
     console.rule("backfill every CRM into the store")
     table = Table()
     for col in ("connection", "object", "records", "api calls", "seconds", "source", "stored", "complete"):
         table.add_column(col, justify="right" if col not in ("connection", "object") else "left")
+    summary = Table()
+    for col in ("connection", "objects", "records", "api calls", "seconds", "complete"):
+        summary.add_column(col, justify="right" if col != "connection" else "left")
     all_ok = True
     for system in ("salesforce", "hubspot", "pipedrive"):
         name = CONNECTION_NAMES[system]
+        records = calls = complete = 0
+        t_conn = time.perf_counter()
         with open_engine(settings, store, name) as engine:
             for object_name in CRM_OBJECTS[system]:
                 t0 = time.perf_counter()
                 result: ObjectResult = engine.backfill(object_name)
                 all_ok &= result.status == "ok" and result.complete is not False
+                records, calls = records + result.records, calls + result.api_calls
+                complete += result.status == "ok" and result.complete is not False
                 table.add_row(name, object_name, f"{result.records:,}", str(result.api_calls),
                               f"{time.perf_counter() - t0:.2f}", str(result.source_count),
                               str(result.stored_count),
                               {True: "[green]yes", False: "[red]NO", None: "-"}[result.complete]
                               if result.status == "ok" else f"[red]{result.status}: {result.error}")
-    console.print(table)
+        n = len(CRM_OBJECTS[system])
+        summary.add_row(name, str(n), f"{records:,}", f"{calls:,}", f"{time.perf_counter() - t_conn:.1f}",
+                        f"[green]{complete}/{n}" if complete == n else f"[red]{complete}/{n}")
+    console.print(table if details else summary)
     truth = Table(title="store vs sandbox truth (live deals)")
     for col in ("connection", "sandbox", "store", "equal"):
         truth.add_column(col)
@@ -98,20 +121,22 @@ def _sync_all(console: Console, settings: Settings, store: Store, handle: Sandbo
     return all_ok
 
 
-def _rules(console: Console, settings: Settings, store: Store) -> None:
+def _rules(console: Console, settings: Settings, store: Store, details: bool = False) -> None:
     from crmsync.rules.runner import run_full
 
     console.rule("rules: scoring, routing, hygiene, handoff, renewal")
     table = Table()
-    for col in ("connection", "evaluated", "decisions", "queued writes", "by action"):
+    columns = ("connection", "evaluated", "decisions", "queued writes") + (("by action",) if details else ())
+    for col in columns:
         table.add_column(col)
     for system in ("salesforce", "hubspot", "pipedrive"):
         name = CONNECTION_NAMES[system]
         run = run_full(settings, store, name)
         actions = ", ".join(f"{k} {v}" for k, v in sorted(run.by_action.items()))
-        table.add_row(name, f"{run.evaluated:,}", f"{run.logged:,}", f"{run.enqueued:,}", actions)
+        table.add_row(name, f"{run.evaluated:,}", f"{run.logged:,}", f"{run.enqueued:,}", *([actions] if details else []))
     console.print(table)
-    _show_decisions(console, store)
+    if details:
+        _show_decisions(console, store)
 
 
 def _push(console: Console, settings: Settings, store: Store) -> None:
@@ -151,7 +176,7 @@ def _show_decisions(console: Console, store: Store) -> None:
     console.print(examples)
 
 
-def _billing(console: Console, settings: Settings, store: Store) -> None:
+def _billing(console: Console, settings: Settings, store: Store, details: bool = False) -> None:
     try:
         from crmsync.billing.demo import run_billing_demo
     except ModuleNotFoundError as exc:
@@ -160,7 +185,7 @@ def _billing(console: Console, settings: Settings, store: Store) -> None:
             return
         raise
     console.rule("billing: price-book drift and won deals to subscriptions")
-    run_billing_demo(console, settings, store)
+    run_billing_demo(console, settings, store, details=details)
 
 
 __all__ = ["run_demo", "OBJECT_TYPES"]

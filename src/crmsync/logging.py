@@ -95,6 +95,7 @@ def configure_logging(fmt: LogFormat = "auto", *, secrets: Iterable[str] = (), l
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
+        _bound_errors,
         _redactor,
         renderer,
     ]
@@ -106,6 +107,24 @@ def configure_logging(fmt: LogFormat = "auto", *, secrets: Iterable[str] = (), l
     )
     logging.basicConfig(level=logging.WARNING, stream=stream, format="%(levelname)s %(name)s %(message)s")
     return _redactor
+
+
+#: the longest traceback a log line keeps (``error`` fields keep ``crmsync.errors.MAX_ERROR_CHARS``)
+MAX_TRACEBACK_CHARS = 20_000
+
+
+def _bound_errors(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Error texts in a log line are bounded and carry no SQL or SQL parameters (record values)."""
+    from crmsync.errors import MAX_ERROR_CHARS, strip_sql
+
+    for key in ("error", "reason"):
+        value = event.get(key)
+        if isinstance(value, str) and (len(value) > MAX_ERROR_CHARS or "[SQL" in value or "[param" in value):
+            event[key] = strip_sql(value)[:MAX_ERROR_CHARS]
+    trace = event.get("exception")
+    if isinstance(trace, str):
+        event["exception"] = strip_sql(trace)[-MAX_TRACEBACK_CHARS:]
+    return event
 
 
 def redactor() -> SecretRedactor:

@@ -9,6 +9,7 @@ timezone-aware UTC (``utc()`` rejects naive values instead of guessing).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -34,7 +35,27 @@ class ObjectType(StrEnum):
 
 
 class ModelError(ValueError):
-    """A value that cannot become part of a canonical record (names the field)."""
+    """A value that cannot become part of a canonical record (names the field).
+
+    ``field`` is the field at fault when the raiser knows it; otherwise ``field_of`` reads it from
+    the message, which by convention starts with ``<field>: ``.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+_FIELD_PREFIX = re.compile(r"^([A-Za-z_][\w.]*): ")
+
+
+def field_of(exc: BaseException) -> str | None:
+    """The field an error names: its ``field`` attribute, or the ``<field>: `` its message starts with."""
+    named = getattr(exc, "field", None)
+    if isinstance(named, str) and named:
+        return named
+    match = _FIELD_PREFIX.match(str(exc))
+    return match.group(1) if match else None
 
 
 def utc(value: dt.datetime, *, field_name: str = "timestamp") -> dt.datetime:
@@ -48,13 +69,18 @@ def now_utc() -> dt.datetime:
     return dt.datetime.now(UTC)
 
 
+#: a digit string is epoch milliseconds only from 12 digits (1973 on); ``20240102`` is a basic ISO
+#: date, not 5 hours after 1970 - it goes to the ISO parser, which refuses it for lack of a zone
+EPOCH_MS_DIGITS = 12
+
+
 def parse_timestamp(value: Any, *, field_name: str = "timestamp") -> dt.datetime | None:
     """Parse the timestamp forms the CRMs send: ISO 8601 with Z/offset/+0000, or epoch ms."""
     if value is None or value == "":
         return None
     if isinstance(value, dt.datetime):
         return utc(value, field_name=field_name)
-    if isinstance(value, int | float) or (isinstance(value, str) and value.isdigit()):
+    if isinstance(value, int | float) or (isinstance(value, str) and value.isdigit() and len(value) >= EPOCH_MS_DIGITS):
         return dt.datetime.fromtimestamp(int(value) / 1000, UTC)
     if not isinstance(value, str):
         raise ModelError(f"{field_name}: expected a timestamp, got {type(value).__name__}")

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from crmsync.yaml_loader import load_yaml
+
 ConnectionKind = Literal["salesforce", "hubspot", "pipedrive", "meteroid"]
 DEFAULT_CONFIG_PATH = Path("config/crmsync.yaml")
 DEFAULT_STORE_URL = "sqlite:///crmsync.db"
@@ -33,6 +35,10 @@ class ScheduleSettings(_Strict):
     interval_seconds: int | None = Field(default=300, ge=5)
     cron: str | None = None  # crontab expression; wins over the interval when set
     delete_sweep_cron: str = "0 3 * * *"
+    # a sweep that would mark more than this share of an object's stored records deleted stops and
+    # waits for `crmsync sweep --confirm` (a CRM answering with an empty or partial id list, a
+    # permission change, a wrong base URL: never a reason to delete what the store holds)
+    delete_sweep_max_share: float = Field(default=0.1, gt=0, le=1)
     rules_after_sync: bool = True
 
 
@@ -56,6 +62,11 @@ class ConnectionSettings(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)  # connector-specific knobs
     enabled: bool = True
 
+    @field_validator("base_url")
+    @classmethod
+    def _valid_base_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(value)
+
     def secret(self, key: str) -> str | None:
         value = self.credentials.get(key)
         return value.get_secret_value() if value is not None else None
@@ -71,7 +82,41 @@ class StoreSettings(_Strict):
             raise ValueError("expected sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB")
         if value.startswith("postgresql://"):
             value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        if value.startswith("postgresql"):
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.exc import ArgumentError
+
+            try:
+                url = make_url(value)
+            except (ArgumentError, ValueError):
+                raise ValueError("not a valid database URL (expected postgresql+psycopg://USER@HOST:PORT/DB)") from None
+            if not url.host:
+                raise ValueError("the database URL names no host (expected postgresql+psycopg://USER@HOST:PORT/DB)")
+            if url.port is not None and not 0 < url.port < 65536:
+                raise ValueError(f"port {url.port} is out of range (1-65535)")
         return value
+
+
+def check_http_url(value: str) -> str:
+    """A base URL the connectors can call: ``http(s)://host[:port][/path]``; the error says what is wrong."""
+    from urllib.parse import urlsplit
+
+    text = value.strip()
+    if text != value or any(ch.isspace() for ch in text):
+        raise ValueError("contains whitespace")
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:  # e.g. a port that is not a number or out of range
+        raise ValueError(f"not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"scheme {parts.scheme + ':' if parts.scheme else '(none)'} is not http: or https: "
+                         "(expected e.g. https://api.example.com)")
+    if not parts.netloc or not parts.hostname:
+        raise ValueError("names no host (expected e.g. https://api.example.com)")
+    if port == 0:
+        raise ValueError("port 0 is not a port to call")
+    return text
 
 
 class MirrorSettings(_Strict):
@@ -205,9 +250,14 @@ def load_settings(path: Path | str | None = None, *, environ: dict[str, str] | N
     text = ""
     data: Any = {}
     if config_path.exists():
-        text = config_path.read_text(encoding="utf-8")
         try:
-            data = yaml.safe_load(text) or {}
+            text = config_path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise SettingsError(f"{config_path}: not UTF-8 text (byte at offset {exc.start}); save it as UTF-8") from None
+        except OSError as exc:
+            raise SettingsError(f"{config_path}: cannot read ({exc.strerror or exc})") from None
+        try:
+            data = load_yaml(text) or {}
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f":{mark.line + 1}" if mark is not None else ""

@@ -66,7 +66,7 @@ def scenario(base_url: str, edit: Any = None) -> dict[str, Any]:
                               credentials={"access_token": SecretStr(SANDBOX_TOKEN)},
                               # prefetch off: one request at a time, so the recording is complete and
                               # ordered (vcrpy does not record concurrent requests reliably)
-                              options={"max_attempts": 1, "search_per_second": 1000, "lookback_seconds": 0,
+                              options={"max_attempts": 1, "search_per_second": 1000, "limits_raised": True, "lookback_seconds": 0,
                                        "prefetch": False})
     connector = HubSpotConnector(conn)
     owners = [r for p in connector.pull("owners", None) for r in p.records]
@@ -126,7 +126,7 @@ def test_cassette_holds_no_token_and_the_expected_shapes() -> None:
     assert ("GET", "/crm/v3/owners/") in calls
     archived = [dict(parse_qsl(urlsplit(r["uri"]).query)) for r in requests
                 if urlsplit(r["uri"]).path == "/crm/v3/objects/deals"]
-    assert archived and archived[0]["archived"].lower() == "true"  # the SDK sends Python's "True"
+    assert archived and archived[0]["archived"] == "true"  # as the spec spells booleans (not Python's "True")
     update = next(json.loads(r["body"]) for r in requests if r["uri"].endswith("/deals/batch/update"))
     assert [i["id"] for i in update["inputs"]] == ["3"]  # the conflicting deal 4 was never sent
     assert update["inputs"][0]["properties"] == {"dealstage": "proposal", "meddic_champion": "CFO"}

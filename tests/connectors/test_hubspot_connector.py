@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -37,7 +36,8 @@ def make(server: SandboxServer, **options: Any) -> HubSpotConnector:
 
     conn = ConnectionSettings(name="hs", kind="hubspot", base_url=server.url,
                               credentials={"access_token": SecretStr(SANDBOX_TOKEN)},
-                              options={"search_per_second": FAST, "lookback_seconds": 0, **options})
+                              options={"search_per_second": FAST, "limits_raised": True, "lookback_seconds": 0,
+                                       **options})
     return HubSpotConnector(conn)
 
 
@@ -226,7 +226,7 @@ def test_push_207_partial_failure_per_item(hs: HubSpotConnector, sim: HubSpotSim
 def test_push_conflict_when_changed_since_decision(hs: HubSpotConnector, sim: HubSpotSimulator) -> None:
     records, _, _ = drain(hs.pull("deals", None))
     seen_4, seen_6 = records["4"].modified_at, records["6"].modified_at
-    time.sleep(0.002)
+    sim.clock.advance(0.002)  # a later edit gets a later millisecond stamp
     sim.edit("deals", "4", {"dealname": "a human edited this"})
     sim.log.reset()
     results = hs.push([
@@ -307,3 +307,22 @@ def test_push_canonical_task_fields_and_deal_link(hs: HubSpotConnector, sim: Hub
     assert list(sim.associations.get("tasks", int(result.source_id), "deals")) == [7]
     refused = hs.push([PushItem("tasks", "create", {"subject": "x", "lead_id": "55"}, idempotency_key="k2", ref=1)])
     assert not refused[0].ok and "lead_id" in (refused[0].error or "")
+
+
+def test_a_search_rate_above_the_documented_limit_is_capped(server: SandboxServer,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A ``search_per_second: 20`` typo cannot cause 429 storms: HubSpot documents 5 per second."""
+    from crmsync.connectors.hubspot.limits import DOCUMENTED_SEARCH_PER_SECOND, search_rate
+    from crmsync.settings import ConnectionSettings
+
+    conn = ConnectionSettings(name="hs", kind="hubspot", base_url=server.url,
+                              credentials={"access_token": SecretStr(SANDBOX_TOKEN)},
+                              options={"search_per_second": 20})
+    capped = HubSpotConnector(conn)
+    assert capped.transport.search_interval == pytest.approx(1.07 / DOCUMENTED_SEARCH_PER_SECOND)
+    said = capsys.readouterr()
+    assert "settings.rate_capped" in said.out + said.err  # a warning names the option and the cap
+    assert search_rate({"search_per_second": 3}, "hs") == 3  # under the limit: as configured
+    assert search_rate({"search_per_second": 20, "limits_raised": True}, "hs") == 20  # said so explicitly
+    with pytest.raises(ValueError, match="search_per_second"):
+        search_rate({"search_per_second": "fast"}, "hs")

@@ -38,7 +38,8 @@ def test_fast_timestamp_agrees_with_the_model(value: Any) -> None:
     assert result is None or result.tzinfo is dt.UTC
 
 
-@pytest.mark.parametrize("value", ["2024-03-31", "2024-03-31T25:00:00Z", "nonsense", "2024-03-31T12:00:00", "2024-13-01T00:00:00Z"])
+@pytest.mark.parametrize("value", ["2024-03-31", "2024-03-31T25:00:00Z", "nonsense", "2024-03-31T12:00:00", "2024-13-01T00:00:00Z",
+                                   "20240102"])  # a basic ISO date, not epoch ms 20240102
 def test_fast_timestamp_refuses_what_the_model_refuses(value: str) -> None:
     with pytest.raises(ModelError) as fast:
         as_timestamp(value, "CloseDate")
@@ -168,7 +169,7 @@ def test_hubspot_backfill_reads_associations_a_thousand_at_a_time() -> None:
     with SandboxServer(sim.build_app(), name="hubspot") as server:
         hs = HubSpotConnector(ConnectionSettings(
             name="hs", kind="hubspot", base_url=server.url, credentials={"access_token": SANDBOX_TOKEN},
-            options={"search_per_second": 1000, "lookback_seconds": 0}))
+            options={"search_per_second": 1000, "limits_raised": True, "lookback_seconds": 0}))
         records: dict[str, Any] = {}
         pages = list(hs.pull("deals", None, backfill=True))
         for page in pages:

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -164,6 +163,12 @@ def test_pipedrive_note_on_a_missing_deal_is_refused(sandbox: SandboxHandle) -> 
         connector.close()
 
 
+def _tick(system: str, sim: Any) -> None:
+    """Move the simulator's clock past its stamp resolution (a later write gets a later stamp):
+    Salesforce keeps whole seconds, HubSpot milliseconds."""
+    sim.clock.advance(1.0 if system == "salesforce" else 0.002)
+
+
 @pytest.mark.parametrize("system", ["salesforce", "hubspot", "pipedrive"])
 def test_own_earlier_write_is_not_a_conflict_but_a_later_human_edit_is(sandbox: SandboxHandle, system: str) -> None:
     connector = _connector(sandbox, system, field_mappings={"deals": SCORE_OVERRIDE[system]})
@@ -176,7 +181,7 @@ def test_own_earlier_write_is_not_a_conflict_but_a_later_human_edit_is(sandbox: 
             return connector.push([PushItem("deals", "update", fields, source_id=deal.source_id,
                                             based_on_modified_at=based, ref=ref)])[0]
 
-        time.sleep(0.01)
+        _tick(system, sim)
         first = update({"extra.health": Decimal(10)}, 1)
         assert first.ok, first.error
         second = update({"owner_id": deal.owner_id}, 2)  # decided with the first, pushed in a later batch
@@ -184,7 +189,7 @@ def test_own_earlier_write_is_not_a_conflict_but_a_later_human_edit_is(sandbox: 
         if system == "pipedrive":
             sim.advance(2)  # update_time has one-second resolution
         else:
-            time.sleep(0.01)
+            _tick(system, sim)
         human = {"salesforce": {"NextStep": "call back"}, "hubspot": {"dealname": "Renamed by a human"},
                  "pipedrive": {"title": "Renamed by a human"}}[system]
         sim.edit(DEAL_OBJECT[system], deal.source_id, human)
@@ -203,3 +208,34 @@ def test_salesforce_identity_gives_the_api_user(sandbox: SandboxHandle) -> None:
         assert connector.session.user_id and connector.session.user_id.startswith("005")
     finally:
         connector.close()
+
+
+BIG_MONEY = Decimal("12345678901234567.89")  # 19 significant digits: a float keeps ~15
+
+
+@pytest.mark.parametrize("system", ["salesforce", "hubspot", "pipedrive"])
+def test_money_past_float_precision_goes_out_and_comes_back_exactly(sandbox: SandboxHandle, system: str) -> None:
+    """The one msgspec encoder writes a Decimal from its digits; the simulator keeps them; the pull
+    reads them back as the same Decimal (and a custom decimal field does too)."""
+    connector = _connector(sandbox, system, field_mappings={"deals": SCORE_OVERRIDE[system]})
+    try:
+        deal = _deals(connector)[5]
+        [result] = connector.push([PushItem("deals", "update", {"amount": BIG_MONEY, "extra.health": BIG_MONEY},
+                                            source_id=deal.source_id, ref=1)])
+        assert result.ok, result.error
+        row = _truth_deal(sandbox, system, deal.source_id)
+        assert Decimal(str(_score_in_truth(system, row))) == BIG_MONEY
+        [again] = [d for page in connector.pull("deals", None) for d in page.records if d.source_id == deal.source_id]
+        assert again.amount == BIG_MONEY
+        assert again.extra["health"] == BIG_MONEY
+    finally:
+        connector.close()
+
+
+def test_a_non_finite_decimal_is_refused_before_sending() -> None:
+    from crmsync.connectors.base import FatalError
+    from crmsync.connectors.wire import encode_body
+
+    assert encode_body({"amount": BIG_MONEY}) == b'{"amount":12345678901234567.89}'
+    with pytest.raises(FatalError, match="cannot encode"):
+        encode_body({"amount": Decimal("NaN")})

@@ -64,6 +64,9 @@ def test_store_url_from_the_environment(tmp_path: Path, empty_store_url: Callabl
 def test_status_on_a_fresh_store_masks_nothing_secret(tmp_path: Path, empty_store_url: Callable[[], str]) -> None:
     config = write_config(tmp_path / "crmsync.yaml", empty_store_url())
     result = run("--log-format", "json", "status", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 3 and "crmsync db upgrade" in result.stderr  # read-only: never migrates
+    assert run("db", "upgrade", "--config", str(config), cwd=tmp_path).returncode == 0
+    result = run("--log-format", "json", "status", "--config", str(config), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     for title in ("connections", "cursors", "last runs", "queues", "outbox pending", "quarantine"):
         assert title in result.stdout

@@ -89,3 +89,11 @@ def test_unknown_connection_lists_known_ones(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, GOOD), environ={})
     with pytest.raises(SettingsError, match="configured: sf, hs"):
         settings.connection("nope")
+
+
+def test_a_key_given_twice_is_refused_with_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "crmsync.yaml"
+    path.write_text("store:\n  url: sqlite:///a.db\nworker:\n  health_port: 1\nstore:\n  url: sqlite:///b.db\n")
+    with pytest.raises(SettingsError) as info:
+        load_settings(path)
+    assert f"{path}:5" in str(info.value) and "duplicate key 'store' (first given on line 1)" in str(info.value)

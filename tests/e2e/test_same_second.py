@@ -39,7 +39,7 @@ FAST_SEARCH = 100  # HubSpot search calls per second, on the simulator and the c
 
 def engine_for(store: Store, crm: CrmUnderTest, *, one_by_one: bool) -> SyncEngine:
     crm.sim.knobs.update({"search_per_second": FAST_SEARCH})
-    options: dict[str, Any] = {"search_per_second": FAST_SEARCH, **(ONE_BY_ONE[crm.kind] if one_by_one else {})}
+    options: dict[str, Any] = {"search_per_second": FAST_SEARCH, "limits_raised": True, **(ONE_BY_ONE[crm.kind] if one_by_one else {})}
     conn = crm.connection(**options)
     for key in ("lookback_seconds", "settle_seconds"):
         conn.options.pop(key, None)  # the CRM's default settle time is what is proven here

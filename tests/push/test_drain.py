@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from crmsync.model import ObjectType
 from crmsync.store import OutboxItem, Store
 from crmsync.sync.engine import SyncEngine
 from crmsync.sync.outbox import KILL_ENV, PAUSE_NS, drain, filter_echoes, is_echo, pending_reruns
+from waiting import wait_until
 
 from .conftest import Env
 
@@ -234,19 +234,28 @@ def test_retriable_failures_back_off_then_succeed_or_give_up(
     assert all(i.last_error for i in store.outbox_items())
     store.set_state(PAUSE_NS, env.conn.name, None)
     assert _drain(store, env, backoff_base_s=0.3).claimed == 0  # backing off
-    time.sleep(0.35)
     env.sim.knobs.update({"faults": []})
-    second = _drain(store, env, backoff_base_s=0.3)
+    # drains claim nothing until the backoff is over, then push both
+    drains = []
+
+    def drained() -> bool:
+        drains.append(_drain(store, env, backoff_base_s=0.3))
+        return bool(drains[-1].claimed)
+
+    wait_until(drained, 10, "the backoff to end", interval=0.05)
+    second = drains[-1]
     assert second.done == 2, second
     assert [i.attempts for i in store.outbox_items()] == [2, 2]
     # a write that keeps failing ends failed, with its error kept until someone acts
     store.enqueue(OutboxItem(connection=env.conn.name, object_name="deals", operation="update",
                              source_id=ids[0], fields={"name": "never"}, idempotency_key="never"))
     env.sim.knobs.update({"faults": [{"path": write_path, "kind": "503"}]})
-    for _ in range(3):
+    def given_up() -> bool:  # drain again each time the short backoff has passed, until it gives up
         store.set_state(PAUSE_NS, env.conn.name, None)
         _drain(store, env, backoff_base_s=0.01, max_attempts=3)
-        time.sleep(0.1)
+        return [i for i in store.outbox_items() if i.idempotency_key == "never"][0].status == "failed"
+
+    wait_until(given_up, 10, "the write to be given up", interval=0.02)
     env.sim.knobs.update({"faults": []})
     never = [i for i in store.outbox_items() if i.idempotency_key == "never"][0]
     assert never.status == "failed" and never.attempts == 3 and "gave up after 3 attempts" in (never.last_error or "")

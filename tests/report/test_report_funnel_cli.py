@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from report_harness import OBJECTS
+from report_harness import OBJECTS, history_events_in
 from typer.testing import CliRunner
 
 from crmsync.cli import app
@@ -39,7 +39,7 @@ def synced_config(store: Store, pipedrive: SandboxHandle, tmp_path: Path) -> tup
             moved += 1
     assert moved > 50
     assert all(r.status == "ok" for r in run_sync_cycle(settings, store, name, objects=["deals"]))
-    assert count_stage_events(store.engine, name) == 500 + moved
+    assert count_stage_events(store.engine, name) == history_events_in(pipedrive.world) + moved
     return config, name
 
 

@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 from pathlib import Path
 
-from report_harness import OBJECTS
+from report_harness import OBJECTS, history_events_in
 
 from crmsync.model import Deal, ObjectType
 from crmsync.sandbox.pipedrive import PipedriveSimulator
@@ -95,8 +95,8 @@ def test_crm_history_in_extra_is_used_and_idempotent(store: Store) -> None:
 
 
 def test_engine_records_events_on_pull(store: Store, pipedrive: SandboxHandle, tmp_path: Path) -> None:
-    """Through the real sync engine over HTTP: a backfill gives every deal one event, a stage move
-    in the CRM one more, and a sync that brings nothing new none."""
+    """Through the real sync engine over HTTP: a backfill gives every deal its history's events, a
+    stage move in the CRM one more, and a sync that brings nothing new none."""
     config = pipedrive.write_config(tmp_path / "crmsync.yaml", store_url="sqlite:///unused.db")
     settings = load_settings(config)
     name = settings.connections[0].name
@@ -104,7 +104,8 @@ def test_engine_records_events_on_pull(store: Store, pipedrive: SandboxHandle, t
         assert run_backfill(settings, store, name, obj).status == "ok"
     deals = store.count(ObjectType.DEAL, name)
     assert deals == 500
-    assert count_stage_events(store.engine, name) == deals
+    backfilled = history_events_in(pipedrive.world)
+    assert count_stage_events(store.engine, name) == backfilled
 
     sim = pipedrive.sims["pipedrive"]
     assert isinstance(sim, PipedriveSimulator)
@@ -114,7 +115,7 @@ def test_engine_records_events_on_pull(store: Store, pipedrive: SandboxHandle, t
     sim.advance(3 * 86_400)
     sim.move_stage(str(target.id), "negotiation" if target.stage != 4 else "closedwon")
     run_sync_cycle(settings, store, name, objects=["deals"])
-    assert count_stage_events(store.engine, name) == deals + 1
+    assert count_stage_events(store.engine, name) == backfilled + 1
     last = [e for e in iter_stage_events(store.engine, connection=name) if e.deal_id == str(target.id)][-1]
     after = store.get(ObjectType.DEAL, name, str(target.id))
     assert isinstance(after, Deal)
@@ -122,4 +123,4 @@ def test_engine_records_events_on_pull(store: Store, pipedrive: SandboxHandle, t
     assert last.at == after.stage_changed_at
 
     run_sync_cycle(settings, store, name, objects=["deals"])  # the lookback re-reads the moved deal
-    assert count_stage_events(store.engine, name) == deals + 1
+    assert count_stage_events(store.engine, name) == backfilled + 1

@@ -53,6 +53,9 @@ def _break(path: Path, old: str, new: str) -> int:
         ("hygiene.yaml", "kind: close_date_past", "kind: close_date_past\n    colour: red", "rules[6].colour", "unknown key"),
         ("routing.yaml", "field: region", "field: regoin", "rules[3].territory.field", "unknown field 'regoin'"),
         ("routing.yaml", "pool: enterprise_desk", "pool: nowhere", "rules[2].pool", "unknown pool 'nowhere'"),
+        # a stray brace before the last placeholder is a typo, like one after it
+        ("hygiene.yaml", '"Complete MEDDIC for {name}"', '"Complete MEDDIC } for {name}"', "rules[1].task_subject",
+         "unbalanced braces"),
     ],
 )
 def test_broken_file_keeps_old_set_and_names_file_line_key(
@@ -103,3 +106,16 @@ def test_no_valid_set_yet_raises(tmp_path: Path) -> None:
     assert holder.reload()
     with pytest.raises(RuleFileError):
         _ = holder.rule_set
+
+
+def test_a_key_given_twice_is_refused_with_its_line(rules_dir: Path) -> None:
+    holder = RuleSetHolder(rules_dir)
+    holder.reload()
+    good = holder.rule_set
+    line = _break(rules_dir / "hygiene.yaml", "    severity: critical\n    task_subject: \"Complete",
+                  "    severity: critical\n    severity: info\n    task_subject: \"Complete")
+    issues = holder.reload()
+    assert len(issues) == 1 and issues[0].file.endswith("hygiene.yaml")
+    assert issues[0].line == line + 1 and "duplicate key 'severity'" in issues[0].message
+    assert f"first given on line {line}" in issues[0].message
+    assert holder.rule_set is good

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -27,6 +26,7 @@ from crmsync.sandbox import FaultRule, LocalCA, SandboxServer, generate_world
 from crmsync.sandbox.salesforce import SalesforceSimulator, SoqlError, parse
 from crmsync.sandbox.salesforce.ids import checksum, is_valid_id, make_id
 from crmsync.sandbox.salesforce.soql import And, Not, Or
+from waiting import wait_until
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -309,8 +309,8 @@ def test_bulk2_job_states_locators_and_abort(sf: Salesforce, sim: SalesforceSimu
         job = client.create_job("queryAll", "SELECT Id FROM Lead")
         assert job["state"] == "UploadComplete" and job["id"].startswith("750")
         assert client.get_job(job["id"], True)["state"] == "InProgress"
-        time.sleep(0.35)
-        assert client.get_job(job["id"], True)["state"] == "JobComplete"
+        wait_until(lambda: client.get_job(job["id"], True)["state"] == "JobComplete", 10, "the bulk job to complete",
+                   interval=0.05)
     finally:
         sim.bulk_delay_s = 0.0
     first = client.get_query_results(job["id"], "", 300)
@@ -415,10 +415,22 @@ def test_stage_history_from_the_world_and_from_edits(sf: Salesforce, sim: Salesf
     soql = format_soql("SELECT OldValue, NewValue, CreatedDate FROM OpportunityFieldHistory "
                        "WHERE OpportunityId = {} AND Field = 'StageName' ORDER BY CreatedDate, Id", opportunity_id)
     rows = sf.query(soql)["records"]
-    assert [r["NewValue"] for r in rows] == [stage.label for stage, _ in sim.world.stage_history(deal)]
-    assert rows[0]["OldValue"] is None and all(a["NewValue"] == b["OldValue"] for a, b in zip(rows, rows[1:], strict=False))
+    history = sim.world.stage_history(deal)
+    assert len(history) > 1
+    assert [r["NewValue"] for r in rows] == [stage.label for stage, _ in history[1:]]  # creation is no StageName row
+    assert rows[0]["OldValue"] == history[0][0].label
+    assert all(a["NewValue"] == b["OldValue"] for a, b in zip(rows, rows[1:], strict=False))
+    created = sf.query(format_soql("SELECT Field, NewValue, CreatedDate FROM OpportunityFieldHistory "
+                                   "WHERE OpportunityId = {} AND Field = 'created'", opportunity_id))["records"]
+    assert [(r["Field"], r["NewValue"]) for r in created] == [("created", None)]
+    snapshots = sf.query(format_soql("SELECT StageName, CreatedDate FROM OpportunityHistory WHERE OpportunityId = {} "
+                                     "ORDER BY CreatedDate, Id", opportunity_id))["records"]
+    assert [r["StageName"] for r in snapshots] == [stage.label for stage, _ in history]
     current = sim.truth("Opportunity")[41]["StageName"]
     target = "Closed Lost" if current != "Closed Lost" else "Negotiation"
     sim.move_stage(opportunity_id, target)
     latest = sf.query(soql)["records"][-1]
     assert (latest["OldValue"], latest["NewValue"]) == (current, target)
+    snapshots = sf.query(format_soql("SELECT StageName FROM OpportunityHistory WHERE OpportunityId = {} "
+                                     "ORDER BY CreatedDate, Id", opportunity_id))["records"]
+    assert snapshots[-1]["StageName"] == target

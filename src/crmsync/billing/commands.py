@@ -6,29 +6,30 @@ from the sandbox World; the billing side always from the configured Meteroid con
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from crmsync.billing.catalog import BillingCatalog, load_catalog
 from crmsync.billing.checks import CheckConfig
 from crmsync.billing.mapping import ProductMapping, build_mapping
 from crmsync.billing.reports import deal_drift, price_book_drift, price_book_updates, renewals, write_csv
+from crmsync.cli_options import ConfigOption, JsonOption, console, print_json, state
 from crmsync.model import Deal, LineItem, PriceBookEntry, Product
-from crmsync.settings import Settings, load_settings
+from crmsync.settings import Settings
 
 billing_app = typer.Typer(help="Quote-to-cash checks against Meteroid: drift, renewals, price-book sync.",
                           no_args_is_help=True)
-console = Console()
 
 
 def _settings(config: Path | None) -> Settings:
-    return load_settings(config)
+    """The global ``--config/-c`` (or this command's own), secrets handed to the log redactor."""
+    return state.settings(config)
 
 
 def _connector(settings: Settings) -> Any:
@@ -49,9 +50,8 @@ def _crm_side(settings: Settings, world_seed: int | None, world_deals: int
         world_products, world_entries = product_records(world)
         return [(deal_record(world, d), line_records(world, d)) for d in world.deals], world_products, world_entries
     from crmsync.billing.crm_side import load_crm_side
-    from crmsync.store import Store
 
-    store = Store.open(settings.store.url)
+    store = state.read_store()  # read-only: never migrated here
     deals: list[tuple[Deal, list[LineItem]]] = []
     products: list[Product] = []
     entries: list[PriceBookEntry] = []
@@ -74,7 +74,8 @@ def _catalog(settings: Settings, connector: Any, codes: list[str]) -> tuple[Bill
 
 
 @billing_app.command()
-def drift(config: Path | None = typer.Option(None, help="crmsync.yaml"),
+def drift(config: ConfigOption = None,
+          as_json: JsonOption = False,
           csv_path: Path | None = typer.Option(None, "--csv", help="write every mismatch to this CSV"),
           world_seed: int | None = typer.Option(None, help="use the sandbox World as the CRM side"),
           world_deals: int = typer.Option(1000), top: int = typer.Option(25, help="rows shown in the table")) -> None:
@@ -89,28 +90,39 @@ def drift(config: Path | None = typer.Option(None, help="crmsync.yaml"),
                       discount_approval_threshold=Decimal(settings.billing.discount_approval_threshold))
     rows = price_book_drift(products, entries, mapping) + deal_drift(deals, catalog, mapping, cfg)
     rows.sort(key=lambda r: r.money_at_stake, reverse=True)
+    total = sum((r.money_at_stake for r in rows), Decimal(0))
+    if csv_path is not None:
+        write_csv(rows, csv_path)
+    connector.close()
+    if as_json:
+        print_json({"mismatches": [dataclasses.asdict(r) for r in rows], "total_at_stake": total,
+                    "unmatched_crm_products": list(mapping.report.unmatched_crm),
+                    "csv": str(csv_path) if csv_path else None})
+        return
     table = Table(title=f"billing drift: {len(rows)} mismatches")
-    for col in ("kind", "subject", "crm", "billing", "at stake", "reason"):
-        table.add_column(col)
+    for col in ("kind", "subject", "crm", "billing", "at stake"):
+        table.add_column(col, overflow="fold")
+    table.add_column("reason", overflow="fold", ratio=1)
     for r in rows[:top]:
         table.add_row(r.kind, r.subject, r.crm_value, r.billing_value, f"{r.money_at_stake} {r.currency or ''}",
                       r.reason)
     console.print(table)
-    total = sum((r.money_at_stake for r in rows), Decimal(0))
     console.print(f"total at stake: {total}; unmatched CRM products: {mapping.report.unmatched_crm or 'none'}")
     if csv_path is not None:
-        write_csv(rows, csv_path)
         console.print(f"wrote {len(rows)} rows to {csv_path}")
-    connector.close()
 
 
 @billing_app.command("renewals")
-def renewals_cmd(config: Path | None = typer.Option(None, help="crmsync.yaml"),
+def renewals_cmd(config: ConfigOption = None, as_json: JsonOption = False,
                  days_from: int = typer.Option(60), days_to: int = typer.Option(90)) -> None:
     """Subscriptions ending in the next 60-90 days and their renewal status."""
     settings = _settings(config)
     connector = _connector(settings)
     rows = renewals(connector.list_all("subscriptions"), dt.datetime.now(dt.UTC).date(), window=(days_from, days_to))
+    connector.close()
+    if as_json:
+        print_json({"window_days": [days_from, days_to], "renewals": [dataclasses.asdict(r) for r in rows]})
+        return
     table = Table(title=f"renewals in {days_from}-{days_to} days: {len(rows)}")
     for col in ("subscription", "customer", "plan", "ends", "days", "ARR", "status", "renewal"):
         table.add_column(col)
@@ -118,11 +130,10 @@ def renewals_cmd(config: Path | None = typer.Option(None, help="crmsync.yaml"),
         table.add_row(r.subscription_id, r.customer, r.plan, r.end_date.isoformat(), str(r.days_left), str(r.arr),
                       r.status, r.renewal_status)
     console.print(table)
-    connector.close()
 
 
 @billing_app.command()
-def sync(config: Path | None = typer.Option(None, help="crmsync.yaml"),
+def sync(config: ConfigOption = None,
          world_seed: int | None = typer.Option(None), world_deals: int = typer.Option(200)) -> None:
     """Price-book sync: billing as master enqueues CRM price updates; report_only prints them."""
     settings = _settings(config)

@@ -4,6 +4,7 @@ turned into customers and subscriptions (idempotently: a second demo run creates
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from decimal import Decimal
 
 from rich.console import Console
@@ -20,7 +21,8 @@ from crmsync.settings import Settings
 from crmsync.store import Store
 
 
-def run_billing_demo(console: Console, settings: Settings, store: Store, *, provision_per_crm: int = 5) -> None:
+def run_billing_demo(console: Console, settings: Settings, store: Store, *, provision_per_crm: int = 5,
+                     details: bool = True) -> None:
     from crmsync.connectors.meteroid import MeteroidConnector
 
     if not settings.billing.connection:
@@ -62,6 +64,11 @@ def run_billing_demo(console: Console, settings: Settings, store: Store, *, prov
                                     f"customer {int(result.created_customer)}, subs {result.created_subscriptions}",
                                     (result.error or f"{len(result.findings)} findings")[:90])
         console.print(drift)
-        console.print(provisioned)
+        if details:
+            console.print(provisioned)
+        else:
+            outcomes = Counter(provisioned.columns[2].cells)
+            console.print("won deals to subscriptions: "
+                          + (", ".join(f"{n} {status}" for status, n in sorted(outcomes.items())) or "none"))
     finally:
         connector.close()

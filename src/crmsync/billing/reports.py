@@ -13,6 +13,7 @@ from typing import Any
 from crmsync.billing.catalog import PERIOD_MONTHS, BillingCatalog
 from crmsync.billing.checks import CheckConfig, Finding, run_checks
 from crmsync.billing.mapping import ProductMapping
+from crmsync.csv_cells import safe_row
 from crmsync.model import Deal, LineItem, PriceBookEntry, Product
 
 
@@ -65,8 +66,8 @@ def write_csv(rows: Sequence[DriftRow], path: Path) -> None:
         writer = csv.writer(fh)
         writer.writerow(["kind", "subject", "crm_value", "billing_value", "money_at_stake", "currency", "reason"])
         for r in rows:
-            writer.writerow([r.kind, r.subject, r.crm_value, r.billing_value, str(r.money_at_stake), r.currency or "",
-                             r.reason])
+            writer.writerow(safe_row([r.kind, r.subject, r.crm_value, r.billing_value, r.money_at_stake,
+                                      r.currency or "", r.reason]))
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from crmsync.billing.crm_side import load_crm_side
 from crmsync.billing.mapping import build_mapping
 from crmsync.billing.reports import price_book_drift, price_book_updates
 from crmsync.billing.won_deals import provision, record_result
+from crmsync.errors import describe_error
 from crmsync.logging import get_logger
 from crmsync.model import Account, ObjectType, now_utc
 from crmsync.settings import Settings
@@ -99,7 +100,7 @@ def run_billing_sync(settings: Settings, store: Store, *, today: dt.date | None 
                                         "blocked": result.blocked, "failed": result.failed,
                                         "price_updates_queued": result.price_updates_queued})
     except Exception as exc:
-        store.finish_run(run_id, "failed", {"provisioned": result.provisioned}, f"{type(exc).__name__}: {exc}")
+        store.finish_run(run_id, "failed", {"provisioned": result.provisioned}, describe_error(exc))
         raise
     finally:
         connector.close()

@@ -70,6 +70,9 @@ class Page:
     deleted_at: dict[str, dt.datetime] = field(default_factory=dict)
     api_calls: int = 0
     done: bool = False  # True on the last page of this pull
+    # Children read whole per parent (Pipedrive deal products): the page holds every live child of
+    # these parent ids, so a stored child of theirs that is not in the page was removed from its parent.
+    complete_for_parents: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -82,6 +85,23 @@ class Usage:
     remaining: int | None = None
     burst_remaining: int | None = None
     observed_at: dt.datetime | None = None
+    clock_skew_s: float | None = None  # the server's Date header minus our clock (1 s resolution)
+
+    def note_server_date(self, header: str | None) -> None:
+        """Read an HTTP ``Date`` header (RFC 9110 IMF-fixdate) into ``clock_skew_s``."""
+        if not header:
+            return
+        from email.utils import parsedate_to_datetime
+
+        try:
+            server = parsedate_to_datetime(header)
+        except (TypeError, ValueError):
+            return
+        if server.tzinfo is None:
+            return
+        # the header is truncated to the second: compare with our clock truncated the same way
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        self.clock_skew_s = (server - now).total_seconds()
 
 
 @dataclass(slots=True)

@@ -145,19 +145,26 @@ def _pipeline_of(groups: Mapping[tuple[str, str | None], list[Stage]], deal: Dea
 
 def _definitions(stages: Sequence[Stage], deals: Sequence[Deal]) -> tuple[list[StageDef], bool]:
     """Ordered stage definitions; closed/won inferred from current deals when no stage is flagged."""
+    outcomes: dict[str, tuple[bool, bool]] = {}
+    for deal in deals:
+        if deal.stage_id is not None:
+            closed, won = outcomes.get(deal.stage_id, (True, True))
+            outcomes[deal.stage_id] = (closed and deal.is_closed, won and deal.is_won)
+    return definitions_from(stages, outcomes)
+
+
+def definitions_from(stages: Sequence[Stage], outcomes: Mapping[str, tuple[bool, bool]]
+                     ) -> tuple[list[StageDef], bool]:
+    """Ordered stage definitions; ``outcomes`` (stage id -> (all its deals closed, all won)) gives the
+    flags when the CRM flags no stage as closed."""
     ordered = sorted(stages, key=lambda s: (s.display_order, s.source_id))
     if any(s.is_closed for s in ordered):
         return [StageDef(s.source_id, s.name, s.display_order, s.is_closed, s.is_won) for s in ordered], False
-    outcomes: dict[str, list[Deal]] = defaultdict(list)
-    for deal in deals:
-        if deal.stage_id is not None:
-            outcomes[deal.stage_id].append(deal)
     out = []
     inferred = False
     for s in ordered:
-        here = outcomes.get(s.source_id, [])
-        closed = bool(here) and all(d.is_closed for d in here)
-        won = closed and all(d.is_won for d in here)
+        closed, all_won = outcomes.get(s.source_id, (False, False))
+        won = closed and all_won
         inferred |= closed
         out.append(StageDef(s.source_id, s.name, s.display_order, closed, won, inferred=closed))
     return out, inferred
@@ -169,18 +176,27 @@ def _days(start: dt.datetime, end: dt.datetime) -> float:
 
 def deal_path(deal: Deal, events: Sequence[StageEvent], pipeline: _Pipeline) -> _Path | None:
     """Where a deal went (None: its current stage is not one of the pipeline's stages)."""
-    if deal.stage_id is None or deal.stage_id not in pipeline.by_id:
+    ordered = sorted(events, key=lambda e: e.at)
+    return path_of(deal.stage_id, deal.is_closed, deal.is_won, [(e.to_stage_id, e.at) for e in ordered], pipeline)
+
+
+def path_of(stage_id: str | None, is_closed: bool, is_won: bool, moves: Sequence[tuple[str, dt.datetime]],
+            pipeline: _Pipeline) -> _Path | None:
+    """``deal_path`` on plain values: the deal's current stage and flags, its (stage, at) events oldest first."""
+    if stage_id is None or stage_id not in pipeline.by_id:
         return None
-    current = pipeline.by_id[deal.stage_id]
-    won = deal.is_won or current.is_won
-    lost = not won and (deal.is_closed or current.is_closed)
+    current = pipeline.by_id[stage_id]
+    won = is_won or current.is_won
+    lost = not won and (is_closed or current.is_closed)
     outcome = "won" if won else "lost" if lost else "open"
-    known: list[StageEvent] = []
-    for event in sorted(events, key=lambda e: e.at):
-        if event.to_stage_id in pipeline.by_id and (not known or known[-1].to_stage_id != event.to_stage_id):
-            known.append(event)  # a repeat of the stage it is already in is the same stay
-    visited = [e.to_stage_id for e in known] + [deal.stage_id]
-    indexes = [pipeline.open_index[s] for s in visited if s in pipeline.open_index]
+    known: list[tuple[str, dt.datetime]] = []
+    for move in moves:
+        if move[0] in pipeline.by_id and (not known or known[-1][0] != move[0]):
+            known.append(move)  # a repeat of the stage it is already in is the same stay
+    open_index = pipeline.open_index
+    indexes = [open_index[s] for s, _ in known if s in open_index]
+    if stage_id in open_index:
+        indexes.append(open_index[stage_id])
     reached = max(indexes) if indexes else -1
     placed = bool(indexes)
     if won:
@@ -189,14 +205,12 @@ def deal_path(deal: Deal, events: Sequence[StageEvent], pipeline: _Pipeline) -> 
         reached = 0  # lost with no open stage on record: it entered at the first stage
     stays: list[tuple[str, float]] = []
     for here, following in zip(known, known[1:], strict=False):
-        if here.to_stage_id in pipeline.open_index:
-            stays.append((here.to_stage_id, _days(here.at, following.at)))
+        if here[0] in open_index:
+            stays.append((here[0], _days(here[1], following[1])))
     censored = None
-    if outcome == "open" and known and known[-1].to_stage_id == deal.stage_id:
-        censored = deal.stage_id
-    elif outcome == "open" and not known:
-        censored = deal.stage_id
-    return _Path(reached, outcome, placed, deal.stage_id, tuple(stays), censored)
+    if outcome == "open" and (not known or known[-1][0] == stage_id):
+        censored = stage_id
+    return _Path(reached, outcome, placed, stage_id, tuple(stays), censored)
 
 
 def _entered_at(deal: Deal, events: Sequence[StageEvent]) -> dt.datetime | None:

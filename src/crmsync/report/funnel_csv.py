@@ -6,6 +6,7 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
+from crmsync.csv_cells import safe_row
 from crmsync.report.funnel import Funnel
 
 COLUMNS = ("connection", "pipeline_id", "pipeline_name", "segment", "stage_id", "stage", "kind", "reached",
@@ -23,7 +24,7 @@ def write_funnel_csv(funnels: Sequence[Funnel], path: Path) -> Path:
         writer.writerow(COLUMNS)
         for f in funnels:
             for r in f.rows:
-                writer.writerow((f.connection, f.pipeline_id, f.pipeline_name, f.segment, r.stage_id, r.name, r.kind,
+                writer.writerow(safe_row((f.connection, f.pipeline_id, f.pipeline_name, f.segment, r.stage_id, r.name, r.kind,
                                  r.reached, r.current, r.lost_here, _num(r.conversion), _num(r.win_rate),
-                                 _num(r.median_days), r.stays, r.censored))
+                                 _num(r.median_days), r.stays, r.censored)))
     return path

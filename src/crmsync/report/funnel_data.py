@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from crmsync.model import Account, Deal, ObjectType, Pipeline, Stage
 from crmsync.report.funnel import FunnelInput
 from crmsync.store import Store
@@ -22,3 +24,18 @@ def load_funnel_input(store: Store, *, connection: str | None = None) -> FunnelI
             names[(pipeline.connection, pipeline.source_id)] = pipeline.name
     events = list(iter_stage_events(store.engine, connection=connection))
     return FunnelInput(stages=stages, deals=deals, events=events, segments=segments, pipeline_names=names)
+
+
+def load_owners(store: Store, *, connection: str | None = None) -> dict[tuple[str, str], tuple[str, str | None]]:
+    """(connection, owner id) -> (name, team) for the deal reports' owner and team breakdowns."""
+    from crmsync.model import Owner
+
+    owners = [o for o in store.iter_records(ObjectType.OWNER, connection=connection) if isinstance(o, Owner)]
+    names = Counter(o.name or o.email or o.source_id for o in owners)
+    out: dict[tuple[str, str], tuple[str, str | None]] = {}
+    for owner in owners:
+        name = owner.name or owner.email or owner.source_id
+        if names[name] > 1:  # two people with one name stay two rows
+            name = f"{name} ({owner.source_id})"
+        out[(owner.connection, owner.source_id)] = (name, owner.team)
+    return out

@@ -8,21 +8,29 @@ from __future__ import annotations
 import datetime as dt
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from crmsync.cli_options import (
+    ConfigOption,
+    ConnectionOption,
+    ConnectionRequired,
+    JsonOption,
+    console,
+    print_json,
+    require_connection,
+    state,
+)
 from crmsync.model import ObjectType, now_utc
 from crmsync.rules.context import RuleContext
 from crmsync.rules.loader import RuleFileError, RuleSet, load_rules
 
 rules_app = typer.Typer(help="Rule sets: validate, test, explain, simulate, diff.", no_args_is_help=True)
-console = Console()
 
-RULES_DIR = typer.Option(Path("config/rules"), "--rules-dir", help="Directory of rule files.")
-CONFIG = typer.Option(Path("config/crmsync.yaml"), "--config", "-c", help="crmsync settings file (for the store URL).")
+RULES_DIR = typer.Option(None, "--rules-dir", help="Directory of rule files (default: rules_dir of the config).")
 
 
 def _table(title: str, rows: list[dict[str, Any]]) -> Table:
@@ -35,12 +43,19 @@ def _table(title: str, rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-def _load(rules_dir: Path) -> RuleSet:
+def _rules_dir(rules_dir: Path | None) -> Path:
+    """``--rules-dir``, else the config's ``rules_dir`` (the global ``--config/-c``)."""
+    if rules_dir is not None:
+        return rules_dir
+    return Path(state.settings().rules_dir)
+
+
+def _load(rules_dir: Path | None) -> RuleSet:
     try:
-        return load_rules(rules_dir)
+        return load_rules(_rules_dir(rules_dir))
     except RuleFileError as exc:
         for issue in exc.issues:
-            console.print(f"[red]error[/red] {issue}", highlight=False)
+            console.print(f"[red]error[/red] {escape(str(issue))}", highlight=False)
         raise typer.Exit(1) from exc
 
 
@@ -60,11 +75,10 @@ def parse_since(text: str, now: dt.datetime) -> dt.datetime:
     return parsed
 
 
-def _open_store(config: Path) -> Any:
-    from crmsync.settings import load_settings
-    from crmsync.store import Store
-
-    return Store.open(load_settings(config).store.url)
+def _open_store(config: Path | None, connection: str | None = None) -> Any:
+    """The store, read-only (never migrated here; exits 3 when it needs `crmsync db upgrade`)."""
+    require_connection(state.settings(config), connection)
+    return state.read_store()
 
 
 def context_from_store(store: Any, now: dt.datetime, connection: str | None = None) -> RuleContext:
@@ -79,23 +93,23 @@ def context_from_store(store: Any, now: dt.datetime, connection: str | None = No
 
 
 @rules_app.command("validate")
-def validate_cmd(rules_dir: Path = RULES_DIR) -> None:
+def validate_cmd(rules_dir: Path | None = RULES_DIR) -> None:
     """Check every rule file; errors name the file, line, key and what was expected."""
     rule_set = _load(rules_dir)
     console.print(f"ok: {rule_set.rule_count} rules in {len(rule_set.files)} files, version {rule_set.hash[:12]}")
 
 
 @rules_app.command("test")
-def test_cmd(rules_dir: Path = RULES_DIR) -> None:
+def test_cmd(rules_dir: Path | None = RULES_DIR) -> None:
     """Run the cases in <rules-dir>/tests/*.yaml against the rule set."""
     from crmsync.rules.testing import run_tests
 
     rule_set = _load(rules_dir)
     try:
-        results = run_tests(rule_set, rules_dir / "tests")
+        results = run_tests(rule_set, _rules_dir(rules_dir) / "tests")
     except RuleFileError as exc:
         for issue in exc.issues:
-            console.print(f"[red]error[/red] {issue}", highlight=False)
+            console.print(f"[red]error[/red] {escape(str(issue))}", highlight=False)
         raise typer.Exit(1) from exc
     failed = 0
     for r in results:
@@ -111,17 +125,17 @@ def test_cmd(rules_dir: Path = RULES_DIR) -> None:
 
 @rules_app.command("explain")
 def explain_cmd(
-    record_id: str = typer.Argument(..., help="Source id of the deal or lead."),
-    connection: str = typer.Option(..., "--connection", help="Connection the record belongs to."),
+    record_id: Annotated[str, typer.Argument(help="Source id of the deal or lead.")],
+    connection: ConnectionRequired,
     object_type: str = typer.Option("deal", "--object", help="deal or lead."),
-    rules_dir: Path = RULES_DIR,
-    config: Path = CONFIG,
+    rules_dir: Path | None = RULES_DIR,
+    config: ConfigOption = None,
 ) -> None:
     """Explain, rule by rule and field by field, what the rules decide for one record."""
     from crmsync.rules.explain import explain
 
     rule_set = _load(rules_dir)
-    store = _open_store(config)
+    store = _open_store(config, connection)
     ot = ObjectType(object_type)
     record = store.get(ot, connection, record_id)
     if record is None:
@@ -134,20 +148,26 @@ def explain_cmd(
 @rules_app.command("simulate")
 def simulate_cmd(
     since: str = typer.Option("30d", "--since", help="Records modified since (30d, 12h, or ISO)."),
-    connection: str | None = typer.Option(None, "--connection"),
-    rules_dir: Path = RULES_DIR,
-    config: Path = CONFIG,
+    connection: ConnectionOption = None,
+    rules_dir: Path | None = RULES_DIR,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """What the rules would decide over recently modified records (nothing is written)."""
     from crmsync.rules.simulate import simulate
 
     rule_set = _load(rules_dir)
-    store = _open_store(config)
+    store = _open_store(config, connection)
     now = now_utc()
     start = parse_since(since, now)
     records = [r for ot in (ObjectType.DEAL, ObjectType.LEAD)
                for r in store.iter_records(ot, connection=connection, modified_since=start)]
     report = simulate(rule_set, records, context_from_store(store, now, connection))
+    store.close()
+    if as_json:
+        print_json({"rule_set": rule_set.hash, "since": start.isoformat(), "records": report.records,
+                    "decisions": len(report.decisions), "by_rule": report.by_rule, "by_owner": report.by_owner})
+        return
     console.print(f"{report.records} records, {len(report.decisions)} decisions")
     console.print(_table("decisions per rule", report.by_rule))
     if report.by_owner:
@@ -157,19 +177,29 @@ def simulate_cmd(
 @rules_app.command("diff")
 def diff_cmd(
     against: Path = typer.Option(..., "--against", help="The other rule directory (e.g. the deployed one)."),
-    rules_dir: Path = RULES_DIR,
+    rules_dir: Path | None = RULES_DIR,
     since: str | None = typer.Option(None, "--since", help="Also compare decisions on records modified since."),
-    config: Path = CONFIG,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Rule-by-rule differences between two rule sets, and optionally the decisions that change."""
     from crmsync.rules.diff import diff_decisions, diff_rule_sets
 
     old, new = _load(against), _load(rules_dir)
-    console.print(f"{against} {old.hash[:12]} -> {rules_dir} {new.hash[:12]}")
-    console.print(_table("rule changes", diff_rule_sets(old, new)))
+    rule_changes = diff_rule_sets(old, new)
+    decision_changes = None
     if since is not None:
         store = _open_store(config)
         now = now_utc()
         start = parse_since(since, now)
         records = [r for ot in (ObjectType.DEAL, ObjectType.LEAD) for r in store.iter_records(ot, modified_since=start)]
-        console.print(_table("decision changes", diff_decisions(old, new, records, context_from_store(store, now))))
+        decision_changes = diff_decisions(old, new, records, context_from_store(store, now))
+        store.close()
+    if as_json:
+        print_json({"old": {"dir": str(against), "hash": old.hash}, "new": {"dir": str(_rules_dir(rules_dir)), "hash": new.hash},
+                    "rule_changes": rule_changes, "decision_changes": decision_changes})
+        return
+    console.print(f"{against} {old.hash[:12]} -> {_rules_dir(rules_dir)} {new.hash[:12]}")
+    console.print(_table("rule changes", rule_changes))
+    if decision_changes is not None:
+        console.print(_table("decision changes", decision_changes))

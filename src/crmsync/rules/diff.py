@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from crmsync.rules.context import RuleContext
+from crmsync.rules.decisions import Decision
 from crmsync.rules.engine import evaluate
 from crmsync.rules.explain import _sandboxed
 from crmsync.rules.loader import RuleSet, canonical_json
@@ -56,9 +58,14 @@ def diff_rule_sets(old: RuleSet, new: RuleSet) -> list[dict[str, str]]:
 
 def diff_decisions(old: RuleSet, new: RuleSet, records: list[Any], ctx: RuleContext) -> list[dict[str, str]]:
     """Decisions that differ between the two sets over the same records (routing on state copies)."""
-    def keyed(rule_set: RuleSet) -> dict[tuple[str, str, str, str], str]:
+    return diff_decision_lists(evaluate(old, records, _sandboxed(ctx)), evaluate(new, records, _sandboxed(ctx)))
+
+
+def diff_decision_lists(old: Iterable[Decision], new: Iterable[Decision]) -> list[dict[str, str]]:
+    """Rows ``{record, kind, decision, old, new}`` for the decisions that differ between two lists."""
+    def keyed(decisions: Iterable[Decision]) -> dict[tuple[str, str, str, str], str]:
         out: dict[tuple[str, str, str, str], str] = {}
-        for d in evaluate(rule_set, records, _sandboxed(ctx)):
+        for d in decisions:
             out[(d.connection, d.source_id, d.rule_kind, d.action + ":" + d.rule_name)] = canonical_json(d.fields)
         return out
 

@@ -6,11 +6,9 @@ the records that changed since the last cycle (their previous versions in ``ctx.
 ``changed`` conditions and stage-move checks) and skips decisions already made (``ctx.known_keys``).
 The only mutable inputs are the context's routing state and open counts, which routing advances.
 
-Large inputs (a full re-evaluation) can be split across two processes (``crmsync.rules.parallel``,
-opt-in: ``workers=2`` or ``CRMSYNC_RULES_WORKERS``): scoring and hygiene read only the record and the context, so a forked
-worker evaluates them for the second half of the records while this process does the first half
-and all routing, handoff and renewal (they advance durable state, in record order). The result is
-the same list, in the same order, as the sequential loop.
+One process evaluates in one loop: a fork-based split of scoring and hygiene across two processes
+was measured (bench_rules) at ~3% faster at best on two shared cores and slower when the other
+core was busy, so it was removed.
 """
 
 from __future__ import annotations
@@ -62,7 +60,6 @@ class Plan:
         self.route = router.route if router is not None else None
         self.handoff = rule_set.handoff.evaluate if rule_set.handoff is not None and "handoff" in wanted else None
         self.renewal = rule_set.renewal.evaluate if rule_set.renewal is not None and "renewal" in wanted else None
-        self.has_pure = any(self.scoring.values()) or any(self.hygiene.values())
 
     def run(self, records: Iterable[Any]) -> list[Decision]:
         """The sequential loop: every step for each record, records in order."""
@@ -96,49 +93,6 @@ class Plan:
                     check(record, out)
         return out
 
-    def run_pure(self, records: Iterable[Any]) -> tuple[list[Decision], list[int]]:
-        """Scoring and hygiene only, for records that are all live deals or leads; ``counts`` holds,
-        per record, the number of scoring decisions then the number of hygiene decisions."""
-        ctx, h = self.ctx, self.h
-        out: list[Decision] = []
-        counts: list[int] = []
-        mark = counts.append
-        scoring, hygiene = self.scoring, self.hygiene
-        for record in records:
-            ot = record.object_type
-            before = len(out)
-            for model in scoring[ot]:
-                model.evaluate(record, ctx, out, h)
-            middle = len(out)
-            for check in hygiene[ot]:
-                check(record, out)
-            mark(middle - before)
-            mark(len(out) - middle)
-        return out, counts
-
-    def run_stateful(self, records: Iterable[Any]) -> tuple[list[Decision], list[tuple[int, int, int]]]:
-        """Routing, handoff and renewal only, for live deals or leads in record order; ``marks``
-        lists (record position, routing decisions, handoff + renewal decisions) for the records
-        that produced any."""
-        ctx, h = self.ctx, self.h
-        out: list[Decision] = []
-        marks: list[tuple[int, int, int]] = []
-        route, handoff, renewal = self.route, self.handoff, self.renewal
-        DEAL = ObjectType.DEAL
-        for i, record in enumerate(records):
-            before = len(out)
-            if route is not None:
-                route(record, ctx, out, h)
-            middle = len(out)
-            if record.object_type is DEAL:
-                if handoff is not None:
-                    handoff(record, ctx, out, h)
-                if renewal is not None:
-                    renewal(record, ctx, out, h)
-            if len(out) != before:
-                marks.append((i, middle - before, len(out) - middle))
-        return out, marks
-
 
 def evaluate(
     rule_set: RuleSet,
@@ -146,15 +100,8 @@ def evaluate(
     ctx: RuleContext,
     *,
     kinds: Iterable[str] = ALL_KINDS,
-    workers: int | None = None,
 ) -> list[Decision]:
     """Every decision the rule set makes for ``records`` (deals and leads; others are ignored).
-
-    ``workers``: None follows ``CRMSYNC_RULES_WORKERS`` (unset: the sequential loop; 2 or
-    ``auto``: a second process for sequences of at least ``parallel.PARALLEL_MIN_RECORDS``
-    records, ``auto`` only when the other core is idle), 1 forces the sequential loop, 2 forces
-    the split for any sequence (where ``fork`` exists). Either way the decisions are the same, in the
-    same order.
 
     For large inputs the cyclic garbage collector is paused while evaluating: a full
     re-evaluation allocates millions of acyclic decisions and the collector's repeated scans of
@@ -162,16 +109,12 @@ def evaluate(
     is re-enabled when the last concurrent evaluation ends (``pause_gc`` / ``resume_gc``). The
     collector then scans the returned decisions as they age (a full collection with 3M decisions
     alive took 2-4 s here); ``bench_rules`` prints that separately."""
-    from crmsync.rules import parallel
-
     plan = Plan(rule_set, ctx, kinds)
     size = len(records) if isinstance(records, Sequence) else None
     pause = size is None or size >= GC_PAUSE_MIN_RECORDS
     if pause:
         pause_gc()
     try:
-        if size is not None and plan.has_pure and parallel.should_split(size, workers):
-            return parallel.evaluate_split(plan, records)  # type: ignore[arg-type]
         return plan.run(records)
     finally:
         if pause:

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from yaml.constructor import ConstructorError
 
 from crmsync.rules.conditions import ConditionError
 from crmsync.rules.handoff import CompiledHandoff
@@ -37,6 +38,7 @@ from crmsync.rules.schema import (
     RoutingFile,
 )
 from crmsync.rules.scoring import CompiledScoringModel, compile_scoring
+from crmsync.yaml_loader import UniqueKeyLoader
 
 KINDS = ("scoring", "routing", "hygiene", "handoff", "renewal")
 KeyPath = tuple[str | int, ...]
@@ -84,32 +86,118 @@ def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int]) -> None:
             _walk(item, (*path, i), lines)
 
 
-class LineLoader(yaml.SafeLoader):
-    """SafeLoader that also records the start line of every mapping key and list item."""
+# Limits of what a rule file may hold, so that no file can exhaust the worker's memory, stack or
+# time: real rule files are a few kilobytes, a dozen levels deep, with a few anchors.
+MAX_RULE_FILE_BYTES = 1024 * 1024
+MAX_NESTING = 64
+MAX_EXPANDED_NODES = 100_000  # nodes after aliases are expanded (a "billion laughs" stops here)
 
-    def __init__(self, stream: Any) -> None:
+
+class _TooLarge(Exception):
+    pass
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int], limit: int) -> int:
+    """How many nodes ``node`` stands for once every alias is expanded (shared nodes counted each
+    time they are used), stopping as soon as ``limit`` is passed."""
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    size = 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            size += _expanded_size(key, memo, limit) + _expanded_size(value, memo, limit)
+            if size > limit:
+                raise _TooLarge
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            size += _expanded_size(item, memo, limit)
+            if size > limit:
+                raise _TooLarge
+    memo[id(node)] = size
+    return size
+
+
+def _check_nesting(text: str, file: str) -> None:
+    """Refuse nesting deeper than ``MAX_NESTING`` from the token stream, before the (recursive)
+    composer sees it."""
+    depth = 0
+    opening = (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken, yaml.FlowMappingStartToken,
+               yaml.FlowSequenceStartToken)
+    closing = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if isinstance(token, opening):
+                depth += 1
+                if depth > MAX_NESTING:
+                    line = token.start_mark.line + 1
+                    raise RuleFileError([RuleIssue(file, line, "", f"nested more than {MAX_NESTING} levels deep "
+                                                   "(a rule file needs far fewer)")])
+            elif isinstance(token, closing):
+                depth -= 1
+    except yaml.MarkedYAMLError:
+        return  # the parser reports the syntax error with its line
+
+
+class LineLoader(UniqueKeyLoader):
+    """SafeLoader (duplicate keys refused) that also records the start line of every mapping key
+    and list item, and refuses documents whose aliases expand past ``MAX_EXPANDED_NODES``."""
+
+    def __init__(self, stream: Any, file: str = "<rules>") -> None:
         super().__init__(stream)
         self.key_lines: dict[KeyPath, int] = {}
+        self.file = file
 
     def get_single_node(self) -> Any:
         node = super().get_single_node()
         if node is not None:
+            try:
+                _expanded_size(node, {}, MAX_EXPANDED_NODES)
+            except _TooLarge:
+                raise RuleFileError([RuleIssue(self.file, None, "", f"aliases expand to more than "
+                                               f"{MAX_EXPANDED_NODES:,} values (an alias bomb?)")]) from None
             _walk(node, (), self.key_lines)
         return node
 
 
 def parse_yaml(text: str, file: str) -> tuple[Any, dict[KeyPath, int]]:
     """Parse YAML text; returns (data, line of each key path). YAML errors carry the line."""
-    loader = LineLoader(text)
+    _check_nesting(text, file)
+    loader = LineLoader(text, file)
     try:
         data = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        raise RuleFileError([RuleIssue(file, line, "", f"YAML syntax error: {exc.problem or exc}")]) from exc
+        what = "YAML error" if isinstance(exc, ConstructorError) else "YAML syntax error"
+        raise RuleFileError([RuleIssue(file, line, "", f"{what}: {exc.problem or exc}")]) from exc
+    except RecursionError:
+        raise RuleFileError([RuleIssue(file, None, "", "nested too deeply to load")]) from None
     finally:
         loader.dispose()
     return data, loader.key_lines
+
+
+def read_rule_file(path: FsPath) -> str:
+    """The text of a rule file: at most ``MAX_RULE_FILE_BYTES``, UTF-8 (errors name the file)."""
+    file = str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_RULE_FILE_BYTES:
+            raise RuleFileError([RuleIssue(file, None, "", f"file is {size:,} bytes; a rule file may hold at most "
+                                           f"{MAX_RULE_FILE_BYTES:,}")])
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_RULE_FILE_BYTES + 1)
+    except OSError as exc:
+        raise RuleFileError([RuleIssue(file, None, "", f"cannot read: {exc.strerror or exc}")]) from None
+    if len(raw) > MAX_RULE_FILE_BYTES:  # grew while being read
+        raise RuleFileError([RuleIssue(file, None, "", f"file is larger than {MAX_RULE_FILE_BYTES:,} bytes")])
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise RuleFileError([RuleIssue(file, line, "", f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+                                       f"{exc.start}); save the file as UTF-8")]) from None
 
 
 def line_for(lines: dict[KeyPath, int], path: KeyPath) -> int | None:
@@ -203,9 +291,12 @@ def load_rules(directory: str | os.PathLike[str], *, author: str | None = None, 
             path = alt
         files[kind] = str(path)
         try:
-            data, key_lines = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+            data, key_lines = parse_yaml(read_rule_file(path), str(path))
         except RuleFileError as exc:
             issues.extend(exc.issues)
+            continue
+        except Exception as exc:  # noqa: BLE001 - whatever a file holds, the error names it
+            issues.append(RuleIssue(str(path), None, "", f"could not load: {type(exc).__name__}: {exc}"[:500]))
             continue
         if data is None:
             data = {}
@@ -216,6 +307,9 @@ def load_rules(directory: str | os.PathLike[str], *, author: str | None = None, 
             parsed[kind] = FILE_MODELS[kind].model_validate(data)
         except ValidationError as exc:
             issues.extend(_pydantic_issues(exc, str(path), key_lines))
+            continue
+        except Exception as exc:  # noqa: BLE001 - e.g. RecursionError on odd content: name the file
+            issues.append(RuleIssue(str(path), None, "", f"could not validate: {type(exc).__name__}: {exc}"[:500]))
             continue
         lines[kind] = key_lines
         files[kind] = str(path)
@@ -228,6 +322,9 @@ def load_rules(directory: str | os.PathLike[str], *, author: str | None = None, 
             return build()
         except ConditionError as exc:
             issues.append(RuleIssue(files[kind], line_for(lines[kind], exc.path), format_key(exc.path), exc.message))
+            return None
+        except Exception as exc:  # noqa: BLE001 - a compile bug on odd content still names the file
+            issues.append(RuleIssue(files[kind], None, "", f"could not compile: {type(exc).__name__}: {exc}"[:500]))
             return None
 
     scoring = compiled("scoring", lambda: compile_scoring(parsed["scoring"])) if "scoring" in parsed else []
@@ -280,6 +377,9 @@ class RuleSetHolder:
             new = load_rules(self.directory, author=self.author)
         except RuleFileError as exc:
             self.errors = list(exc.issues)
+            return self.errors
+        except Exception as exc:  # noqa: BLE001 - nothing in a rule directory takes the worker down
+            self.errors = [RuleIssue(self.directory, None, "", f"could not load: {type(exc).__name__}: {exc}"[:500])]
             return self.errors
         self.errors = []
         if self.current is None or new.hash != self.current.hash:

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, select
 
+from crmsync.errors import describe_error
 from crmsync.logging import get_logger
 from crmsync.model import Account, ObjectType, Owner, Record, Stage, now_utc
 from crmsync.rules.context import RuleContext
@@ -79,8 +80,9 @@ def current_rule_set(settings: Settings, store: Store) -> tuple[RuleSet, list[st
 
 
 def build_context(store: Store, connections: Iterable[str], *, now: dt.datetime | None = None,
-                  known_keys: set[str] | None = None) -> RuleContext:
-    """Owners, stages, accounts and open counts of the connections, plus durable routing state."""
+                  known_keys: set[str] | None = None, counts: dict[tuple[str, str], int] | None = None) -> RuleContext:
+    """Owners, stages, accounts and open counts of the connections, plus durable routing state
+    (``counts``: open counts the caller already has, instead of counting the deals again)."""
     owners: dict[tuple[str, str], Owner] = {}
     stages: dict[tuple[str, str], Stage] = {}
     accounts: dict[tuple[str, str], Account] = {}
@@ -95,7 +97,8 @@ def build_context(store: Store, connections: Iterable[str], *, now: dt.datetime 
             assert isinstance(account, Account)
             accounts[(connection, account.source_id)] = account
     return RuleContext(now=now or now_utc(), owners=owners, stages=stages, accounts=accounts,
-                       routing_state=StoreRoutingState(store), open_counts=open_counts(store),
+                       routing_state=StoreRoutingState(store),
+                       open_counts=open_counts(store) if counts is None else dict(counts),
                        known_keys=known_keys if known_keys is not None else set())
 
 
@@ -181,7 +184,7 @@ def _record(store: Store, rule_set: RuleSet, decisions: list[Decision], records:
         store.finish_run(run_id, "ok", {"evaluated": run.evaluated, "decisions": run.decisions,
                                         "logged": run.logged, "enqueued": run.enqueued, **run.by_action})
     except Exception as exc:
-        store.finish_run(run_id, "failed", {"evaluated": run.evaluated}, f"{type(exc).__name__}: {exc}")
+        store.finish_run(run_id, "failed", {"evaluated": run.evaluated}, describe_error(exc))
         raise
     log.info("rules.applied", connection=connection, rule_set=rule_set.hash[:12], evaluated=run.evaluated,
              logged=run.logged, enqueued=run.enqueued)

@@ -71,6 +71,10 @@ class Transition(_Base):
 class Lifecycle(_Base):
     field: str
     transitions: list[Transition] = Field(min_length=1)
+    # The funnel's steps in order (``crmsync report lifecycle``): the transitions move a lead between
+    # the first ones; the last two are reached by conversion (an opportunity) and by winning it.
+    stages: list[str] = Field(default_factory=lambda: ["lead", "mql", "sql", "opportunity", "customer"],
+                              min_length=3)
 
 
 class PredictiveConfig(_Base):

@@ -121,7 +121,9 @@ class CompiledScoringModel:
         self.grades = tuple((float(g.min), g.grade) for g in spec.grades)
         self.lifecycle_ref: FieldRef | None = None
         self.transitions: tuple[CompiledTransition, ...] = ()
+        self.lifecycle_stages: tuple[str, ...] = ()
         if spec.lifecycle:
+            self.lifecycle_stages = tuple(spec.lifecycle.stages)
             self.lifecycle_ref = _ref(ot, spec.lifecycle.field, (*path, "lifecycle", "field"))
             self.transitions = tuple(
                 CompiledTransition(

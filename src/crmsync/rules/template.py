@@ -18,19 +18,25 @@ _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 Template = Callable[[Any, Any], str]
 
 
+def _literal(text: str, piece: str) -> None:
+    """Text between placeholders may hold no brace: a stray ``{`` or ``}`` anywhere is a typo."""
+    if "{" in piece or "}" in piece:
+        raise ValueError(f"unbalanced braces in template {text!r}")
+
+
 def compile_template(object_type: ObjectType, text: str) -> Template:
     parts: list[str | Any] = []
     pos = 0
     for m in _PLACEHOLDER.finditer(text):
+        _literal(text, text[pos : m.start()])
         parts.append(text[pos : m.start()])
         name = m.group(1).strip()
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name):
             raise ValueError(f"template placeholder {{{m.group(1)}}} must be a field path like {{name}}")
         parts.append(resolve_field(object_type, name))
         pos = m.end()
+    _literal(text, text[pos:])
     parts.append(text[pos:])
-    if "{" in text[pos:] or "}" in text[pos:]:
-        raise ValueError(f"unbalanced braces in template {text!r}")
 
     if len(parts) == 3:  # the usual "text {field} text": one read, two concatenations
         prefix, ref, suffix = parts

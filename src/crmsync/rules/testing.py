@@ -35,7 +35,7 @@ from crmsync.rules.conditions import BOOL, DATE, DATETIME, DECIMAL, INT, LIST, f
 from crmsync.rules.context import RuleContext, Subscription
 from crmsync.rules.decisions import Decision
 from crmsync.rules.engine import evaluate
-from crmsync.rules.loader import RuleFileError, RuleIssue, RuleSet, parse_yaml
+from crmsync.rules.loader import RuleFileError, RuleIssue, RuleSet, parse_yaml, read_rule_file
 from crmsync.rules.state import InMemoryRoutingState
 
 STANDARD_PIPELINE: tuple[dict[str, Any], ...] = (
@@ -149,7 +149,7 @@ def _context(spec: dict[str, Any], now: dt.datetime) -> RuleContext:
 
 
 def run_case_file(rule_set: RuleSet, path: Path) -> list[CaseResult]:
-    data, _lines = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+    data, _lines = parse_yaml(read_rule_file(path), str(path))
     if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
         raise RuleFileError([RuleIssue(str(path), 1, "cases", "expected a mapping with a list of `cases`")])
     now_raw = data.get("now")

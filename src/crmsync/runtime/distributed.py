@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import signal
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,8 +47,10 @@ from crmsync.runtime.http import HttpServer
 from crmsync.runtime.http import build_app as build_http_app
 from crmsync.runtime.metrics import WorkerMetrics
 from crmsync.runtime.pipeline import run_connection_cycle, sync_connections
+from crmsync.runtime.store_health import StoreOutage, wait_until_available
 from crmsync.runtime.triggers import next_due
 from crmsync.settings import Settings
+from crmsync.signals import install_stop_signals
 from crmsync.store import Store
 from crmsync.store import tables as t
 from crmsync.sync.runner import open_engine
@@ -215,7 +216,7 @@ def close_orphan_runs(store: Store, connection: str, kind: str) -> int:
             runs.connection == connection, runs.kind == kind, runs.status == "running")).scalars())
         if ids:
             tx.conn.execute(update(t.runs).where(runs.id.in_(ids)).values(
-                status="failed", finished_at=now_utc(), error="worker lost; job recovered by another worker"))
+                status="interrupted", finished_at=now_utc(), error="worker lost; job recovered by another worker"))
     return len(ids)
 
 
@@ -243,7 +244,7 @@ def defer_backfill(app: procrastinate.App, connection: str, object_name: str, wi
 class _Requester:
     """Webhook side: defer from the HTTP thread onto the worker's event loop."""
 
-    def __init__(self, app: procrastinate.App, loop: asyncio.AbstractEventLoop, worker: Worker,
+    def __init__(self, app: procrastinate.App, loop: asyncio.AbstractEventLoop, worker: Callable[[], Worker],
                  stop_event: threading.Event) -> None:
         self.app, self.loop, self.worker, self.stop_event = app, loop, worker, stop_event
 
@@ -252,7 +253,7 @@ class _Requester:
         return future.result(timeout=10)
 
     def is_running(self) -> bool:
-        return self.worker.worker_id is not None and not self.stop_event.is_set()
+        return self.worker().worker_id is not None and not self.stop_event.is_set()
 
 
 def run_worker(settings: Settings, *, concurrency: int = 4, http_host: str = "127.0.0.1",
@@ -262,10 +263,17 @@ def run_worker(settings: Settings, *, concurrency: int = 4, http_host: str = "12
     """Run one distributed worker process until SIGTERM/SIGINT (or ``stop_event``)."""
     conninfo = libpq_conninfo(settings.store.url)
     store = Store.open(settings.store.url)
-    store.upgrade()
-    ensure_schema(conninfo)
     stop = stop_event or threading.Event()
-    metrics = WorkerMetrics(store, [c.name for c in sync_connections(settings)])
+
+    def prepare() -> None:
+        store.upgrade()
+        store.mark_interrupted_runs()
+        ensure_schema(conninfo)
+
+    if not wait_until_available(store, stop, prepare=prepare):
+        return
+    metrics = WorkerMetrics(store, [c.name for c in sync_connections(settings)],
+                            {c.name: c.kind for c in settings.connections})
     runtime = Runtime(settings, store, stop, stalled_after=stalled_after, metrics=metrics)
     app = build_app(conninfo, dispatch_every=dispatch_every)
     port = settings.worker.http_port if http_port is None else http_port
@@ -280,37 +288,58 @@ async def _serve(app: procrastinate.App, runtime: Runtime, *, concurrency: int, 
                  heartbeat_every: float, install_signals: bool, name: str | None) -> None:
     loop = asyncio.get_running_loop()
     async with app.open_async():
-        worker = Worker(app, concurrency=max(2, concurrency), name=name, install_signal_handlers=False,
-                        additional_context={CONTEXT_KEY: runtime}, update_heartbeat_interval=heartbeat_every,
-                        stalled_worker_timeout=runtime.stalled_after, fetch_job_polling_interval=1.0)
+        current: dict[str, Worker] = {}
+
+        def new_worker() -> Worker:
+            current["worker"] = Worker(
+                app, concurrency=max(2, concurrency), name=name, install_signal_handlers=False,
+                additional_context={CONTEXT_KEY: runtime}, update_heartbeat_interval=heartbeat_every,
+                stalled_worker_timeout=runtime.stalled_after, fetch_job_polling_interval=1.0)
+            return current["worker"]
+
+        new_worker()
 
         def request_stop(*_: Any) -> None:
-            if runtime.stop_event.is_set():
-                return
             log.warning("worker.stop_requested", mode="distributed")
             runtime.stop_event.set()
-            worker.stop()
+            current["worker"].stop()
 
-        if install_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, request_stop)
+        if install_signals:  # the one helper; the worker stops from the loop's thread
+            install_stop_signals(runtime.stop_event, on_stop=lambda: loop.call_soon_threadsafe(request_stop))
 
         async def watch_stop_event() -> None:
             while not runtime.stop_event.is_set():
                 await asyncio.sleep(0.2)
-            worker.stop()
+            current["worker"].stop()
 
         watcher = asyncio.create_task(watch_stop_event())
         http: HttpServer | None = None
         if http_port >= 0:
             assert runtime.metrics is not None
-            requester = _Requester(app, loop, worker, runtime.stop_event)
+            requester = _Requester(app, loop, lambda: current["worker"], runtime.stop_event)
             http = HttpServer(build_http_app(runtime.settings, runtime.store, runtime.metrics, requester),
                               host=http_host, port=http_port)
             await asyncio.to_thread(http.start)
         log.info("worker.started", mode="distributed", concurrency=concurrency, http=http.url if http else None)
+        outage = StoreOutage()
         try:
-            await worker.run()
+            while True:
+                # procrastinate stops its worker when the database goes away (its listener and
+                # heartbeat side tasks fail): wait for the store, then start a fresh one. Only a
+                # stop request ends this loop.
+                try:
+                    await current["worker"].run()
+                    reason: BaseException = RuntimeError("the job worker stopped")
+                except Exception as exc:  # noqa: BLE001 - classified: outages are waited out
+                    reason = exc
+                if runtime.stop_event.is_set():
+                    break
+                outage.failed(reason, phase="jobs")
+                await asyncio.sleep(outage.delay())
+                if not await asyncio.to_thread(wait_until_available, runtime.store, runtime.stop_event, outage):
+                    break
+                new_worker()
+                log.info("worker.jobs_restarted", mode="distributed")
         finally:
             watcher.cancel()
             if http is not None:

@@ -14,10 +14,10 @@ scheduler, the HTTP endpoint and the lock are released and the process exits.
 from __future__ import annotations
 
 import datetime as dt
-import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -31,8 +31,10 @@ from crmsync.runtime.http import HttpServer, build_app
 from crmsync.runtime.locks import StoreLock
 from crmsync.runtime.metrics import WorkerMetrics
 from crmsync.runtime.pipeline import CycleReport, run_connection_cycle, sync_connections
+from crmsync.runtime.store_health import StoreOutage, is_store_outage, wait_until_available
 from crmsync.runtime.triggers import cron_trigger, sync_trigger
 from crmsync.settings import Settings
+from crmsync.signals import install_stop_signals
 from crmsync.store import Store
 
 log = get_logger("crmsync.runtime.embedded")
@@ -42,11 +44,13 @@ class ConnectionRunner:
     """Runs connection cycles, at most one per connection at a time in this process."""
 
     def __init__(self, settings: Settings, store: Store, stop_event: threading.Event,
-                 observer: Callable[[CycleReport], None] | None = None) -> None:
+                 observer: Callable[[CycleReport], None] | None = None,
+                 outage: StoreOutage | None = None) -> None:
         self.settings = settings
         self.store = store
         self.stop_event = stop_event
         self.observer = observer
+        self.outage = outage or StoreOutage()
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
         self._again: set[str] = set()
@@ -56,7 +60,21 @@ class ConnectionRunner:
             return self._locks.setdefault(connection, threading.Lock())
 
     def run(self, connection: str, reason: str = "schedule") -> CycleReport | None:
-        """One cycle; if one is already running for ``connection``, it runs once more afterwards."""
+        """One cycle; if one is already running for ``connection``, it runs once more afterwards.
+        While the store is down, cycles wait out the outage's backoff and never raise for it."""
+        if not self.outage.may_try():
+            return None
+        try:
+            report = self._run(connection, reason)
+        except Exception as exc:
+            if not is_store_outage(exc):
+                raise
+            self.outage.failed(exc, connection=connection)
+            return None
+        self.outage.succeeded()
+        return report
+
+    def _run(self, connection: str, reason: str) -> CycleReport | None:
         lock = self._lock(connection)
         if not lock.acquire(blocking=False):
             with self._guard:
@@ -95,7 +113,7 @@ class EmbeddedWorker:
         self.debounce = dt.timedelta(seconds=debounce_seconds)
         self.stop_event = stop_event or threading.Event()
         self.connections = [c.name for c in sync_connections(settings)]
-        self.metrics = WorkerMetrics(store, self.connections)
+        self.metrics = WorkerMetrics(store, self.connections, {c.name: c.kind for c in settings.connections})
         self.runner = ConnectionRunner(settings, store, self.stop_event, self.metrics.observe_cycle)
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -110,7 +128,11 @@ class EmbeddedWorker:
         if self.lock is not None:
             self.lock.acquire()  # WorkerLockError when another embedded worker holds the store
         try:
-            self.store.upgrade()
+            if not wait_until_available(self.store, self.stop_event, self.runner.outage, prepare=self.store.upgrade):
+                raise SystemExit(0)  # asked to stop while waiting for the store
+            interrupted = self.store.mark_interrupted_runs()
+            if interrupted:
+                log.warning("worker.interrupted_runs", count=interrupted)
             self._add_jobs()
             self.scheduler.start()
             if self.http_port is not None and self.http_port >= 0:
@@ -134,16 +156,29 @@ class EmbeddedWorker:
             self.scheduler.add_job(self._sweep, cron_trigger(conn.schedule.delete_sweep_cron), args=[conn.name],
                                    id=f"sweep:{conn.name}", name=f"delete sweep {conn.name}")
         worker = self.settings.worker
-        self.scheduler.add_job(jobs.hygiene_digest, cron_trigger(worker.hygiene_digest_cron),
-                               args=[self.settings, self.store], id="hygiene_digest", name="hygiene digest")
+        self.scheduler.add_job(self._outage_safe, cron_trigger(worker.hygiene_digest_cron),
+                               args=[jobs.hygiene_digest, self.settings, self.store], id="hygiene_digest",
+                               name="hygiene digest")
         if self.settings.billing.connection:
-            self.scheduler.add_job(jobs.billing_sync, cron_trigger(worker.billing_sync_cron),
-                                   args=[self.settings, self.store], id="billing_sync", name="billing sync")
+            self.scheduler.add_job(self._outage_safe, cron_trigger(worker.billing_sync_cron),
+                                   args=[jobs.billing_sync, self.settings, self.store], id="billing_sync",
+                                   name="billing sync")
+
+    def _outage_safe(self, job: Callable[..., Any], *args: Any) -> Any:
+        """Run a scheduled job; a store outage is logged once and waits for the next run."""
+        try:
+            return job(*args)
+        except Exception as exc:
+            if not is_store_outage(exc):
+                raise
+            self.runner.outage.failed(exc, job=getattr(job, "__name__", "job"))
+            return None
 
     def _sweep(self, connection: str) -> None:
         with self.runner.exclusive(connection):
             if not self.stop_event.is_set():
-                jobs.sweep_connection(self.settings, self.store, connection, stop_event=self.stop_event)
+                self._outage_safe(partial(jobs.sweep_connection, stop_event=self.stop_event), self.settings,
+                                  self.store, connection)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -161,7 +196,7 @@ class EmbeddedWorker:
 
     def run_forever(self, install_signals: bool = True) -> None:
         if install_signals and threading.current_thread() is threading.main_thread():
-            install_stop_signals(self.stop_event)
+            install_stop_signals(self.stop_event)  # the one helper (crmsync.signals)
         self.start()
         try:
             while not self.stop_event.wait(0.5):
@@ -183,19 +218,3 @@ class EmbeddedWorker:
         except ConflictingIdError:
             return "already queued"
         return "queued"
-
-
-def install_stop_signals(stop_event: threading.Event, on_stop: Callable[[], Any] | None = None) -> None:
-    """SIGTERM/SIGINT: set ``stop_event`` (finish the current page, checkpoint, exit); a second
-    signal exits at once."""
-
-    def handler(signum: int, frame: Any) -> None:
-        if stop_event.is_set():
-            raise SystemExit(128 + signum)
-        log.warning("worker.stop_requested", signal=signal.Signals(signum).name)
-        stop_event.set()
-        if on_stop is not None:
-            on_stop()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)

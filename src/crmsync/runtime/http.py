@@ -2,7 +2,7 @@
 
 - ``GET /healthz``: the process answers (liveness).
 - ``GET /readyz``: the store answers ``SELECT 1`` and the scheduler / worker loop is running.
-- ``GET /metrics``: Prometheus text format (see ``crmsync.runtime.metrics``).
+- ``GET /metrics``: Prometheus text or OpenMetrics, as the scraper's ``Accept`` asks (see ``crmsync.runtime.metrics``).
 - ``POST /webhooks/hubspot`` and ``/webhooks/hubspot/{connection}``: v3 signature checked, then an
   immediate incremental sync of the connection(s) the events belong to (by ``options.portal_id``,
   or the only HubSpot connection).
@@ -29,7 +29,8 @@ from starlette.routing import Route
 
 from crmsync.logging import get_logger
 from crmsync.runtime import webhooks
-from crmsync.runtime.metrics import CONTENT_TYPE, WorkerMetrics
+from crmsync.runtime.metrics import WorkerMetrics
+from crmsync.runtime.replay import ReplayGuard
 from crmsync.settings import ConnectionSettings, Settings
 from crmsync.store import Store
 
@@ -66,7 +67,8 @@ def build_app(settings: Settings, store: Store, metrics: WorkerMetrics, requeste
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     async def metrics_endpoint(request: Request) -> Response:
-        return Response(metrics.render(), media_type=None, headers={"Content-Type": CONTENT_TYPE})
+        body, content_type = metrics.render_for(request.headers.get("accept"))
+        return Response(body, media_type=None, headers={"Content-Type": content_type})
 
     async def read_body(request: Request) -> bytes | None:
         body = b""
@@ -76,6 +78,8 @@ def build_app(settings: Settings, store: Store, metrics: WorkerMetrics, requeste
                 return None
         return body
 
+    guard = ReplayGuard(store)
+
     def trigger(conns: list[ConnectionSettings], event: webhooks.WebhookEvent) -> Response:
         outcome = {}
         for conn in conns:
@@ -84,6 +88,12 @@ def build_app(settings: Settings, store: Store, metrics: WorkerMetrics, requeste
         metrics.webhooks.labels(event.source, "accepted").inc()
         log.info("webhook.accepted", source=event.source, connections=sorted(outcome), touched=len(event.touched))
         return JSONResponse({"accepted": True, "sync": outcome}, status_code=202)
+
+    def duplicate(source: str) -> Response:
+        """A delivery seen before (a replay, or the CRM retrying): acknowledged, nothing triggered."""
+        metrics.webhooks.labels(source, "duplicate").inc()
+        log.info("webhook.duplicate", source=source)
+        return JSONResponse({"accepted": True, "duplicate": True}, status_code=200)
 
     def reject(source: str, status: int, why: str) -> Response:
         metrics.webhooks.labels(source, "rejected").inc()
@@ -126,6 +136,9 @@ def build_app(settings: Settings, store: Store, metrics: WorkerMetrics, requeste
             return reject("hubspot", 401, "no webhook secret configured for this connection")
         if payload is None:
             return reject("hubspot", 400, "body is not JSON")
+        if not guard.first_time("hubspot", request.headers.get("x-hubspot-signature-v3", ""),
+                                request.headers.get("x-hubspot-request-timestamp", "")):
+            return duplicate("hubspot")
         return trigger(accepted, event)
 
     async def pipedrive(request: Request) -> Response:
@@ -147,6 +160,8 @@ def build_app(settings: Settings, store: Store, metrics: WorkerMetrics, requeste
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
             return reject("pipedrive", 400, "body is not JSON")
+        if not guard.first_time(f"pipedrive:{conn.name}", body):
+            return duplicate("pipedrive")
         return trigger([conn], webhooks.parse_pipedrive(payload))
 
     return Starlette(routes=[

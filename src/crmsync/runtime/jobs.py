@@ -12,6 +12,7 @@ from crmsync.connectors.base import ConnectorError
 from crmsync.logging import get_logger
 from crmsync.settings import Settings
 from crmsync.store import Store
+from crmsync.sync.engine import SweepRefused
 from crmsync.sync.runner import open_engine
 
 log = get_logger("crmsync.runtime.jobs")
@@ -28,6 +29,8 @@ def sweep_connection(settings: Settings, store: Store, connection: str, *,
                 break
             try:
                 out[object_name] = engine.sweep_deletes(object_name)
+            except SweepRefused as exc:
+                out[object_name] = f"refused: {exc}"  # the worker goes on; an operator confirms by hand
             except (NotImplementedError, ConnectorError, ValueError) as exc:
                 out[object_name] = f"skipped: {type(exc).__name__}"
     log.info("runtime.sweep", connection=connection, result=out)

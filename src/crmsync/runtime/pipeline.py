@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from crmsync.connectors import build_connector
+from crmsync.errors import describe_error
 from crmsync.logging import get_logger
 from crmsync.model import now_utc
 from crmsync.runtime import schedule_state
@@ -40,6 +42,7 @@ class CycleState:
     changed: list[tuple[str, str]] = field(default_factory=list)  # (object type, source id)
     outcomes: dict[str, str] = field(default_factory=dict)  # step -> ok | skipped: why | failed: error
     counts: dict[str, Any] = field(default_factory=dict)
+    step_seconds: dict[str, float] = field(default_factory=dict)  # step -> wall seconds it ran
 
     @property
     def stopping(self) -> bool:
@@ -159,6 +162,7 @@ class CycleReport:
     counts: dict[str, Any]
     results: list[ObjectResult]
     changed: int
+    step_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def seconds(self) -> float:
@@ -180,13 +184,15 @@ def run_connection_cycle(settings: Settings, store: Store, connection: str, *,
     for step in steps:
         if step.name in state.outcomes:
             continue
+        step_started = time.monotonic()
         try:
             step.run(state)
             state.outcomes.setdefault(step.name, "ok")
         except Exception as exc:  # noqa: BLE001 - recorded, the next steps still run
-            state.outcomes[step.name] = f"failed: {type(exc).__name__}: {exc}"
-            log.error("runtime.step_failed", connection=conn.name, step=step.name,
-                      error=f"{type(exc).__name__}: {exc}")
+            state.outcomes[step.name] = f"failed: {describe_error(exc)}"
+            log.error("runtime.step_failed", connection=conn.name, step=step.name, error=describe_error(exc))
+        finally:
+            state.step_seconds[step.name] = time.monotonic() - step_started
     if any(o.startswith("failed") for o in state.outcomes.values()):
         status = "failed"
     elif state.stopping or any(r.status == "stopped" for r in state.results):
@@ -202,7 +208,7 @@ def run_connection_cycle(settings: Settings, store: Store, connection: str, *,
         due = next_due(conn.schedule, finished)
     schedule_state.mark_finished(store, conn.name, status, due)
     report = CycleReport(conn.name, reason, status, started, finished, dict(state.outcomes), dict(state.counts),
-                         state.results, len(state.changed))
+                         state.results, len(state.changed), dict(state.step_seconds))
     log.info("runtime.cycle", connection=conn.name, reason=reason, status=status, seconds=round(report.seconds, 3),
              changed=report.changed, steps=report.outcomes)
     if observer is not None:

@@ -21,9 +21,11 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+import msgspec
 import orjson
 import trustme
 import uvicorn
@@ -33,7 +35,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from crmsync.sandbox.clock import SimClock
 
-FaultKind = Literal["429", "500", "503", "timeout", "truncate"]
+# drop_query: the request reaches the API without its query string, as behind a proxy or cache
+# that strips it (a list asked for archived or deleted records answers with live ones)
+FaultKind = Literal["429", "500", "503", "timeout", "truncate", "drop_query"]
 
 
 @dataclass
@@ -45,11 +49,48 @@ class FaultRule:
     probability: float = 1.0
     retry_after: float = 1.0
     method: str | None = None
+    query: str | None = None  # a regex the raw query string must match too
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, query: str = "") -> bool:
         if self.method and self.method.upper() != method.upper():
             return False
+        if self.query is not None and re.search(self.query, query) is None:
+            return False
         return re.search(self.path, path) is not None
+
+
+@dataclass
+class CorruptValue:
+    """Serve ``value`` as ``field`` of record ``record_id`` in every JSON answer whose path matches
+    ``path``: a malformed value as a broken integration, a mock server generated from the spec
+    (``update_time: "irure"``) or a CRM bug would send it. The stored record is unchanged; in
+    HubSpot's shape the value goes under ``properties`` unless ``top_level``."""
+
+    record_id: str
+    field: str
+    value: Any
+    path: str = ".*"
+    top_level: bool = False
+
+    def matches(self, path: str) -> bool:
+        return re.search(self.path, path) is not None
+
+
+def corrupt_document(document: Any, rules: list[CorruptValue]) -> Any:
+    """``document`` with each rule's value put into the records it names (in place)."""
+    if isinstance(document, list):
+        for item in document:
+            corrupt_document(item, rules)
+    elif isinstance(document, dict):
+        rid = document.get("id", document.get("Id"))
+        for rule in rules:
+            if rid is not None and str(rid) == rule.record_id:
+                props = document.get("properties")
+                (props if isinstance(props, dict) and not rule.top_level else document)[rule.field] = rule.value
+        for value in document.values():
+            if isinstance(value, dict | list):
+                corrupt_document(value, rules)
+    return document
 
 
 @dataclass
@@ -64,6 +105,7 @@ class Knobs:
     search_lag_s: float = 0.0  # how long a change takes to show up in search
     timeout_s: float = 30.0  # how long an injected timeout hangs
     faults: list[FaultRule] = field(default_factory=list)
+    corrupt: list[CorruptValue] = field(default_factory=list)
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,6 +115,8 @@ class Knobs:
         for key, value in values.items():
             if key == "faults":
                 self.faults = [FaultRule(**f) if isinstance(f, dict) else f for f in value]
+            elif key == "corrupt":
+                self.corrupt = [CorruptValue(**c) if isinstance(c, dict) else c for c in value]
             elif hasattr(self, key):
                 setattr(self, key, value)
             else:
@@ -183,6 +227,36 @@ class RateLimiter:
 
 
 @dataclass
+class CapturedRequest:
+    """One request as the client sent it (for checking clients against the official specs)."""
+
+    method: str
+    path: str
+    query: str  # the raw query string
+    headers: dict[str, str]
+    body: bytes
+
+
+class RequestCapture:
+    """When on, keeps every API request a simulator receives, body included (bounded)."""
+
+    def __init__(self, keep: int = 20_000) -> None:
+        self.on = False
+        self._lock = threading.Lock()
+        self.requests: deque[CapturedRequest] = deque(maxlen=keep)
+
+    def add(self, entry: CapturedRequest) -> None:
+        with self._lock:
+            self.requests.append(entry)
+
+    def take(self) -> list[CapturedRequest]:
+        with self._lock:
+            out = list(self.requests)
+            self.requests.clear()
+            return out
+
+
+@dataclass
 class LoggedRequest:
     at: float
     method: str
@@ -224,10 +298,27 @@ class RequestLog:
             self.recent.clear()
 
 
+def exact_number(value: Any) -> Any:
+    """orjson ``default``: a Decimal is written as a JSON number from its own digits."""
+    if isinstance(value, Decimal) and value.is_finite():
+        return orjson.Fragment(format(value, "f").encode())
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def exact_json(raw: bytes) -> Any:
+    """Parse a request body as the real APIs do: numbers keep every digit (fractions as Decimal).
+
+    Raises ``ValueError`` (``msgspec.DecodeError``) on malformed JSON."""
+    return _EXACT_DECODER.decode(raw)
+
+
+_EXACT_DECODER = msgspec.json.Decoder(float_hook=Decimal)
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """orjson-encoded response; Decimals must already be strings or numbers."""
+    """orjson-encoded response; a Decimal is written as an exact JSON number."""
     return Response(
-        orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS),
+        orjson.dumps(body, default=exact_number, option=orjson.OPT_NON_STR_KEYS),
         status_code=status,
         headers=headers,
         media_type="application/json",
@@ -279,7 +370,8 @@ class SandboxMiddleware:
     """Counting, latency, faults, auth and rate limits in front of a simulator's routes."""
 
     def __init__(self, app: ASGIApp, hooks: SimulatorHooks, knobs: Knobs, limiter: RateLimiter,
-                 log: RequestLog, clock: SimClock | None = None, script: ResponseScript | None = None) -> None:
+                 log: RequestLog, clock: SimClock | None = None, script: ResponseScript | None = None,
+                 capture: RequestCapture | None = None) -> None:
         self.app = app
         self.hooks = hooks
         self.knobs = knobs
@@ -287,6 +379,7 @@ class SandboxMiddleware:
         self.log = log
         self.clock = clock or SimClock()
         self.script = script or ResponseScript()
+        self.capture = capture or RequestCapture()
         self._rng = random.Random(knobs.seed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -298,6 +391,9 @@ class SandboxMiddleware:
         if path.startswith("/_sandbox"):
             await self.app(scope, receive, send)
             return
+        if self.capture.on:
+            receive = await self._captured(scope, receive, method, path)
+            request = Request(scope, receive)
         route = self.hooks.route_of(method, path)
         status_holder = {"status": 0, "logged": False}
         auth = "public"
@@ -342,17 +438,43 @@ class SandboxMiddleware:
                         retry = 1.0
                     await self.hooks.rate_limited(refused, float(retry))(scope, receive, counting_send)
                     return
-            fault = self._pick_fault(method, path)
-            if fault is not None:
+            fault = self._pick_fault(method, path, scope.get("query_string", b"").decode("latin-1"))
+            if fault is not None and fault.kind == "drop_query":
+                scope = {**scope, "query_string": b""}
+            elif fault is not None:
                 await self._inject(fault, scope, receive, counting_send)
                 return
-            await self.app(scope, receive, counting_send)
+            rules = [rule for rule in self.knobs.corrupt if rule.matches(path)]
+            await self.app(scope, receive, _corrupting(counting_send, rules) if rules else counting_send)
         finally:
             record(int(status_holder["status"]))  # a request that never started a response
 
-    def _pick_fault(self, method: str, path: str) -> FaultRule | None:
+    async def _captured(self, scope: Scope, receive: Receive, method: str, path: str) -> Receive:
+        """Read the whole body, keep a copy of the request, and replay the body to the app."""
+        chunks: list[bytes] = []
+        more = True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = bool(message.get("more_body"))
+        body = b"".join(chunks)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        self.capture.add(CapturedRequest(method, path, scope.get("query_string", b"").decode("latin-1"),
+                                         headers, body))
+        sent = False
+
+        async def replay() -> Any:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return replay
+
+    def _pick_fault(self, method: str, path: str, query: str = "") -> FaultRule | None:
         for rule in self.knobs.faults:
-            if rule.matches(method, path) and self._rng.random() < rule.probability:
+            if rule.matches(method, path, query) and self._rng.random() < rule.probability:
                 return rule
         return None
 
@@ -370,6 +492,35 @@ class SandboxMiddleware:
                         "headers": [(b"content-type", b"application/json"),
                                     (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body})
+
+
+def _corrupting(send: Send, rules: list[CorruptValue]) -> Send:
+    """A ``send`` that holds a JSON answer back, applies ``rules`` to it and sends it whole."""
+    held: dict[str, Any] = {}
+    chunks: list[bytes] = []
+
+    async def corrupting_send(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            held["start"] = message
+            return
+        if message["type"] != "http.response.body" or "start" not in held:
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        start, body = held.pop("start"), b"".join(chunks)
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        if any(k.lower() == b"content-type" and b"json" in v for k, v in headers):
+            try:
+                body = orjson.dumps(corrupt_document(orjson.loads(body), rules))
+            except orjson.JSONDecodeError:
+                pass
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return corrupting_send
 
 
 @dataclass
@@ -470,6 +621,7 @@ class Simulator:
         self.lock = _threading.RLock()
         self.clock = SimClock()
         self.script = ResponseScript()
+        self.capture = RequestCapture()
 
     # --- the user handle -------------------------------------------------------------------
     def create(self, object_name: str, fields: dict[str, Any]) -> str:
@@ -505,7 +657,17 @@ class Simulator:
         from starlette.applications import Starlette
 
         app = Starlette(routes=[*control_routes(self), *self.api_routes()])
-        return SandboxMiddleware(app, self.hooks, self.knobs, self.limiter, self.log, self.clock, self.script)
+        return SandboxMiddleware(app, self.hooks, self.knobs, self.limiter, self.log, self.clock, self.script,
+                                 self.capture)
+
+
+def _status_of(exc: BaseException) -> int | None:
+    """The HTTP status a simulator's API error carries (HubSpot ``status``, Salesforce ``http_status``)."""
+    for name in ("status", "http_status", "status_code"):
+        value = getattr(exc, name, None)
+        if isinstance(value, int) and 400 <= value < 600:
+            return value
+    return None
 
 
 def control_routes(sim: Simulator) -> list[Any]:
@@ -556,6 +718,11 @@ def control_routes(sim: Simulator) -> list[Any]:
             return json_response({"error": f"not found: {exc}"}, 404)
         except (ValueError, TypeError) as exc:
             return json_response({"error": str(exc)}, 400)
+        except Exception as exc:  # noqa: BLE001 - a simulator's own API error: answer as its API does
+            status = _status_of(exc)
+            if status is None:
+                raise
+            return json_response({"error": str(exc)}, status)
         return json_response({"error": "unsupported"}, 405)
 
     return [

@@ -67,6 +67,11 @@ STAGES: tuple[StageDef, ...] = (
     StageDef("closedlost", "Closed Lost", 6, Decimal("0.00"), True, False),
 )
 STAGE_WEIGHTS = (18, 16, 14, 12, 10, 18, 12)
+LOSS_REASONS = ("No budget", "Timing", "No decision", "Missing feature", "Price", "Competitor")
+# weights per stage lost from (qualification .. negotiation), in LOSS_REASONS order
+LOSS_REASON_WEIGHTS = ((5, 3, 2, 1, 1, 1), (3, 3, 3, 2, 1, 2), (2, 2, 3, 4, 2, 3), (1, 1, 2, 2, 5, 4),
+                       (1, 1, 2, 1, 5, 5))
+COMPETITORS = ("Rivalsoft", "Northwind CRM", "Contoso Sales")
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,12 +220,19 @@ class World:
     contacts: list[WContact] = field(default_factory=list)
     leads: list[WLead] = field(default_factory=list)
     deals: list[WDeal] = field(default_factory=list)
+    _account_index: dict[str, WAccount] | None = field(default=None, repr=False, compare=False)
+    _deal_index: dict[int, list[WDeal]] | None = field(default=None, repr=False, compare=False)
 
     stages = STAGES
     products = PRODUCTS
 
     def stage_history(self, deal: WDeal) -> list[tuple[StageDef, dt.datetime]]:
-        """The stages a deal went through, oldest first, ending at its current stage."""
+        """The stages a deal went through, oldest first, ending at its current stage.
+
+        Times are whole seconds (every CRM can carry them exactly). A closed-lost deal's last open
+        stage is the stage it was lost from (``lost_from``); about 5% of open deals skipped a stage
+        and about 6% of deals that got past Discovery moved back one stage once and forward again.
+        """
         rng = random.Random(self.seed * 7_919 + deal.id)
         current = STAGES[deal.stage]
         path: list[int]
@@ -231,14 +243,75 @@ class World:
             path = list(range(0, deal.stage + 1))
             if deal.stage >= 2 and rng.random() < 0.05:  # a few skipped stages, for hygiene
                 path.remove(deal.stage - 1)
-        span = max(1.0, (deal.stage_changed_at - deal.created_at).total_seconds())
+        open_part = [i for i in path if not STAGES[i].is_closed]
+        if len(open_part) >= 3 and rng.random() < 0.06:  # a backwards move: k -> k-1 -> k
+            k = open_part[-1]
+            at = path.index(k)
+            path[at:at] = [k, path[at - 1]]
+        span = int((deal.stage_changed_at - deal.created_at).total_seconds())
+        if span < 2 * len(path):  # entered its stage within seconds of creation: no room for a path
+            path = [path[0], path[-1]] if len(path) > 1 else path
         steps = len(path) - 1
         history = []
         for n, index in enumerate(path):
-            at = deal.created_at + dt.timedelta(seconds=span * n / steps) if steps else deal.created_at
-            history.append((STAGES[index], at))
+            at_s = span * n // steps if steps else 0
+            history.append((STAGES[index], deal.created_at + dt.timedelta(seconds=at_s)))
         history[-1] = (current, deal.stage_changed_at)
         return history
+
+    def lost_from(self, deal: WDeal) -> StageDef | None:
+        """The open stage a closed-lost deal was lost from (None for other deals)."""
+        if not STAGES[deal.stage].is_closed or STAGES[deal.stage].is_won:
+            return None
+        return [s for s, _ in self.stage_history(deal) if not s.is_closed][-1]
+
+    def loss(self, deal: WDeal) -> tuple[str, str | None] | None:
+        """(loss reason, competitor or None) of a closed-lost deal; reasons depend on the stage lost
+        from (early losses are budget and timing, late ones price and competitors)."""
+        stage = self.lost_from(deal)
+        if stage is None:
+            return None
+        rng = random.Random(self.seed * 15_485_863 + deal.id)
+        reason = rng.choices(LOSS_REASONS, LOSS_REASON_WEIGHTS[min(stage.order, 4)])[0]
+        competitor = rng.choice(COMPETITORS) if reason == "Competitor" else None
+        return reason, competitor
+
+    def lead_conversion(self, lead: WLead) -> tuple[int, int | None, dt.datetime] | None:
+        """(account id, opportunity id or None, converted at) of a converted lead, else None.
+
+        60% of Qualified leads were converted, 3-30 days after they were created (when that is in the
+        past), into the account of their company (or another one) and its first deal created after the
+        conversion, if any (converted at = that deal's creation)."""
+        if lead.status != "Qualified" or not self.accounts:
+            return None
+        rng = random.Random(self.seed * 32_452_843 + lead.id)
+        if rng.random() >= 0.6:
+            return None
+        account = self._accounts_by_name().get(lead.company) or self.accounts[rng.randrange(len(self.accounts))]
+        at = lead.created_at + dt.timedelta(days=rng.randint(3, 30), seconds=rng.randint(0, 86_399))
+        if at > self.now:
+            return None
+        later = [d for d in self._deals_by_account().get(account.id, ()) if d.created_at >= at]
+        deal = min(later, key=lambda d: (d.created_at, d.id)) if later else None
+        return account.id, (deal.id if deal else None), (deal.created_at if deal else at)
+
+    def _accounts_by_name(self) -> dict[str, WAccount]:
+        index = getattr(self, "_account_index", None)
+        if index is None:
+            index = {}
+            for account in self.accounts:
+                index.setdefault(account.name, account)
+            self._account_index = index
+        return index
+
+    def _deals_by_account(self) -> dict[int, list[WDeal]]:
+        index = getattr(self, "_deal_index", None)
+        if index is None:
+            index = {}
+            for deal in self.deals:
+                index.setdefault(deal.account_id, []).append(deal)
+            self._deal_index = index
+        return index
 
     def line_items(self, deal: WDeal) -> list[WLineItem]:
         """Line items from the price book; amounts add up to the deal amount except planted drift."""
@@ -354,6 +427,8 @@ def _generate_deals(world: World, rng: random.Random, n_deals: int, n_accounts: 
         in_stage_days = randint(0, min(age_days, 120))
         stage_changed = max(created, now - dt.timedelta(days=in_stage_days, seconds=randint(0, 3_600)))
         modified = max(stage_changed, now - dt.timedelta(days=randint(0, in_stage_days), seconds=randint(0, 3_600)))
+        if stage_index == 0:  # still in the stage it was created in: it never changed stage
+            stage_changed = created
         if stage.is_closed:
             close_date = stage_changed.date()
         else:  # mostly in the future; about 8% planted in the past

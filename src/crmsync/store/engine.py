@@ -67,6 +67,8 @@ def create_store_engine(url: str | URL, **kwargs: Any) -> Engine:
     options: dict[str, Any] = {
         "json_serializer": json_dumps,
         "json_deserializer": json_loads,
+        # error messages never carry SQL parameters (record values) into logs or the run log
+        "hide_parameters": True,
     }
     if parsed.get_backend_name() == "postgresql":
         connect_args = dict(kwargs.pop("connect_args", {}))

@@ -29,9 +29,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from crmsync.errors import bound, safe_text
 from crmsync.model import ModelError, ObjectType, Record, now_utc, utc
 from crmsync.store import tables as t
+from crmsync.store.clean import clean_json
 from crmsync.store.engine import WRITE_OPTION, StoreError, create_store_engine
+from crmsync.store.owners import current_owner, owner_is_gone
 from crmsync.store.types import UTCDateTime
 from crmsync.store.upsert import plan_for, upsert_records
 
@@ -46,6 +49,7 @@ class RunKind(StrEnum):
     SWEEP = "sweep"
     PUSH = "push"
     BILLING = "billing"
+    STATE = "state"  # an operator's change to a cursor or backfill window (crmsync state set|clear)
 
 
 class RunStatus(StrEnum):
@@ -53,6 +57,7 @@ class RunStatus(StrEnum):
     OK = "ok"
     FAILED = "failed"
     STOPPED = "stopped"
+    INTERRUPTED = "interrupted"  # its process was killed before it finished (see ``mark_interrupted_runs``)
 
 
 class OutboxOperation(StrEnum):
@@ -132,6 +137,7 @@ class RunInfo:
     status: str
     counts: dict[str, Any]
     error: str | None
+    owner: str | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -152,6 +158,7 @@ class QuarantineEntry:
     reason: str
     created_at: dt.datetime
     resolved: bool
+    field: str | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -207,6 +214,10 @@ def _decision_row(d: Decision, now: dt.datetime) -> dict[str, Any]:
     }
 
 
+#: a quarantine reason is kept to this many characters (the payload holds the values)
+MAX_REASON_CHARS = 1_000
+
+
 def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -253,6 +264,17 @@ class Transaction:
             )
             changed += result.rowcount
         return changed
+
+    def child_ids(self, object_type: ObjectType | str, connection: str, parent_field: str,
+                  parent_ids: Iterable[str]) -> set[str]:
+        """Live (not deleted) source ids of ``object_type`` whose ``parent_field`` is one of ``parent_ids``."""
+        table = plan_for(object_type).table
+        parent = table.c[parent_field]
+        out: set[str] = set()
+        for chunk in _chunks(sorted(set(parent_ids))):
+            out.update(self.conn.execute(select(table.c.source_id).where(
+                table.c.connection == connection, parent.in_(chunk), ~table.c.deleted)).scalars())
+        return out
 
     def content_hashes(self, object_type: ObjectType | str, connection: str, source_ids: Iterable[str]) -> dict[str, str]:
         """Stored ``content_hash`` per source id (missing ids are absent), to tell changes from echoes."""
@@ -302,23 +324,43 @@ class Transaction:
 
     # --- quarantine ------------------------------------------------------------------------
     def quarantine(
-        self, connection: str, object_name: str, source_id: str | None, payload: dict[str, Any], reason: str
+        self, connection: str, object_name: str, source_id: str | None, payload: dict[str, Any], reason: str,
+        *, field: str | None = None,
     ) -> int:
-        """Park a payload that could not become a record; returns the quarantine id."""
+        """Park a payload that could not become a record; returns the quarantine id.
+
+        A record has at most one open entry: quarantining it again (the next cycle re-reads it)
+        replaces the open one. The payload is stored as both stores take it (``clean_json``) and
+        the reason is bounded."""
+        c = t.quarantine.c
+        if source_id is not None:
+            self.conn.execute(delete(t.quarantine).where(
+                c.connection == connection, c.object_name == object_name, c.source_id == source_id, ~c.resolved))
         result = self.conn.execute(
             insert(t.quarantine)
             .values(
                 connection=connection,
                 object_name=object_name,
                 source_id=source_id,
-                payload=payload,
-                reason=reason,
+                payload=clean_json(payload, "payload"),
+                reason=bound(reason, MAX_REASON_CHARS),
+                field=field,
                 created_at=now_utc(),
                 resolved=False,
             )
             .returning(t.quarantine.c.id)
         )
         return int(result.scalar_one())
+
+    def resolve_quarantined_ids(self, connection: str, object_name: str, source_ids: Sequence[str]) -> int:
+        """Records that have now been stored: their open quarantine entries are resolved."""
+        c = t.quarantine.c
+        changed = 0
+        for chunk in _chunks(sorted(set(source_ids))):
+            changed += self.conn.execute(update(t.quarantine).where(
+                c.connection == connection, c.object_name == object_name, c.source_id.in_(chunk), ~c.resolved
+            ).values(resolved=True)).rowcount
+        return changed
 
     def resolve_quarantine(self, quarantine_id: int) -> bool:
         result = self.conn.execute(
@@ -370,7 +412,7 @@ class Transaction:
         if attempts is not None:
             values["attempts"] = attempts
         if last_error is not None:
-            values["last_error"] = last_error
+            values["last_error"] = safe_text(last_error)
         if result_id is not None:
             values["result_id"] = result_id
         result = self.conn.execute(update(t.outbox).where(t.outbox.c.id == item_id).values(**values))
@@ -510,6 +552,20 @@ class Transaction:
             )
         )
 
+    def add_state_once(self, namespace: str, key: str, value: Any) -> bool:
+        """Insert ``key`` unless it exists; True when this call inserted it (atomic across workers)."""
+        ins = _dialect_insert(self.conn, t.kv_state)
+        result = self.conn.execute(ins.values(namespace=namespace, key=key, value=value, updated_at=now_utc())
+                                   .on_conflict_do_nothing(index_elements=[t.kv_state.c.namespace, t.kv_state.c.key])
+                                   .returning(t.kv_state.c.key))
+        return result.scalar_one_or_none() is not None  # (rowcount is not reliable here on psycopg)
+
+    def delete_state_before(self, namespace: str, before: dt.datetime) -> int:
+        """Delete the keys of ``namespace`` last written before ``before``."""
+        c = t.kv_state.c
+        return self.conn.execute(delete(t.kv_state).where(c.namespace == namespace,
+                                                          c.updated_at < utc(before, field_name="before"))).rowcount
+
     def get_state(self, namespace: str, key: str, *, for_update: bool = False) -> Any:
         """The stored value or None. ``for_update`` locks the row until commit on PostgreSQL (on
         SQLite the write transaction already holds the database write lock)."""
@@ -518,6 +574,18 @@ class Transaction:
         if for_update and self.conn.dialect.name == "postgresql":
             stmt = stmt.with_for_update()
         return self.conn.execute(stmt).scalar_one_or_none()
+
+    def lock_state(self, namespace: str, key: str, default: Any) -> Any:
+        """The value under a row lock held until commit, creating it as ``default`` first if missing.
+
+        For read-modify-write of a shared counter: on PostgreSQL a bare ``SELECT`` then upsert lets
+        two transactions read the same value and one increment is lost; here the row exists before
+        it is locked, so the second transaction waits for the first and reads its result (on
+        SQLite the ``BEGIN IMMEDIATE`` write transaction already serialises writers)."""
+        ins = _dialect_insert(self.conn, t.kv_state)
+        self.conn.execute(ins.values(namespace=namespace, key=key, value=default, updated_at=now_utc())
+                          .on_conflict_do_nothing(index_elements=[t.kv_state.c.namespace, t.kv_state.c.key]))
+        return self.get_state(namespace, key, for_update=True)
 
     def delete_state(self, namespace: str, key: str) -> bool:
         c = t.kv_state.c
@@ -568,6 +636,29 @@ class Store:
                 if conn.dialect.name == "postgresql":  # one migrator at a time across workers
                     conn.execute(text("SELECT pg_advisory_xact_lock(7265734)"))
                 command.upgrade(self._alembic_config(conn), revision)
+
+    def head_revision(self) -> str | None:
+        """The newest migration this crmsync ships (what ``upgrade()`` goes to)."""
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        return ScriptDirectory.from_config(config).get_current_head()
+
+    def schema_problem(self) -> str | None:
+        """None when the database is reachable and at this crmsync's schema, else one line saying
+        why not (read-only commands print it instead of migrating)."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            current, head = self.current_revision(), self.head_revision()
+        except SQLAlchemyError as exc:
+            return f"store unreachable: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        if current == head:
+            return None
+        where = "empty" if current is None else f"at {current}"
+        return f"store schema is {where}, this crmsync needs {head}: run `crmsync db upgrade`"
 
     def current_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
@@ -632,6 +723,19 @@ class Store:
                 for row in partition:
                     yield to_record(row)
 
+    def recent_records(self, object_type: ObjectType | str, connection: str, modified_since: dt.datetime,
+                       limit: int) -> list[Record]:
+        """At most ``limit`` live records of ``connection`` modified on or after ``modified_since``,
+        newest first (served by the (connection, modified_at) index, no sort of the whole range)."""
+        plan = plan_for(object_type)
+        table = plan.table
+        stmt = (select(*[table.c[n] for n in plan.field_names])
+                .where(table.c.connection == connection,
+                       table.c.modified_at >= utc(modified_since, field_name="modified_since"), ~table.c.deleted)
+                .order_by(table.c.modified_at.desc()).limit(limit))
+        with self.engine.connect() as conn:
+            return [plan.to_record(row) for row in conn.execute(stmt)]
+
     def count(
         self,
         object_type: ObjectType | str,
@@ -693,20 +797,37 @@ class Store:
                     started_at=now_utc(),
                     status=RunStatus.RUNNING.value,
                     counts={},
+                    owner=current_owner(),
                 )
                 .returning(t.runs.c.id)
             )
             return int(result.scalar_one())
 
+    def mark_interrupted_runs(self) -> int:
+        """Runs left ``running`` by a process of this host that is gone (a kill, a crash, a power
+        cut) are marked ``interrupted``; returns how many. Called when a command or worker starts."""
+        c = t.runs.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(c.id, c.owner).where(c.status == RunStatus.RUNNING.value)).all()
+        gone = [run_id for run_id, owner in rows if owner_is_gone(owner)]
+        if gone:
+            with self.transaction() as tx:
+                tx.conn.execute(update(t.runs).where(c.id.in_(gone), c.status == RunStatus.RUNNING.value).values(
+                    status=RunStatus.INTERRUPTED.value, finished_at=now_utc(),
+                    error="interrupted: its process ended before the run finished (the next run resumes "
+                          "from the last checkpoint)"))
+        return len(gone)
+
     def finish_run(self, run_id: int, status: str, counts: dict[str, Any], error: str | None = None) -> None:
         status = RunStatus(status).value
-        if status == RunStatus.RUNNING:
+        if status in (RunStatus.RUNNING, RunStatus.INTERRUPTED):
             raise StoreError("finish_run: status must be ok, failed or stopped")
         with self.transaction() as tx:
             result = tx.conn.execute(
                 update(t.runs)
                 .where(t.runs.c.id == run_id)
-                .values(status=status, counts=counts, error=error, finished_at=now_utc())
+                .values(status=status, counts=counts, error=None if error is None else safe_text(error),
+                        finished_at=now_utc())
             )
             if result.rowcount != 1:
                 raise StoreError(f"finish_run: no run {run_id}")
@@ -819,11 +940,14 @@ class Store:
             return {status: int(n) for status, n in conn.execute(stmt)}
 
     # --- quarantine ------------------------------------------------------------------------
-    def quarantine_count(self, connection: str | None = None, *, include_resolved: bool = False) -> int:
+    def quarantine_count(self, connection: str | None = None, *, include_resolved: bool = False,
+                         object_name: str | None = None) -> int:
         c = t.quarantine.c
         stmt = select(func.count()).select_from(t.quarantine)
         if connection is not None:
             stmt = stmt.where(c.connection == connection)
+        if object_name is not None:
+            stmt = stmt.where(c.object_name == object_name)
         if not include_resolved:
             stmt = stmt.where(~c.resolved)
         with self.engine.connect() as conn:

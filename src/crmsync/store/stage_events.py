@@ -2,7 +2,8 @@
 
 Two sources feed it, both inside the transaction that writes a page of deals:
 
-* **the CRM's own history**: a connector may put ``deal.extra["stage_history"]`` as a list of
+* **the CRM's own history**: what the connector's ``stage_histories`` read for the page (see
+  ``crmsync.connectors.stage_history``), or ``deal.extra["stage_history"]`` as a list of
   ``{"stage_id": ..., "at": iso}`` (oldest first); every entry becomes an event (``source="history"``).
 * **changes seen on pull**: otherwise the page's deals are compared with the stored rows (one
   ``SELECT`` per page, before the upsert). A deal seen for the first time gets ``None -> stage`` at
@@ -59,18 +60,23 @@ class _Stored:
     modified_at: dt.datetime
 
 
-def history_events(deal: Deal) -> list[StageEvent]:
-    """Events from ``deal.extra["stage_history"]`` (empty when the connector sends none)."""
-    raw = deal.extra.get(HISTORY_KEY) if deal.extra else None
-    if not raw or not isinstance(raw, list):
+def history_events(deal: Deal, history: Sequence[Any] | None = None) -> list[StageEvent]:
+    """Events from ``history`` (entries with ``stage_id`` and ``at``, e.g. a connector's
+    ``StageEntry``s) or else ``deal.extra["stage_history"]``; empty when there is neither."""
+    raw: Any = history if history is not None else (deal.extra.get(HISTORY_KEY) if deal.extra else None)
+    if not raw or not isinstance(raw, list | tuple):
         return []
     entries: list[tuple[dt.datetime, str]] = []
     for item in raw:
-        if not isinstance(item, Mapping) or item.get("stage_id") in (None, ""):
+        if isinstance(item, Mapping):
+            stage_id, when = item.get("stage_id"), item.get("at")
+        else:
+            stage_id, when = getattr(item, "stage_id", None), getattr(item, "at", None)
+        if stage_id in (None, ""):
             continue
-        at = parse_timestamp(item.get("at"), field_name=f"{HISTORY_KEY}.at")
+        at = when if isinstance(when, dt.datetime) else parse_timestamp(when, field_name=f"{HISTORY_KEY}.at")
         if at is not None:
-            entries.append((at, str(item["stage_id"])))
+            entries.append((at, str(stage_id)))
     entries.sort(key=lambda e: e[0])
     events: list[StageEvent] = []
     previous: str | None = None
@@ -113,8 +119,10 @@ def _stored_stages(conn: Connection, keys: Sequence[tuple[str, str]]) -> dict[tu
     return out
 
 
-def events_for_page(conn: Connection, records: Sequence[Record]) -> list[StageEvent]:
+def events_for_page(conn: Connection, records: Sequence[Record],
+                    histories: Mapping[str, Sequence[Any]] | None = None) -> list[StageEvent]:
     """The events a page of deals implies, against what ``conn`` has stored (call before the upsert).
+    ``histories`` (deal id -> the CRM's history, oldest first) wins over comparing with the store.
     Records of other kinds are ignored."""
     newest = _newest(d for d in records if type(d) is Deal and not d.deleted)
     if not newest:
@@ -122,7 +130,7 @@ def events_for_page(conn: Connection, records: Sequence[Record]) -> list[StageEv
     events: list[StageEvent] = []
     compare: list[tuple[Deal, str]] = []
     for deal in newest.values():
-        history = history_events(deal)
+        history = history_events(deal, histories.get(deal.source_id) if histories else None)
         if history:
             events.extend(history)
         elif deal.stage_id is not None:
@@ -179,10 +187,11 @@ def insert_events(conn: Connection, events: Sequence[StageEvent], *, recorded_at
     return max(result.rowcount, 0)
 
 
-def record_stage_events(conn: Connection, deals: Sequence[Record]) -> int:
+def record_stage_events(conn: Connection, deals: Sequence[Record],
+                        histories: Mapping[str, Sequence[Any]] | None = None) -> int:
     """Compute and append the events of a page of deals; returns rows added. Call inside the page's
     transaction *before* upserting the deals."""
-    return insert_events(conn, events_for_page(conn, deals))
+    return insert_events(conn, events_for_page(conn, deals, histories))
 
 
 def iter_stage_events(

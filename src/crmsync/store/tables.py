@@ -213,7 +213,8 @@ class PriceBookEntryRow(RecordColumns, table=True):
 
 class LineItemRow(RecordColumns, table=True):
     __tablename__ = "line_items"
-    __table_args__ = _record_index("line_items")
+    __table_args__ = (*_record_index("line_items"),
+                      Index("ix_line_items_connection_deal", "connection", "deal_id"))  # children of a deal
 
     deal_id: str | None = _str()
     product_id: str | None = _str()
@@ -286,9 +287,10 @@ class RunRow(SQLModel, table=True):
     object_name: str | None = _str()
     started_at: dt.datetime = _ts(nullable=False)
     finished_at: dt.datetime | None = _ts()
-    status: str = _str(nullable=False)  # running | ok | failed | stopped
+    status: str = _str(nullable=False)  # running | ok | failed | stopped | interrupted
     counts: dict[str, Any] = _json()
     error: str | None = _text()
+    owner: str | None = _str()  # host:pid:start of the process running it (migration 0004)
 
 
 class DecisionRow(SQLModel, table=True):
@@ -349,7 +351,8 @@ class OutboxRow(SQLModel, table=True):
 
 class QuarantineRow(SQLModel, table=True):
     __tablename__ = "quarantine"
-    __table_args__ = (Index("ix_quarantine_connection_object", "connection", "object_name"),)
+    __table_args__ = (Index("ix_quarantine_connection_object", "connection", "object_name"),
+                      Index("ix_quarantine_record", "connection", "object_name", "source_id"))
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigInteger().with_variant(Integer(), "sqlite"))
     connection: str = _str(nullable=False)
@@ -359,6 +362,7 @@ class QuarantineRow(SQLModel, table=True):
     reason: str = Field(sa_type=Text(), nullable=False)
     created_at: dt.datetime = _ts(nullable=False)
     resolved: bool = _bool(False)
+    field: str | None = _str()  # the field at fault, when known (migration 0004)
 
 
 class LinkRow(SQLModel, table=True):
@@ -407,6 +411,63 @@ class StageEventRow(SQLModel, table=True):
     recorded_at: dt.datetime = _ts(nullable=False)
 
 
+class ConsoleUserRow(SQLModel, table=True):
+    """An admin-console account (``crmsync.console.accounts``): argon2 hash, never the password."""
+
+    __tablename__ = "console_users"
+    __table_args__ = (UniqueConstraint("username", name="uq_console_users_username"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=Integer())
+    username: str = _str(nullable=False)
+    password_hash: str = _str(nullable=False)
+    role: str = _str(nullable=False)  # admin | viewer
+    created_at: dt.datetime = _ts(nullable=False)
+    failed_logins: int = _int(nullable=False, default=0)
+    locked_until: dt.datetime | None = _ts()
+    last_login_at: dt.datetime | None = _ts()
+
+
+class ConsoleSessionRow(SQLModel, table=True):
+    """A signed-in browser: the cookie carries a random token, the store keeps only its sha256."""
+
+    __tablename__ = "console_sessions"
+
+    token_hash: str = Field(primary_key=True, sa_type=String())
+    user_id: int = Field(sa_type=Integer(), nullable=False, foreign_key="console_users.id")
+    csrf_token: str = _str(nullable=False)
+    created_at: dt.datetime = _ts(nullable=False)
+    expires_at: dt.datetime = _ts(nullable=False)
+
+
+class AuditRow(SQLModel, table=True):
+    """Who changed what, when (console edits, publishes, roll-backs, outbox and account actions)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigInteger().with_variant(Integer(), "sqlite"))
+    at: dt.datetime = _ts(nullable=False)
+    actor: str = _str(nullable=False)
+    action: str = _str(nullable=False)
+    target: str | None = _str()
+    detail: dict[str, Any] = _json()
+
+
+class RuleSetVersionRow(SQLModel, table=True):
+    """A published rule-set version: the files' exact text (comments included), so it can be restored."""
+
+    __tablename__ = "rule_set_versions"
+    __table_args__ = (Index("ix_rule_set_versions_hash", "hash"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=Integer())
+    hash: str = _str(nullable=False)
+    author: str = _str(nullable=False)
+    note: str | None = _text()
+    origin: str = _str(nullable=False)  # publish | rollback | files (found on disk)
+    files: dict[str, Any] = _json()  # file name -> text
+    published_at: dt.datetime = _ts(nullable=False)
+
+
 def _t(row: type[SQLModel]) -> SATable:
     return row.__table__  # type: ignore[attr-defined,no-any-return]
 
@@ -420,6 +481,10 @@ quarantine = _t(QuarantineRow)
 links = _t(LinkRow)
 kv_state = _t(KVStateRow)
 stage_events = _t(StageEventRow)
+console_users = _t(ConsoleUserRow)
+console_sessions = _t(ConsoleSessionRow)
+audit_log = _t(AuditRow)
+rule_set_versions = _t(RuleSetVersionRow)
 
 ALL_TABLES: tuple[SATable, ...] = tuple(record_table(t) for t in RECORD_ROWS) + (
     sync_cursors,
@@ -431,4 +496,8 @@ ALL_TABLES: tuple[SATable, ...] = tuple(record_table(t) for t in RECORD_ROWS) + 
     links,
     kv_state,
     stage_events,
+    console_users,
+    console_sessions,
+    audit_log,
+    rule_set_versions,
 )

@@ -41,6 +41,7 @@ from sqlalchemy.dialects.sqlite import pysqlite
 from sqlalchemy.sql.dml import Insert
 
 from crmsync.model import RECORD_TYPES, ModelError, ObjectType, Record
+from crmsync.store.clean import storable_json
 from crmsync.store.tables import record_table
 from crmsync.store.types import (
     ExactDecimal,
@@ -51,7 +52,6 @@ from crmsync.store.types import (
     decimal_param,
     decimal_text,
     format_utc,
-    json_dumps,
 )
 
 #: fields every record has; everything else a kind declares is "mapped"
@@ -83,7 +83,7 @@ def _converter(column_type: Any, dialect_name: str) -> Converter | None:
     if isinstance(column_type, ExactDecimal):
         return decimal_text if sqlite_side else decimal_param
     if isinstance(column_type, JSON):
-        return json_dumps
+        return storable_json  # NULs and surrogates cleaned with a note, the same on both stores
     if isinstance(column_type, Date):
         return date_text if sqlite_side else date_param
     return None
@@ -249,15 +249,17 @@ def build_params(plan: KindPlan, records: Sequence[Record], dialect_name: str, s
         for name in currency_fields:
             currency = getattr(record, name)
             if currency is not None and (type(currency) is not str or len(currency) != 3):
-                raise ModelError(f"{_describe(record)}: {name} {currency!r} is not a 3-letter code")
+                raise ModelError(f"{_describe(record)}: {name} {currency!r} is not a 3-letter code", field=name)
         row = list(getter(record))
+        i = -1
         try:
             for i, conv in converters:
                 value = row[i]
                 if value is not None:
                     row[i] = conv(value)
         except (ModelError, TypeError) as exc:
-            raise ModelError(f"{_describe(record)}: {exc}") from exc
+            names = [c for c in compiled.columns if c not in ("synced_at", "content_hash")]
+            raise ModelError(f"{_describe(record)}: {exc}", field=names[i] if 0 <= i < len(names) else None) from exc
         digest = content_hash_of(record)
         row.insert(first[0], synced if first[1] == "s" else digest)
         row.insert(second[0], synced if second[1] == "s" else digest)

@@ -45,7 +45,7 @@ class ApiBudget:
         if calls <= 0:
             return
         key = self._key()
-        current = tx.get_state(NAMESPACE, key)
+        current = tx.lock_state(NAMESPACE, key, {"calls": 0, "limit": self.daily_limit})  # see lock_state
         used = int(current.get("calls", 0)) if isinstance(current, dict) else 0
         tx.set_state(NAMESPACE, key, {"calls": used + calls, "limit": self.daily_limit})
 

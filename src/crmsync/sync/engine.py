@@ -12,17 +12,23 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from crmsync.connectors.base import BudgetExhausted, Connector, ConnectorError, Page
+from crmsync.errors import describe_error, redact_values
 from crmsync.logging import bind, get_logger, unbind
-from crmsync.model import RECORD_TYPES, ObjectType, Record, now_utc
+from crmsync.model import RECORD_TYPES, ModelError, ObjectType, Record, field_of, now_utc
 from crmsync.settings import ConnectionSettings
-from crmsync.store import Store
+from crmsync.store import Store, Transaction
+from crmsync.store.clean import clean_record
 from crmsync.store.stage_events import record_stage_events
 from crmsync.sync.budget import ApiBudget
+from crmsync.sync.history import read_stage_histories
+from crmsync.sync.poison import Refused, write_isolating
 from crmsync.sync.readahead import ReadAhead
 
 log = get_logger("crmsync.sync")
@@ -33,6 +39,8 @@ OBJECT_TYPES: dict[str, ObjectType] = {
     "stages": ObjectType.STAGE, "line_items": ObjectType.LINE_ITEM, "products": ObjectType.PRODUCT,
     "price_book_entries": ObjectType.PRICE_BOOK_ENTRY, "tasks": ObjectType.TASK,
 }
+# Child kinds and the field naming their parent (``Page.complete_for_parents``).
+CHILD_PARENT_FIELD: dict[ObjectType, str] = {ObjectType.LINE_ITEM: "deal_id"}
 # A backfill reads ahead only while at least this many calls are left in its budget.
 READ_AHEAD_MARGIN = 100
 # Reference data first so deals find their owners and stages already stored.
@@ -54,6 +62,7 @@ class ObjectResult:
     changed: list[tuple[str, str]] = field(default_factory=list)  # (object_type, source_id) written
     source_count: int | None = None
     stored_count: int | None = None
+    quarantined_open: int | None = None  # open quarantine entries of this object (completeness check)
     error: str | None = None
 
     @property
@@ -61,6 +70,14 @@ class ObjectResult:
         if self.source_count is None or self.stored_count is None:
             return None
         return self.source_count == self.stored_count
+
+    @property
+    def unaccounted(self) -> int | None:
+        """Source records neither stored nor quarantined (None: not checked). Only these make a
+        backfill fail: a quarantined record is kept, with its reason, for a person to fix."""
+        if self.source_count is None or self.stored_count is None:
+            return None
+        return max(self.source_count - self.stored_count - (self.quarantined_open or 0), 0)
 
     def counts(self) -> dict[str, Any]:
         return {"pages": self.pages, "records": self.records, "deleted": self.deleted,
@@ -91,12 +108,12 @@ class SyncEngine:
         self.budget = ApiBudget(store, conn, clock=clock)
 
     # --- public entry points ----------------------------------------------------------------
-    def sync(self, objects: Sequence[str] | None = None) -> list[ObjectResult]:
-        """One incremental cycle over the connection's objects."""
+    def sync(self, objects: Sequence[str] | None = None, *, dry_run: bool = False) -> list[ObjectResult]:
+        """One incremental cycle over the connection's objects (``dry_run``: pull and count only)."""
         wanted = list(objects or self.conn.objects)
         results = []
         for name in sorted(wanted, key=lambda n: PULL_ORDER.index(n) if n in PULL_ORDER else len(PULL_ORDER)):
-            result = self.run(name, mode="sync")
+            result = self.run(name, mode="sync", dry_run=dry_run)
             results.append(result)
             if result.status == "stopped":
                 break
@@ -121,13 +138,13 @@ class SyncEngine:
                 self._check_completeness(result, since, until)
         except BudgetExhausted as exc:
             result.status, result.error = "stopped", str(exc)
-            log.warning("sync.budget_exhausted", reason=str(exc), records=result.records)
+            log.warning("sync.budget_exhausted", reason=describe_error(exc, with_type=False), records=result.records)
         except ConnectorError as exc:
-            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+            result.status, result.error = "failed", describe_error(exc)
             log.error("sync.failed", error=result.error, records=result.records)
         except Exception as exc:
-            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
-            log.exception("sync.crashed", records=result.records)
+            result.status, result.error = "failed", describe_error(exc)
+            log.error("sync.crashed", error=result.error, records=result.records)
             raise
         finally:
             if run_id is not None:
@@ -182,28 +199,51 @@ class SyncEngine:
 
     def _apply(self, result: ObjectResult, object_type: ObjectType, cursor_name: str, page: Page,
                dry_run: bool) -> None:
-        records = [r for r in page.records if _is_kind(r, object_type)]
+        records, refused = _clean_all(r for r in page.records if _is_kind(r, object_type))
         result.pages += 1
-        result.records += len(records)
         result.deleted += len(page.deleted_ids)
-        result.quarantined += len(page.quarantined)
         result.api_calls += page.api_calls
         if dry_run:
+            result.records += len(records)
+            result.quarantined += len(page.quarantined) + len(refused)
             return
         checkpoint = {"connector": page.cursor, "complete": page.done and result.mode == "backfill",
                       "saved_at": self.clock().isoformat()}
+        history = read_stage_histories(self.connector, self.conn, records) if object_type is ObjectType.DEAL \
+            else None  # the CRM's own stage history, read before the transaction (network I/O)
+        history_calls = history.api_calls if history is not None else 0
+        result.api_calls += history_calls
         with self.store.transaction() as tx:
-            if records and object_type is ObjectType.DEAL:  # stage history, against the stored stages
-                record_stage_events(tx.conn, records)
-            if records:
-                tx.upsert(records)
+            histories = history.histories if history is not None else None
+            refused += write_isolating(tx, records, lambda t_, rs: _write_records(t_, rs, histories))
+            if len(refused) > 0:
+                gone = {id(bad.record) for bad in refused}
+                records = [r for r in records if id(r) not in gone]
             for bad in page.quarantined:
-                tx.quarantine(self.conn.name, result.object_name, bad.source_id, bad.payload, bad.reason)
+                tx.quarantine(self.conn.name, result.object_name, bad.source_id, bad.payload,
+                              redact_values(bad.reason), field=field_of_reason(bad.reason))
+            for rejected in refused:
+                tx.quarantine(self.conn.name, result.object_name, rejected.record.source_id,
+                              _payload(rejected.record), rejected.reason, field=rejected.field)
+            if records:
+                tx.resolve_quarantined_ids(self.conn.name, result.object_name, [r.source_id for r in records])
             if page.deleted_ids:
                 for at, ids in _by_deletion_time(page, self.clock()).items():
                     tx.mark_deleted(object_type, self.conn.name, ids, at)
+            if page.complete_for_parents and object_type in CHILD_PARENT_FIELD:
+                present = {r.source_id for r in page.records} | {q.source_id for q in page.quarantined}
+                stored = tx.child_ids(object_type, self.conn.name, CHILD_PARENT_FIELD[object_type],
+                                      page.complete_for_parents)
+                removed = sorted(stored - present)
+                if removed:  # children removed from their parent go with the parent's sync
+                    result.deleted += tx.mark_deleted(object_type, self.conn.name, removed, self.clock())
             tx.save_cursor(self.conn.name, cursor_name, checkpoint)
-            self.budget.charge(tx, page.api_calls)
+            self.budget.charge(tx, page.api_calls + history_calls)
+        result.records += len(records)
+        result.quarantined += len(page.quarantined) + len(refused)
+        if refused:
+            log.warning("sync.records_quarantined", count=len(refused),
+                        fields=sorted({bad.field or "?" for bad in refused}))
         result.changed.extend((object_type.value, r.source_id) for r in records)
         if len(result.changed) > 100_000:  # keep memory bounded on huge backfills
             del result.changed[:-100_000]
@@ -223,9 +263,11 @@ class SyncEngine:
             result.source_count = result.stored_count = None
             log.warning("backfill.completeness_unchecked", reason=f"{type(exc).__name__}: {exc}")
             return
+        if not result.complete:
+            result.quarantined_open = self.store.quarantine_count(self.conn.name, object_name=result.object_name)
         level = log.info if result.complete else log.warning
         level("backfill.completeness", source=result.source_count, stored=result.stored_count,
-              complete=result.complete)
+              quarantined=result.quarantined_open or 0, unaccounted=result.unaccounted, complete=result.complete)
 
     def _count_both(self, result: ObjectResult, since: dt.datetime | None, until: dt.datetime | None) -> None:
         if since is not None or until is not None:
@@ -236,8 +278,13 @@ class SyncEngine:
             result.source_count = self.connector.count(result.object_name)
             result.stored_count = self.store.count(OBJECT_TYPES[result.object_name], self.conn.name)
 
-    def sweep_deletes(self, object_name: str) -> int:
-        """Hard-delete reconciliation: stored ids the source no longer lists are marked deleted."""
+    def sweep_deletes(self, object_name: str, *, confirm: bool = False) -> int:
+        """Hard-delete reconciliation: stored ids the source no longer lists are marked deleted.
+
+        Trust but verify: when the source's list would delete more than
+        ``schedule.delete_sweep_max_share`` of what the store holds, nothing is marked and
+        ``SweepRefused`` says how to confirm (``confirm=True``) if those records really were deleted.
+        """
         object_type = OBJECT_TYPES[object_name]
         run_id = self.store.start_run("sweep", self.conn.name, object_name)
         live: set[str] = set()
@@ -246,17 +293,35 @@ class SyncEngine:
                 live.update(chunk)
             stored = self.store.source_ids(object_type, self.conn.name)
             gone = sorted(stored - live)
+            counts = {"live": len(live), "stored": len(stored), "deleted": 0, "would_delete": len(gone)}
+            share = self.conn.schedule.delete_sweep_max_share
+            if gone and not confirm and len(gone) > share * len(stored):
+                message = (f"{self.conn.name}/{object_name}: the delete sweep would mark {len(gone)} of "
+                           f"{len(stored)} stored records deleted ({len(gone) / len(stored):.0%}), more than "
+                           f"schedule.delete_sweep_max_share ({share:.0%}); nothing was marked. If they really "
+                           f"were deleted in the CRM: crmsync sweep --connection {self.conn.name} "
+                           f"--object {object_name} --confirm")
+                self.store.finish_run(run_id, "stopped", counts, message)
+                log.warning("sweep.refused", object=object_name, stored=len(stored), would_delete=len(gone),
+                            max_share=share)
+                raise SweepRefused(message)
             if gone:
                 with self.store.transaction() as tx:
                     # No deletion time is known, and a record can come back with the very stamp
                     # it had (a Pipedrive deal restored within 30 days brings its products back
                     # unchanged): leave modified_at alone so the next pull that lists it revives it.
                     tx.mark_deleted(object_type, self.conn.name, gone, None)
-            self.store.finish_run(run_id, "ok", {"live": len(live), "stored": len(stored), "deleted": len(gone)})
+            self.store.finish_run(run_id, "ok", {**counts, "deleted": len(gone)})
             return len(gone)
-        except Exception as exc:
-            self.store.finish_run(run_id, "failed", {"live": len(live)}, f"{type(exc).__name__}: {exc}")
+        except SweepRefused:
             raise
+        except Exception as exc:
+            self.store.finish_run(run_id, "failed", {"live": len(live)}, describe_error(exc))
+            raise
+
+
+class SweepRefused(Exception):
+    """A delete sweep would mark too large a share of the store deleted; it waits for a confirmation."""
 
 
 def _by_deletion_time(page: Page, fallback: dt.datetime) -> dict[dt.datetime, list[str]]:
@@ -273,6 +338,36 @@ def _by_deletion_time(page: Page, fallback: dt.datetime) -> dict[dt.datetime, li
 
 def _is_kind(record: Record, object_type: ObjectType) -> bool:
     return RECORD_TYPES[object_type] is type(record)
+
+
+def _clean_all(records: Iterable[Record]) -> tuple[list[Record], list[Refused]]:
+    """Records as both stores take them (``store.clean``); the ones neither should take, refused."""
+    kept: list[Record] = []
+    refused: list[Refused] = []
+    for record in records:
+        try:
+            clean_record(record)
+        except ModelError as exc:
+            refused.append(Refused(record, describe_error(exc), field_of(exc)))
+            continue
+        kept.append(record)
+    return kept, refused
+
+
+def _write_records(tx: Transaction, records: Sequence[Record],
+                   histories: Mapping[str, Sequence[Any]] | None = None) -> None:
+    if records[0].object_type is ObjectType.DEAL:  # stage history (the CRM's, else against the stored stages)
+        record_stage_events(tx.conn, records, histories)
+    tx.upsert(records)
+
+
+def _payload(record: Record) -> dict[str, Any]:
+    """A refused canonical record as its quarantine payload (JSON-safe: values as text where needed)."""
+    return orjson.loads(orjson.dumps(record.as_dict(), default=str, option=orjson.OPT_NON_STR_KEYS))
+
+
+def field_of_reason(reason: str) -> str | None:
+    return field_of(ModelError(reason))
 
 
 def _count_in_window(store: Store, object_type: ObjectType, connection: str, since: dt.datetime | None,

@@ -10,26 +10,38 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from crmsync.settings import load_settings
-from crmsync.store import OutboxStatus, Store
+from crmsync.cli_options import (
+    ConfigOption,
+    ConnectionOption,
+    DryRunOption,
+    JsonOption,
+    console,
+    err_console,
+    print_json,
+    require_connection,
+    state,
+)
+from crmsync.store import OutboxItem, OutboxStatus, Store
 from crmsync.sync import outbox
 
 outbox_app = typer.Typer(help="Writes waiting for the CRMs: list, retry, drop, drain.", no_args_is_help=True)
-console = Console()
-err_console = Console(stderr=True)
 
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="config file (default config/crmsync.yaml)")]
 STATUSES = [s.value for s in OutboxStatus]
 
 
 def _store(config: Path | None) -> Store:
-    settings = load_settings(config)
-    store = Store.open(settings.store.url)
-    store.upgrade()
-    return store
+    state.settings(config)
+    return state.write_store()
+
+
+def _item_dict(item: OutboxItem) -> dict[str, object]:
+    return {"id": item.id, "connection": item.connection, "object": item.object_name, "operation": item.operation,
+            "source_id": item.source_id, "result_id": item.result_id, "status": item.status,
+            "attempts": item.attempts, "fields": sorted(item.fields), "last_error": item.last_error,
+            "created_at": item.created_at.isoformat() if item.created_at else None,
+            "updated_at": item.updated_at.isoformat() if item.updated_at else None}
 
 
 def _shorten(text: str | None, width: int) -> str:
@@ -42,25 +54,33 @@ def _shorten(text: str | None, width: int) -> str:
 def list_items(
     config: ConfigOption = None,
     status: Annotated[str | None, typer.Option("--status", "-s", help=f"one of {', '.join(STATUSES)}")] = None,
-    connection: Annotated[str | None, typer.Option("--connection", help="only this connection")] = None,
+    connection: ConnectionOption = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 50,
+    as_json: JsonOption = False,
 ) -> None:
     """Outbox rows (newest last) with status, attempts and the last error."""
     if status is not None and status not in STATUSES:
         raise typer.BadParameter(f"{status!r} is not one of {', '.join(STATUSES)}", param_hint="--status")
-    store = _store(config)
+    require_connection(state.settings(config), connection)
+    store = state.read_store()
     items = store.outbox_items(connection=connection, status=status, limit=100_000)[-limit:]
     counts = store.outbox_counts(connection)
+    store.close()
+    if as_json:
+        print_json({"counts": counts, "items": [_item_dict(i) for i in items]})
+        return
     table = Table(title="outbox " + "  ".join(f"{k}={v}" for k, v in sorted(counts.items())))
-    for col in ("id", "connection", "object", "op", "record", "status", "tries", "fields", "updated", "last error"):
-        table.add_column(col, overflow="fold" if col == "last error" else "ellipsis")
+    # 80 columns: the essentials, with the error folded over lines; --json has every field
+    for col in ("id", "connection", "object/op", "record", "status", "tries"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("fields / last error", overflow="fold", ratio=1)
     for item in items:
+        detail = _shorten(", ".join(sorted(item.fields)), 60)
+        if item.last_error:
+            detail += "\n" + _shorten(item.last_error, 200)
         table.add_row(
-            str(item.id), item.connection, item.object_name, item.operation,
-            item.source_id or item.result_id or "-", item.status, str(item.attempts),
-            _shorten(", ".join(sorted(item.fields)), 40),
-            item.updated_at.isoformat(timespec="seconds") if item.updated_at else "-",
-            _shorten(item.last_error, 120),
+            str(item.id), item.connection, f"{item.object_name}/{item.operation}",
+            item.source_id or item.result_id or "-", item.status, str(item.attempts), detail,
         )
     console.print(table)
     if not items:
@@ -71,7 +91,7 @@ def list_items(
 def retry_cmd(
     item_id: Annotated[int | None, typer.Argument(help="outbox id (failed or parked)")] = None,
     all_failed: Annotated[bool, typer.Option("--all-failed", help="every failed item")] = False,
-    connection: Annotated[str | None, typer.Option("--connection", help="with --all-failed: one connection")] = None,
+    connection: ConnectionOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Put a failed or parked item (or all failed ones) back to pending."""
@@ -112,22 +132,49 @@ def drop_cmd(
 
 @outbox_app.command("drain")
 def drain_cmd(
-    connection: Annotated[str, typer.Argument(help="connection name")],
+    name: Annotated[str | None, typer.Argument(metavar="[CONNECTION]", help="connection name (or --connection)")]
+        = None,
+    connection: ConnectionOption = None,
     config: ConfigOption = None,
     limit: Annotated[int | None, typer.Option("--limit", "-n", min=1)] = None,
+    dry_run: DryRunOption = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Push the connection's pending items now."""
+    """Push the connection's pending items now (--dry-run: list what would be pushed)."""
     from crmsync.connectors import build_connector
 
-    settings = load_settings(config)
+    if not (name or connection) or (name and connection and name != connection):
+        raise typer.BadParameter("give the connection once: CONNECTION or --connection NAME")
+    connection = name or connection
+    settings = state.settings(config)
+    require_connection(settings, connection)
+    assert connection is not None
     conn = settings.connection(connection)
-    store = Store.open(settings.store.url)
-    store.upgrade()
+    if dry_run:
+        store = state.read_store()
+        pending = store.outbox_pending(connection, limit=limit or 100_000)
+        store.close()
+        if as_json:
+            print_json({"connection": connection, "dry_run": True, "would_push": [_item_dict(i) for i in pending]})
+            return
+        console.print(f"{connection}: {len(pending)} pending item(s) would be pushed (dry run: nothing sent)")
+        for item in pending[:20]:
+            console.print(f"  #{item.id} {item.object_name}/{item.operation} {item.source_id or '(new)'}: "
+                          f"{_shorten(', '.join(sorted(item.fields)), 60)}", highlight=False)
+        return
+    store = state.write_store()
     connector = build_connector(conn)
     try:
         result = outbox.drain(store, connector, conn, limit=limit)
     finally:
         connector.close()
+        store.close()
+    if as_json:
+        print_json({"connection": connection, "dry_run": False, "status": result.status, **result.counts(),
+                    "seconds": round(result.seconds, 3), "errors": result.errors[:20], "error": result.error})
+        if result.status == "failed":
+            raise typer.Exit(1)
+        return
     console.print(f"{connection}: {result.status}; " + ", ".join(f"{k} {v}" for k, v in result.counts().items())
                   + f"; {result.seconds:.1f}s")
     for message in result.errors[:5]:

@@ -13,9 +13,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from crmsync.connectors import build_connector
 from crmsync.connectors.base import Page
+from crmsync.errors import describe_error
+from crmsync.logging import get_logger
 from crmsync.settings import Settings
 from crmsync.store import Store
 from crmsync.sync.engine import ObjectResult, SyncEngine
+
+log = get_logger("crmsync.sync")
 
 
 @contextmanager
@@ -31,9 +35,26 @@ def open_engine(settings: Settings, store: Store, connection: str, *,
 
 def run_sync_cycle(settings: Settings, store: Store, connection: str, *,
                    objects: Sequence[str] | None = None,
-                   stop_event: threading.Event | None = None) -> list[ObjectResult]:
+                   stop_event: threading.Event | None = None, dry_run: bool = False) -> list[ObjectResult]:
     with open_engine(settings, store, connection, stop_event=stop_event) as engine:
-        return engine.sync(objects)
+        return engine.sync(objects, dry_run=dry_run)
+
+
+def run_sync_cycles(settings: Settings, store: Store, connections: Sequence[str], *,
+                    stop_event: threading.Event | None = None, dry_run: bool = False) -> list[ObjectResult]:
+    """One cycle per connection; a connection that fails (cannot be built, its CRM or a bug) is
+    reported as a failed result and never stops the others."""
+    results: list[ObjectResult] = []
+    for name in connections:
+        if stop_event is not None and stop_event.is_set():
+            break
+        try:
+            results.extend(run_sync_cycle(settings, store, name, stop_event=stop_event, dry_run=dry_run))
+        except Exception as exc:  # noqa: BLE001 - reported per connection, the others go on
+            error = describe_error(exc)
+            log.error("sync.connection_failed", connection=name, error=error)
+            results.append(ObjectResult(name, "*", "sync", status="failed", error=error))
+    return results
 
 
 def run_backfill(settings: Settings, store: Store, connection: str, object_name: str, *,
@@ -48,12 +69,13 @@ def run_backfill(settings: Settings, store: Store, connection: str, object_name:
         if console is None:
             return engine.backfill(object_name, since=since, until=until, dry_run=dry_run)
         with Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
+            TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.fields[total_text]}"),
             TextColumn("{task.fields[rate]:,.0f} rec/s"), TextColumn("calls {task.fields[calls]:,}"),
             TextColumn("quota left {task.fields[quota]}"), TimeElapsedColumn(), TimeRemainingColumn(),
             console=console, transient=False,
         ) as progress:
-            task = progress.add_task(f"{connection}/{object_name}", total=total, rate=0.0, calls=0, quota="?")
+            task = progress.add_task(f"{connection}/{object_name}", total=total, rate=0.0, calls=0, quota="?",
+                                     total_text="?" if total is None else f"{total:,}")
             started = dt.datetime.now(dt.UTC)
 
             def on_page(result: ObjectResult, page: Page) -> None:

@@ -23,6 +23,8 @@ from typing import Any
 from crmsync.connectors.base import FatalError, Page, PushItem, PushResult, Quarantined, Usage
 from crmsync.connectors.cursor import StampRule, settle_seconds
 from crmsync.connectors.hubspot import keyset
+from crmsync.connectors.hubspot.history import HubSpotStageHistory
+from crmsync.connectors.hubspot.limits import search_rate
 from crmsync.connectors.hubspot.mapping import (
     EXTRA_PROPERTIES,
     MAPPINGS,
@@ -33,7 +35,8 @@ from crmsync.connectors.hubspot.mapping import (
 from crmsync.connectors.hubspot.push import Pusher
 from crmsync.connectors.hubspot.transport import HubSpotTransport
 from crmsync.connectors.mapping import ObjectMapping
-from crmsync.model import ModelError, Record
+from crmsync.connectors.stage_history import HistoryBatch
+from crmsync.model import Deal, ModelError, Record
 from crmsync.settings import ConnectionSettings
 from crmsync.sync.readahead import ReadAhead
 
@@ -49,12 +52,47 @@ _MISSING = object()
 
 
 def _ms(value: str | None) -> int | None:
+    """Epoch ms of a HubSpot timestamp (digits or ISO 8601); None when missing or malformed."""
     if not value:
         return None
+    if not isinstance(value, str):
+        return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
     if value.isdigit():
         return int(value)
-    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
     return int(round(parsed.timestamp() * 1000))
+
+
+def _only_archived(native: str, results: list[dict[str, Any]]) -> None:
+    """Trust but verify: an ``archived=true`` list must hold archived records only. Live ones mean
+    the flag was lost on the way (a proxy, an API change): marking them deleted would delete live data."""
+    live = [str(r.get("id")) for r in results if r.get("archived") is not True]
+    if live:
+        raise FatalError(f"hubspot {native}: the archived=true list returned {len(live)} records that are not "
+                         f"archived (ids {', '.join(live[:5])}); refusing to mark them deleted")
+
+
+def flag(value: bool) -> str:
+    """A boolean query parameter as the spec spells it: the SDK would send Python's ``True``/``False``."""
+    return "true" if value else "false"
+
+
+def _stamps(results: list[dict[str, Any]], prop: str, floor: int | None) -> list[tuple[int, str]]:
+    """(modified ms, id) per search result. A malformed timestamp takes the one before it (the
+    search sorted by it, so the record sits there): the keyset never moves back for it, and the
+    record itself is quarantined by the mapping."""
+    rows: list[tuple[int, str]] = []
+    previous = floor or 0
+    for result in results:
+        ms = _ms((result.get("properties") or {}).get(prop))
+        previous = previous if ms is None else ms
+        rows.append((previous, str(result["id"])))
+    return rows
 
 
 class HubSpotConnector:
@@ -69,8 +107,9 @@ class HubSpotConnector:
         self.usage = Usage()
         opts = conn.options
         self.transport = HubSpotTransport(conn.base_url, token, ca_bundle=conn.ca_bundle,
-                                          search_per_second=float(opts.get("search_per_second", 4)),
-                                          max_attempts=int(opts.get("max_attempts", 6)), usage=self.usage)
+                                          search_per_second=search_rate(opts, conn.name),
+                                          max_attempts=int(opts.get("max_attempts", 6)),
+                                          max_wait_s=float(opts.get("max_wait_s", 60)), usage=self.usage)
         # hs_lastmodifieddate has ms; search shows a change only after its index lag (settle_seconds,
         # or the older name lookback_seconds, default 120)
         self.stamp_rule = StampRule(0.001, settle_seconds(opts, 120.0))
@@ -87,6 +126,7 @@ class HubSpotConnector:
             name: mapping.with_overrides(conn.field_mappings.get(name, {})) for name, mapping in MAPPINGS.items()}
         self._set_reserve()
         self.pusher = Pusher(self)
+        self._history: HubSpotStageHistory | None = None
 
     def _set_reserve(self) -> None:
         if self.usage.limit:
@@ -228,7 +268,7 @@ class HubSpotConnector:
             result = self.search(native, keyset.query(state, prop, hi, limit, props))
             read_at = self.transport.read_times.earliest()
             results = result.get("results") or []
-            rows = [(_ms((r.get("properties") or {}).get(prop)) or 0, str(r["id"])) for r in results]
+            rows = _stamps(results, prop, state.ts)
             state, emit, done = keyset.advance(state, rows, limit)
             newest = max((ts for ts, _ in rows), default=None)
             floor = self.stamp_rule.reached_open(newest / 1000, read_at) if newest is not None else None
@@ -262,6 +302,7 @@ class HubSpotConnector:
         while True:
             page = self.list_page(native, after, ["hs_object_id"], archived=True)
             calls += 1
+            _only_archived(native, page.get("results") or [])
             for obj in page.get("results") or []:
                 at = _ms(obj.get("archivedAt")) or 0
                 newest = max(newest, at)
@@ -274,21 +315,22 @@ class HubSpotConnector:
     def list_page(self, native: str, after: str | None, properties: list[str], *, archived: bool = False
                   ) -> dict[str, Any]:
         api = self._api(native, "basic_api")
-        kwargs: dict[str, Any] = {"limit": LIST_LIMIT, "properties": properties, "archived": archived}
+        kwargs: dict[str, Any] = {"limit": LIST_LIMIT, "properties": properties, "archived": flag(archived)}
         if after:
             kwargs["after"] = after
         if api is not None:
             return dict(self.call(f"list {native}", api.get_page, **kwargs) or {})
         return dict(self.call(f"list {native}", self._api("objects", "basic_api").get_page, native, **kwargs) or {})
 
-    def batch_read(self, native: str, ids: Sequence[str], properties: list[str], *, push: bool = False
-                   ) -> dict[str, Any]:
-        body = {"inputs": [{"id": i} for i in ids], "properties": properties, "propertiesWithHistory": []}
+    def batch_read(self, native: str, ids: Sequence[str], properties: list[str], *, push: bool = False,
+                   with_history: Sequence[str] = ()) -> dict[str, Any]:
+        body = {"inputs": [{"id": i} for i in ids], "properties": properties,
+                "propertiesWithHistory": list(with_history)}
         api = self._api(native, "batch_api")
         if api is not None:
-            return dict(self.call(f"batch read {native}", api.read, body, archived=False, push=push) or {})
+            return dict(self.call(f"batch read {native}", api.read, body, archived=flag(False), push=push) or {})
         return dict(self.call(f"batch read {native}", self._api("objects", "batch_api").read, native, body,
-                              archived=False, push=push) or {})
+                              archived=flag(False), push=push) or {})
 
     def _backfill_by_list(self, name: str, state: keyset.KeysetState) -> Iterator[Page]:
         """List ids (short GET URLs) + batch read the wide property list (POST): no 414."""
@@ -392,7 +434,7 @@ class HubSpotConnector:
         for archived in (False, True):
             after: str | None = None
             while True:
-                kwargs: dict[str, Any] = {"limit": 100, "archived": archived}
+                kwargs: dict[str, Any] = {"limit": 100, "archived": flag(archived)}
                 if after:
                     kwargs["after"] = after
                 page = self.call("owners", self.crm.owners.owners_api.get_page, **kwargs) or {}
@@ -449,7 +491,9 @@ class HubSpotConnector:
             filters.append({"propertyName": prop, "operator": "GTE", "value": str(int(since.timestamp() * 1000))})
         if until is not None:
             filters.append({"propertyName": prop, "operator": "LTE", "value": str(int(until.timestamp() * 1000))})
-        body = {"filterGroups": [{"filters": filters}] if filters else [], "limit": 1, "properties": ["hs_object_id"]}
+        # every field the spec marks required (after, sorts) is sent, as the real API takes them
+        body = {"filterGroups": [{"filters": filters}] if filters else [], "sorts": [], "limit": 1, "after": "0",
+                "properties": ["hs_object_id"]}
         return int(self.search(NATIVE[name], body).get("total") or 0)
 
     def list_ids(self, object_name: str) -> Iterator[list[str]]:
@@ -468,5 +512,11 @@ class HubSpotConnector:
                 return
 
     # --- writes -------------------------------------------------------------------------------
+    def stage_histories(self, deals: Sequence[Deal]) -> HistoryBatch:
+        """The deals' stage histories (``crmsync.connectors.hubspot.history``)."""
+        if self._history is None:
+            self._history = HubSpotStageHistory(self)
+        return self._history.read(deals)
+
     def push(self, items: Sequence[PushItem]) -> list[PushResult]:
         return self.pusher.push(items)

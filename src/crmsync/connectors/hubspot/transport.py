@@ -3,7 +3,7 @@
 Calls use hubspot-api-client's generated APIs with ``_preload_content=False`` and parse the
 body with orjson (the generated models are slow and drop unknown fields). tenacity retries
 ``RetriableError`` only, waiting what the server asked (``Retry-After``, or 1 s for HubSpot's
-SECONDLY policy) or an exponential backoff; a DAILY 429 is ``BudgetExhausted``. Search calls are
+SECONDLY policy, at most ``max_wait_s``) or an exponential backoff with jitter (``backoff``); a DAILY 429 is ``BudgetExhausted``. Search calls are
 spaced to the search API's own per-second limit. Messages carry status, category and the
 operation name - never the token or a payload.
 """
@@ -21,7 +21,9 @@ import hubspot
 import orjson
 import urllib3
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from urllib3.util.retry import Retry
 
+from crmsync.connectors.backoff import retry_wait
 from crmsync.connectors.base import (
     AuthError,
     BudgetExhausted,
@@ -38,8 +40,11 @@ HEADER = "x-hubspot-ratelimit-"
 class HubSpotTransport:
     def __init__(self, base_url: str | None, token: str, *, ca_bundle: Path | None = None,
                  search_per_second: float = 4.0, max_attempts: int = 6, timeout_s: float = 60.0,
+                 max_wait_s: float = 60.0,
                  usage: Usage | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
-        options: dict[str, Any] = {"access_token": token}
+        # urllib3's own default retries a 429/503 with Retry-After, sleeping as long as the header
+        # says (uncapped, uncounted, unjittered): every retry is this transport's decision instead
+        options: dict[str, Any] = {"access_token": token, "retry": Retry(total=0, raise_on_status=False)}
         if base_url:
             options["host"] = base_url.rstrip("/")
         if ca_bundle is not None:
@@ -49,6 +54,7 @@ class HubSpotTransport:
         # spaced a little wider than 1/limit: the server's rolling second counts arrivals, not sends
         self.search_interval = 1.07 / search_per_second if search_per_second > 0 else 0.0
         self.max_attempts = max_attempts
+        self.max_wait_s = max_wait_s
         self.timeout_s = timeout_s
         self.sleep = sleep
         self._last_search = 0.0
@@ -68,10 +74,7 @@ class HubSpotTransport:
         return retrying(self._once, operation, fn, args, kwargs, search)
 
     def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, RetriableError) and exc.retry_after is not None:
-            return exc.retry_after
-        return float(min(10.0, 0.25 * 2 ** (state.attempt_number - 1)))
+        return retry_wait(state, initial=0.25, max_wait_s=self.max_wait_s, cap=10.0)
 
     def _throttle_search(self) -> None:
         if not self.search_interval:
@@ -113,6 +116,7 @@ class HubSpotTransport:
         if not headers:
             return
         get = headers.get
+        self.usage.note_server_date(get("Date") or get("date"))
 
         def number(name: str) -> int | None:
             value = get(HEADER + name) or get("X-HubSpot-RateLimit-" + name)

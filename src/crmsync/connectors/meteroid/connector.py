@@ -17,9 +17,9 @@ import httpx
 import meteroid
 from meteroid.models import CreateSubscriptionComponents
 
-from crmsync.connectors.base import FatalError, Page, PushItem, PushResult, Usage
+from crmsync.connectors.base import FatalError, Page, PushItem, PushResult, Quarantined, Usage
 from crmsync.connectors.meteroid.errors import NotFound, classify
-from crmsync.model import Product, Record, now_utc, parse_decimal, parse_timestamp
+from crmsync.model import ModelError, Product, Record, now_utc, parse_decimal, parse_timestamp
 from crmsync.settings import ConnectionSettings
 
 PER_PAGE = 100
@@ -51,6 +51,7 @@ class MeteroidConnector:
             raise classify(exc, what, create=create) from None
         except httpx.HTTPError as exc:
             raise classify(exc, what, create=create) from None
+        self.usage.note_server_date(raw.http_response.headers.get("date"))
         return raw.http_response.json()
 
     def _pages(self, what: str, fetch: Callable[[int], Any]) -> Iterator[list[dict[str, Any]]]:
@@ -149,17 +150,24 @@ class MeteroidConnector:
         pages = list(self.iter_pages("products"))
         for n, page in enumerate(pages):
             records: list[Record] = []
+            bad: list[Quarantined] = []
             for raw in page:
-                price = prices.get(raw["id"])
-                records.append(Product(
-                    connection=self.name, source_object="product", source_id=raw["id"],
-                    modified_at=parse_timestamp(raw["created_at"]) or now_utc(),
-                    created_at=parse_timestamp(raw["created_at"]), name=raw["name"], code=raw.get("description"),
-                    active=raw.get("archived_at") is None,
-                    unit_price=parse_decimal(price[0]) if price else None,
-                    currency=price[1] if price else None, billing_period=price[2] if price else None,
-                    extra={"fee_type": raw["fee_type"], "product_family_id": raw["product_family_id"]}))
-            yield Page(records=records, cursor={"page": n}, api_calls=1, done=n == len(pages) - 1)
+                try:
+                    records.append(self._product(raw, prices.get(str(raw.get("id")))))
+                except (ModelError, KeyError) as exc:  # a malformed product never stops the page
+                    reason = f"{exc.args[0]}: missing" if isinstance(exc, KeyError) else str(exc)
+                    bad.append(Quarantined("product", str(raw.get("id") or ""), dict(raw), reason))
+            yield Page(records=records, cursor={"page": n}, quarantined=bad, api_calls=1, done=n == len(pages) - 1)
+
+    def _product(self, raw: Mapping[str, Any], price: tuple[Any, str, str] | None) -> Product:
+        created = parse_timestamp(raw["created_at"], field_name="created_at")
+        return Product(
+            connection=self.name, source_object="product", source_id=str(raw["id"]),
+            modified_at=created or now_utc(), created_at=created, name=raw["name"], code=raw.get("description"),
+            active=raw.get("archived_at") is None,
+            unit_price=parse_decimal(price[0], field_name="unit_price") if price else None,
+            currency=price[1] if price else None, billing_period=price[2] if price else None,
+            extra={"fee_type": raw.get("fee_type"), "product_family_id": raw.get("product_family_id")})
 
     def count(self, object_name: str, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> int:
         body = self._call(f"count {object_name}", lambda: getattr(self.client, object_name).with_raw_response.list(

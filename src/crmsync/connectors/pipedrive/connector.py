@@ -17,14 +17,24 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from crmsync.connectors.base import BudgetExhausted, Page, PushItem, PushResult, Quarantined, Usage
+from crmsync.connectors.base import (
+    BudgetExhausted,
+    FatalError,
+    Page,
+    PushItem,
+    PushResult,
+    Quarantined,
+    Usage,
+)
 from crmsync.connectors.cursor import StampRule, settle_seconds
 from crmsync.connectors.mapping import ObjectMapping, as_timestamp
+from crmsync.connectors.pipedrive.history import read_histories
 from crmsync.connectors.pipedrive.http import DEFAULT_BASE_URL, PipedriveHttp
 from crmsync.connectors.pipedrive.incremental import DEFAULT_RULE, Checkpoint
 from crmsync.connectors.pipedrive.mappings import MAPPINGS, prepare
 from crmsync.connectors.pipedrive.push import Pusher
-from crmsync.model import ModelError, Record
+from crmsync.connectors.stage_history import HistoryBatch
+from crmsync.model import Deal, ModelError, Record
 from crmsync.settings import ConnectionSettings
 
 PAGE_LIMIT = 500
@@ -40,12 +50,26 @@ COST_SMALL_LIST = 5
 
 
 def _epoch(value: str | None) -> int | None:
-    ts = as_timestamp(value, "update_time")
+    """``update_time`` in epoch seconds; None when missing or malformed (the mapping then
+    quarantines that record with the reason, and the checkpoint does not move for it)."""
+    try:
+        ts = as_timestamp(value, "update_time")
+    except ModelError:
+        return None
     return int(ts.timestamp()) if ts else None
 
 
 def _rfc3339(epoch: int) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _only_deleted(object_name: str, rows: list[dict[str, Any]]) -> None:
+    """Trust but verify: a ``status=deleted`` page must hold deleted records only. Live ones mean the
+    filter was lost on the way (a proxy, an API change); the pass stops before anything is stored."""
+    live = [str(r.get("id")) for r in rows if not (r.get("is_deleted") is True or r.get("status") == "deleted")]
+    if live:
+        raise FatalError(f"pipedrive {object_name}: the status=deleted list returned {len(live)} records that "
+                         f"are not deleted (ids {', '.join(live[:5])}); refusing to treat them as deletions")
 
 
 class PipedriveConnector:
@@ -239,6 +263,8 @@ class PipedriveConnector:
         for n, phase in enumerate(phases):
             params = {"status": "deleted"} if phase == "deleted" else {}
             for rows, finished in self._pass(path, checkpoints[phase], params, override_since=override, until=upper):
+                if phase == "deleted":
+                    _only_deleted(object_name, rows)
                 records, bad = self._map(object_name, rows)
                 deleted = [r.source_id for r in records if r.deleted]
                 cursor = {p: c.to_dict() for p, c in checkpoints.items()}
@@ -262,7 +288,8 @@ class PipedriveConnector:
                 items.extend(self._deal_products(chunk))
                 calls += 1
             records, bad = self._map("line_items", items)
-            yield Page(records, {"deals": checkpoint.to_dict()}, bad, api_calls=calls, done=finished)
+            yield Page(records, {"deals": checkpoint.to_dict()}, bad, api_calls=calls, done=finished,
+                       complete_for_parents=[str(i) for i in deal_ids])
 
     def _deal_products(self, deal_ids: list[int]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -321,5 +348,9 @@ class PipedriveConnector:
                 return
 
     # --- push ---------------------------------------------------------------------------------------
+    def stage_histories(self, deals: Sequence[Deal]) -> HistoryBatch:
+        """The deals' stage histories from their changelogs (``crmsync.connectors.pipedrive.history``)."""
+        return read_histories(self, deals)
+
     def push(self, items: Sequence[PushItem]) -> list[PushResult]:
         return self._pusher.push(items)

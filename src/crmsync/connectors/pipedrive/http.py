@@ -11,17 +11,16 @@ budget raises ``BudgetExhausted`` at once instead of sleeping until midnight.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import time
 from collections.abc import Callable, Mapping
-from decimal import Decimal
 from typing import Any
 
 import httpx
 import msgspec
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
+from crmsync.connectors.backoff import retry_wait
 from crmsync.connectors.base import (
     AuthError,
     BudgetExhausted,
@@ -31,11 +30,10 @@ from crmsync.connectors.base import (
     Usage,
 )
 from crmsync.connectors.server_time import server_read_time
+from crmsync.connectors.wire import decode_body, encode_body
 
 DEFAULT_BASE_URL = "https://api.pipedrive.com"
 _NUMERIC = re.compile(r"/\d+(?=/|$)")
-# JSON numbers with a fraction or exponent become Decimal from their own digits (money stays exact)
-_DECODER = msgspec.json.Decoder(float_hook=Decimal)
 
 
 class NotFoundError(FatalError):
@@ -54,16 +52,6 @@ def _header_int(headers: httpx.Headers, name: str) -> int | None:
         return int(float(raw))
     except ValueError:
         return None
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    raise TypeError(f"cannot encode {type(value).__name__}")
 
 
 class PipedriveHttp:
@@ -110,10 +98,7 @@ class PipedriveHttp:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, RetriableError) and exc.retry_after is not None:
-            return min(self.max_wait_s, max(0.0, exc.retry_after))
-        return min(self.max_wait_s, 0.5 * 2 ** (state.attempt_number - 1))
+        return retry_wait(state, initial=0.5, max_wait_s=self.max_wait_s)
 
     def _throttle(self) -> None:
         """The burst window is spent: wait for its reset instead of collecting a 429."""
@@ -128,7 +113,7 @@ class PipedriveHttp:
               body: Mapping[str, Any] | None) -> tuple[dict[str, Any], float]:
         where = f"{method} {path_template(path)}"
         self._throttle()
-        content = json.dumps(body, default=_encode).encode() if body is not None else None
+        content = encode_body(body) if body is not None else None
         headers = {"content-type": "application/json"} if content is not None else None
         sent_at, started = time.time(), time.monotonic()
         try:
@@ -147,6 +132,7 @@ class PipedriveHttp:
         usage = self.usage
         usage.calls += 1
         usage.observed_at = dt.datetime.now(dt.UTC)
+        usage.note_server_date(headers.get("date"))
         limit = _header_int(headers, "x-daily-ratelimit-token-limit")
         remaining = _header_int(headers, "x-daily-ratelimit-token-remaining")
         if limit is not None:
@@ -183,7 +169,7 @@ class PipedriveHttp:
         if status >= 400:
             raise FatalError(f"{where}: {status} {_error_message(response)}", status=status)
         try:
-            data = _DECODER.decode(response.content)
+            data = decode_body(response.content)
         except (msgspec.DecodeError, ValueError):
             raise RetriableError(f"{where}: truncated or invalid JSON body", status=status) from None
         if not isinstance(data, dict) or data.get("success") is False:

@@ -286,4 +286,6 @@ class Pusher:
             return int(value)
         if target == "probability":
             return Decimal(str(value)) * 100  # canonical 0..1 -> Pipedrive's percent
+        if isinstance(value, dt.datetime):
+            return _rfc3339(value)  # Pipedrive's own form: whole seconds, Z
         return value

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from functools import partial
@@ -13,16 +11,27 @@ from typing import Any, TypeVar
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError, SalesforceResourceNotFound
 
-from crmsync.connectors.base import BudgetExhausted, FatalError, Page, PushItem, PushResult, Usage
+from crmsync.connectors.base import (
+    BudgetExhausted,
+    FatalError,
+    Page,
+    PushItem,
+    PushResult,
+    RetriableError,
+    Usage,
+)
 from crmsync.connectors.cursor import StampRule, settle_seconds
 from crmsync.connectors.mapping import ObjectMapping
 from crmsync.connectors.salesforce.auth import connect
+from crmsync.connectors.salesforce.history import read_histories
 from crmsync.connectors.salesforce.mapping import OBJECTS, PIPELINE_ID, SObjectSpec
 from crmsync.connectors.salesforce.pull import Reader
 from crmsync.connectors.salesforce.push import Pusher
 from crmsync.connectors.salesforce.soql import soql
 from crmsync.connectors.salesforce.transport import NotFoundError, SalesforceSession
-from crmsync.model import Pipeline
+from crmsync.connectors.stage_history import HistoryBatch
+from crmsync.connectors.wire import encode_body
+from crmsync.model import Deal, ModelError, Pipeline
 from crmsync.settings import ConnectionSettings
 
 T = TypeVar("T")
@@ -30,27 +39,9 @@ API_VERSION = "59.0"
 PIPELINE_MODIFIED = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
-def dumps_exact(body: Any) -> str:
+def dumps_exact(body: Any) -> bytes:
     """JSON with Decimals written digit for digit (no float round trip): money stays exact."""
-    numbers: list[str] = []
-    nonce = secrets.token_hex(8)  # a user string can never equal a placeholder it cannot predict
-
-    def swap(value: Any) -> Any:
-        if isinstance(value, Decimal):
-            if not value.is_finite():
-                raise FatalError("cannot send a non-finite number")
-            numbers.append(format(value, "f"))
-            return f"\u0000{nonce}:{len(numbers) - 1}\u0000"
-        if isinstance(value, dict):
-            return {k: swap(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [swap(v) for v in value]
-        return value
-
-    text = json.dumps(swap(body))
-    for index, number in enumerate(numbers):
-        text = text.replace(f'"\\u0000{nonce}:{index}\\u0000"', number, 1)
-    return text
+    return encode_body(body)
 
 
 class SalesforceConnector:
@@ -101,6 +92,10 @@ class SalesforceConnector:
             code, message = _sf_error(exc)
             kind = NotFoundError if isinstance(exc, SalesforceResourceNotFound) else FatalError
             raise kind(f"Salesforce {exc.status} {code}: {message}".strip(), status=exc.status) from None
+        except ValueError as exc:  # JSONDecodeError: simple-salesforce read a truncated or undecodable body
+            if isinstance(exc, ModelError):
+                raise
+            raise RetriableError("Salesforce: truncated or invalid JSON body") from None
 
     def check_budget(self, *, push: bool = False) -> None:
         """Stop before spending past this connection's share of the org's daily API calls.
@@ -124,7 +119,7 @@ class SalesforceConnector:
         return self._pusher.mappings
 
     @staticmethod
-    def dumps(body: Any) -> str:
+    def dumps(body: Any) -> bytes:
         return dumps_exact(body)
 
     def extra_fields(self, object_name: str) -> list[str]:
@@ -215,6 +210,11 @@ class SalesforceConnector:
 
     def push(self, items: Sequence[PushItem]) -> list[PushResult]:
         return self._pusher.push(items)
+
+    def stage_histories(self, deals: Sequence[Deal]) -> HistoryBatch:
+        """The opportunities' stage histories (``crmsync.connectors.salesforce.history``)."""
+        self.check_budget()
+        return read_histories(self, deals)
 
     def close(self) -> None:
         self.session.close()

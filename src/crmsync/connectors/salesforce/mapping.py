@@ -75,6 +75,8 @@ LEADS = _m("leads", ObjectType.LEAD, "Lead", [
     F("Title", "title"), F("Status", "status"), F("LeadSource", "source"), F("Country", "country"),
     F("Industry", "industry"), F("NumberOfEmployees", "employees", as_int), F("OwnerId", "owner_id", as_id),
     F("IsConverted", "is_converted", as_bool), F("ConvertedAccountId", "converted_account_id", as_id),
+    F("ConvertedOpportunityId", "extra.converted_opportunity_id", as_id),
+    F("ConvertedDate", "extra.converted_date", as_str),
     F("LastActivityDate", "last_activity_at", as_day_start), F("Region__c", "region"),
     F("Lead_Score__c", "score", as_decimal), F("Rating", "grade"), F("Crmsync_Key__c", "extra.Crmsync_Key__c"),
 ])

@@ -114,7 +114,7 @@ class Reader:
             last_page = len(rows) < size
             if rows:
                 last = rows[-1]
-                ts = parse_timestamp(last["SystemModstamp"]) or ts
+                ts = _last_stamp(rows) or ts
                 last_id = str(last["Id"])
                 after: dict[str, Any] = {"ts": iso(ts), "id": last_id}
                 pass_open = lower(pass_open, rule.reached_open(ts.timestamp(), read_at))
@@ -335,3 +335,17 @@ def _not_before(after: dict[str, Any], saved: Mapping[str, Any]) -> dict[str, An
     if after_key < saved_key:  # type: ignore[operator]
         return {**after, "ts": saved["ts"], "id": saved.get("id", "")}
     return after
+
+
+def _last_stamp(rows: list[dict[str, Any]]) -> dt.datetime | None:
+    """The newest SystemModstamp of a page that parses: a malformed one (its record is quarantined
+    by the mapping) never stops the page; the keyset keeps the last row's id, so rows sorted
+    after the malformed one are not skipped."""
+    for row in reversed(rows):
+        try:
+            stamp = parse_timestamp(row.get("SystemModstamp"), field_name="SystemModstamp")
+        except ModelError:
+            continue
+        if stamp is not None:
+            return stamp
+    return None

@@ -24,9 +24,9 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
 )
 
+from crmsync.connectors.backoff import retry_wait
 from crmsync.connectors.base import (
     AuthError,
     BudgetExhausted,
@@ -106,11 +106,7 @@ class SalesforceSession(requests.Session):
         self.logins += 1
 
     def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        hinted = getattr(exc, "retry_after", None)
-        if hinted is not None:
-            return float(min(hinted, self.max_wait_s))
-        return float(wait_exponential_jitter(multiplier=0.5, max=self.max_wait_s)(state))
+        return retry_wait(state, initial=0.5, max_wait_s=self.max_wait_s)
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         retrying = Retrying(retry=retry_if_exception_type(RetriableError), stop=stop_after_attempt(self.max_attempts),
@@ -173,6 +169,7 @@ class SalesforceSession(requests.Session):
         return response
 
     def _read_usage(self, response: requests.Response) -> None:
+        self.usage.note_server_date(response.headers.get("Date"))
         info = response.headers.get("Sforce-Limit-Info")
         if not info:
             return

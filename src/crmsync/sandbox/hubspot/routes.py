@@ -6,17 +6,17 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from crmsync.sandbox.core import json_response
+from crmsync.sandbox.core import exact_json, json_response
 from crmsync.sandbox.hubspot.associations import TYPE_IDS, default_types, spec
 from crmsync.sandbox.hubspot.hooks import error_body
 from crmsync.sandbox.hubspot.schema import OBJECT_TYPES, iso_ms, object_name
 from crmsync.sandbox.hubspot.search import SearchError, run_search
 from crmsync.sandbox.hubspot.simulator import ApiError
+from crmsync.sandbox.hubspot.stage_log import HISTORY_BATCH_MAX
 from crmsync.sandbox.hubspot.table import Row
 
 if TYPE_CHECKING:
@@ -53,8 +53,8 @@ def endpoint(sim: HubSpotSimulator) -> Callable[[Handler], Handler]:
         async def handler(request: Request) -> Response:
             try:
                 body = await request.body()
-                request.state.json = orjson.loads(body) if body else None
-            except orjson.JSONDecodeError:
+                request.state.json = exact_json(body) if body else None
+            except ValueError:
                 return _error(ApiError(400, "VALIDATION_ERROR", "Invalid input JSON on line 1"))
             try:
                 with sim.lock:
@@ -204,6 +204,11 @@ def build_routes(sim: HubSpotSimulator) -> list[Route]:
         if op == "read":
             archived = _flag(request, "archived")
             props = [p for item in body.get("properties") or [] for p in str(item).split(",") if p]
+            history = [p for item in body.get("propertiesWithHistory") or [] for p in str(item).split(",") if p]
+            if history and len(inputs) > HISTORY_BATCH_MAX:
+                raise ApiError(400, "VALIDATION_ERROR", "The maximum number of inputs supported in a batch request "
+                               f"for property histories is {HISTORY_BATCH_MAX}. Please reduce the number of items "
+                               "and try again.")
             id_property = body.get("idProperty")
             missing = []
             for item in inputs:
@@ -211,7 +216,7 @@ def build_routes(sim: HubSpotSimulator) -> list[Route]:
                 if row is None:
                     missing.append(str(item.get("id")))
                 else:
-                    results.append(sim.render(name, row, props or None))
+                    results.append(sim.render(name, row, props or None, with_history=history))
             if missing:
                 errors.append(_standard_error("OBJECT_NOT_FOUND", f"Could not get some {label} objects, they may "
                                               "be deleted or not exist. Check that ids are valid.", {"ids": missing}))

@@ -88,6 +88,10 @@ PROPERTIES: dict[str, dict[str, Prop]] = {
         Prop("hs_is_closed", "bool", read_only=True),
         Prop("hs_is_closed_won", "bool", read_only=True),
         Prop("hs_v2_date_entered_current_stage", "datetime", read_only=True),
+        *(Prop(f"hs_v2_date_{edge}_{s.key}", "datetime", read_only=True) for s in STAGES
+          for edge in ("entered", "exited")),
+        Prop("closed_lost_reason", "string"),
+        Prop("competitor", "string"),
         Prop("notes_last_updated", "datetime"),
         Prop("hs_merged_object_ids", "string", read_only=True),
         Prop("contract_start", "date"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from crmsync.sandbox.hubspot.clock import iso_ms as fast_iso_ms
 from crmsync.sandbox.hubspot.schema import deal_custom_property, to_ms
@@ -49,11 +50,24 @@ def deal_props(deal: WDeal) -> Props:
         "contract_start": _date(deal.contract_start),
         "contract_end": _date(deal.contract_end),
         "handoff_done": "true" if deal.handoff_done else "false",
+        "closed_lost_reason": None,
+        "competitor": None,
         "crmsync_key": None,
         "hs_merged_object_ids": None,
     }
     props.update(zip(_CUSTOM_PROPS, deal.custom, strict=True))
     return props
+
+
+def deal_props_in(world: World) -> Callable[[WDeal], Props]:
+    """``deal_props`` plus what the World derives per deal (loss reason and competitor)."""
+    def build(deal: WDeal) -> Props:
+        props = deal_props(deal)
+        loss = world.loss(deal)
+        if loss is not None:
+            props["closed_lost_reason"], props["competitor"] = loss
+        return props
+    return build
 
 
 def company_props(account: WAccount) -> Props:
@@ -106,7 +120,7 @@ class LineItemSource:
 
 
 def seed_deals(world: World) -> ObjectTable:
-    table = ObjectTable("deals", deal_props)
+    table = ObjectTable("deals", deal_props_in(world))
     table.seed([Row(d.id, to_ms(d.created_at), to_ms(d.modified_at), d) for d in world.deals])
     return table
 

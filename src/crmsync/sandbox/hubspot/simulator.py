@@ -34,6 +34,7 @@ from crmsync.sandbox.hubspot.seed import (
     seed_line_items,
     seed_products,
 )
+from crmsync.sandbox.hubspot.stage_log import ENTERED_PREFIX, EXITED_PREFIX, StageLog
 from crmsync.sandbox.hubspot.table import ObjectTable, Props, Row
 from crmsync.sandbox.world import STAGES, World
 
@@ -81,6 +82,7 @@ class HubSpotSimulator(Simulator):
             "products": seed_products(world), "tasks": ObjectTable("tasks"), "notes": ObjectTable("notes"),
         }
         self.associations = AssociationStore(world, self.exists)
+        self.stage_log = StageLog(world)
         self._unique: dict[tuple[str, str], dict[str, int]] = {}
         self.owners = _owners(world)
         self.pipeline_created = iso_ms(int((world.now.timestamp() - 800 * 86_400) * 1000))
@@ -116,12 +118,14 @@ class HubSpotSimulator(Simulator):
         return out
 
     def render(self, name: str, row: Row, selected: list[str] | None, *, version: tuple[int, Props] | None = None,
-               associations: Iterable[str] = ()) -> dict[str, Any]:
+               associations: Iterable[str] = (), with_history: Iterable[str] = ()) -> dict[str, Any]:
         modified_ms, props = version if version is not None else (row.updated_ms, self.table(name).props(row))
         everything = self.full_props(name, row, modified_ms, props)
         wanted = selected if selected else DEFAULT_PROPERTIES[name]
         known = PROPERTIES[name]
         keys = dict.fromkeys([*wanted, *SEARCH_ALWAYS])
+        if name == "deals" and any(k.startswith((ENTERED_PREFIX, EXITED_PREFIX)) for k in keys):
+            everything.update(self.stage_log.stage_dates(row))  # computed only when asked for
         body: dict[str, Any] = {
             "id": str(row.id),
             "properties": {k: everything.get(k) for k in keys if k in known},
@@ -129,6 +133,13 @@ class HubSpotSimulator(Simulator):
             "updatedAt": everything["hs_lastmodifieddate"],
             "archived": row.archived_ms is not None,
         }
+        histories = [p for p in with_history if p in known]
+        if histories:
+            body["propertiesWithHistory"] = {
+                p: self.stage_log.with_history(row) if (name, p) == ("deals", "dealstage") else
+                ([{"value": everything.get(p), "timestamp": everything["hs_lastmodifieddate"],
+                   "sourceType": "CRM_UI", "sourceId": None}] if everything.get(p) is not None else [])
+                for p in histories}
         if row.archived_ms is not None:
             body["archivedAt"] = iso_ms(row.archived_ms)
         assoc: dict[str, Any] = {}
@@ -228,10 +239,14 @@ class HubSpotSimulator(Simulator):
         props.update(values)
         table = self.table(name)
         at = at_ms if at_ms is not None else self.now_ms()
+        if name == "deals":
+            props["hs_v2_date_entered_current_stage"] = fast_iso_ms(at)
         row = Row(table.new_id(), at, at, None, props)
         for assoc in associations or []:
             self._validate_association(name, assoc)
         table.insert(row)
+        if name == "deals":
+            self.stage_log.record(row, str(props["dealstage"]), at)
         self._index_unique(name, {}, props, row.id)
         for assoc in associations or []:
             target = str(assoc["_target"])
@@ -260,7 +275,14 @@ class HubSpotSimulator(Simulator):
         before = table.props(row)
         merged = dict(before)
         merged.update(values)
-        table.write(row, merged, at_ms if at_ms is not None else self.now_ms())
+        at = at_ms if at_ms is not None else self.now_ms()
+        if name == "deals":
+            self.stage_log.before_write(row)
+            if merged.get("dealstage") != before.get("dealstage"):
+                if "hs_v2_date_entered_current_stage" not in values:
+                    merged["hs_v2_date_entered_current_stage"] = fast_iso_ms(at)
+                self.stage_log.record(row, str(merged["dealstage"]), at)
+        table.write(row, merged, at)
         self._index_unique(name, before, merged, row.id)
         return row
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from crmsync.sandbox.core import json_response
+from crmsync.sandbox.core import exact_json, json_response
 from crmsync.sandbox.meteroid.fees import RequestError
 from crmsync.sandbox.meteroid.ids import parse_id
 from crmsync.sandbox.meteroid.simulator import SUB_STATUSES, AliasConflict, error
@@ -75,8 +74,8 @@ def page_of(request: Request, items: Sequence[Any], build: Callable[[Any], dict[
 async def _body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     try:
-        body = orjson.loads(raw) if raw else {}
-    except orjson.JSONDecodeError as exc:
+        body = exact_json(raw) if raw else {}
+    except ValueError as exc:
         raise RequestError(f"invalid JSON body: {exc}") from exc
     if not isinstance(body, dict):
         raise RequestError("expected a JSON object")

@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from crmsync.sandbox.core import json_response
+from crmsync.sandbox.core import exact_json, json_response
 from crmsync.sandbox.pipedrive import cursor as cursors
 from crmsync.sandbox.pipedrive.fields import activity_fields, deal_fields, organization_fields
 from crmsync.sandbox.pipedrive.hooks import error_response
@@ -142,8 +141,8 @@ async def _json_body(request: Request) -> dict[str, Any]:
     if not raw:
         return {}
     try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        body = exact_json(raw)
+    except ValueError as exc:
         raise BadRequest("Request body is not valid JSON") from exc
     if not isinstance(body, dict):
         raise BadRequest("Request body must be a JSON object")
@@ -234,6 +233,17 @@ def api_routes(sim: PipedriveSimulator) -> list[Route]:
         if row is None or deal_id in sim.deals.deleted:
             raise NotFound(deal_id)
         return ok(render(with_counts([row], request.query_params)[0], custom_keys=custom_keys(request.query_params)))
+
+    async def deal_changelog(request: Request) -> Response:
+        deal_id = path_id(request)
+        if sim.deal(deal_id) is None:
+            raise NotFound(deal_id)
+        try:
+            data, following = sim.changelog.page(deal_id, request.query_params.get("cursor"),
+                                                 _int(request.query_params, "limit"))
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        return ok(data, {"next_cursor": following})
 
     # --- deal products ----------------------------------------------------------------------------
     async def deal_products_batch(request: Request) -> Response:
@@ -375,7 +385,7 @@ def api_routes(sim: PipedriveSimulator) -> list[Route]:
         if status not in (None, "", "open", "won", "lost"):
             raise BadRequest("status must be open, won or lost")
         count, total = sim.deal_summary(status or None)
-        value = float(total) if total != total.to_integral_value() else int(total)
+        value = total if total != total.to_integral_value() else int(total)
         return ok({
             "values_total": {"EUR": {"value": value, "count": count, "value_converted": value,
                                      "value_formatted": f"€{total:,.2f}", "value_converted_formatted": f"€{total:,.2f}"}},
@@ -417,6 +427,7 @@ def api_routes(sim: PipedriveSimulator) -> list[Route]:
             Route(v1 + "/activityFields", guarded(v1_fields(activity_fields), "Field"), methods=["GET"]),
             Route(v1 + "/organizationFields", guarded(v1_fields(organization_fields), "Field"), methods=["GET"]),
             Route(v1 + "/deals/summary", guarded(deals_summary, "Deal"), methods=["GET"]),
+            Route(v1 + "/deals/{id:int}/changelog", guarded(deal_changelog, "Deal"), methods=["GET"]),
             Route(v1 + "/notes", guarded(notes, "Note"), methods=["GET", "POST"]),
             Route(v1 + "/notes/{id:int}", guarded(note_one, "Note"), methods=["GET", "PUT", "DELETE"]),
         ]

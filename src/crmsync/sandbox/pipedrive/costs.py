@@ -41,6 +41,7 @@ TOKEN_COSTS: dict[tuple[str, str], int] = {
     ("GET", V2 + "/products"): 10,
     ("GET", V2 + "/products/{id}"): 1,
     ("GET", V1 + "/deals/summary"): 40,
+    ("GET", V1 + "/deals/{id}/changelog"): 20,
     ("GET", V1 + "/users"): 20,
     ("GET", V1 + "/users/me"): 2,
     ("GET", V1 + "/users/{id}"): 2,

@@ -28,7 +28,7 @@ def status_of_stage(stage_index: int) -> str:
     return "won" if stage.is_won else "lost" if stage.is_closed else "open"
 
 
-def deal_row(deal: WDeal) -> Row:
+def deal_row(deal: WDeal, lost_reason: str | None = None) -> Row:
     stage = STAGES[deal.stage]
     status = status_of_stage(deal.stage)
     changed = epoch(deal.stage_changed_at)
@@ -47,7 +47,7 @@ def deal_row(deal: WDeal) -> Row:
         "stage_id": deal.stage + 1, "value": deal.amount, "currency": deal.currency,
         "add_time": epoch(deal.created_at), "update_time": epoch(deal.modified_at), "stage_change_time": changed,
         "is_deleted": False, "is_archived": False, "archive_time": None, "status": status,
-        "probability": int(stage.probability * 100), "lost_reason": "Price" if status == "lost" else None,
+        "probability": int(stage.probability * 100), "lost_reason": (lost_reason or "Price") if status == "lost" else None,
         "visible_to": 3, "close_time": changed if stage.is_closed else None,
         "won_time": changed if status == "won" else None, "lost_time": changed if status == "lost" else None,
         "expected_close_date": deal.close_date.isoformat(), "label_ids": [], "origin": "API",
@@ -159,9 +159,16 @@ def user_row(world: World, owner: WOwner) -> Row:
     }
 
 
+INT64_MAX = 2**63 - 1
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        if not value.is_finite():  # never stored (writes refuse them); a JSON answer cannot carry one
+            return None
+        if value == value.to_integral_value() and abs(value) <= INT64_MAX:
+            return int(value)
+        return value  # written exactly as a JSON number from its own digits
     if isinstance(value, dict):
         return {k: _json_value(v) for k, v in value.items()}
     if isinstance(value, list):

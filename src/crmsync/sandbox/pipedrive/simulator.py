@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from crmsync.sandbox.core import Knobs, Simulator
+from crmsync.sandbox.pipedrive.changelog import Changelog
 from crmsync.sandbox.pipedrive.fields import DEAL_KEY_BY_NAME
 from crmsync.sandbox.pipedrive.hooks import PipedriveHooks, TokenRateLimiter
 from crmsync.sandbox.pipedrive.notes import NoteStore
@@ -55,6 +56,11 @@ DEAL_PRODUCT_WRITABLE = frozenset({
 })
 
 
+def _loss_reason(world: World, deal_id: int) -> str | None:
+    loss = world.loss(world.deals[deal_id - 1])
+    return loss[0] if loss else None
+
+
 class PipedriveSimulator(Simulator):
     name = "pipedrive"
 
@@ -67,7 +73,7 @@ class PipedriveSimulator(Simulator):
         deals = world.deals
         if any(d.id != n for n, d in enumerate(deals, 1)):
             raise ValueError("World deal ids must be 1..N")
-        self.deals = Table(list(range(1, len(deals) + 1)), lambda i: deal_row(deals[i - 1]),
+        self.deals = Table(list(range(1, len(deals) + 1)), lambda i: deal_row(deals[i - 1], _loss_reason(world, i)),
                            lambda i: (epoch(deals[i - 1].created_at), epoch(deals[i - 1].modified_at)))
         self.organizations = Table(list(range(1, len(world.accounts) + 1)), lambda i: org_row(world, i),
                                    lambda i: org_times(world, i))
@@ -78,6 +84,7 @@ class PipedriveSimulator(Simulator):
                               lambda i: (epoch(world.now), epoch(world.now)))
         self.activities = Table([], lambda i: {}, lambda i: (0, 0))
         self.notes = NoteStore(self.now_epoch, self._deal_title)
+        self.changelog = Changelog(world)
         self.deal_products: dict[int, dict[int, Row]] = {}  # materialised per deal on first change
         self.stages = stage_rows(world)
         self.pipelines = pipeline_rows(world)
@@ -123,6 +130,7 @@ class PipedriveSimulator(Simulator):
         }
         self._apply_deal(row, body, now)
         self.deals.put(deal_id, row)
+        self.changelog.record(deal_id, None, row, now, int(row.get("owner_id") or 1))
         return row
 
     def patch_deal(self, deal_id: int, body: dict[str, Any]) -> Row:
@@ -133,7 +141,11 @@ class PipedriveSimulator(Simulator):
         row["custom_fields"] = dict(current.get("custom_fields") or {})
         now = self.now_epoch()
         self._apply_deal(row, body, now)
+        # A generated deal's products are derived from the world until it is first stored as a row:
+        # keep them as its own before the row is stored, or the edit would drop them.
+        self._own_products(deal_id)
         row["update_time"] = now
+        self.changelog.record(deal_id, current, row, now, 1)
         self.deals.put(deal_id, row)
         return row
 
@@ -159,7 +171,7 @@ class PipedriveSimulator(Simulator):
                         raise ValueError(f"unknown custom field {ckey}")
                     row["custom_fields"][ckey] = cvalue
             elif key == "value":
-                row["value"] = Decimal(str(value)) if value is not None else Decimal(0)
+                row["value"] = finite_number(value, key) if value is not None else Decimal(0)
             elif key == "stage_id":
                 self._check_stage(int(value))
                 if int(value) != row["stage_id"]:
@@ -294,7 +306,7 @@ class PipedriveSimulator(Simulator):
     @staticmethod
     def _apply_product(row: Row, body: dict[str, Any]) -> None:
         for key, value in body.items():
-            row[key] = Decimal(str(value)) if key in ("quantity", "item_price", "discount") else value
+            row[key] = finite_number(value, key) if key in ("quantity", "item_price", "discount") else value
         gross = Decimal(str(row["item_price"])) * Decimal(str(row["quantity"]))
         discount = Decimal(str(row["discount"]))
         if row.get("discount_type") == "amount":
@@ -472,3 +484,14 @@ class PipedriveSimulator(Simulator):
 
         return api_routes(self)
 
+
+def finite_number(value: Any, name: str) -> Decimal:
+    """A number field as Pipedrive takes it: NaN and infinities are refused (400), as JSON cannot
+    carry them and the real API answers a validation error."""
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        raise ValueError(f"{name}: {value!r} is not a number") from None
+    if not number.is_finite():
+        raise ValueError(f"{name}: {value!r} is not a finite number")
+    return number

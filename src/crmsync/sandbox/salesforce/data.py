@@ -17,13 +17,22 @@ from crmsync.sandbox.salesforce.evaluate import sf_datetime
 from crmsync.sandbox.salesforce.ids import is_valid_id, make_id, to18
 from crmsync.sandbox.salesforce.schema import NUMBER_TYPES, SObjectType, sobject
 from crmsync.sandbox.salesforce.tables import Table
-from crmsync.sandbox.salesforce.world_rows import FORECAST, WorldRows, empty_tables, history_row, user_id
+from crmsync.sandbox.salesforce.world_rows import (
+    FORECAST,
+    WorldRows,
+    created_row,
+    empty_tables,
+    history_row,
+    opportunity_history_row,
+    user_id,
+)
 from crmsync.sandbox.world import STAGES, World
 
 Row = dict[str, Any]
 STAGE_BY_LABEL = {s.label.casefold(): s for s in STAGES}
 # Built with the simulator; the large secondary tables (accounts, contacts, leads, line items, stage
 # history) are loaded from the World on first use so a million-deal org starts quickly.
+HISTORY_TRIGGERS = ("StageName", "Amount", "Probability", "CloseDate")  # what writes an OpportunityHistory row
 EAGER = ("User", "Opportunity", "OpportunityStage", "Pricebook2", "Product2", "PricebookEntry", "Task", "Note")
 
 
@@ -76,11 +85,29 @@ class OrgData:
                     loader(self.tables[sobj.name])
         return self.tables[sobj.name]
 
+    def _record_created(self, row: Row, stamp: str, by: str) -> None:
+        """A new opportunity: a "created" field-history row and the first OpportunityHistory row."""
+        history = self.table("OpportunityFieldHistory")
+        history.insert(created_row(make_id(history.sobj.prefix, history.next_number), row["Id"], stamp, by))
+        history.next_number += 1
+        self._record_snapshot(row, None, stamp, by)
+
     def _record_stage_change(self, opportunity_id: str, old: str | None, new: str, stamp: str, by: str) -> None:
         history = self.table("OpportunityFieldHistory")
         record_id = make_id(history.sobj.prefix, history.next_number)
         history.next_number += 1
         history.insert(history_row(record_id, opportunity_id, old, new, stamp, by))
+
+    def _record_snapshot(self, row: Row, before: Row | None, stamp: str, by: str) -> None:
+        """An OpportunityHistory row: the stage, amount, probability and close date after a change."""
+        table = self.table("OpportunityHistory")
+        record_id = make_id(table.sobj.prefix, table.next_number)
+        table.next_number += 1
+        table.insert(opportunity_history_row(
+            record_id, row["Id"], row["StageName"], row.get("Amount"), row.get("CloseDate"), row.get("Probability"),
+            row.get("ForecastCategoryName"), row.get("CurrencyIsoCode"), stamp, by,
+            prev_amount=before.get("Amount") if before else None,
+            prev_close=before.get("CloseDate") if before else None))
 
     def get_live(self, name: str, record_id: str) -> Row:
         table = self.table(name)
@@ -155,7 +182,7 @@ class OrgData:
         _derive(sobj, row, fields, stamp, created=True)
         table.insert(row)
         if sobj.name == "Opportunity":
-            self._record_stage_change(record_id, None, row["StageName"], stamp, who)
+            self._record_created(row, stamp, who)
         return record_id
 
     def update(self, name: str, record_id: str, values: dict[str, Any], *, stamp: str | None = None,
@@ -174,8 +201,11 @@ class OrgData:
         before = dict(row)
         row.update(fields)
         _derive(table.sobj, row, fields, stamp, created=False)
-        if table.sobj.name == "Opportunity" and row["StageName"] != before["StageName"]:
-            self._record_stage_change(row["Id"], before["StageName"], row["StageName"], stamp, by)
+        if table.sobj.name == "Opportunity":
+            if row["StageName"] != before["StageName"]:
+                self._record_stage_change(row["Id"], before["StageName"], row["StageName"], stamp, by)
+            if any(row.get(f) != before.get(f) for f in HISTORY_TRIGGERS):
+                self._record_snapshot(row, before, stamp, by)
         row["LastModifiedDate"] = stamp
         row["LastModifiedById"] = by
         table.reindex(row["Id"], before, stamp)

@@ -12,7 +12,8 @@ _SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 KEY_PREFIXES = {
     "Opportunity": "006", "Lead": "00Q", "Account": "001", "Contact": "003", "User": "005",
     "Product2": "01t", "Pricebook2": "01s", "PricebookEntry": "01u", "OpportunityLineItem": "00k",
-    "Task": "00T", "Note": "002", "OpportunityStage": "01J", "OpportunityFieldHistory": "017", "BulkJob": "750", "QueryLocator": "01g",
+    "Task": "00T", "Note": "002", "OpportunityStage": "01J", "OpportunityFieldHistory": "017",
+    "OpportunityHistory": "008", "BulkJob": "750", "QueryLocator": "01g",
 }
 
 

@@ -78,6 +78,7 @@ OPPORTUNITY = _obj("Opportunity", {
     "LastActivityDate": "date", "LastStageChangeDate": "datetime", "MasterRecordId": "ref",
     **{sf: ("boolean" if key == "discount_approved" else "string") for key, sf in DEAL_CUSTOM_SF.items()},
     "Contract_Start__c": "date", "Contract_End__c": "date", "Handoff_Done__c": "boolean",
+    "Loss_Reason__c": "string", "Competitor__c": "string",
     "Crmsync_Key__c": "string", **CRMSYNC_SCORE_FIELDS,
 }, required=("Name", "StageName", "CloseDate"), external_ids=("Crmsync_Key__c",), max_lengths={"Name": 120})
 
@@ -145,15 +146,26 @@ NOTE = _obj("Note", {
     "ParentId": "ref", "Title": "string", "Body": "string", "IsPrivate": "boolean", "OwnerId": "ref",
 }, required=("ParentId", "Title"), max_lengths={"Title": 80, "Body": 32_000})
 
-# Stage history. Real history rows carry CreatedDate only; SystemModstamp (= CreatedDate) is kept here so
-# the same keyset index serves them.
+# Field history (tracked fields; StageName here). Real rows carry CreatedDate only; SystemModstamp
+# (= CreatedDate) is kept here so the same keyset index serves them. A record's creation is one row
+# with Field "created" and no values; a stage change is a "StageName" row with OldValue/NewValue.
 OPPORTUNITY_FIELD_HISTORY = _obj("OpportunityFieldHistory", {
     "OpportunityId": "ref", "Field": "string", "OldValue": "string", "NewValue": "string", "DataType": "string",
 }, replicable=False, extra_read_only=frozenset({"OpportunityId", "Field", "OldValue", "NewValue", "DataType"}))
 
+# Stage history kept by every org (no tracking setup): one row on creation and one on each change
+# of StageName, Amount, Probability or CloseDate, each a snapshot of those fields (docs/crm-history.md).
+_HISTORY_FIELDS = {
+    "OpportunityId": "ref", "StageName": "string", "Amount": "currency", "CloseDate": "date",
+    "Probability": "percent", "ForecastCategory": "string", "ExpectedRevenue": "currency",
+    "PrevAmount": "currency", "PrevCloseDate": "date", "CurrencyIsoCode": "string",
+}
+OPPORTUNITY_HISTORY = _obj("OpportunityHistory", _HISTORY_FIELDS, replicable=False,
+                           extra_read_only=frozenset(_HISTORY_FIELDS))
+
 SOBJECTS: dict[str, SObjectType] = {o.name: o for o in (
     OPPORTUNITY, LEAD, ACCOUNT, CONTACT, USER, OPPORTUNITY_STAGE, PRODUCT2, PRICEBOOK2, PRICEBOOK_ENTRY,
-    OPPORTUNITY_LINE_ITEM, TASK, NOTE, OPPORTUNITY_FIELD_HISTORY)}
+    OPPORTUNITY_LINE_ITEM, TASK, NOTE, OPPORTUNITY_FIELD_HISTORY, OPPORTUNITY_HISTORY)}
 SOBJECTS_LOWER = {name.lower(): o for name, o in SOBJECTS.items()}
 PREFIX_TO_OBJECT = {o.prefix: o.name for o in SOBJECTS.values()}
 

@@ -27,6 +27,9 @@ Row = dict[str, Any]
 STANDARD_PRICEBOOK = make_id("01s", 1)
 FORECAST = {"qualification": "Pipeline", "discovery": "Pipeline", "demo": "Pipeline", "proposal": "Best Case",
             "negotiation": "Commit", "closedwon": "Closed", "closedlost": "Omitted"}
+# OpportunityHistory.ForecastCategory holds the API names of the forecast categories
+FORECAST_API = {"Pipeline": "Pipeline", "Best Case": "BestCase", "Commit": "Forecast", "Closed": "Closed",
+                "Omitted": "Omitted"}
 
 
 def user_id(owner: int) -> str:
@@ -62,6 +65,7 @@ class WorldRows:
             "Product2": lambda t: self._load_catalog(t, "01t", self.product),
             "PricebookEntry": lambda t: self._load_catalog(t, "01u", self.entry),
             "OpportunityLineItem": self._load_line_items, "OpportunityFieldHistory": self.load_history,
+            "OpportunityHistory": self.load_opportunity_history,
             "Task": lambda t: t.seal(1), "Note": lambda t: t.seal(1),
         }
 
@@ -89,15 +93,35 @@ class WorldRows:
         table.seal(top + 1)
 
     def load_history(self, table: Table) -> None:
-        """Stage-change history rows for every World deal (``world.stage_history``)."""
+        """Field history of every World deal: a "created" row, then one StageName row per change."""
         for deal in self.world.deals:
-            previous = None
-            for n, (stage, at) in enumerate(self.world.stage_history(deal)):
-                row = history_row(make_id("017", deal.id * 10 + n), make_id("006", deal.id), previous, stage.label,
-                                  sf_datetime(at), user_id(deal.owner_id))
+            history = self.world.stage_history(deal)
+            owner = user_id(deal.owner_id)
+            opportunity = make_id("006", deal.id)
+            row = created_row(make_id("017", deal.id * 10), opportunity, sf_datetime(history[0][1]), owner)
+            table.add_lazy(row["Id"], row["SystemModstamp"], _built, row)
+            for n in range(1, len(history)):
+                row = history_row(make_id("017", deal.id * 10 + n), opportunity, history[n - 1][0].label,
+                                  history[n][0].label, sf_datetime(history[n][1]), owner)
                 table.add_lazy(row["Id"], row["SystemModstamp"], _built, row)
-                previous = stage.label
         table.seal(len(self.world.deals) * 10 + 10)
+
+    def load_opportunity_history(self, table: Table) -> None:
+        """OpportunityHistory of every World deal: one snapshot row per stage entered (creation first)."""
+        for deal in self.world.deals:
+            for n, (stage, at) in enumerate(self.world.stage_history(deal)):
+                stamp = sf_datetime(at)
+                table.add_lazy(make_id("008", deal.id * 10 + n), stamp, self.opportunity_history,
+                               (deal, n, stage, stamp))
+        table.seal(len(self.world.deals) * 10 + 10)
+
+    def opportunity_history(self, item: tuple[WDeal, int, Any, str]) -> Row:
+        deal, n, stage, stamp = item
+        return opportunity_history_row(make_id("008", deal.id * 10 + n), make_id("006", deal.id), stage.label,
+                                       deal.amount, deal.close_date.isoformat(), stage.probability * 100,
+                                       FORECAST[stage.key], deal.currency, stamp, user_id(deal.owner_id),
+                                       prev_amount=deal.amount if n else None,
+                                       prev_close=deal.close_date.isoformat() if n else None)
 
     @staticmethod
     def _load(table: Table, objects: list[Any], prefix: str, modified: Any, builder: Any) -> None:
@@ -133,6 +157,16 @@ class WorldRows:
                 "MasterRecordId": None, "Crmsync_Key__c": None}
 
     def lead(self, le: WLead) -> Row:
+        row = self._lead_row(le)
+        conversion = self.world.lead_conversion(le)
+        if conversion is not None:
+            account, opportunity, at = conversion
+            row.update(IsConverted=True, ConvertedAccountId=make_id("001", account),
+                       ConvertedOpportunityId=make_id("006", opportunity) if opportunity else None,
+                       ConvertedDate=at.date().isoformat())
+        return row
+
+    def _lead_row(self, le: WLead) -> Row:
         return {**_audit(make_id("00Q", le.id), le.created_at, le.modified_at, self.admin),
                 "FirstName": le.first_name, "LastName": le.last_name, "Name": f"{le.first_name} {le.last_name}",
                 "Email": le.email, "Company": le.company, "Title": le.title, "Status": le.status,
@@ -160,7 +194,11 @@ class WorldRows:
                "LastStageChangeDate": sf_datetime(d.stage_changed_at), "MasterRecordId": None,
                "Contract_Start__c": d.contract_start.isoformat() if d.contract_start else None,
                "Contract_End__c": d.contract_end.isoformat() if d.contract_end else None,
-               "Handoff_Done__c": d.handoff_done, "Crmsync_Key__c": None}
+               "Handoff_Done__c": d.handoff_done, "Crmsync_Key__c": None, "Loss_Reason__c": None,
+               "Competitor__c": None}
+        loss = self.world.loss(d)
+        if loss is not None:
+            row["Loss_Reason__c"], row["Competitor__c"] = loss
         for key, value in d.custom_fields().items():
             row[DEAL_CUSTOM_SF[key]] = (value == "true") if key == "discount_approved" else value
         return row
@@ -204,11 +242,30 @@ def _built(row: Row) -> Row:
     return row
 
 
-def history_row(record_id: str, opportunity_id: str, old: str | None, new: str, stamp: str, by: str) -> Row:
+def history_row(record_id: str, opportunity_id: str, old: str | None, new: str | None, stamp: str, by: str) -> Row:
     return {"Id": record_id, "IsDeleted": False, "CreatedDate": stamp, "CreatedById": by,
             "LastModifiedDate": stamp, "LastModifiedById": by, "SystemModstamp": stamp,
             "OpportunityId": opportunity_id, "Field": "StageName", "OldValue": old, "NewValue": new,
             "DataType": "Picklist"}
+
+
+def created_row(record_id: str, opportunity_id: str, stamp: str, by: str) -> Row:
+    """The field-history row Salesforce writes when a record is created (no values)."""
+    return {**history_row(record_id, opportunity_id, None, None, stamp, by), "Field": "created", "DataType": None}
+
+
+def opportunity_history_row(record_id: str, opportunity_id: str, stage: str, amount: Decimal | None,
+                            close_date: str | None, probability: Decimal | None, forecast: str | None,
+                            currency: str | None, stamp: str, by: str, *, prev_amount: Decimal | None = None,
+                            prev_close: str | None = None) -> Row:
+    expected = None if amount is None or probability is None else (amount * probability / 100).quantize(
+        Decimal("0.01"))
+    return {"Id": record_id, "IsDeleted": False, "CreatedDate": stamp, "CreatedById": by,
+            "LastModifiedDate": stamp, "LastModifiedById": by, "SystemModstamp": stamp,
+            "OpportunityId": opportunity_id, "StageName": stage, "Amount": amount, "CloseDate": close_date,
+            "Probability": probability, "ForecastCategory": FORECAST_API.get(forecast or "", forecast),
+            "ExpectedRevenue": expected, "PrevAmount": prev_amount, "PrevCloseDate": prev_close,
+            "CurrencyIsoCode": currency}
 
 
 def empty_tables() -> dict[str, Table]:
