@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from crmsync.connectors.base import AuthError, BudgetExhausted, FatalError, Page, PushItem
+from crmsync.connectors.base import AuthError, BudgetExhausted, FatalError, Page, PushItem, RetriableError
 from crmsync.connectors.salesforce import SalesforceConnector, SoqlBuildError, literal, quote, soql
 from crmsync.model import Deal
 from crmsync.sandbox import FaultRule, Knobs, LocalCA, SandboxServer, generate_world
@@ -285,6 +285,19 @@ def test_usage_read_from_sforce_limit_info(org: Org) -> None:
     list(sf.pull("owners", None))
     assert sf.usage.used == org.sim.limiter.daily_used and sf.usage.limit == 100_000
     assert sf.usage.remaining == 100_000 - sf.usage.used and sf.usage.observed_at is not None
+
+
+def test_truncated_json_bodies_are_retried_then_classified(org_factory: Callable[..., Org]) -> None:
+    """Found by the randomized truth suite: a 200 whose JSON body is cut short escaped as a bare
+    JSONDecodeError (simple-salesforce parses after the session's retries) and crashed the cycle."""
+    org = org_factory(deals=300, knobs=Knobs(seed=5, faults=[FaultRule(path=r"/queryAll/$", kind="truncate",
+                                                                       probability=0.4)]))
+    store: dict[str, Any] = {}
+    apply(store, org.connector(page_size=50, max_attempts=12).pull("deals", None))
+    assert set(store) == org.live_ids("Opportunity")
+    org.sim.knobs.faults = [FaultRule(path=r"/queryAll/$", kind="truncate", probability=1.0)]
+    with pytest.raises(RetriableError, match="truncated or invalid JSON body"):
+        list(org.connector(page_size=50, max_attempts=2).pull("deals", None))
 
 
 def test_retries_429_and_5xx_then_classifies(org_factory: Callable[..., Org]) -> None:

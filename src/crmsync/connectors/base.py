@@ -64,6 +64,10 @@ class Page:
     cursor: dict[str, Any]
     quarantined: list[Quarantined] = field(default_factory=list)
     deleted_ids: list[str] = field(default_factory=list)  # source ids known deleted (soft/hard)
+    # When the CRM says an id in ``deleted_ids`` was deleted, on the CRM's clock (HubSpot
+    # ``archivedAt``, Salesforce ``deletedDate``). The store stamps the deletion with it, so a later
+    # restore (stamped by the same clock) wins over it; ids without one get the engine's clock.
+    deleted_at: dict[str, dt.datetime] = field(default_factory=dict)
     api_calls: int = 0
     done: bool = False  # True on the last page of this pull
     # Children read whole per parent (Pipedrive deal products): the page holds every live child of

@@ -604,7 +604,7 @@ class Simulator:
     """Base of the four simulators: native records in memory, a lock, the control API.
 
     Subclasses build ``self.routes`` (Starlette routes of the CRM's API) and implement the user
-    handle (create, edit, move_stage, delete, merge, bulk_import) and ``truth``: what the CRM holds
+    handle (create, edit, move_stage, delete, restore, merge, bulk_import) and ``truth``: what the CRM holds
     right now, the judge every sync is compared with. Object names in the handle are the CRM's
     own (``Opportunity``, ``deals``, ...). The same handle is exposed over HTTP under ``/_sandbox``.
     """
@@ -637,6 +637,10 @@ class Simulator:
         raise NotImplementedError
 
     def merge(self, object_name: str, winner_id: str, loser_id: str) -> None:
+        raise NotImplementedError
+
+    def restore(self, object_name: str, record_id: str) -> None:
+        """Bring a soft-deleted record back (recycle bin, archive, deleted deals), as a user can."""
         raise NotImplementedError
 
     def bulk_import(self, object_name: str, rows: list[dict[str, Any]], *, same_timestamp: bool = True) -> list[str]:

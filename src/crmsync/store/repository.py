@@ -242,12 +242,17 @@ class Transaction:
         return upsert_records(self.conn, records, now_utc())
 
     def mark_deleted(
-        self, object_type: ObjectType | str, connection: str, source_ids: Iterable[str], at: dt.datetime
+        self, object_type: ObjectType | str, connection: str, source_ids: Iterable[str], at: dt.datetime | None
     ) -> int:
         """Flag records as deleted at ``at`` (``modified_at`` moves forward to ``at`` if older, so a
-        stale re-pull does not resurrect them; a newer one does). Returns rows changed."""
-        at = utc(at, field_name="at")
+        stale re-pull does not resurrect them; a newer one does). ``at=None`` (a deletion with no
+        known time: the hard-delete sweep) leaves ``modified_at`` as it is, so the version the CRM
+        lists again later, even with the stamp it had, is live again. Returns rows changed."""
         table = plan_for(object_type).table
+        stamp: Any = table.c.modified_at
+        if at is not None:
+            at = utc(at, field_name="at")
+            stamp = case((table.c.modified_at < at, literal(at, UTCDateTime())), else_=table.c.modified_at)
         ids = sorted(set(source_ids))
         changed = 0
         now = now_utc()
@@ -255,11 +260,7 @@ class Transaction:
             result = self.conn.execute(
                 update(table)
                 .where(table.c.connection == connection, table.c.source_id.in_(chunk), ~table.c.deleted)
-                .values(
-                    deleted=True,
-                    synced_at=now,
-                    modified_at=case((table.c.modified_at < at, literal(at, UTCDateTime())), else_=table.c.modified_at),
-                )
+                .values(deleted=True, synced_at=now, modified_at=stamp)
             )
             changed += result.rowcount
         return changed
@@ -685,7 +686,7 @@ class Store:
             return tx.upsert(records)
 
     def mark_deleted(
-        self, object_type: ObjectType | str, connection: str, source_ids: Iterable[str], at: dt.datetime
+        self, object_type: ObjectType | str, connection: str, source_ids: Iterable[str], at: dt.datetime | None
     ) -> int:
         with self.transaction() as tx:
             return tx.mark_deleted(object_type, connection, source_ids, at)

@@ -228,7 +228,8 @@ class SyncEngine:
             if records:
                 tx.resolve_quarantined_ids(self.conn.name, result.object_name, [r.source_id for r in records])
             if page.deleted_ids:
-                tx.mark_deleted(object_type, self.conn.name, page.deleted_ids, self.clock())
+                for at, ids in _by_deletion_time(page, self.clock()).items():
+                    tx.mark_deleted(object_type, self.conn.name, ids, at)
             if page.complete_for_parents and object_type in CHILD_PARENT_FIELD:
                 present = {r.source_id for r in page.records} | {q.source_id for q in page.quarantined}
                 stored = tx.child_ids(object_type, self.conn.name, CHILD_PARENT_FIELD[object_type],
@@ -306,7 +307,10 @@ class SyncEngine:
                 raise SweepRefused(message)
             if gone:
                 with self.store.transaction() as tx:
-                    tx.mark_deleted(object_type, self.conn.name, gone, self.clock())
+                    # No deletion time is known, and a record can come back with the very stamp
+                    # it had (a Pipedrive deal restored within 30 days brings its products back
+                    # unchanged): leave modified_at alone so the next pull that lists it revives it.
+                    tx.mark_deleted(object_type, self.conn.name, gone, None)
             self.store.finish_run(run_id, "ok", {**counts, "deleted": len(gone)})
             return len(gone)
         except SweepRefused:
@@ -318,6 +322,18 @@ class SyncEngine:
 
 class SweepRefused(Exception):
     """A delete sweep would mark too large a share of the store deleted; it waits for a confirmation."""
+
+
+def _by_deletion_time(page: Page, fallback: dt.datetime) -> dict[dt.datetime, list[str]]:
+    """The page's deleted ids grouped by when they were deleted: the CRM's own time where the
+    connector knows it (``Page.deleted_at``), else ``fallback`` (this machine's clock). The store
+    moves a deleted record's ``modified_at`` up to that time; with this machine's clock ahead of the
+    CRM's, a record restored in the CRM soon after would carry an older stamp than its deletion and
+    stay deleted in the store for good."""
+    groups: dict[dt.datetime, list[str]] = {}
+    for source_id in page.deleted_ids:
+        groups.setdefault(page.deleted_at.get(source_id, fallback), []).append(source_id)
+    return groups
 
 
 def _is_kind(record: Record, object_type: ObjectType) -> bool:

@@ -286,15 +286,17 @@ class HubSpotConnector:
         final = keyset.KeysetState(state.ts, state.seen, state.tie, state.strict, extra).finished()
         page.cursor = final.to_cursor()
         page.deleted_ids = list(dict.fromkeys([*page.deleted_ids, *deleted]))
+        page.deleted_at.update(deleted)
         page.api_calls += calls
         page.done = True
         yield page
 
-    def _archived_since(self, name: str, since_ms: int) -> tuple[list[str], int, int]:
-        """Ids archived since ``since_ms`` (minus the lookback) from the ``archived=true`` list."""
+    def _archived_since(self, name: str, since_ms: int) -> tuple[dict[str, dt.datetime], int, int]:
+        """Ids archived since ``since_ms`` (minus the lookback) from the ``archived=true`` list,
+        each with its ``archivedAt`` (HubSpot's clock: a restore after it is stamped later)."""
         native = NATIVE[name]
         after: str | None = None
-        ids: list[str] = []
+        ids: dict[str, dt.datetime] = {}
         newest = since_ms
         calls = 0
         while True:
@@ -305,7 +307,7 @@ class HubSpotConnector:
                 at = _ms(obj.get("archivedAt")) or 0
                 newest = max(newest, at)
                 if at > since_ms - self.settle_ms:
-                    ids.append(str(obj["id"]))
+                    ids[str(obj["id"])] = dt.datetime.fromtimestamp(at / 1000, dt.UTC)
             after = ((page.get("paging") or {}).get("next") or {}).get("after")
             if not after:
                 return ids, newest, calls

@@ -154,8 +154,11 @@ class Reader:
             return Page([], out, api_calls=0, done=True)
         answer = self.c.sobject_deleted(self.spec.sobject, start, now)
         ids = [str(item["id"]) for item in answer.get("deletedRecords", [])]
+        # deletedDate is Salesforce's clock: an undelete after it gets a later SystemModstamp
+        stamps = {str(item["id"]): when for item in answer.get("deletedRecords", [])
+                  if (when := _deleted_date(item)) is not None}
         out["deleted_ts"] = iso(parse_timestamp(answer.get("latestDateCovered")) or start)
-        return Page([], out, deleted_ids=ids, api_calls=self.c.usage.calls - before, done=True)
+        return Page([], out, deleted_ids=ids, deleted_at=stamps, api_calls=self.c.usage.calls - before, done=True)
 
     # --- bulk -----------------------------------------------------------------------------
     def bulk(self, cursor: Mapping[str, Any] | None, since: dt.datetime | None) -> Iterator[Page]:
@@ -302,6 +305,14 @@ def _csv_chunks(body: list[bytes], skip: int, size: int) -> Iterator[tuple[list[
             chunk = []
         chunk.append({k: (v or None) for k, v in zip(header, row, strict=False)})
     yield chunk, True
+
+
+def _deleted_date(item: Mapping[str, Any]) -> dt.datetime | None:
+    """An item's ``deletedDate`` (None when absent or unreadable: the engine's clock stands in)."""
+    try:
+        return parse_timestamp(item.get("deletedDate"))
+    except ModelError:
+        return None
 
 
 def _open_floor(saved: Mapping[str, Any], rule: StampRule) -> float | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 import requests
 from tenacity import (
     RetryCallState,
@@ -58,6 +59,10 @@ def error_code(response: requests.Response) -> tuple[str, str]:
     if isinstance(body, dict):
         return str(body.get("error", body.get("errorCode", ""))), str(body.get("error_description", ""))[:200]
     return "", ""
+
+
+def _is_json(response: requests.Response) -> bool:
+    return "json" in response.headers.get("Content-Type", "").lower() and bool(response.content)
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -153,6 +158,14 @@ class SalesforceSession(requests.Session):
             code, message = error_code(response)
             if code == "REQUEST_LIMIT_EXCEEDED":
                 raise BudgetExhausted(f"{method} {path}: daily API limit exceeded ({message})")
+        if 200 <= status < 300 and not kwargs.get("stream") and _is_json(response):
+            # simple-salesforce parses the body after this returns, outside the retries: a body cut
+            # short would escape as a bare JSONDecodeError, so it is checked (and retried) here
+            try:
+                orjson.loads(response.content)
+            except orjson.JSONDecodeError:
+                raise RetriableError(f"{method} {path}: {status} with a truncated or invalid JSON body",
+                                     status=status) from None
         return response
 
     def _read_usage(self, response: requests.Response) -> None:

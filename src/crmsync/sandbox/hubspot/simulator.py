@@ -347,6 +347,18 @@ class HubSpotSimulator(Simulator):
             else:
                 self.archive_record(name, row)
 
+    def restore(self, object_name: str, record_id: str) -> None:
+        """Restore an archived record by id (HubSpot's UI keeps them 90 days): it is live and in
+        search again, with ``hs_lastmodifieddate`` moved to now."""
+        with self.lock:
+            name = self._name(object_name)
+            row = self._row(name, record_id)
+            if row.archived_ms is None:
+                raise ValueError(f"{name} {record_id} is not archived")
+            table = self.table(name)
+            table.restore(row, self.now_ms())
+            self._index_unique(name, {}, table.props(row), row.id)
+
     def merge(self, object_name: str, winner_id: str, loser_id: str) -> None:
         with self.lock:
             name = self._name(object_name)

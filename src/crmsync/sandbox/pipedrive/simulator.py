@@ -90,6 +90,7 @@ class PipedriveSimulator(Simulator):
         self.pipelines = pipeline_rows(world)
         self.users = {o.id: user_row(world, o) for o in world.owners}
         self._next_attachment = 10 * (len(deals) + 1) + 10
+        self._status_before_delete: dict[int, str] = {}
         self._base_summary: dict[str, tuple[int, Decimal]] = {}
         for d in deals:
             status = status_of_stage(d.stage)
@@ -196,7 +197,17 @@ class PipedriveSimulator(Simulator):
             self.deals.hard_delete(deal_id)
             self.deal_products.pop(deal_id, None)
         else:
+            self._status_before_delete[deal_id] = str((self.deals.get(deal_id) or {}).get("status") or "open")
             self.deals.soft_delete(deal_id, self.now_epoch(), {"is_deleted": True, "status": "deleted"})
+
+    def restore_deal(self, deal_id: int) -> None:
+        """Restore a deal deleted within the last 30 days (the UI's "Restore"): live again with the
+        status it had, its products with it, ``update_time`` now."""
+        self.deals.purge_expired(self.now_epoch())
+        if deal_id not in self.deals.deleted:
+            raise KeyError(deal_id)
+        status = self._status_before_delete.pop(deal_id, "open")
+        self.deals.restore(deal_id, self.now_epoch(), {"is_deleted": False, "status": status})
 
     def deal_summary(self, status: str | None) -> tuple[int, Decimal]:
         """(count, value total) of live, unarchived deals, optionally of one status (``/v1/deals/summary``).
@@ -223,7 +234,9 @@ class PipedriveSimulator(Simulator):
     def products_of(self, deal_id: int) -> list[Row]:
         if deal_id in self.deal_products:
             return list(self.deal_products[deal_id].values())
-        if deal_id in self.deals.rows or not 1 <= deal_id <= len(self.world.deals):
+        # a world deal keeps its products when the deal itself is edited or deleted (its row is
+        # materialised then, its products only when they change)
+        if deal_id in self.deals.gone or not 1 <= deal_id <= len(self.world.deals):
             return []
         deal = self.world.deals[deal_id - 1]
         return [deal_product_row(deal, item, pos) for pos, item in enumerate(self.world.line_items(deal))]
@@ -404,6 +417,16 @@ class PipedriveSimulator(Simulator):
                 table.hard_delete(rid)
             else:
                 table.soft_delete(rid, self.now_epoch(), {"is_deleted": True})
+
+    def restore(self, object_name: str, record_id: str) -> None:
+        with self.lock:
+            rid = int(record_id)
+            if object_name == "deals":
+                self.restore_deal(rid)
+                return
+            table = self._table(object_name)
+            table.purge_expired(self.now_epoch())
+            table.restore(rid, self.now_epoch(), {"is_deleted": False})
 
     def merge(self, object_name: str, winner_id: str, loser_id: str) -> None:
         """Merge deals: the loser's products move to the winner; the loser is deleted."""

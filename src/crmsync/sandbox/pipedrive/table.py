@@ -122,6 +122,16 @@ class Table:
         self.put(record_id, row)
         self.deleted[record_id] = at
 
+    def restore(self, record_id: int, at: int, changes: Row) -> None:
+        """A soft-deleted row is live again (Pipedrive keeps deleted deals 30 days)."""
+        if record_id not in self.deleted:
+            raise KeyError(record_id)
+        row = dict(self.materialise(record_id))
+        row.update(changes)
+        row["update_time"] = at
+        self.put(record_id, row)
+        del self.deleted[record_id]
+
     def hard_delete(self, record_id: int) -> None:
         if not self.exists(record_id):
             raise KeyError(record_id)

@@ -70,6 +70,7 @@ class OrgData:
         self.api_user = user_id(1)
         self._clock_lock = threading.Lock()
         self._last_stamp = ""
+        self._cascaded: dict[str, list[str]] = {}  # opportunity -> line items deleted with it
 
     # --- lookups --------------------------------------------------------------------------
     def table(self, name: str) -> Table:
@@ -242,6 +243,16 @@ class OrgData:
         if row is None or (row.get("IsDeleted") and not hard):
             raise WriteError("ENTITY_IS_DELETED", "entity is deleted", http_status=404) if row else not_found()
         stamp = stamp or self.now_stamp()
+        if table.sobj.name == "Opportunity":
+            # master-detail: the products go with their opportunity (to the recycle bin, or for good)
+            for child in self._line_items_of(record_id):
+                child_row = self.tables["OpportunityLineItem"].get(child)
+                if child_row is not None and (hard or not child_row.get("IsDeleted")):
+                    if not child_row.get("IsDeleted"):
+                        self._cascaded.setdefault(record_id, []).append(child)
+                    self.delete("OpportunityLineItem", child, hard=hard, stamp=stamp)
+            if hard:
+                self._cascaded.pop(record_id, None)
         if not row.get("IsDeleted"):
             table.deleted_log.append((record_id, stamp))
         if hard or "IsDeleted" not in table.sobj.fields or not table.sobj.replicable:
@@ -252,6 +263,44 @@ class OrgData:
         row["LastModifiedDate"] = stamp
         table.reindex(record_id, before, stamp)
         row["SystemModstamp"] = stamp
+
+    def undelete(self, name: str, record_id: str) -> None:
+        """``undelete()``: a record from the recycle bin is live again. Its SystemModstamp (and
+        LastModifiedDate) move to now, and getDeleted no longer lists it."""
+        table = self.table(name)
+        if not is_valid_id(record_id):
+            raise not_found()
+        record_id = to18(record_id)
+        row = table.get(record_id)
+        if row is None:
+            raise not_found()  # hard-deleted (purged from the recycle bin): gone for good
+        if not row.get("IsDeleted"):
+            raise WriteError("UNDELETE_FAILED", "Entity is not in the recycle bin")
+        stamp = self.now_stamp()
+        before = dict(row)
+        row["IsDeleted"] = False
+        row["LastModifiedDate"] = stamp
+        table.reindex(record_id, before, stamp)
+        row["SystemModstamp"] = stamp
+        table.deleted_log[:] = [entry for entry in table.deleted_log if entry[0] != record_id]
+        for child in self._cascaded.pop(record_id, []):  # the products deleted with it come back
+            child_row = self.tables["OpportunityLineItem"].get(child)
+            if child_row is not None and child_row.get("IsDeleted"):
+                self.undelete("OpportunityLineItem", child)
+
+    def _line_items_of(self, opportunity_id: str) -> list[str]:
+        """Ids of an opportunity's line items, live or in the recycle bin, without building the
+        rows not built yet (a world row's source is its (deal, position))."""
+        items = self.table("OpportunityLineItem")
+        found = []
+        for item_id, row in list(items.rows.items()):
+            if type(row) is dict:
+                parent = row.get("OpportunityId")
+            else:
+                parent = make_id("006", row[0].id)
+            if parent == opportunity_id:
+                found.append(item_id)
+        return sorted(found)
 
     def merge(self, name: str, winner_id: str, loser_id: str) -> None:
         table = self.table(name)

@@ -86,6 +86,11 @@ class SalesforceSimulator(Simulator):
         with self.lock:
             _handle(lambda: self.data.merge(object_name, winner_id, loser_id))
 
+    def restore(self, object_name: str, record_id: str) -> None:
+        """Undelete from the recycle bin (Salesforce ``undelete``; soft-deleted records only)."""
+        with self.lock:
+            _handle(lambda: self.data.undelete(object_name, record_id))
+
     def bulk_import(self, object_name: str, rows: list[dict[str, Any]], *, same_timestamp: bool = True) -> list[str]:
         """Insert many rows as a data-loader would; by default they all share ONE SystemModstamp."""
         with self.lock:
