@@ -40,7 +40,7 @@ from crmsync.sandbox.salesforce.ids import make_id
 from crmsync.sandbox.world import PRODUCTS, STAGES, World, generate_world
 from crmsync.settings import ConnectionSettings
 from crmsync.store import Store
-from crmsync.sync.engine import ObjectResult, SyncEngine
+from crmsync.sync.engine import ObjectResult, SweepRefused, SyncEngine
 
 CRMS = ("salesforce", "hubspot", "pipedrive")
 WORLD_NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
@@ -628,12 +628,17 @@ class Runner:
         finally:
             engine.connector.close()
 
-    def sweep(self) -> None:
+    def sweep(self, *, confirm: bool = False) -> None:
+        """The hard-delete sweeps. Unconfirmed, a sweep that would delete more than
+        ``delete_sweep_max_share`` of a small world refuses and marks nothing (by design); the
+        settle phase confirms, as the user told so by the refusal would."""
         engine = self.engine(7)
         try:
             for name in OBJECTS:
-                engine.sweep_deletes(name)
+                engine.sweep_deletes(name, confirm=confirm)
             self.rig.applied["sweep"] += 1
+        except SweepRefused:
+            self.rig.applied["sweep refused"] += 1
         except Exception as exc:  # faults may be on: a failed sweep changes nothing
             self.rig.log.append(f"sweep: {type(exc).__name__}: {exc}")
         finally:
@@ -680,7 +685,7 @@ class Runner:
         self.sim.clock.run()
         for _ in range(quiet_cycles):
             self.cycle(Cycle(page=7))
-        self.sweep()
+        self.sweep(confirm=True)
         self.cycle(Cycle(page=7))
         hubspot = self.rig.kind == "hubspot"
         # HubSpot: association changes (a deal's company, a line item's deal) do not move
