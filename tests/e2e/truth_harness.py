@@ -484,7 +484,8 @@ class Rig:
         if self.kind == "salesforce":
             base |= {"bulk_threshold": 10_000_000, "max_wait_seconds": 0.2}
         elif self.kind == "hubspot":
-            base |= {"max_wait_seconds": 0.2, "search_per_second": FAST_SEARCH}
+            base |= {"max_wait_seconds": 0.2, "search_per_second": FAST_SEARCH,
+                     "limits_raised": True}  # the simulator's search limit is raised too
         else:
             base |= {"max_wait_s": 0.2}
         return ConnectionSettings.model_validate({
