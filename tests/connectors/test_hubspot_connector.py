@@ -65,10 +65,16 @@ def routes(sim: HubSpotSimulator) -> dict[str, int]:
 
 def test_pull_equals_truth_with_5000_deals_sharing_one_timestamp(hs: HubSpotConnector,
                                                                   sim: HubSpotSimulator) -> None:
+    # the import is stamped a few seconds back on the CRM's clock (never ahead of this machine's)
+    sim.clock.freeze(sim.clock.time() - 5)
     ids = sim.bulk_import("deals", [{"dealname": f"Import {n}", "dealstage": "discovery", "amount": f"{n}.50"}
                                     for n in range(5000)])
     stamps = {t["properties"]["hs_lastmodifieddate"] for t in sim.truth("deals") if t["id"] in set(ids)}
     assert len(stamps) == 1
+    # The import's stamp is settled before the pull reads it (read within the same second of the
+    # CRM's Date it would rightly be read again on resume: test_settle_window_rereads_open_stamps).
+    sim.clock.advance(1.1)
+    sim.clock.run()
     # an interrupted backfill: stop after 4 pages, resume from the saved cursor
     pages = hs.pull("deals", None, backfill=True)
     first = [next(pages) for _ in range(4)]
