@@ -7,7 +7,7 @@ extra (matplotlib); without it ``--chart`` says how to install it and the tables
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -91,12 +91,27 @@ def funnel_command(
         console.print(f"{what + ':':<6} {path}")
 
 
+def _show_page(page: Any, html: Path | None, png: Path | None, csv: Path | None) -> None:
+    """A report page's findings on the console, and the files asked for (HTML, PNG charts, CSV)."""
+    from crmsync.report.page import write_csv, write_html, write_pngs
+
+    console.print(f"[bold]{page.title}[/bold]  {page.subtitle}")
+    for finding in page.findings:
+        console.print(f"- {finding}")
+    if html is not None:
+        console.print(f"html: {write_html(page, html)}")
+    if png is not None:
+        for written in write_pngs(page.charts, png):
+            console.print(f"png:  {written}")
+    if csv is not None:
+        console.print(f"csv:  {write_csv(page.tables, csv)}")
+
+
 def _page_command(kind: str, config: Path | None, connection: str | None, since: str | None, quarters: int,
                   html: Path | None, png: Path | None, csv: Path | None) -> None:
     from crmsync.report.deal_metrics import rollup
     from crmsync.report.deal_stream import iter_deal_facts
     from crmsync.report.funnel_data import load_owners
-    from crmsync.report.page import write_csv, write_html, write_pngs
     from crmsync.report.periods import parse_since
     from crmsync.report.revenue import deals_page, losses_page
 
@@ -117,16 +132,7 @@ def _page_command(kind: str, config: Path | None, connection: str | None, since:
                                    if since_at else "") if p)
     page = deals_page(totals, now=now, quarters=quarters, scope=scope) if kind == "deals" else \
         losses_page(totals, now=now, scope=scope)
-    console.print(f"[bold]{page.title}[/bold]  {page.subtitle}")
-    for finding in page.findings:
-        console.print(f"- {finding}")
-    if html is not None:
-        console.print(f"html: {write_html(page, html)}")
-    if png is not None:
-        for written in write_pngs(page.charts, png):
-            console.print(f"png:  {written}")
-    if csv is not None:
-        console.print(f"csv:  {write_csv(page.tables, csv)}")
+    _show_page(page, html, png, csv)
 
 
 SinceOption = Annotated[str | None, typer.Option(help="Only deals created since: 90d, 12w, 36h or a date.")]
@@ -161,7 +167,6 @@ def billing_command(config: ConfigOption = None, connection: ConnectionOption = 
     from crmsync.report.billing_funnel import WonDeal, billing_funnel
     from crmsync.report.billing_page import billing_page
     from crmsync.report.deal_stream import iter_deal_facts
-    from crmsync.report.page import write_csv, write_html, write_pngs
 
     settings = state.settings(config)
     if not settings.billing.connection:
@@ -184,16 +189,7 @@ def billing_command(config: ConfigOption = None, connection: ConnectionOption = 
         billing.close()
     page = billing_page(billing_funnel(won, subscriptions, now.date()), now=now,
                         scope=connection or "all connections")
-    console.print(f"[bold]{page.title}[/bold]  {page.subtitle}")
-    for finding in page.findings:
-        console.print(f"- {finding}")
-    if html is not None:
-        console.print(f"html: {write_html(page, html)}")
-    if png is not None:
-        for written in write_pngs(page.charts, png):
-            console.print(f"png:  {written}")
-    if csv is not None:
-        console.print(f"csv:  {write_csv(page.tables, csv)}")
+    _show_page(page, html, png, csv)
 
 
 @report_app.command("lifecycle")
@@ -204,7 +200,6 @@ def lifecycle_command(config: ConfigOption = None, connection: ConnectionOption 
     from crmsync.report.lifecycle import lifecycle_funnel
     from crmsync.report.lifecycle_data import NoLifecycleRules, lifecycle_model, load_lead_facts
     from crmsync.report.lifecycle_page import lifecycle_page
-    from crmsync.report.page import write_csv, write_html, write_pngs
     from crmsync.rules.loader import RuleFileError
 
     settings = state.settings(config)
@@ -221,13 +216,4 @@ def lifecycle_command(config: ConfigOption = None, connection: ConnectionOption 
         store.close()
     page = lifecycle_page(lifecycle_funnel(facts, model.lifecycle_stages), model, now=now,
                           scope=connection or "all connections")
-    console.print(f"[bold]{page.title}[/bold]  {page.subtitle}")
-    for finding in page.findings:
-        console.print(f"- {finding}")
-    if html is not None:
-        console.print(f"html: {write_html(page, html)}")
-    if png is not None:
-        for written in write_pngs(page.charts, png):
-            console.print(f"png:  {written}")
-    if csv is not None:
-        console.print(f"csv:  {write_csv(page.tables, csv)}")
+    _show_page(page, html, png, csv)

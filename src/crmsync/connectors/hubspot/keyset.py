@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from crmsync.connectors.cursor import lower
+
 MAX_SEEN = 1_000
 
 
@@ -46,7 +48,7 @@ class KeysetState:
         carries the floor (``carried_ms``) until it has read past it. A tie walk in progress goes
         on first. Otherwise the pull resumes exactly where the last one stopped.
         """
-        floor = _lower(self.extra.get("open_ms"), self.extra.get("carried_ms"))
+        floor = _floor(self.extra.get("open_ms"), self.extra.get("carried_ms"))
         if floor is None or self.tie is not None:
             return self
         if self.ts is not None and floor > self.ts:
@@ -58,17 +60,11 @@ class KeysetState:
         """The page just read moved the cursor into the open region above ``floor_ms``."""
         if floor_ms is None:
             return self
-        return replace(self, extra={**self.extra, "open_ms": int(_lower(self.extra.get("open_ms"), floor_ms) or 0)})
+        return replace(self, extra={**self.extra, "open_ms": int(_floor(self.extra.get("open_ms"), floor_ms) or 0)})
 
     def finished(self) -> KeysetState:
         """A pass is over: the floor it carried has been re-read."""
         return replace(self, extra={k: v for k, v in self.extra.items() if k != "carried_ms"})
-
-
-def _lower(a: Any, b: Any) -> int | None:
-    if a is None:
-        return None if b is None else int(b)
-    return int(a) if b is None else min(int(a), int(b))
 
 
 def query(state: KeysetState, prop: str, hi: int, limit: int, properties: list[str]) -> dict[str, Any]:
@@ -110,3 +106,9 @@ def advance(state: KeysetState, rows: list[tuple[int, str]], limit: int
     if full and (not emit or len(now_seen) > MAX_SEEN):  # one timestamp fills whole pages: walk it by id
         return KeysetState(last, now_seen if len(now_seen) <= MAX_SEEN else (), 0, False, extra), emit, False
     return KeysetState(last, now_seen, None, False, extra), emit, not full
+
+
+def _floor(a: Any, b: Any) -> int | None:
+    """The lower of two optional ms floors kept in a cursor (as ints)."""
+    low = lower(None if a is None else int(a), None if b is None else int(b))
+    return None if low is None else int(low)

@@ -76,14 +76,7 @@ class PipedriveHttp:
     # --- one call ---------------------------------------------------------------------------------
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                 body: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        retrying = Retrying(
-            retry=retry_if_exception_type(RetriableError), stop=stop_after_attempt(self.max_attempts),
-            wait=self._wait, sleep=self._sleep, reraise=True,
-        )
-        for attempt in retrying:
-            with attempt:
-                return self._once(method, path, params, body)[0]
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self.request_timed(method, path, params=params, body=body)[0]
 
     def request_timed(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                       body: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], float]:
