@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from yaml.constructor import ConstructorError
 
 from crmsync.rules.conditions import ConditionError
+from crmsync.rules.experiments import CompiledExperiment, ExperimentsFile, compile_experiments
 from crmsync.rules.handoff import CompiledHandoff
 from crmsync.rules.hygiene import CompiledHygieneRule, compile_hygiene
 from crmsync.rules.renewal import CompiledRenewal
@@ -41,7 +42,8 @@ from crmsync.rules.schema import (
 from crmsync.rules.scoring import CompiledScoringModel, compile_scoring
 from crmsync.yaml_loader import UniqueKeyLoader
 
-KINDS = ("scoring", "routing", "hygiene", "handoff", "renewal")
+KINDS = ("scoring", "routing", "hygiene", "handoff", "renewal", "experiments")
+_MODELS: dict[str, Any] = {**FILE_MODELS, "experiments": ExperimentsFile}
 KeyPath = tuple[str | int, ...]
 
 
@@ -239,6 +241,7 @@ class RuleSet:
     handoff: CompiledHandoff | None = None
     renewal: CompiledRenewal | None = None
     task_policy: TaskPolicy | None = None  # hygiene.yaml `tasks:` (bundling, caps, closing)
+    experiments: list[CompiledExperiment] = field(default_factory=list)  # experiments.yaml
 
     @property
     def rule_count(self) -> int:
@@ -306,7 +309,7 @@ def load_rules(directory: str | os.PathLike[str], *, author: str | None = None, 
             issues.append(RuleIssue(str(path), 1, "", f"expected a mapping at the top of the file, got {type(data).__name__}"))
             continue
         try:
-            parsed[kind] = FILE_MODELS[kind].model_validate(data)
+            parsed[kind] = _MODELS[kind].model_validate(data)
         except ValidationError as exc:
             issues.extend(_pydantic_issues(exc, str(path), key_lines))
             continue
@@ -342,6 +345,11 @@ def load_rules(directory: str | os.PathLike[str], *, author: str | None = None, 
     renewal = None
     if renewal_spec is not None and renewal_spec.renewal is not None:
         renewal = compiled("renewal", lambda: CompiledRenewal(renewal_spec, router))
+    experiments_spec: ExperimentsFile | None = parsed.get("experiments")
+    experiments: list[CompiledExperiment] = []
+    if experiments_spec is not None:
+        pools = frozenset(router.pools) if router is not None else frozenset()
+        experiments = compiled("experiments", lambda: compile_experiments(experiments_spec, pools)) or []
     if issues:
         raise RuleFileError(issues)
     data = {kind: parsed[kind + ":raw"] for kind in KINDS if kind + ":raw" in parsed}
@@ -359,6 +367,7 @@ def load_rules(directory: str | os.PathLike[str], *, author: str | None = None, 
         handoff=handoff,
         renewal=renewal,
         task_policy=hygiene_spec.tasks if hygiene_spec is not None else None,
+        experiments=experiments,
     )
 
 

@@ -89,12 +89,19 @@ class RulesStep:
         if not state.conn.schedule.rules_after_sync:
             state.outcomes[self.name] = "skipped: rules_after_sync is off"
             return
+        from crmsync.rules.trials import before_live_rules
+
         reruns = pending_reruns(state.store, state.conn.name)
         changed = [*state.changed, *((r.object_type, r.source_id) for r in reruns)]
+        now = now_utc()
+        trials = before_live_rules(state.settings, state.store, state.conn.name, changed, now)  # experiments, shadow
+        if trials.assigned or trials.shadow_evaluated or trials.errors:
+            state.counts["trials"] = {"assigned": trials.assigned, "shadow_evaluated": trials.shadow_evaluated,
+                                      "errors": trials.errors}
         if not changed:
             state.outcomes[self.name] = "skipped: nothing changed"
             return
-        outcome = run_incremental(state.settings, state.store, state.conn.name, changed)
+        outcome = run_incremental(state.settings, state.store, state.conn.name, changed, now=now)
         for rerun in reruns:
             clear_rerun(state.store, rerun.connection, rerun.object_type, rerun.source_id)
         state.counts["decisions"] = outcome.logged

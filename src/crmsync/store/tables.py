@@ -501,3 +501,8 @@ ALL_TABLES: tuple[SATable, ...] = tuple(record_table(t) for t in RECORD_ROWS) + 
     audit_log,
     rule_set_versions,
 )
+
+# shadow mode and experiments (migration 0008), declared in their own module on the same metadata
+from crmsync.store.workflow_tables import WORKFLOW_TABLES  # noqa: E402
+
+ALL_TABLES = ALL_TABLES + WORKFLOW_TABLES
