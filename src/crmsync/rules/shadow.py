@@ -243,3 +243,20 @@ def run_shadow(store: Store, live: RuleSet, connection: str, changed: Sequence[t
                  live=run.logged["live"], shadow=run.logged["shadow"])
         runs.append(run)
     return runs
+
+
+def record_version(store: Store, directory: Path, *, author: str, note: str | None = None) -> int:
+    """Record a rule directory (a draft, a candidate) as a version to shadow, without publishing it.
+    Refused with the loader's issues when it does not load."""
+    from crmsync.rules.loader import KINDS
+
+    rule_set = load_rules(directory, author=author)
+    files = {}
+    for kind in KINDS:
+        path = next((p for p in (directory / f"{kind}.yaml", directory / f"{kind}.yml") if p.exists()), None)
+        if path is not None:
+            files[path.name] = path.read_text(encoding="utf-8")
+    with store.engine.begin() as conn:
+        return int(conn.execute(insert(t.rule_set_versions).values(
+            hash=rule_set.hash, author=author, note=note, origin="shadow", files=files,
+            published_at=now_utc()).returning(t.rule_set_versions.c.id)).scalar_one())
