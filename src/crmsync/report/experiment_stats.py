@@ -43,6 +43,8 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> Interval
     n = len(values)
     if n < 2:
         return Interval(math.nan, math.nan)
+    if min(values) == max(values):  # no spread: the mean is exact (scipy would warn and divide by zero)
+        return Interval(float(values[0]), float(values[0]))
     ci = stats.ttest_1samp(values, 0.0).confidence_interval(confidence_level=confidence)
     return Interval(float(ci.low), float(ci.high))
 
@@ -70,6 +72,9 @@ def compare_means(treatment: Sequence[float], control: Sequence[float],
                   confidence: float = 0.95) -> Comparison | None:
     if len(treatment) < 2 or len(control) < 2:
         return None
+    if min(treatment) == max(treatment) and min(control) == max(control):  # no spread in either group
+        d = float(treatment[0]) - float(control[0])
+        return Comparison(d, Interval(d, d), 1.0 if d == 0 else 0.0, "none (no variance)")
     result = stats.ttest_ind(treatment, control, equal_var=False)
     ci = result.confidence_interval(confidence_level=confidence)
     d = sum(treatment) / len(treatment) - sum(control) / len(control)

@@ -102,7 +102,7 @@ def run_experiments(store: Store, rule_set: RuleSet, records: Sequence[Record], 
                              if d.idempotency_key not in ctx.known_keys)
     if not rows:
         return run
-    run_id = store.start_run("experiments", connection)
+    run_id = store.start_run("rules", connection)  # the rules step runs experiments
     with store.transaction() as tx:
         tx.conn.execute(experiment_assignments.insert(), rows)
         for d in decisions:
