@@ -217,3 +217,9 @@ def lifecycle_command(config: ConfigOption = None, connection: ConnectionOption 
     page = lifecycle_page(lifecycle_funnel(facts, model.lifecycle_stages), model, now=now,
                           scope=connection or "all connections")
     _show_page(page, html, png, csv)
+
+
+# shadow, experiments and feedback reports (crmsync.workflow_commands)
+from crmsync.workflow_commands import register_reports  # noqa: E402
+
+register_reports(report_app)

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -75,7 +76,9 @@ def compare_means(treatment: Sequence[float], control: Sequence[float],
     if min(treatment) == max(treatment) and min(control) == max(control):  # no spread in either group
         d = float(treatment[0]) - float(control[0])
         return Comparison(d, Interval(d, d), 1.0 if d == 0 else 0.0, "none (no variance)")
-    result = stats.ttest_ind(treatment, control, equal_var=False)
+    with warnings.catch_warnings():  # one group without spread is a valid input; scipy warns about its moments
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.ttest_ind(treatment, control, equal_var=False)
     ci = result.confidence_interval(confidence_level=confidence)
     d = sum(treatment) / len(treatment) - sum(control) / len(control)
     p = float(result.pvalue)

@@ -203,3 +203,9 @@ def diff_cmd(
     console.print(_table("rule changes", rule_changes))
     if decision_changes is not None:
         console.print(_table("decision changes", decision_changes))
+
+
+# crmsync rules shadow start|stop|list (crmsync.workflow_commands)
+from crmsync.workflow_commands import shadow_app  # noqa: E402
+
+rules_app.add_typer(shadow_app, name="shadow")
