@@ -406,6 +406,9 @@ def build_routes(c: Console) -> list[Any]:
     ]
     for name in RULE_PAGES:
         routes.append(Route(f"/rules/{name}", page(rules_get(name))))
+    from crmsync.console.trials import trial_routes  # shadow mode, experiments, rep feedback
+
+    routes.extend(trial_routes(c, page, admin))
     return routes
 
 
