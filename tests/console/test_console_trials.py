@@ -69,11 +69,13 @@ def test_shadow_experiments_and_feedback_pages(page: Any, console: ConsoleUnderT
     expected = shadow_report(console.store, period.id).counts
     assert expected["owners_differ"] > 0
     page.reload()
-    counts = {k: int(page.locator(f'#shadow-counts dd[data-count="{k}"]').inner_text()) for k in expected}
+    counts = {k: int(page.locator(f'#shadow-counts td[data-count="{k}"]').inner_text()) for k in expected}
     assert counts == expected
     rows = page.locator("#shadow-table-2 tbody tr")
     assert rows.count() == min(200, expected["records_differing"])
-    assert " -> " in rows.first.locator("td").nth(3).inner_text()
+    owner_cell = rows.first.locator("td").nth(3).inner_text()
+    names = {o.source_id: o.name for o in console.reps}
+    assert " -> " in owner_cell and any(f"{name} (" in owner_cell for name in names.values() if name)
     shot(page, "20-shadow")
 
     # new leads arrive: the worker's cycle splits them between the experiment's groups
@@ -84,7 +86,7 @@ def test_shadow_experiments_and_feedback_pages(page: Any, console: ConsoleUnderT
     page.get_by_role("link", name="Experiments").click()
     page.wait_for_url(re.compile(r"/trials/experiments"))
     section = page.locator('section[data-experiment="inbound_vs_overflow"]')
-    assert section.locator(".status").inner_text() == "not yet significant"
+    assert section.locator(".state").inner_text() == "not yet significant"
     groups = {g: int(section.locator(f'tr[data-group="{g}"] td').nth(1).inner_text())
               for g in ("inbound", "overflow", "holdout")}
     assert sum(groups.values()) == 8

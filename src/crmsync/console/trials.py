@@ -44,9 +44,10 @@ def trial_routes(c: Console, page: Any, admin: dict[str, Any]) -> list[Route]:
         wanted = req.query("period")
         chosen = next((p for p in periods if str(p.id) == wanted), periods[0] if periods else None)
         report = shadow_report(c.store, chosen.id) if chosen is not None else None
+        names = {(o.connection, o.source_id): o.name for o in c.owners() if o.name}
         now = now_utc()
         return c.render(req, "trials_shadow.html", status=status, periods=periods, chosen=chosen, now=now,
-                        report=report, page=shadow_page(report) if report is not None else None,
+                        report=report, page=shadow_page(report, names=names) if report is not None else None,
                         versions=c.workspace.versions(100), has_draft_set=c.workspace.has_draft(), error=error,
                         form={k: str(req.form.get(k) or "") for k in ("version", "start", "end", "note")},
                         default_start=now.strftime("%Y-%m-%dT%H:%M"),

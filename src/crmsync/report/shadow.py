@@ -142,8 +142,18 @@ def _score_text(score: dict[str, str | None]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(score.items())) or "-"
 
 
-def shadow_page(report: ShadowReport, *, limit: int | None = 200) -> ReportPage:
+def shadow_page(report: ShadowReport, *, limit: int | None = 200,
+                names: dict[tuple[str, str], str] | None = None) -> ReportPage:
+    """The report as a page; ``names`` ((connection, owner id) -> name) shows owners by name."""
     p, c = report.period, report.counts
+    names = names or {}
+
+    def who(connection: str, owner: str | None) -> str:
+        if owner is None:
+            return "-"
+        name = names.get((connection, owner))
+        return f"{name} ({owner})" if name else owner
+
     page = ReportPage(f"Shadow period {p.id}",
                       f"version {p.version_id} ({p.rule_set_hash[:12]}) beside the live rules, "
                       f"{p.starts_at:%Y-%m-%d %H:%M} to {p.ends_at:%Y-%m-%d %H:%M} UTC")
@@ -159,7 +169,8 @@ def shadow_page(report: ShadowReport, *, limit: int | None = 200) -> ReportPage:
     rows = []
     for diff in report.differences[:limit] if limit else report.differences:
         rows.append((diff.connection, diff.object_type, diff.source_id,
-                     f"{diff.live.owner or '-'} -> {diff.shadow.owner or '-'}" if diff.owner_differs else "",
+                     f"{who(diff.connection, diff.live.owner)} -> {who(diff.connection, diff.shadow.owner)}"
+                     if diff.owner_differs else "",
                      f"{_score_text(diff.live.score)} -> {_score_text(diff.shadow.score)}" if diff.score_differs
                      else "",
                      "; ".join(diff.only_live_tasks), "; ".join(diff.only_shadow_tasks)))
