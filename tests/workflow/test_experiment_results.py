@@ -109,6 +109,8 @@ def test_assignment_routing_outcomes_and_report(store: Store, rule_set: RuleSet,
     # after the stop date the experiment is stopped; a smaller plan is reached
     (stopped,) = experiment_results(store, rule_set.experiments, dt.date(2027, 4, 1))
     assert stopped.status == "stopped"
+    (early,) = experiment_results(store, rule_set.experiments, dt.date(2025, 12, 31))
+    assert early.status == "not started"
     rules = tmp_path / "rules"
     shutil.copytree(RULES_DIR, rules)
     path = rules / "experiments.yaml"

@@ -10,7 +10,8 @@ Outcomes per assigned record (``experiment_assignments`` joined with the records
 * ``cycle_time``: days from creation to close of the group's won deals.
 
 Each variant and the holdout group is compared with the control (the first variant). The
-experiment's status: ``stopped`` (stop date passed, or ``stopped: true``), ``planned n reached``
+experiment's status: ``stopped`` (stop date passed, or ``stopped: true``), ``not started`` (before
+its start), ``planned n reached``
 (every variant has ``planned_sample_size`` records), else ``not yet significant`` or
 ``significant at an interim look`` (a test under ``alpha`` before the planned size: not a result
 to act on yet).
@@ -184,6 +185,8 @@ def experiment_result(experiment: CompiledExperiment, outcomes: dict[str, list[O
         result.metrics[name] = rows
     if spec.stopped or today > spec.stop:
         result.status = "stopped"
+    elif today < spec.start:
+        result.status = "not started"
     elif all(result.groups[v.name] >= spec.planned_sample_size for v in spec.variants):
         result.status = "planned n reached"
     elif result.significant():
