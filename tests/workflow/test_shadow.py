@@ -24,7 +24,7 @@ from crmsync.model import ObjectType, Record, now_utc
 from crmsync.report.shadow import shadow_page, shadow_report
 from crmsync.rules.runner import current_rule_set, run_full
 from crmsync.rules.shadow import open_periods, record_version, run_shadow, start_period, stop_period
-from crmsync.runtime.pipeline import RulesStep, run_connection_cycle
+from crmsync.runtime.pipeline import RulesStep, SyncStep, run_connection_cycle
 from crmsync.sandbox.runner import CONNECTION_NAMES, CRM_OBJECTS, SandboxHandle, start_sandbox
 from crmsync.settings import Settings, load_settings
 from crmsync.store import Store
@@ -209,6 +209,33 @@ def test_the_worker_shadows_only_while_the_period_is_open(system: str, sandbox: 
                                  .where(shadow_records.c.period_id == current)).scalar_one()
     assert evaluated == store.count(ObjectType.DEAL, name)
     assert store.outbox_items(connection=name, limit=10) == []  # nothing changed: the live rules were skipped
+
+    # a rep raises a deal to an enterprise amount: the next cycle pulls it, both sides re-evaluate it,
+    # and the live side is exactly what the live rules decided in that cycle
+    deal = next(d for d in store.iter_records(ObjectType.DEAL, connection=name)
+                if not d.is_closed and (d.amount or 0) < 10_000)
+    with store.engine.connect() as conn:
+        before = {k for (k,) in conn.execute(select(shadow_decisions.c.idempotency_key)
+                                             .where(shadow_decisions.c.source_id == deal.source_id))}
+    sim: Any = sandbox.sims[system]
+    sim.edit("deals", deal.source_id, {"amount": "75000"})
+    sim.clock.advance(3_601)
+    cycle = run_connection_cycle(settings, store, name, steps=[SyncStep(), RulesStep()])
+    assert cycle.outcomes["rules"] == "ok", cycle.outcomes
+    d, s = t.decisions.c, shadow_decisions.c
+    with store.engine.connect() as conn:
+        live_keys = {k for (k,) in conn.execute(select(d.idempotency_key).where(d.source_id == deal.source_id))}
+        sides = {side: {k for (k,) in conn.execute(select(s.idempotency_key).where(
+            (s.source_id == deal.source_id) & (s.side == side) & (s.period_id == current)))} - before
+            for side in ("live", "shadow")}
+        scores = {side: [f for (f,) in conn.execute(select(s.fields).where(
+            (s.source_id == deal.source_id) & (s.side == side) & (s.rule_kind == "scoring")
+            & s.idempotency_key.not_in(before)))] for side in ("live", "shadow")}
+    assert live_keys and sides["live"] == live_keys  # this cycle's live decisions, exactly
+    (live_score,), (shadow_score,) = scores["live"], scores["shadow"]
+    assert float(shadow_score["extra.crmsync_score"]) == float(live_score["extra.crmsync_score"]) + 20
+    diff = {x.source_id: x for x in shadow_report(store, current).differences}[deal.source_id]
+    assert diff.score_differs and not diff.owner_differs
     assert stop_period(store, current) and not stop_period(store, current)
     assert [p.id for p in open_periods(store, now_utc())] == []
     assert later != current

@@ -9,8 +9,10 @@ to the outbox, the decision log or the routing state. The live side is therefore
 live runner decides in that cycle, and the report (``crmsync.report.shadow``) compares the two
 record by record.
 
-The first cycle of a period evaluates every lead and deal of the connection; later cycles the
-records the sync changed.
+The first cycle of a period evaluates every lead and deal of the connection with both sets (the
+live side then is what the live set decides for each record at that moment, whether or not the
+live runner looks at it in that cycle); later cycles take exactly the changed records the live
+runner gets, so their live side is exactly what it decides.
 """
 
 from __future__ import annotations
