@@ -13,11 +13,13 @@ import shutil
 from typing import Any
 
 from console_harness import ADMIN, CONNECTION, VIEWER, ConsoleUnderTest
+from sqlalchemy import select
 from test_console_browser import shot, sign_in
 
 from crmsync.report.shadow import shadow_report
 from crmsync.rules.shadow import periods, record_version
-from crmsync.runtime.pipeline import RulesStep, SyncStep, run_connection_cycle
+from crmsync.runtime.pipeline import RulesStep, run_connection_cycle
+from crmsync.store.workflow_tables import experiment_assignments
 
 EXPERIMENTS = """\
 version: 1
@@ -79,10 +81,22 @@ def test_shadow_experiments_and_feedback_pages(page: Any, console: ConsoleUnderT
     shot(page, "20-shadow")
 
     # new leads arrive: the worker's cycle splits them between the experiment's groups
-    for n in range(8):
-        console.sim.create("Lead", {"LastName": f"Trial{n}", "Company": f"Trial Co {n}", "Status": "New",
-                                    "Email": f"trial{n}@trial.example", "LeadSource": "Web"})
-    run_connection_cycle(console.settings, console.store, CONNECTION, steps=[SyncStep(), RulesStep()])
+    new_ids = [console.sim.create("Lead", {"LastName": f"Trial{n}", "Company": f"Trial Co {n}", "Status": "New",
+                                           "Email": f"trial{n}@trial.example", "LeadSource": "Web"})
+               for n in range(8)]
+    cycle = run_connection_cycle(console.settings, console.store, CONNECTION)  # sync, rules, outbox
+    assert cycle.outcomes.get("outbox") == "ok", cycle.outcomes
+    with console.store.engine.connect() as conn:
+        group = {sid: g for sid, g in conn.execute(select(experiment_assignments.c.source_id,
+                                                          experiment_assignments.c.variant))}
+    assert set(group) == set(new_ids)
+    owners = {row["Id"]: row["OwnerId"] for row in console.sim.truth("Lead")}
+    na_sales = {o.source_id for o in console.reps if o.team == "NA Sales"}
+    for lead_id in new_ids:  # the variant's pool assigned it, pushed to the sandbox (the holdout: the rules)
+        if group[lead_id] == "overflow":
+            assert owners[lead_id] in na_sales
+        else:  # inbound variant, and the holdout routed by inbound_leads: the inbound pool's one rep
+            assert owners[lead_id] == console.reps[0].source_id
     page.get_by_role("link", name="Experiments").click()
     page.wait_for_url(re.compile(r"/trials/experiments"))
     section = page.locator('section[data-experiment="inbound_vs_overflow"]')
