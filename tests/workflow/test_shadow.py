@@ -239,3 +239,51 @@ def test_the_worker_shadows_only_while_the_period_is_open(system: str, sandbox: 
     assert stop_period(store, current) and not stop_period(store, current)
     assert [p.id for p in open_periods(store, now_utc())] == []
     assert later != current
+
+
+@pytest.mark.parametrize("system", ["pipedrive"])
+def test_shadow_sides_close_resolved_tasks_as_live_does(system: str, sandbox: SandboxHandle, store: Store,
+                                                         tmp_path: Path) -> None:
+    """A rep fixes a past close date: the live rules complete its task; the shadow period's live side
+    decides the same close (same key), the candidate's side too, and only live's close is queued."""
+    from crmsync.connectors import build_connector
+    from crmsync.sync.outbox import drain
+
+    name = CONNECTION_NAMES[system]
+    live_rules = tmp_path / "live"
+    shutil.copytree(RULES_DIR, live_rules)
+    settings = _settings(sandbox, store, live_rules, tmp_path / "live.yaml")
+    _backfill(settings, store, system)
+    run_full(settings, store, name)
+    conn = settings.connection(name)
+
+    def push() -> None:
+        connector = build_connector(conn)
+        try:
+            assert drain(store, connector, conn).failed == 0
+        finally:
+            connector.close()
+
+    push()
+    past = next(i for i in store.outbox_items(connection=name, limit=100_000)
+                if i.idempotency_key.startswith("hygiene-task:close_date_in_past:"))
+    deal_id = str(past.fields["deal_id"])
+    version = record_version(store, _candidate(tmp_path), author="test")
+    now = now_utc()
+    period_id = start_period(store, version, now - dt.timedelta(minutes=1), now + dt.timedelta(days=1),
+                             created_by="test")
+    run_connection_cycle(settings, store, name, steps=[RulesStep()])  # the period's first pass
+    fixed = (now.date() + dt.timedelta(days=30)).isoformat()
+    sim: Any = sandbox.sims[system]
+    sim.edit("deals", deal_id, {"expected_close_date": fixed})  # the rep, in Pipedrive (not an echo)
+    sim.clock.advance(3_601)
+    cycle = run_connection_cycle(settings, store, name, steps=[SyncStep(), RulesStep()])
+    assert cycle.outcomes["rules"] == "ok", cycle.outcomes
+    close_key = f"close:{past.idempotency_key}"
+    closes = [i.idempotency_key for i in store.outbox_items(connection=name, limit=100_000)
+              if i.idempotency_key.startswith("close:")]
+    assert closes == [close_key]  # live's, queued once
+    with store.engine.connect() as c:
+        sides = {side for (side,) in c.execute(select(shadow_decisions.c.side).where(
+            (shadow_decisions.c.idempotency_key == close_key) & (shadow_decisions.c.period_id == period_id)))}
+    assert sides == {"live", "shadow"}

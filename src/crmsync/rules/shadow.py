@@ -3,8 +3,8 @@
 A period (``shadow_periods``) names a version from ``rule_set_versions`` and a UTC window. While it
 is open, the worker's rules step (before the live rules run, over the same records, at the same
 instant) evaluates **both** the live set and the shadow set the way the live runner does: the same
-context, routing state read from the store but never written, the task budget, the known decision
-keys. Each side's new decisions go into ``shadow_decisions`` (once per key and side); nothing goes
+context, routing state read from the store but never written, the task budget and task closing,
+the known decision keys. Each side's new decisions go into ``shadow_decisions`` (once per key and side); nothing goes
 to the outbox, the decision log or the routing state. The live side is therefore exactly what the
 live runner decides in that cycle, and the report (``crmsync.report.shadow``) compares the two
 record by record.
@@ -161,7 +161,7 @@ def _base(record: Record, rule_sets: Sequence[RuleSet]) -> dict[str, Any]:
 def _side_decisions(store: Store, rule_set: RuleSet, records: Sequence[Record], connection: str, now: dt.datetime,
                     known: set[str]) -> list[Decision]:
     """What one rule set newly decides for ``records``, as the live runner would (budget included)."""
-    from crmsync.rules.runner import build_context
+    from crmsync.rules.runner import _closings, build_context
 
     ctx = build_context(store, [connection], now=now, known_keys=known)
     assert isinstance(ctx.routing_state, StoreRoutingState)  # read through, never flushed
@@ -173,6 +173,8 @@ def _side_decisions(store: Store, rule_set: RuleSet, records: Sequence[Record], 
                                  record_of=lambda d: by_key.get((d.object_type, d.source_id)),
                                  created_today=created_today(store, [connection], ctx.now),
                                  open_tasks=open_crm_tasks(store, connection), known_keys=known).decisions
+        if policy.close_when_resolved:  # the open crmsync tasks this set would complete
+            decisions = decisions + _closings(store, rule_set, by_key, ctx, connection)
     return [d for d in decisions if d.idempotency_key not in known]
 
 
