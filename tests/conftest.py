@@ -65,6 +65,19 @@ class PgDatabases:
         self.engine.dispose()
 
 
+#: Variables an operator's shell may carry that would change what a test reads (the config file and
+#: every ``CRMSYNC__*`` override); the suite's own knobs (``CRMSYNC_TEST_*``, ``CRMSYNC_TRUTH_*``) stay.
+_OPERATOR_ENV = ("CRMSYNC_CONFIG",)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_from_operator_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test sees no ``CRMSYNC__*`` or ``CRMSYNC_CONFIG`` from the shell (children inherit this)."""
+    for name in list(os.environ):
+        if name.startswith("CRMSYNC__") or name in _OPERATOR_ENV:
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="session")
 def pg_databases() -> Iterator[PgDatabases | None]:
     url = _server_url()

@@ -151,6 +151,7 @@ class Settings(_Strict):
     mirrors: list[MirrorSettings] = Field(default_factory=list)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     billing: BillingSettings = Field(default_factory=BillingSettings)
+    # relative to the config file's directory when read from a file (default there: ``rules/``)
     rules_dir: Path = Path("config/rules")
     source_path: Path | None = Field(default=None, exclude=True)
 
@@ -283,4 +284,16 @@ def load_settings(path: Path | str | None = None, *, environ: dict[str, str] | N
     if duplicates:
         raise SettingsError(f"{config_path}: connections: duplicate names {sorted(duplicates)}")
     settings.source_path = config_path if config_path.exists() else None
+    if settings.source_path is not None:
+        _resolve_paths(settings, settings.source_path.parent, rules_dir_given="rules_dir" in data)
     return settings
+
+
+def _resolve_paths(settings: Settings, base: Path, *, rules_dir_given: bool) -> None:
+    """Relative paths in a config file mean "beside the file", as dbt and Meltano read theirs, so a
+    config works from any working directory. Without ``rules_dir`` the rules are ``rules/`` beside it."""
+    base = base.resolve()
+    settings.rules_dir = Path(os.path.normpath(base / (settings.rules_dir if rules_dir_given else Path("rules"))))
+    for conn in settings.connections:
+        if conn.ca_bundle is not None and not conn.ca_bundle.is_absolute():
+            conn.ca_bundle = Path(os.path.normpath(base / conn.ca_bundle))

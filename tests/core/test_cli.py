@@ -97,3 +97,15 @@ def test_sync_of_an_unreachable_crm_fails_cleanly_without_leaking_the_token(
     assert result.returncode == 1
     assert "failed" in result.stdout
     assert "s3cr3t-token-value" not in result.stdout + result.stderr
+
+
+def test_the_demo_runs_from_any_directory(tmp_path: Path) -> None:
+    """An installed CLI's demo needs no checkout as its working directory: the example rules are
+    found by absolute path and the written config resolves its paths beside itself."""
+    result = run("demo", "--deals", "30", "--workdir", str(tmp_path / "w"),
+                 "--store-url", f"sqlite:///{tmp_path / 'demo.db'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "rule directory does not exist" not in result.stdout + result.stderr
+    assert "0 failed" in result.stdout
+    config = yaml.safe_load((tmp_path / "w" / "crmsync.yaml").read_text())
+    assert Path(config["rules_dir"]).is_absolute() and (Path(config["rules_dir"]) / "routing.yaml").is_file()

@@ -97,3 +97,25 @@ def test_a_key_given_twice_is_refused_with_file_and_line(tmp_path: Path) -> None
     with pytest.raises(SettingsError) as info:
         load_settings(path)
     assert f"{path}:5" in str(info.value) and "duplicate key 'store' (first given on line 1)" in str(info.value)
+
+
+def test_relative_paths_mean_beside_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = tmp_path / "project" / "conf"
+    project.mkdir(parents=True)
+    config = project / "crmsync.yaml"
+    config.write_text("rules_dir: ../rules\nconnections:\n  - name: sf\n    kind: salesforce\n"
+                      "    ca_bundle: certs/ca.pem\n  - name: hs\n    kind: hubspot\n    ca_bundle: /etc/ca.pem\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    settings = load_settings(Path("..") / "project" / "conf" / "crmsync.yaml")
+    assert settings.rules_dir == (tmp_path / "project" / "rules").resolve()
+    assert settings.connection("sf").ca_bundle == project.resolve() / "certs" / "ca.pem"
+    assert settings.connection("hs").ca_bundle == Path("/etc/ca.pem")
+
+
+def test_rules_default_to_rules_beside_the_file_and_to_config_rules_without_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(write(tmp_path, GOOD)).rules_dir == tmp_path.resolve() / "rules"
+    assert load_settings(environ={"CRMSYNC_CONFIG": str(tmp_path / "absent.yaml")}).rules_dir == Path("config/rules")

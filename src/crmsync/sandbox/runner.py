@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from crmsync.example_rules import example_rules_dir
 from crmsync.sandbox.core import Knobs, LocalCA, SandboxServer, Simulator
 from crmsync.sandbox.world import World, generate_world
 from crmsync.settings import ConnectionSettings
@@ -116,11 +117,13 @@ class SandboxHandle:
     def connections(self) -> list[ConnectionSettings]:
         return [ConnectionSettings.model_validate(d) for d in self.connection_dicts()]
 
-    def write_config(self, path: Path, *, store_url: str, rules_dir: str = "config/rules") -> Path:
+    def write_config(self, path: Path, *, store_url: str, rules_dir: str | None = None) -> Path:
+        """A ready-made config; ``rules_dir`` defaults to the shipped example rules (absolute, so the
+        file works from any directory)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         document = {
             "store": {"url": store_url},
-            "rules_dir": rules_dir,
+            "rules_dir": rules_dir if rules_dir is not None else str(example_rules_dir()),
             "connections": self.connection_dicts(),
             "billing": {"connection": CONNECTION_NAMES["meteroid"]} if "meteroid" in self.servers else {},
         }
