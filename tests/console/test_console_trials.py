@@ -89,7 +89,7 @@ def test_shadow_experiments_and_feedback_pages(page: Any, console: ConsoleUnderT
     with console.store.engine.connect() as conn:
         group = {sid: g for sid, g in conn.execute(select(experiment_assignments.c.source_id,
                                                           experiment_assignments.c.variant))}
-    assert set(group) == set(new_ids)
+    assert set(new_ids) <= set(group)  # (and any older unrouted lead the sync saw change)
     owners = {row["Id"]: row["OwnerId"] for row in console.sim.truth("Lead")}
     na_sales = {o.source_id for o in console.reps if o.team == "NA Sales"}
     for lead_id in new_ids:  # the variant's pool assigned it, pushed to the sandbox (the holdout: the rules)
@@ -103,7 +103,7 @@ def test_shadow_experiments_and_feedback_pages(page: Any, console: ConsoleUnderT
     assert section.locator(".state").inner_text() == "not yet significant"
     groups = {g: int(section.locator(f'tr[data-group="{g}"] td').nth(1).inner_text())
               for g in ("inbound", "overflow", "holdout")}
-    assert sum(groups.values()) == 8
+    assert groups == {g: sum(1 for x in group.values() if x == g) for g in groups}
     assert "95% CI" in section.locator("table").nth(1).inner_text()
     shot(page, "21-experiments")
 
