@@ -22,7 +22,7 @@ from crmsync.logging import get_logger
 from crmsync.model import now_utc
 from crmsync.runtime import schedule_state
 from crmsync.runtime.triggers import next_due
-from crmsync.settings import ConnectionSettings, Settings
+from crmsync.settings import NON_CRM_KINDS, ConnectionSettings, Settings
 from crmsync.store import Store
 from crmsync.sync.engine import ObjectResult
 from crmsync.sync.runner import open_engine
@@ -218,4 +218,4 @@ def run_connection_cycle(settings: Settings, store: Store, connection: str, *,
 
 def sync_connections(settings: Settings) -> list[ConnectionSettings]:
     """The connections the worker syncs (enabled CRM connections; billing has its own job)."""
-    return [c for c in settings.connections if c.enabled and c.kind != "meteroid"]
+    return [c for c in settings.connections if c.enabled and c.kind not in NON_CRM_KINDS]
