@@ -60,6 +60,7 @@ class MeterReading:
     period_end: dt.date
     value: Decimal
     included: Decimal | None  # the plan's limit for this metric (capacity included), None = no limit
+    purchase_order: str | None = None  # the subscription's PO: crmsync's marker names the CRM deal
 
 
 @dataclass(frozen=True, slots=True)
