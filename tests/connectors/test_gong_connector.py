@@ -185,3 +185,36 @@ def test_malformed_dates_are_refused_by_the_simulator(server: SandboxServer) -> 
         swapped = client.post("/v2/calls/extensive", json={"filter": {"callIds": ["1"]},
                                                            "cursor": first["records"]["cursor"]})
         assert swapped.status_code == 400
+
+
+def test_calls_sync_into_the_store_resumes_and_reruns_without_duplicates(conn: GongConnector, sim: GongSimulator,
+                                                                         store) -> None:
+    from crmsync.store.activity import load_calls
+    from crmsync.sync.activity import CALLS_OBJECT, sync_calls
+
+    truth = {c["metaData"]["id"]: c for c in sim.truth("calls")}
+
+    class StopAfterFirstPage(Exception):
+        pass
+
+    original = conn.pull
+
+    def one_page(*args, **kwargs):  # the process dies after page 1 was written with its cursor
+        pages = original(*args, **kwargs)
+        yield next(pages)
+        raise StopAfterFirstPage
+
+    conn.pull = one_page  # type: ignore[method-assign]
+    with pytest.raises(StopAfterFirstPage):
+        sync_calls(store, conn)
+    conn.pull = original  # type: ignore[method-assign]
+    saved = store.load_cursor(conn.name, CALLS_OBJECT)
+    assert saved is not None and "next" in saved and len(load_calls(store, [conn.name])) == 40
+    sync_calls(store, conn)  # resumes on page 2
+    stored = {c.call_id: c for c in load_calls(store, [conn.name])}
+    assert set(stored) == set(truth)
+    one = stored[next(iter(truth))]
+    assert [p.email for p in one.parties] == [p["emailAddress"].lower() for p in truth[one.call_id]["parties"]]
+    assert set(store.load_cursor(conn.name, CALLS_OBJECT) or {}) == {"through"}
+    again = sync_calls(store, conn)  # incremental: the look-back window only, upserted
+    assert again.records < len(truth) and len(load_calls(store, [conn.name])) == len(truth)

@@ -143,3 +143,16 @@ def test_signals_match_calls_by_context_or_email_and_feed_hygiene_and_scoring() 
     assert not bare & {"late_stage_no_recent_call", "champion_not_on_any_call"}
     score = next(d for d in evaluate(rules, [late], c, kinds=("scoring",)))
     assert "next_steps_agreed +8" in score.reason and "competitor_mentioned -5" in score.reason
+
+
+def test_handoff_carries_call_highlights_and_stakeholders_met() -> None:
+    rules, _ = cfg()
+    record = won(extra={"use_case": "Revenue analytics"})
+    calls = [call("k1", 12, ["cto@acme.example"], next_steps=True)]
+    signals = build_signals(CONN, calls, [record], [], [contact("c1", "cto@acme.example")], NOW)
+    out = evaluate(rules, [record], ctx(signals=signals), kinds=("handoff",))
+    handoff = next(d for d in out if d.action == "create_handoff")
+    assert handoff.fields["calls"]["stakeholders met"] == "cto (CTO)"
+    assert handoff.fields["calls"]["highlights"] == "Send the proposal"
+    note = next(d for d in out if d.action == "create_note")
+    assert "stakeholders met: cto (CTO)" in note.fields["body"] and "Send the proposal" in note.fields["body"]
