@@ -42,14 +42,21 @@ def load_inputs(store: Store, connection: str, now: dt.datetime, *, call_connect
         for i in load_invoices(store, billing_connection):
             if i.subscription_id:
                 invoices.setdefault(i.subscription_id, []).append(i)
+        subs_of: dict[str, list[str]] = {}  # a deal provisioned as several subscriptions (#0, #1...)
         for sub_id, rows in readings.items():
             deal = by_marker.get((rows[0].purchase_order or "").split("#")[0])
-            if deal is None:
-                continue
+            if deal is not None:
+                subs_of.setdefault(deal.source_id, []).append(sub_id)
+        for deal_id, sub_ids in subs_of.items():
+            deal = next(d for d in deals if d.source_id == deal_id)
+            rows = [r for sid in sub_ids for r in readings[sid]]
+            # the subscription measured against a limit names the customer (else the first)
+            main = next((r.subscription_id for r in rows if r.included is not None), sub_ids[0])
             start = deal.contract_start or (deal.close_date or now.date())
             sig = signals.get((connection, "deal", deal.source_id))
             last = sig.last_call_at if sig is not None else None
             since_start = 1 if last is not None and last.date() >= start else 0
-            customers[(connection, deal.source_id)] = CustomerFacts(sub_id, start, tuple(rows),
-                                                                    tuple(invoices.get(sub_id, [])), last, since_start)
+            customers[(connection, deal.source_id)] = CustomerFacts(
+                main, start, tuple(rows), tuple(i for sid in sub_ids for i in invoices.get(sid, [])), last,
+                since_start)
     return signals, customers
