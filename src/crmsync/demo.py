@@ -23,7 +23,14 @@ from rich.table import Table
 
 from crmsync.logging import configure_logging
 from crmsync.model import ObjectType
-from crmsync.sandbox.runner import ALL_SYSTEMS, CONNECTION_NAMES, CRM_OBJECTS, DEAL_OBJECT, SandboxHandle, start_sandbox
+from crmsync.sandbox.runner import (
+    ALL_SYSTEMS,
+    CONNECTION_NAMES,
+    CRM_OBJECTS,
+    DEAL_OBJECT,
+    SandboxHandle,
+    start_sandbox,
+)
 from crmsync.settings import Settings, load_settings
 from crmsync.store import Store
 from crmsync.sync.engine import OBJECT_TYPES, ObjectResult

@@ -64,7 +64,7 @@ def usage_and_health(console: Console, settings: Settings, store: Store, crm_con
     finally:
         connector.close()
     decisions = store.decisions(limit=100_000)
-    latest: dict[tuple[str, str], Any] = {}
+    latest: dict[tuple[str, str | None], Any] = {}
     for d in decisions:
         if d.rule_kind == "health" and d.action == "finding":
             key = (d.connection, d.source_id)

@@ -26,9 +26,9 @@ from crmsync.rules.context import RuleContext
 from crmsync.rules.decisions import (
     ASSIGN_OWNER,
     CLOSE_TASK,
+    CREATE_EXPANSION,
     CREATE_HANDOFF,
     CREATE_NOTE,
-    CREATE_EXPANSION,
     CREATE_RENEWAL,
     CREATE_TASK,
     FINDING,
