@@ -19,7 +19,7 @@ from crmsync.settings import ConnectionSettings
 def settings(url: str, secret: str = DEFAULT_ACCESS_SECRET, **options: object) -> ConnectionSettings:
     return ConnectionSettings(name="gong", kind="gong", base_url=url,
                               credentials={"access_key": DEFAULT_ACCESS_KEY, "access_key_secret": secret},
-                              options={"max_wait_s": 5, "backfill_days": 800, **options})
+                              options={"max_wait_s": 5, "backfill_days": 800, "calls_per_second": 0, **options})
 
 
 @pytest.fixture(scope="module")
@@ -146,12 +146,26 @@ def test_documented_rate_limit_answers_429_with_retry_after(server: SandboxServe
         refused = [r for r in statuses if r.status_code == 429]
         assert refused and all(int(r.headers["retry-after"]) >= 1 for r in refused)
         assert refused[0].json()["errors"]
-        # the connector waits Retry-After and gets everything
-        connector = GongConnector(settings(server.url))
+        # the connector paces itself to 3 calls a second (its default): no 429 at all
+        sim.limiter.reset()
+        sim.log.reset()
+        connector = GongConnector(settings(server.url, calls_per_second=3))
         try:
-            assert len(connector.users()) == len(sim.users)
+            for _ in range(7):
+                assert len(connector.users()) == len(sim.users)
         finally:
             connector.close()
+        assert sim.log.by_status == {200: 7}
+        # unpaced, it waits Retry-After and still gets everything
+        sim.limiter.reset()
+        sim.log.reset()
+        unpaced = GongConnector(settings(server.url))
+        try:
+            for _ in range(7):
+                assert len(unpaced.users()) == len(sim.users)
+        finally:
+            unpaced.close()
+        assert sim.log.by_status.get(429, 0) > 0 and sim.log.by_status[200] == 7
     finally:
         sim.knobs.burst_limit = saved
 

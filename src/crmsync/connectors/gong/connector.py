@@ -56,7 +56,8 @@ class GongConnector:
         verify: Any = str(conn.ca_bundle) if conn.ca_bundle else True
         self.http = http or GongHttp(conn.base_url or DEFAULT_BASE_URL, key, secret, verify=verify,
                                      timeout=float(options.get("timeout_s", 30)),
-                                     max_wait_s=float(options.get("max_wait_s", 60)))
+                                     max_wait_s=float(options.get("max_wait_s", 60)),
+                                     calls_per_second=float(options.get("calls_per_second", 3)) or None)
         self.usage = self.http.usage
 
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,

@@ -2,7 +2,8 @@
 
 The credentials travel only in the ``Authorization`` header; messages name the method and path,
 never a query, body or credential. 429 waits ``Retry-After`` (Gong sends it in seconds) and 5xx,
-timeouts and truncated bodies back off; the 10,000-a-day company quota is counted per answer
+timeouts and truncated bodies back off; requests are paced to ``calls_per_second`` (3, Gong's
+default) so a pass does not collect 429s in the first place; the 10,000-a-day company quota is counted per answer
 (Gong sends no quota headers), and a 429 asking for longer than ``max_wait_s`` raises
 ``BudgetExhausted`` so a cycle stops cleanly instead of sleeping for hours. Gong answers a date
 window without calls with 404; ``request`` returns ``None`` for it so callers read it as empty.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -37,7 +39,7 @@ DAILY_LIMIT = 10_000
 class GongHttp:
     def __init__(self, base_url: str, access_key: str, secret: str, *, verify: Any = True, timeout: float = 30.0,
                  max_attempts: int = 6, max_wait_s: float = 60.0, sleep: Callable[[float], None] = time.sleep,
-                 daily_limit: int = DAILY_LIMIT) -> None:
+                 daily_limit: int = DAILY_LIMIT, calls_per_second: float | None = 3.0) -> None:
         self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, verify=verify,
                                    auth=httpx.BasicAuth(access_key, secret),
                                    headers={"accept": "application/json", "user-agent": "crmsync/0.1"})
@@ -46,6 +48,9 @@ class GongHttp:
         self.max_wait_s = max_wait_s
         self._sleep = sleep
         self._day: dt.date | None = None
+        # pace requests to Gong's documented 3 calls per second instead of collecting 429s
+        self._per_second = calls_per_second
+        self._sent: deque[float] = deque()
 
     def close(self) -> None:
         self.client.close()
@@ -62,9 +67,22 @@ class GongHttp:
     def _wait(self, state: RetryCallState) -> float:
         return retry_wait(state, initial=0.5, max_wait_s=self.max_wait_s)
 
+    def _pace(self) -> None:
+        if not self._per_second:
+            return
+        window = max(1, int(self._per_second))
+        span = window / self._per_second
+        now = time.monotonic()
+        while self._sent and self._sent[0] <= now - span:
+            self._sent.popleft()
+        if len(self._sent) >= window:
+            self._sleep(max(0.0, self._sent[0] + span - now))
+            self._sent.popleft()
+
     def _once(self, method: str, path: str, params: Mapping[str, Any] | None,
               body: Mapping[str, Any] | None) -> dict[str, Any] | None:
         where = f"{method} {path}"
+        self._pace()
         content = encode_body(body) if body is not None else None
         headers = {"content-type": "application/json"} if content is not None else None
         try:
@@ -74,6 +92,8 @@ class GongHttp:
             raise RetriableError(f"{where}: timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
             raise RetriableError(f"{where}: transport error ({type(exc).__name__})") from None
+        finally:  # when the answer came: no earlier than the server counted the call
+            self._sent.append(time.monotonic())
         self._observe(response)
         return self._classify(where, response)
 
