@@ -232,3 +232,43 @@ def test_calls_sync_into_the_store_resumes_and_reruns_without_duplicates(conn: G
     assert set(store.load_cursor(conn.name, CALLS_OBJECT) or {}) == {"through"}
     again = sync_calls(store, conn)  # incremental: the look-back window only, upserted
     assert again.records < len(truth) and len(load_calls(store, [conn.name])) == len(truth)
+
+
+def test_crmsync_sync_pulls_a_gong_connection(server: SandboxServer, sim: GongSimulator, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from crmsync.cli import app
+    from crmsync.store import Store
+    from crmsync.store.activity import load_calls
+
+    db = tmp_path / "s.db"
+    config = tmp_path / "crmsync.yaml"
+    config.write_text(
+        f"store: {{url: 'sqlite:///{db}'}}\n"
+        "connections:\n"
+        f"  - {{name: calls, kind: gong, base_url: '{server.url}', options: {{backfill_days: 800}},\n"
+        f"     credentials: {{access_key: {DEFAULT_ACCESS_KEY}, access_key_secret: {DEFAULT_ACCESS_SECRET}}}}}\n")
+    result = CliRunner().invoke(app, ["sync", "-c", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"object":"calls","status":"ok"' in result.output
+    with Store.open(f"sqlite:///{db}") as store:
+        assert len(load_calls(store, ["calls"])) == len(sim.truth("calls"))
+
+
+def test_worker_cycle_of_a_gong_connection_pulls_calls(server: SandboxServer, sim: GongSimulator, store) -> None:
+    from crmsync.runtime.pipeline import run_connection_cycle, sync_connections
+    from crmsync.settings import Settings
+    from crmsync.store.activity import load_calls
+
+    settings = Settings.model_validate({"connections": [
+        settings_dict(server.url), {"name": "billing", "kind": "meteroid", "credentials": {"api_key": "x"}}]})
+    assert [c.name for c in sync_connections(settings)] == ["gong"]  # scheduled; billing has its own job
+    report = run_connection_cycle(settings, store, "gong")
+    assert report.status == "ok", report.outcomes
+    assert report.outcomes["rules"].startswith("skipped") and report.outcomes["outbox"].startswith("skipped")
+    assert len(load_calls(store, ["gong"])) == len(sim.truth("calls"))
+
+
+def settings_dict(url: str) -> dict:
+    return settings(url).model_dump(mode="json") | {"credentials": {"access_key": DEFAULT_ACCESS_KEY,
+                                                                    "access_key_secret": DEFAULT_ACCESS_SECRET}}

@@ -156,3 +156,19 @@ def test_handoff_carries_call_highlights_and_stakeholders_met() -> None:
     assert handoff.fields["calls"]["highlights"] == "Send the proposal"
     note = next(d for d in out if d.action == "create_note")
     assert "stakeholders met: cto (CTO)" in note.fields["body"] and "Send the proposal" in note.fields["body"]
+
+
+def test_no_health_before_the_contract_starts() -> None:
+    rules, _ = cfg()
+    c = ctx(customers={(CONN, "d1"): facts(start_date=TODAY + dt.timedelta(days=3), readings=(reading(99),))})
+    assert evaluate(rules, [won()], c, kinds=("health",)) == []
+
+
+def test_engagement_from_another_source_merges_by_email() -> None:
+    from crmsync.rules.signals import EngagementSummary, merge_engagement
+
+    calls = [call("k1", 3, ["CTO@acme.example"])]
+    outreach = {"cto@acme.example": EngagementSummary("CTO@acme.example", opens=4, replies=1,
+                                                      last_engaged_at=NOW - dt.timedelta(days=1))}
+    people = merge_engagement(engagement_from_calls(calls), outreach)
+    assert people["cto@acme.example"] == EngagementSummary("cto@acme.example", 4, 1, 1, NOW - dt.timedelta(days=1))

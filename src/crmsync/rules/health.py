@@ -165,8 +165,8 @@ class CompiledHealth:
 
     def evaluate(self, r: Any, ctx: Any, out: list[Decision], rule_set: str) -> None:
         facts: CustomerFacts | None = ctx.customers.get((r.connection, r.source_id)) if ctx.customers else None
-        if facts is None or not (r.is_closed and r.is_won):
-            return
+        if facts is None or not (r.is_closed and r.is_won) or facts.start_date > ctx.today:
+            return  # not a customer (yet): no subscription, or its contract has not started
         health = score_customer(self.cfg, facts, ctx.today, ctx.now)
         base = (self.kind, self.name, "deal", r.connection, r.source_id)
         key = f"health:{r.connection}:{r.source_id}:{health.score}:{health.grade}"

@@ -9,29 +9,39 @@ by subscription id. Calls come from every enabled call connection (``kind: gong`
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from crmsync.connectors.meteroid.aliases import subscription_marker
 from crmsync.model import Contact, Deal, Lead, ObjectType
 from crmsync.rules.health import CustomerFacts
-from crmsync.rules.signals import Signals, build_signals, engagement_from_calls
+from crmsync.rules.signals import (
+    EngagementSummary,
+    Signals,
+    build_signals,
+    engagement_from_calls,
+    merge_engagement,
+)
 from crmsync.store import Store
 from crmsync.store.activity import load_calls, load_invoices, load_readings
 
 
 def load_inputs(store: Store, connection: str, now: dt.datetime, *, call_connections: Iterable[str] = (),
-                billing_connection: str | None = None) -> tuple[dict[tuple[str, str, str], Signals],
+                billing_connection: str | None = None,
+                engagement: Mapping[str, EngagementSummary] | None = None) -> tuple[dict[tuple[str, str, str], Signals],
                                                                  dict[tuple[str, str], CustomerFacts]]:
     calls_from = list(call_connections)
     deals = [d for d in store.iter_records(ObjectType.DEAL, connection=connection) if isinstance(d, Deal)]
     signals: dict[tuple[str, str, str], Signals] = {}
-    if calls_from:
-        calls = load_calls(store, calls_from)
+    if calls_from or engagement:
+        calls = load_calls(store, calls_from) if calls_from else []
         leads = [r for r in store.iter_records(ObjectType.LEAD, connection=connection) if isinstance(r, Lead)]
         contacts = [r for r in store.iter_records(ObjectType.CONTACT, connection=connection) if isinstance(r, Contact)]
-        signals = build_signals(connection, calls, deals, leads, contacts, now,
-                                engagement=engagement_from_calls(calls))
+        # engagement from calls (meetings held) merged with what other sources (sales engagement:
+        # opens, replies, meetings) summarised per email
+        people = merge_engagement(engagement_from_calls(calls), engagement or {})
+        signals = build_signals(connection, calls, deals, leads, contacts, now, engagement=people,
+                                call_source=bool(calls_from))
     customers: dict[tuple[str, str], CustomerFacts] = {}
     if billing_connection:
         by_marker = {subscription_marker(connection, d.source_id): d for d in deals if d.is_won}

@@ -79,6 +79,16 @@ def engagement_from_calls(calls: Iterable[Call]) -> dict[str, EngagementSummary]
     return out
 
 
+def merge_engagement(*sources: Mapping[str, EngagementSummary]) -> dict[str, EngagementSummary]:
+    """One summary per email from several sources (calls, a sales-engagement tool...)."""
+    out: dict[str, EngagementSummary] = {}
+    for source in sources:
+        for email, summary in source.items():
+            key = email.lower()
+            out[key] = out[key].merged(summary) if key in out else replace(summary, email=key)
+    return out
+
+
 def champion_of(deal: Deal, contacts: Mapping[str, Contact], by_account: Mapping[str, list[Contact]]) -> Contact | None:
     """The deal's champion: the account contact whose title or email is the deal's ``champion``
     field, else the deal's primary contact when a champion is named."""
