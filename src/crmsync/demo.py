@@ -1,10 +1,12 @@
 """``crmsync demo``: the whole worker against the local sandbox, on SQLite, with no accounts.
 
-1. start Salesforce, HubSpot, Pipedrive and Meteroid simulators on loopback (one seeded world);
+1. start Salesforce, HubSpot, Pipedrive, Meteroid and Gong simulators on loopback (one seeded world);
 2. backfill every CRM object into a fresh SQLite store and compare the store with each
    simulator's truth;
 3. run the example rules (scoring, routing, hygiene, handoff, renewal);
-4. run the billing checks against Meteroid and turn won deals into subscriptions;
+4. run the billing checks against Meteroid and turn won deals into subscriptions; pull Gong calls
+   (before the rules: call signals) and Meteroid usage and invoices (after billing), re-run the
+   rules for customer health, check-ins and expansion opportunities;
 5. push every write decided by rules and billing through the outbox;
 6. print what happened, then ``crmsync status``.
 """
@@ -21,7 +23,14 @@ from rich.table import Table
 
 from crmsync.logging import configure_logging
 from crmsync.model import ObjectType
-from crmsync.sandbox.runner import CONNECTION_NAMES, CRM_OBJECTS, DEAL_OBJECT, SandboxHandle, start_sandbox
+from crmsync.sandbox.runner import (
+    ALL_SYSTEMS,
+    CONNECTION_NAMES,
+    CRM_OBJECTS,
+    DEAL_OBJECT,
+    SandboxHandle,
+    start_sandbox,
+)
 from crmsync.settings import Settings, load_settings
 from crmsync.store import Store
 from crmsync.sync.engine import OBJECT_TYPES, ObjectResult
@@ -35,7 +44,7 @@ def run_demo(console: Console, *, deals: int, seed: int, store_url: str, workdir
     _fresh_sqlite(store_url)
     console.rule("[bold]crmsync demo")
     console.print(f"generating a world of {deals:,} deals per CRM (seed {seed}) and starting the sandbox...")
-    handle = start_sandbox(deals=deals, seed=seed, state_dir=workdir)
+    handle = start_sandbox(deals=deals, seed=seed, state_dir=workdir, systems=ALL_SYSTEMS)
     try:
         config_path = handle.write_config(workdir / "crmsync.yaml", store_url=store_url)
         settings = load_settings(config_path)
@@ -45,8 +54,13 @@ def run_demo(console: Console, *, deals: int, seed: int, store_url: str, workdir
         store = Store.open(settings.store.url)
         store.upgrade()
         ok = _sync_all(console, settings, store, handle, details)
+        from crmsync.demo_signals import pull_calls, usage_and_health
+
+        pull_calls(console, settings, store)
         _rules(console, settings, store, details)
         _billing(console, settings, store, details)
+        usage_and_health(console, settings, store, [CONNECTION_NAMES[s] for s in ("salesforce", "hubspot", "pipedrive")],
+                         details, billing_sim=handle.sims.get("meteroid"))
         _findings(console, settings, store, handle)
         _push(console, settings, store)
         if details:

@@ -17,7 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from crmsync.yaml_loader import load_yaml
 
-ConnectionKind = Literal["salesforce", "hubspot", "pipedrive", "meteroid"]
+ConnectionKind = Literal["salesforce", "hubspot", "pipedrive", "meteroid", "gong"]
+#: Connections that are not CRMs: billing (its own job) and revenue intelligence (calls).
+NON_CRM_KINDS = frozenset({"meteroid", "gong"})
+CALL_KINDS = frozenset({"gong"})  # call systems: the worker pulls their calls on their schedule
 DEFAULT_CONFIG_PATH = Path("config/crmsync.yaml")
 DEFAULT_STORE_URL = "sqlite:///crmsync.db"
 ENV_PREFIX = "CRMSYNC__"

@@ -19,9 +19,9 @@ def rules_dir(tmp_path: Path) -> Path:
 
 def test_example_rule_set_loads_with_about_fifty_rules() -> None:
     rs = load_rules(EXAMPLES, author="test")
-    assert 40 <= rs.rule_count <= 60
+    assert 40 <= rs.rule_count <= 70
     assert len(rs.hash) == 64 and rs.author == "test"
-    assert set(rs.files) == {"scoring", "routing", "hygiene", "handoff", "renewal", "experiments"}
+    assert set(rs.files) == {"scoring", "routing", "hygiene", "handoff", "renewal", "health", "experiments"}
 
 
 def test_hash_ignores_comments_but_not_content(rules_dir: Path) -> None:

@@ -29,6 +29,9 @@ from crmsync.rules.schema import TaskPolicy
 
 SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 BUNDLE_RULE = "task_bundle"
+# kinds whose tasks the budget caps: hygiene findings and customer-health check-ins (a check-in keeps
+# its milestone date as due date)
+BUDGETED_KINDS = frozenset({"hygiene", "health"})
 OwnerKey = tuple[str, str]  # (connection, owner id)
 
 
@@ -86,7 +89,7 @@ def apply_budget(decisions: list[Decision], policy: TaskPolicy, *, today: dt.dat
     items: list[_Item] = []
     outcome = BudgetOutcome(out)
     for d in decisions:
-        if d.rule_kind != "hygiene" or d.action != CREATE_TASK:
+        if d.rule_kind not in BUDGETED_KINDS or d.action != CREATE_TASK:
             out.append(d)
         elif open_tasks.has(d):
             outcome.duplicates += 1
@@ -137,7 +140,9 @@ def _tasks(owned: list[_Item], policy: TaskPolicy, today: dt.date, owner: OwnerK
 def _single(item: _Item, policy: TaskPolicy, today: dt.date) -> Decision:
     d = item.decision
     rule = policy.severity[item.severity]  # type: ignore[index]  # severities are validated by the schema
-    fields = {**d.fields, "priority": rule.priority, "due_date": today + dt.timedelta(days=rule.due_in_days),
+    due = d.fields["due_date"] if d.rule_kind == "health" and d.fields.get("due_date") else \
+        today + dt.timedelta(days=rule.due_in_days)
+    fields = {**d.fields, "priority": rule.priority, "due_date": due,
               "body": _line(item) + f"\nPriority: {rule.priority} ({item.severity})"}
     return Decision(d.rule_kind, d.rule_name, d.object_type, d.connection, d.source_id, d.action, fields, d.reason,
                     d.idempotency_key, d.rule_set)

@@ -181,6 +181,8 @@ def resolve_field(object_type: ObjectType, path: str) -> FieldRef:
             return record.extra.get(_n)
 
         return FieldRef(path, ANY, None, get_extra)
+    if head == "signals" and object_type in (ObjectType.DEAL, ObjectType.LEAD):
+        return _signal_field(path, rest)
     if rest and head in RELATED:
         rel_type, allowed = RELATED[head]
         if object_type not in allowed:
@@ -223,6 +225,22 @@ def resolve_field(object_type: ObjectType, path: str) -> FieldRef:
         return plain_get(record)
 
     return FieldRef(path, kinds[path], path, get_plain)
+
+
+def _signal_field(path: str, name: str) -> FieldRef:
+    """``signals.<name>``: a call or engagement signal of the record (``crmsync.rules.signals``),
+    read from the context; missing (no signals known) reads as None."""
+    from crmsync.rules.signals import SIGNAL_FIELDS, Signals
+
+    if name not in SIGNAL_FIELDS:
+        raise ValueError(f"unknown signal {name!r}; expected one of: {', '.join(SIGNAL_FIELDS)}")
+    kind = _kind_of(typing.get_type_hints(Signals)[name])
+
+    def get_signal(record: Any, ctx: Any, _n: str = name) -> Any:
+        found = ctx.related("signals", record)
+        return None if found is None else getattr(found, _n)
+
+    return FieldRef(path, kind, None, get_signal)
 
 
 def coerce_operand(kind: str, value: Any) -> Any:

@@ -36,6 +36,10 @@ class RuleContext:
     subscriptions: Mapping[tuple[str, str], Subscription] = field(default_factory=dict)
     predictive: Mapping[str, Any] = field(default_factory=dict)  # model name -> NaiveBayesModel
     known_keys: Container[str] = field(default_factory=frozenset)  # idempotency keys already decided
+    # call and engagement signals per (connection, "deal" | "lead", source id): crmsync.rules.signals
+    signals: Mapping[tuple[str, str, str], Any] = field(default_factory=dict)
+    # customer health inputs per (connection, won deal id): crmsync.rules.health.CustomerFacts
+    customers: Mapping[tuple[str, str], Any] = field(default_factory=dict)
     today: dt.date = field(init=False)
     _cache: dict[Any, Any] = field(init=False, default_factory=dict)
 
@@ -51,6 +55,8 @@ class RuleContext:
             return self.stages.get((record.connection, record.stage_id)) if record.stage_id else None
         if kind == "owner":
             return self.owners.get((record.connection, record.owner_id)) if record.owner_id else None
+        if kind == "signals":
+            return self.signals.get((record.connection, record.object_type.value, record.source_id))
         return None
 
     def previous_of(self, record: Any) -> Any:

@@ -17,11 +17,12 @@ CREATE_TASK = "create_task"
 CREATE_NOTE = "create_note"
 CREATE_HANDOFF = "create_handoff"
 CREATE_RENEWAL = "create_renewal"
+CREATE_EXPANSION = "create_expansion"  # an expansion opportunity (a deal) for a customer near its plan limit
 FINDING = "finding"
 TASK_BUNDLED = "task_bundled"  # a finding listed in a bundled task instead of a task of its own (log only)
 CLOSE_TASK = "close_task"  # complete a crmsync task in the CRM: its finding is resolved
 ACTIONS = (SET_FIELDS, ASSIGN_OWNER, CREATE_TASK, CREATE_NOTE, CREATE_HANDOFF, CREATE_RENEWAL, FINDING, TASK_BUNDLED,
-           CLOSE_TASK)
+           CLOSE_TASK, CREATE_EXPANSION)
 
 
 @dataclass(slots=True)

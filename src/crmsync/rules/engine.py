@@ -25,7 +25,7 @@ from crmsync.rules.decisions import Decision
 from crmsync.rules.hygiene import bind_rules
 from crmsync.rules.loader import RuleSet
 
-ALL_KINDS = frozenset({"scoring", "routing", "hygiene", "handoff", "renewal"})
+ALL_KINDS = frozenset({"scoring", "routing", "hygiene", "handoff", "renewal", "health"})
 # below this many records the collector is left alone (incremental cycles, tests, simulations)
 GC_PAUSE_MIN_RECORDS = 10_000
 
@@ -60,12 +60,13 @@ class Plan:
         self.route = router.route if router is not None else None
         self.handoff = rule_set.handoff.evaluate if rule_set.handoff is not None and "handoff" in wanted else None
         self.renewal = rule_set.renewal.evaluate if rule_set.renewal is not None and "renewal" in wanted else None
+        self.health = rule_set.health.evaluate if rule_set.health is not None and "health" in wanted else None
 
     def run(self, records: Iterable[Any]) -> list[Decision]:
         """The sequential loop: every step for each record, records in order."""
         ctx, h = self.ctx, self.h
         out: list[Decision] = []
-        route, handoff, renewal = self.route, self.handoff, self.renewal
+        route, handoff, renewal, health = self.route, self.handoff, self.renewal, self.health
         deal_scoring, lead_scoring = self.scoring[ObjectType.DEAL], self.scoring[ObjectType.LEAD]
         deal_hygiene, lead_hygiene = self.hygiene[ObjectType.DEAL], self.hygiene[ObjectType.LEAD]
         DEAL, LEAD = ObjectType.DEAL, ObjectType.LEAD
@@ -84,6 +85,8 @@ class Plan:
                     handoff(record, ctx, out, h)
                 if renewal is not None:
                     renewal(record, ctx, out, h)
+                if health is not None:
+                    health(record, ctx, out, h)
             elif ot is LEAD:
                 for model in lead_scoring:
                     model.evaluate(record, ctx, out, h)

@@ -19,7 +19,7 @@ def _sandboxed(ctx: RuleContext) -> RuleContext:
     return RuleContext(
         now=ctx.now, owners=ctx.owners, stages=ctx.stages, accounts=ctx.accounts, previous=ctx.previous,
         routing_state=fresh, open_counts=dict(ctx.open_counts), subscriptions=ctx.subscriptions,
-        predictive=ctx.predictive,
+        predictive=ctx.predictive, signals=ctx.signals, customers=ctx.customers,
     )
 
 

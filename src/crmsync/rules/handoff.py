@@ -87,6 +87,12 @@ class CompiledHandoff:
         doc["cs_owner_id"] = cs_owner
         doc["deal_owner_id"] = r.owner_id
         doc["missing"] = missing
+        signals = ctx.related("signals", r)  # calls (Gong): what was agreed, who the customer brought
+        if signals is not None and signals.calls_held:
+            doc["calls"] = {"calls held": signals.calls_held,
+                            "stakeholders met": ", ".join(signals.stakeholders_met) or None,
+                            "highlights": " | ".join(signals.highlights) or None,
+                            "competitors mentioned": ", ".join(signals.competitors) or None}
         ot = "deal"
         base = (self.kind, self.name, ot, r.connection, r.source_id)
         out.append(Decision(*base, CREATE_HANDOFF, doc, f"deal won; CS owner {cs_owner} ({why})", key, rule_set))

@@ -28,12 +28,14 @@ from yaml.constructor import ConstructorError
 from crmsync.rules.conditions import ConditionError
 from crmsync.rules.experiments import CompiledExperiment, ExperimentsFile, compile_experiments
 from crmsync.rules.handoff import CompiledHandoff
+from crmsync.rules.health import CompiledHealth
 from crmsync.rules.hygiene import CompiledHygieneRule, compile_hygiene
 from crmsync.rules.renewal import CompiledRenewal
 from crmsync.rules.routing import Router
 from crmsync.rules.schema import (
     FILE_MODELS,
     HandoffFile,
+    HealthFile,
     HygieneFile,
     RenewalFile,
     RoutingFile,
@@ -42,7 +44,7 @@ from crmsync.rules.schema import (
 from crmsync.rules.scoring import CompiledScoringModel, compile_scoring
 from crmsync.yaml_loader import UniqueKeyLoader
 
-KINDS = ("scoring", "routing", "hygiene", "handoff", "renewal", "experiments")
+KINDS = ("scoring", "routing", "hygiene", "handoff", "renewal", "health", "experiments")
 _MODELS: dict[str, Any] = {**FILE_MODELS, "experiments": ExperimentsFile}
 KeyPath = tuple[str | int, ...]
 
@@ -242,6 +244,7 @@ class RuleSet:
     renewal: CompiledRenewal | None = None
     task_policy: TaskPolicy | None = None  # hygiene.yaml `tasks:` (bundling, caps, closing)
     experiments: list[CompiledExperiment] = field(default_factory=list)  # experiments.yaml
+    health: CompiledHealth | None = None
 
     @property
     def rule_count(self) -> int:
@@ -251,6 +254,7 @@ class RuleSet:
             + len(self.hygiene)
             + (1 if self.handoff else 0)
             + (1 if self.renewal else 0)
+            + (1 if self.health else 0)
         )
 
     def version(self) -> dict[str, Any]:
@@ -345,6 +349,12 @@ def load_rules(directory: str | os.PathLike[str], *, author: str | None = None, 
     renewal = None
     if renewal_spec is not None and renewal_spec.renewal is not None:
         renewal = compiled("renewal", lambda: CompiledRenewal(renewal_spec, router))
+    health_spec: HealthFile | None = parsed.get("health")
+    health = None
+    if health_spec is not None and health_spec.health is not None:
+        health = compiled("health", lambda: CompiledHealth(health_spec, router))
+    if renewal is not None and health is not None:
+        renewal.health = health
     experiments_spec: ExperimentsFile | None = parsed.get("experiments")
     experiments: list[CompiledExperiment] = []
     if experiments_spec is not None:
@@ -368,6 +378,7 @@ def load_rules(directory: str | os.PathLike[str], *, author: str | None = None, 
         renewal=renewal,
         task_policy=hygiene_spec.tasks if hygiene_spec is not None else None,
         experiments=experiments,
+        health=health,
     )
 
 

@@ -43,6 +43,7 @@ class CompiledRenewal:
         self.router = router
         self.window = dt.timedelta(days=cfg.window_days)
         self.rule_count = 1
+        self.health: Any = None  # CompiledHealth when health.yaml exists: the renewal names the customer's health
 
     def contract_end(self, r: Any, ctx: Any) -> tuple[dt.date | None, str]:
         if self.cfg.source in ("contract_end", "either") and r.contract_end is not None:
@@ -79,6 +80,8 @@ class CompiledRenewal:
             if owner is not None:
                 ctx.routing_state.set(NS_RENEWAL, state_key, owner)
         days_left = (end - ctx.today).days
+        health = self.health.score(r, ctx) if self.health is not None else None
+        health_note = f"; health {health.score} ({health.grade}): {health.explain()}" if health is not None else ""
         base = (self.kind, self.name, "deal", r.connection, r.source_id)
         fields = {
             "name": self.title(r, ctx),
@@ -93,9 +96,13 @@ class CompiledRenewal:
             "contract_start": end + dt.timedelta(days=1),
             "deal_type": "Renewal",
         }
-        out.append(Decision(*base, CREATE_RENEWAL, fields, f"contract ends {end.isoformat()} ({source}), in {days_left} days; owner {owner} ({why})", key, rule_set))
+        out.append(Decision(*base, CREATE_RENEWAL, fields, f"contract ends {end.isoformat()} ({source}), in {days_left} days; owner {owner} ({why}){health_note}", key, rule_set))
         if owner is None:
             return
+        if health is not None and health.grade != max(self.health.cfg.grades, key=lambda g: g.min).grade:
+            tkey = f"renewal-risk:{r.connection}:{r.source_id}:{end.isoformat()}"
+            missed = ", ".join(health.milestones_missed) or "none"
+            out.append(Decision(*base, CREATE_TASK, {"subject": f"Renewal at risk ({health.grade}, health {health.score}): {r.name}", "owner_id": owner, "due_date": ctx.today, "deal_id": r.source_id, "renewal_key": key, "crmsync_key": tkey}, f"health {health.score} ({health.grade}) before the renewal; missed milestones: {missed}; {health.explain()}", tkey, rule_set))
         for days_before, subject in self.check_ins:
             due = max(ctx.today, end - dt.timedelta(days=days_before))
             tkey = f"renewal-task:{r.connection}:{r.source_id}:{end.isoformat()}:{days_before}"

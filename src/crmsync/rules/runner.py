@@ -26,6 +26,7 @@ from crmsync.rules.context import RuleContext
 from crmsync.rules.decisions import (
     ASSIGN_OWNER,
     CLOSE_TASK,
+    CREATE_EXPANSION,
     CREATE_HANDOFF,
     CREATE_NOTE,
     CREATE_RENEWAL,
@@ -88,7 +89,8 @@ def current_rule_set(settings: Settings, store: Store) -> tuple[RuleSet, list[st
 
 
 def build_context(store: Store, connections: Iterable[str], *, now: dt.datetime | None = None,
-                  known_keys: set[str] | None = None, counts: dict[tuple[str, str], int] | None = None) -> RuleContext:
+                  known_keys: set[str] | None = None, counts: dict[tuple[str, str], int] | None = None,
+                  settings: Settings | None = None) -> RuleContext:
     """Owners, stages, accounts and open counts of the connections, plus durable routing state
     (``counts``: open counts the caller already has, instead of counting the deals again)."""
     owners: dict[tuple[str, str], Owner] = {}
@@ -104,10 +106,23 @@ def build_context(store: Store, connections: Iterable[str], *, now: dt.datetime 
         for account in store.iter_records(ObjectType.ACCOUNT, connection=connection):
             assert isinstance(account, Account)
             accounts[(connection, account.source_id)] = account
-    return RuleContext(now=now or now_utc(), owners=owners, stages=stages, accounts=accounts,
-                       routing_state=StoreRoutingState(store),
-                       open_counts=open_counts(store) if counts is None else dict(counts),
-                       known_keys=known_keys if known_keys is not None else set())
+    ctx = RuleContext(now=now or now_utc(), owners=owners, stages=stages, accounts=accounts,
+                      routing_state=StoreRoutingState(store),
+                      open_counts=open_counts(store) if counts is None else dict(counts),
+                      known_keys=known_keys if known_keys is not None else set())
+    if settings is not None:
+        from crmsync.rules.inputs import load_inputs
+
+        calls = [c.name for c in settings.connections if c.enabled and c.kind == "gong"]
+        billing = settings.billing.connection if settings.billing else None
+        signals: dict[Any, Any] = {}
+        customers: dict[Any, Any] = {}
+        for connection in connections:
+            s, c = load_inputs(store, connection, ctx.now, call_connections=calls, billing_connection=billing)
+            signals.update(s)
+            customers.update(c)
+        ctx.signals, ctx.customers = signals, customers
+    return ctx
 
 
 def open_counts(store: Store) -> dict[tuple[str, str], int]:
@@ -148,7 +163,8 @@ def run_incremental(settings: Settings, store: Store, connection: str,
         if record is not None and not record.deleted:
             records.append(record)
     fresh = filter_echoes(store, records)
-    ctx = build_context(store, [connection], now=now, known_keys=known_decision_keys(store, [connection]))
+    ctx = build_context(store, [connection], now=now, known_keys=known_decision_keys(store, [connection]),
+                        settings=settings)
     decisions = incremental(rule_set, fresh, ctx)
     run = _record(store, rule_set, decisions, fresh, ctx, connection)
     run.echoes_skipped = len(records) - len(fresh)
@@ -159,7 +175,8 @@ def run_incremental(settings: Settings, store: Store, connection: str,
 def run_full(settings: Settings, store: Store, connection: str, *, now: dt.datetime | None = None) -> RulesRun:
     """Re-evaluate every live deal and lead of a connection (scheduled, or after a rule change)."""
     rule_set, errors = current_rule_set(settings, store)
-    ctx = build_context(store, [connection], now=now, known_keys=known_decision_keys(store, [connection]))
+    ctx = build_context(store, [connection], now=now, known_keys=known_decision_keys(store, [connection]),
+                        settings=settings)
     records: list[Record] = [*store.iter_records(ObjectType.LEAD, connection=connection),
                              *store.iter_records(ObjectType.DEAL, connection=connection)]
     decisions = evaluate(rule_set, records, ctx)
@@ -255,7 +272,7 @@ def outbox_item_for(decision: Decision, record: Record | None, ctx: RuleContext 
     """The CRM write a decision implies, in canonical field names (connectors translate)."""
     based_on = record.modified_at if record is not None else None
     fields = dict(decision.fields)
-    if decision.action == CREATE_RENEWAL and "stage" in fields:
+    if decision.action in (CREATE_RENEWAL, CREATE_EXPANSION) and "stage" in fields:
         stage = fields.pop("stage")
         fields["stage_id"] = (resolve_stage(ctx, decision.connection, stage) if ctx else None) or stage
     common: dict[str, Any] = {"connection": decision.connection, "idempotency_key": decision.idempotency_key}
@@ -268,7 +285,7 @@ def outbox_item_for(decision: Decision, record: Record | None, ctx: RuleContext 
     if decision.action == CREATE_NOTE:
         fields.setdefault("crmsync_key", decision.idempotency_key)
         return OutboxItem(object_name="notes", operation="create", fields=_only(fields, NOTE_FIELDS), **common)
-    if decision.action == CREATE_RENEWAL:
+    if decision.action in (CREATE_RENEWAL, CREATE_EXPANSION):
         fields.setdefault("crmsync_key", decision.idempotency_key)
         return OutboxItem(object_name="deals", operation="create", fields=_only(fields, DEAL_CREATE_FIELDS),
                           **common)

@@ -328,10 +328,104 @@ class RenewalFile(_Base):
     renewal: RenewalConfig | None = None
 
 
+# ---------------------------------------------------------------- health
+class HealthWeights(_Base):
+    usage: Decimal = Field(default=Decimal(40), ge=0)
+    onboarding: Decimal = Field(default=Decimal(20), ge=0)
+    billing: Decimal = Field(default=Decimal(25), ge=0)
+    engagement: Decimal = Field(default=Decimal(15), ge=0)
+
+
+class HealthUsage(_Base):
+    metric: str = "active_seats"  # the metered component compared with the plan limit
+    healthy_share: Decimal = Field(default=Decimal("0.6"), gt=0, le=2)  # at or above: full points
+    low_share: Decimal = Field(default=Decimal("0.2"), ge=0, le=2)  # at or below: no points
+
+    @model_validator(mode="after")
+    def _order(self) -> HealthUsage:
+        if self.low_share >= self.healthy_share:
+            raise ValueError("low_share must be below healthy_share")
+        return self
+
+
+class Milestone(_Base):
+    name: str
+    days_after_start: int = Field(ge=0, le=3650)
+    call: bool = False  # reached when a call was held on or after the contract start
+    usage_share: Decimal | None = Field(default=None, ge=0, le=2)  # reached when usage reaches this share
+
+    @model_validator(mode="after")
+    def _test(self) -> Milestone:
+        if not self.call and self.usage_share is None:
+            raise ValueError("a milestone needs `call: true` or `usage_share`")
+        return self
+
+
+class HealthOnboarding(_Base):
+    milestones: list[Milestone] = Field(default_factory=list)
+    check_in_days_before: int = Field(default=7, ge=0, le=90)  # check-in task this long before a milestone
+    check_in_subject: str = "Check-in: {milestone} for {name}"
+
+
+class HealthBilling(_Base):
+    overdue_penalty: Decimal = Field(default=Decimal(1), ge=0, le=1)  # share lost per overdue invoice
+
+
+class HealthEngagement(_Base):
+    recent_days: int = Field(default=45, ge=1, le=365)  # a call or meeting this recent: full points
+
+
+class HealthGrade(_Base):
+    min: Decimal = Field(ge=0, le=100)
+    grade: str
+
+
+class Expansion(_Base):
+    usage_share: Decimal = Field(default=Decimal("0.9"), gt=0, le=5)  # usage / plan limit that opens one
+    opportunity_name: str = "Expansion: {name}"
+    stage: str | None = None
+    owner: Literal["deal_owner", "pool"] = "deal_owner"
+    pool: str | None = None
+
+    @model_validator(mode="after")
+    def _pool(self) -> Expansion:
+        if self.owner == "pool" and not self.pool:
+            raise ValueError("owner: pool needs `pool`")
+        return self
+
+
+class HealthConfig(_Base):
+    name: str = "customer_health"
+    weights: HealthWeights = Field(default_factory=HealthWeights)
+    usage: HealthUsage = Field(default_factory=HealthUsage)
+    onboarding: HealthOnboarding = Field(default_factory=HealthOnboarding)
+    billing: HealthBilling = Field(default_factory=HealthBilling)
+    engagement: HealthEngagement = Field(default_factory=HealthEngagement)
+    grades: list[HealthGrade] = Field(default_factory=lambda: [HealthGrade(min=Decimal(75), grade="healthy"),
+                                                               HealthGrade(min=Decimal(50), grade="watch"),
+                                                               HealthGrade(min=Decimal(0), grade="at_risk")])
+    expansion: Expansion | None = None
+
+    @model_validator(mode="after")
+    def _weights(self) -> HealthConfig:
+        w = self.weights
+        if w.usage + w.onboarding + w.billing + w.engagement != 100:
+            raise ValueError("weights must add up to 100")
+        if not any(g.min == 0 for g in self.grades):
+            raise ValueError("grades need one with `min: 0`")
+        return self
+
+
+class HealthFile(_Base):
+    version: Literal[1] = 1
+    health: HealthConfig | None = None
+
+
 FILE_MODELS: dict[str, type[_Base]] = {
     "scoring": ScoringFile,
     "routing": RoutingFile,
     "hygiene": HygieneFile,
     "handoff": HandoffFile,
     "renewal": RenewalFile,
+    "health": HealthFile,
 }

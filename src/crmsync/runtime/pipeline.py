@@ -22,7 +22,7 @@ from crmsync.logging import get_logger
 from crmsync.model import now_utc
 from crmsync.runtime import schedule_state
 from crmsync.runtime.triggers import next_due
-from crmsync.settings import ConnectionSettings, Settings
+from crmsync.settings import CALL_KINDS, NON_CRM_KINDS, ConnectionSettings, Settings
 from crmsync.store import Store
 from crmsync.sync.engine import ObjectResult
 from crmsync.sync.runner import open_engine
@@ -61,6 +61,15 @@ class SyncStep:
     name = "sync"
 
     def run(self, state: CycleState) -> None:
+        if state.conn.kind in CALL_KINDS:  # a call system: calls into the store, nothing else to do
+            from crmsync.sync.runner import run_sync_cycle
+
+            state.results = run_sync_cycle(state.settings, state.store, state.conn.name)
+            state.counts["records"] = sum(r.records for r in state.results)
+            state.counts["api_calls"] = sum(r.api_calls for r in state.results)
+            for step in ("rules", "mirror", "outbox"):
+                state.outcomes[step] = "skipped: not a CRM connection"
+            return
         with open_engine(state.settings, state.store, state.conn.name, stop_event=state.stop_event) as engine:
             state.results = engine.sync()
             usage = engine.connector.usage
@@ -224,5 +233,6 @@ def run_connection_cycle(settings: Settings, store: Store, connection: str, *,
 
 
 def sync_connections(settings: Settings) -> list[ConnectionSettings]:
-    """The connections the worker syncs (enabled CRM connections; billing has its own job)."""
-    return [c for c in settings.connections if c.enabled and c.kind != "meteroid"]
+    """The connections the worker syncs: enabled CRM connections and call systems (their cycle
+    pulls calls only); billing has its own job."""
+    return [c for c in settings.connections if c.enabled and (c.kind not in NON_CRM_KINDS or c.kind in CALL_KINDS)]

@@ -1,4 +1,4 @@
-"""Start the four simulators together on loopback and describe how to connect to them.
+"""Start the simulators together on loopback and describe how to connect to them.
 
 ``start_sandbox`` generates one seeded world, builds a simulator per system, serves each on its
 own port (Salesforce over TLS with a CA generated into ``state_dir``) and returns a handle with
@@ -23,8 +23,10 @@ from crmsync.sandbox.world import World, generate_world
 from crmsync.settings import ConnectionSettings
 
 SYSTEMS = ("salesforce", "hubspot", "pipedrive", "meteroid")
+#: Systems built on request only (``start_sandbox(systems=ALL_SYSTEMS)``): revenue intelligence.
+ALL_SYSTEMS = (*SYSTEMS, "gong")
 CONNECTION_NAMES = {"salesforce": "sandbox-sf", "hubspot": "sandbox-hs", "pipedrive": "sandbox-pd",
-                    "meteroid": "sandbox-billing"}
+                    "meteroid": "sandbox-billing", "gong": "sandbox-gong"}
 # Each CRM's native name for a deal and its name field (the user handle and truth use native names).
 DEAL_OBJECT = {"salesforce": "Opportunity", "hubspot": "deals", "pipedrive": "deals"}
 DEAL_NAME_FIELD = {"salesforce": "Name", "hubspot": "dealname", "pipedrive": "title"}
@@ -34,6 +36,7 @@ CRM_OBJECTS = {
     "hubspot": ["owners", "pipelines", "stages", "products", "accounts", "contacts", "deals", "line_items"],
     "pipedrive": ["owners", "pipelines", "stages", "products", "accounts", "contacts", "deals", "line_items"],
     "meteroid": [],
+    "gong": ["users", "calls"],
 }
 #: Fields crmsync's example rules write (``config/rules/scoring.yaml``) as each sandbox CRM holds them:
 #: custom fields an admin would create once per org/portal/company (the simulators declare them),
@@ -75,7 +78,11 @@ def build_simulator(system: str, world: World, knobs: Knobs | None = None) -> Si
         from crmsync.sandbox.meteroid import MeteroidSimulator
 
         return MeteroidSimulator(world, knobs)
-    raise ValueError(f"unknown sandbox system {system!r} (expected one of {', '.join(SYSTEMS)})")
+    if system == "gong":
+        from crmsync.sandbox.gong import GongSimulator
+
+        return GongSimulator(world, knobs)
+    raise ValueError(f"unknown sandbox system {system!r} (expected one of {', '.join(ALL_SYSTEMS)})")
 
 
 def sandbox_credentials(system: str, sim: Any) -> dict[str, str]:
@@ -88,6 +95,8 @@ def sandbox_credentials(system: str, sim: Any) -> dict[str, str]:
         return {"access_token": sorted(sim.tokens)[0]}
     if system == "pipedrive":
         return {"api_token": sorted(sim.api_tokens)[0]}
+    if system == "gong":
+        return {"access_key": sim.access_key, "access_key_secret": sim.access_secret}
     return {"api_key": sim.api_key}
 
 

@@ -472,6 +472,76 @@ def _t(row: type[SQLModel]) -> SATable:
     return row.__table__  # type: ignore[attr-defined,no-any-return]
 
 
+
+# --- activity around the CRM records (migration 0007): recorded calls, usage, invoices ----------
+class CallRow(SQLModel, table=True):
+    """A recorded call (Gong); ``data`` holds CRM refs, trackers, topics, highlights, brief, outcome."""
+
+    __tablename__ = "calls"
+    __table_args__ = (Index("ix_calls_connection_started", "connection", "started"),)
+
+    connection: str = Field(primary_key=True, sa_type=String())
+    call_id: str = Field(primary_key=True, sa_type=String())
+    started: dt.datetime = _ts(nullable=False)
+    duration_s: int = _int(nullable=False, default=0)
+    title: str | None = _str()
+    primary_user_id: str | None = _str()
+    data: dict[str, Any] = _json()
+    synced_at: dt.datetime = _ts(nullable=False)
+
+
+class CallPartyRow(SQLModel, table=True):
+    __tablename__ = "call_parties"
+    __table_args__ = (Index("ix_call_parties_email", "email"),)
+
+    connection: str = Field(primary_key=True, sa_type=String())
+    call_id: str = Field(primary_key=True, sa_type=String())
+    position: int = Field(primary_key=True, sa_type=Integer())
+    email: str | None = _str()
+    name: str | None = _str()
+    title: str | None = _str()
+    affiliation: str = _str(nullable=False, default="Unknown")
+    user_id: str | None = _str()
+
+
+class MeterReadingRow(SQLModel, table=True):
+    """Usage of one metered component of a subscription over one billing period (Meteroid)."""
+
+    __tablename__ = "meter_readings"
+
+    connection: str = Field(primary_key=True, sa_type=String())
+    subscription_id: str = Field(primary_key=True, sa_type=String())
+    metric_id: str = Field(primary_key=True, sa_type=String())
+    period_start: dt.date = Field(primary_key=True, sa_type=Date())
+    period_end: dt.date = Field(sa_type=Date(), nullable=False)
+    customer_id: str = _str(nullable=False)
+    metric_code: str = _str(nullable=False)
+    metric_name: str | None = _str()
+    value: Decimal = Field(sa_type=ExactDecimal(), nullable=False)
+    included: Decimal | None = _dec()
+    purchase_order: str | None = _str()
+    synced_at: dt.datetime = _ts(nullable=False)
+
+
+class InvoiceRow(SQLModel, table=True):
+    __tablename__ = "invoices"
+    __table_args__ = (Index("ix_invoices_connection_customer", "connection", "customer_id"),)
+
+    connection: str = Field(primary_key=True, sa_type=String())
+    invoice_id: str = Field(primary_key=True, sa_type=String())
+    customer_id: str = _str(nullable=False)
+    subscription_id: str | None = _str()
+    status: str = _str(nullable=False)
+    payment_status: str = _str(nullable=False)
+    invoice_date: dt.date = Field(sa_type=Date(), nullable=False)
+    due_date: dt.date | None = _date()
+    paid_at: dt.datetime | None = _ts()
+    total_cents: int = Field(sa_type=BigInteger(), nullable=False)
+    amount_due_cents: int = Field(sa_type=BigInteger(), nullable=False)
+    currency: str = Field(sa_type=String(3), nullable=False)
+    synced_at: dt.datetime = _ts(nullable=False)
+
+
 sync_cursors = _t(SyncCursorRow)
 runs = _t(RunRow)
 decisions = _t(DecisionRow)
@@ -485,6 +555,10 @@ console_users = _t(ConsoleUserRow)
 console_sessions = _t(ConsoleSessionRow)
 audit_log = _t(AuditRow)
 rule_set_versions = _t(RuleSetVersionRow)
+calls = _t(CallRow)
+call_parties = _t(CallPartyRow)
+meter_readings = _t(MeterReadingRow)
+invoices = _t(InvoiceRow)
 
 ALL_TABLES: tuple[SATable, ...] = tuple(record_table(t) for t in RECORD_ROWS) + (
     sync_cursors,
@@ -500,6 +574,10 @@ ALL_TABLES: tuple[SATable, ...] = tuple(record_table(t) for t in RECORD_ROWS) + 
     console_sessions,
     audit_log,
     rule_set_versions,
+    calls,
+    call_parties,
+    meter_readings,
+    invoices,
 )
 
 # shadow mode and experiments (migration 0008), declared in their own module on the same metadata

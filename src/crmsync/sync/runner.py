@@ -36,8 +36,29 @@ def open_engine(settings: Settings, store: Store, connection: str, *,
 def run_sync_cycle(settings: Settings, store: Store, connection: str, *,
                    objects: Sequence[str] | None = None,
                    stop_event: threading.Event | None = None, dry_run: bool = False) -> list[ObjectResult]:
+    if settings.connection(connection).kind == "gong":
+        return [_sync_gong(settings, store, connection, dry_run=dry_run)]
     with open_engine(settings, store, connection, stop_event=stop_event) as engine:
         return engine.sync(objects, dry_run=dry_run)
+
+
+def _sync_gong(settings: Settings, store: Store, connection: str, *, dry_run: bool) -> ObjectResult:
+    """A call system's cycle: pull calls into the store (``crmsync.sync.activity``)."""
+    from crmsync.connectors import build_connector
+    from crmsync.sync.activity import CALLS_OBJECT, sync_calls
+
+    connector = build_connector(settings.connection(connection))
+    try:
+        if dry_run:
+            cursor = store.load_cursor(connection, CALLS_OBJECT)
+            pages = list(connector.pull(CALLS_OBJECT, cursor))
+            return ObjectResult(connection, CALLS_OBJECT, "sync", pages=len(pages),
+                                records=sum(len(p.calls) for p in pages), api_calls=connector.usage.calls)
+        result = sync_calls(store, connector)
+        return ObjectResult(connection, CALLS_OBJECT, "sync", pages=result.pages, records=result.records,
+                            quarantined=result.quarantined, api_calls=result.api_calls)
+    finally:
+        connector.close()
 
 
 def run_sync_cycles(settings: Settings, store: Store, connections: Sequence[str], *,

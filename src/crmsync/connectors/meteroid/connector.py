@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 import httpx
 import meteroid
 from meteroid.models import CreateSubscriptionComponents
 
+from crmsync.activity import InvoiceFact, MeterReading
 from crmsync.connectors.base import FatalError, Page, PushItem, PushResult, Quarantined, Usage
 from crmsync.connectors.meteroid.errors import NotFound, classify
 from crmsync.model import ModelError, Product, Record, now_utc, parse_decimal, parse_timestamp
 from crmsync.settings import ConnectionSettings
 
 PER_PAGE = 100
-OBJECTS = ("products", "plans", "product_families", "coupons", "customers", "subscriptions", "invoices")
+OBJECTS = ("products", "plans", "product_families", "coupons", "customers", "subscriptions", "invoices", "metrics")
 
 
 class MeteroidConnector:
@@ -77,6 +79,7 @@ class MeteroidConnector:
             "customers": lambda p: c.customers.with_raw_response.list(page=p, per_page=PER_PAGE, **filters),
             "subscriptions": lambda p: c.subscriptions.with_raw_response.list(page=p, per_page=PER_PAGE, **filters),
             "invoices": lambda p: c.invoices.with_raw_response.list(page=p, per_page=PER_PAGE, **filters),
+            "metrics": lambda p: c.metrics.with_raw_response.list(page=p, per_page=PER_PAGE, **filters),
         }
         if object_name not in fetchers:
             raise FatalError(f"meteroid: unknown object {object_name!r}")
@@ -110,6 +113,51 @@ class MeteroidConnector:
         if plan_id:
             filters["plan_id"] = plan_id
         return self.list_all("subscriptions", **filters)
+
+    # --- usage and invoices ----------------------------------------------------------------------------
+    def subscription_usage(self, subscription_id: str) -> dict[str, Any]:
+        """``GET /usage/subscription/{id}``: this billing period's usage per metric (UsageResponse)."""
+        return dict(self._call("subscription usage", lambda: self.client.usage.with_raw_response.retrieve_subscription(
+            subscription_id)))
+
+    def meter_readings(self, subscription: Mapping[str, Any], *, seat_metric: str = "active_seats") -> list[MeterReading]:
+        """The subscription's usage this period against its plan limits: a CAPACITY component's
+        ``included`` for its metric; purchased seats (SLOT ``initial_slots``) for ``seat_metric``."""
+        details = subscription if "components" in subscription else self.get_subscription(str(subscription["id"]))
+        limits: dict[str, Decimal] = {}
+        seats: Decimal | None = None
+        for comp in details.get("components") or []:
+            fee = comp.get("fee") or {}
+            if fee.get("type") == "CAPACITY" and fee.get("metric_id") is not None:
+                limits[str(fee["metric_id"])] = parse_decimal(fee.get("included"), field_name="included") or Decimal(0)
+            elif fee.get("type") == "SLOT" and fee.get("initial_slots") is not None:
+                seats = Decimal(int(fee["initial_slots"])) + (seats or Decimal(0))
+        body = self.subscription_usage(str(details["id"]))
+        start = dt.date.fromisoformat(str(body["period_start"]))
+        end = dt.date.fromisoformat(str(body["period_end"]))
+        out = []
+        for usage in body.get("usage") or []:
+            metric_id, code = str(usage["metric_id"]), str(usage["metric_code"])
+            included = limits.get(metric_id, seats if code == seat_metric else None)
+            value = parse_decimal(usage["total_value"], field_name="total_value")
+            out.append(MeterReading(self.name, str(details["id"]), str(details["customer_id"]), metric_id, code,
+                                    str(usage.get("metric_name") or code), start, end,
+                                    value if value is not None else Decimal(0), included,
+                                    details.get("purchase_order")))
+        return out
+
+    def invoice_facts(self, **filters: Any) -> Iterator[list[InvoiceFact]]:
+        for page in self.iter_pages("invoices", **filters):
+            yield [self._invoice(raw) for raw in page]
+
+    def _invoice(self, raw: Mapping[str, Any]) -> InvoiceFact:
+        due = raw.get("due_date")
+        return InvoiceFact(self.name, str(raw["id"]), str(raw["customer_id"]),
+                           str(raw["subscription_id"]) if raw.get("subscription_id") else None, str(raw["status"]),
+                           str(raw["payment_status"]), dt.date.fromisoformat(str(raw["invoice_date"])),
+                           dt.date.fromisoformat(str(due)) if due else None,
+                           parse_timestamp(raw.get("paid_at"), field_name="paid_at"), int(raw["total"]),
+                           int(raw["amount_due"]), str(raw["currency"]))
 
     # --- creates (never retried blindly) ------------------------------------------------------------
     def create_customer(self, body: Mapping[str, Any]) -> dict[str, Any]:

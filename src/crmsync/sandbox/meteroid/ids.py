@@ -56,4 +56,4 @@ def parse_id(prefix: str, value: str, salt: int = 0) -> int | None:
     return (raw * _INV) % _MOD - _offset(prefix, salt)
 
 
-ID_PREFIXES = ("cus_", "plan_", "plv_", "sub_", "prd_", "pf_", "price_", "cou_", "inv_", "ive_", "acp_", "pri_")
+ID_PREFIXES = ("cus_", "plan_", "plv_", "sub_", "prd_", "pf_", "price_", "cou_", "inv_", "ive_", "acp_", "pri_", "bm_")

@@ -274,16 +274,19 @@ def build_routes(sim: MeteroidSimulator) -> list[Route]:
         sub = sim.subscription(number)
         customer = sim.customer(parse_id("cus", sub["customer_id"], sim.salt) or 0)
         total = sum(_component_period_cents(c) for c in sub["components"])
+        state = sim.invoice_state(number)
         return {
-            "id": sub["id"].replace("sub_", "inv_"), "invoice_number": f"INV-{number:08d}", "status": "FINALIZED",
+            "id": sub["id"].replace("sub_", "inv_"), "invoice_number": f"INV-{number:08d}", "status": state["status"],
             "customer_id": sub["customer_id"], "subscription_id": sub["id"], "currency": sub["currency"],
-            "invoice_date": sub["current_period_start"], "due_date": None, "subtotal": total,
-            "subtotal_recurring": total, "tax_amount": 0, "total": total, "amount_due": total,
+            "invoice_date": state["invoice_date"], "due_date": state["due_date"], "subtotal": total,
+            "subtotal_recurring": total, "tax_amount": 0, "total": total,
+            "amount_due": 0 if state["payment_status"] == "PAID" else total,
             "applied_credits": 0, "line_items": [{
                 "name": c["name"], "amount_total": _component_period_cents(c), "start_date": sub["current_period_start"],
                 "end_date": sub["current_period_end"] or sub["current_period_start"], "tax_rate": "0",
                 "sub_line_items": []} for c in sub["components"]],
-            "tax_breakdown": [], "transactions": [], "payment_status": "UNPAID",
+            "tax_breakdown": [], "transactions": [], "payment_status": state["payment_status"],
+            "paid_at": state["paid_at"], "finalized_at": state["finalized_at"],
             "customer_details": {"id": customer["id"], "name": customer["name"], "alias": customer.get("alias"),
                                  "email": customer.get("billing_email"), "snapshot_at": sub["created_at"]},
             "coupons": [], "invoice_type": "RECURRING", "net_terms": sub["net_terms"], "created_at": sub["created_at"],
@@ -299,9 +302,33 @@ def build_routes(sim: MeteroidSimulator) -> list[Route]:
                 seq = [number] if number is not None else []
             else:
                 seq = filtered_subscriptions_for_invoices(request)
-            if statuses and "FINALIZED" not in statuses:
-                seq = []
+            if statuses:
+                seq = [n for n in seq if sim.invoice_state(n)["status"] in statuses]
             return page_of(request, seq, invoice)
+
+    # --- metrics and usage ------------------------------------------------------------------------
+    async def metrics(request: Request) -> Response:
+        return page_of(request, sim.metrics, lambda r: r)
+
+    async def subscription_usage(request: Request) -> Response:
+        key = request.path_params["subscription_id"]
+        with sim.lock:
+            number = sim._sub_number(key)
+            if number is None:
+                raise LookupError(f"subscription {key} not found")
+            sub = sim.subscription(number)
+            start = request.query_params.get("start_date") or sub["current_period_start"]
+            end = request.query_params.get("end_date") or sub["current_period_end"] or sub["current_period_start"]
+            try:
+                start_d, end_d = date_param(start, "start_date"), date_param(end, "end_date")
+            except ValueError as exc:
+                raise BadQuery(str(exc)) from None
+            if end_d < start_d:
+                raise BadQuery("end_date must not be before start_date")
+            wanted = request.query_params.get("metric_id")
+            usage = [u for u in sim.usage_of(number) if not wanted or u["metric_id"] == wanted]
+            return json_response({"period_start": start_d.isoformat(), "period_end": end_d.isoformat(),
+                                  "usage": usage})
 
     def filtered_subscriptions_for_invoices(request: Request) -> list[int]:
         key = request.query_params.get("customer_id")
@@ -326,7 +353,18 @@ def build_routes(sim: MeteroidSimulator) -> list[Route]:
         Route("/api/v1/subscriptions/{subscription_id}", g(subscription), methods=["GET", "PATCH"]),
         Route("/api/v1/subscriptions/{subscription_id}/cancel", g(cancel), methods=["POST"]),
         Route("/api/v1/invoices", g(invoices), methods=["GET"]),
+        Route("/api/v1/metrics", g(metrics), methods=["GET"]),
+        Route("/api/v1/usage/subscription/{subscription_id}", g(subscription_usage), methods=["GET"]),
     ]
+
+
+def date_param(value: str, name: str) -> Any:
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{name}: invalid date {value[:20]!r} (expected YYYY-MM-DD)") from None
 
 
 def _component_period_cents(component: dict[str, Any]) -> int:

@@ -21,6 +21,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from starlette.requests import Request
@@ -34,10 +35,11 @@ from crmsync.sandbox.meteroid.ids import ID_PREFIXES, make_id, parse_id
 from crmsync.sandbox.world import CURRENCY, STAGES, World
 
 DEFAULT_API_KEY = "mtr_sandbox_0123456789abcdef"
+SEAT_METRIC = "active_seats"  # the billable metric the seat (SLOT) components are measured by
 CREATED_BASE = 1_000_000_000  # numbers of records created through the API start here
 SUB_STATUSES = ("PENDING_ACTIVATION", "PENDING_CHARGE", "TRIAL_ACTIVE", "ACTIVE", "TRIAL_EXPIRED", "PAUSED",
                 "SUSPENDED", "CANCELLED", "COMPLETED", "SUPERSEDED", "ERRORED")
-_ID_IN_PATH = re.compile(r"/(cus|plan|plv|sub|prd|pf|price|cou|inv)_[0-9A-Za-z]{22}(?=/|$)")
+_ID_IN_PATH = re.compile(r"/(cus|plan|plv|sub|prd|pf|price|cou|inv|bm)_[0-9A-Za-z]{22}(?=/|$)")
 
 
 @dataclass
@@ -134,6 +136,20 @@ class MeteroidSimulator(Simulator):
         self._seed_cust = set(self._cust_seq)
         self._seed_sub = set(seed_deals)
         self._next = CREATED_BASE
+        # billable metrics and their usage per subscription, and invoice payment states (the user
+        # handle sets them: ``set_usage``, ``set_invoice``)
+        self.metrics: list[dict[str, Any]] = [
+            {"id": make_id("bm", 1, salt), "name": "Active seats", "code": SEAT_METRIC, "aggregation_type": "MAX",
+             "aggregation_key": "seats", "product_family_id": make_id("pf", 1, salt), "product_id": None,
+             "created_at": iso(world.now - dt.timedelta(days=700)), "archived_at": None, "description": None,
+             "segmentation_matrix": None, "unit_conversion": None, "usage_group_key": None},
+            {"id": make_id("bm", 2, salt), "name": "API calls", "code": "api_calls", "aggregation_type": "COUNT",
+             "aggregation_key": None, "product_family_id": make_id("pf", 1, salt), "product_id": None,
+             "created_at": iso(world.now - dt.timedelta(days=700)), "archived_at": None, "description": None,
+             "segmentation_matrix": None, "unit_conversion": None, "usage_group_key": None},
+        ]
+        self._usage: dict[tuple[int, str], Decimal] = {}
+        self._invoices: dict[int, dict[str, Any]] = {}
 
     # --- ids and look-ups ---------------------------------------------------------------------
     def _new_number(self) -> int:
@@ -201,6 +217,72 @@ class MeteroidSimulator(Simulator):
                 "price_components": {"parameterized_components": [{"component_id": comp["id"], "parameters": params}]}}
         created = deal.stage_changed_at
         return self._build_subscription(deal_id, body, created)
+
+    # --- usage and invoices ----------------------------------------------------------------------
+    def _draw(self, number: int, what: str) -> float:
+        digest = hashlib.sha256(f"{self.world.seed}:{self.salt}:{number}:{what}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+    def seats_of(self, number: int) -> int | None:
+        for comp in self.subscription(number)["components"]:
+            if comp["fee"]["type"] == "SLOT":
+                return int(comp["fee"]["initial_slots"])
+        return None
+
+    def usage_of(self, number: int) -> list[dict[str, Any]]:
+        """This period's usage per metric (MetricUsage), seeded: most customers use 30-90% of their
+        seats, about one in six is above 90% (expansion), a few are over their seat count."""
+        out: list[dict[str, Any]] = []
+        seats = self.seats_of(number)
+        for metric in self.metrics:
+            code = str(metric["code"])
+            value = self._usage.get((number, code))
+            if value is None:
+                draw = self._draw(number, code)
+                if code == SEAT_METRIC:
+                    if seats is None:
+                        continue
+                    share = 0.3 + 0.6 * draw / 0.84 if draw < 0.84 else 0.9 + (draw - 0.84) * 2.5
+                    value = Decimal(max(0, round(seats * share)))
+                else:
+                    value = Decimal(int(20_000 * draw))
+            out.append({"metric_id": metric["id"], "metric_name": metric["name"], "metric_code": code,
+                        "total_value": str(value), "grouped_usage": []})
+        return out
+
+    def set_usage(self, subscription_id: str, metric_code: str, value: Decimal | int | str) -> None:
+        number = self._sub_number(subscription_id)
+        if number is None:
+            raise KeyError(subscription_id)
+        with self.lock:
+            self._usage[(number, metric_code)] = Decimal(str(value))
+
+    def invoice_state(self, number: int) -> dict[str, Any]:
+        """The subscription's latest invoice: issued at the period start, due after net terms;
+        seeded as paid a few days after issue, about one in eight unpaid (overdue once due)."""
+        state = self._invoices.get(number)
+        if state is None:
+            sub = self.subscription(number)
+            issued = dt.date.fromisoformat(sub["current_period_start"])
+            if issued > self.today:
+                issued = self.today
+            due = issued + dt.timedelta(days=int(sub["net_terms"] or 0))
+            unpaid = self._draw(number, "invoice") < 0.125
+            paid_at = None if unpaid else dt.datetime.combine(
+                min(self.today, issued + dt.timedelta(days=3)), dt.time(9), dt.UTC)
+            state = {"status": "FINALIZED", "payment_status": "UNPAID" if unpaid else "PAID",
+                     "invoice_date": issued.isoformat(), "due_date": due.isoformat(),
+                     "paid_at": iso(paid_at) if paid_at else None,
+                     "finalized_at": iso(dt.datetime.combine(issued, dt.time(0), dt.UTC))}
+            self._invoices[number] = state
+        return state
+
+    def set_invoice(self, subscription_id: str, **fields: Any) -> None:
+        number = self._sub_number(subscription_id)
+        if number is None:
+            raise KeyError(subscription_id)
+        with self.lock:
+            self.invoice_state(number).update(fields)
 
     # --- plans --------------------------------------------------------------------------------
     def _plan(self, plan_id: str, version: str | int | None) -> dict[str, Any] | None:
