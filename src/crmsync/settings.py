@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from crmsync.yaml_loader import load_yaml
 
-ConnectionKind = Literal["salesforce", "hubspot", "pipedrive", "meteroid"]
+ConnectionKind = Literal["salesforce", "hubspot", "pipedrive", "meteroid", "outreach"]
 DEFAULT_CONFIG_PATH = Path("config/crmsync.yaml")
 DEFAULT_STORE_URL = "sqlite:///crmsync.db"
 ENV_PREFIX = "CRMSYNC__"

@@ -12,6 +12,7 @@ CONNECTOR_CLASSES = {
     "hubspot": ("crmsync.connectors.hubspot", "HubSpotConnector"),
     "pipedrive": ("crmsync.connectors.pipedrive", "PipedriveConnector"),
     "meteroid": ("crmsync.connectors.meteroid", "MeteroidConnector"),
+    "outreach": ("crmsync.connectors.outreach", "OutreachConnector"),
 }
 
 

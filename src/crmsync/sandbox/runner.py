@@ -22,8 +22,10 @@ from crmsync.sandbox.world import World, generate_world
 from crmsync.settings import ConnectionSettings
 
 SYSTEMS = ("salesforce", "hubspot", "pipedrive", "meteroid")
+#: sales-engagement tools, started on request (``systems=``): not CRMs, synced by ``crmsync.engagement``
+ENGAGEMENT_SYSTEMS = ("outreach",)
 CONNECTION_NAMES = {"salesforce": "sandbox-sf", "hubspot": "sandbox-hs", "pipedrive": "sandbox-pd",
-                    "meteroid": "sandbox-billing"}
+                    "meteroid": "sandbox-billing", "outreach": "sandbox-outreach"}
 # Each CRM's native name for a deal and its name field (the user handle and truth use native names).
 DEAL_OBJECT = {"salesforce": "Opportunity", "hubspot": "deals", "pipedrive": "deals"}
 DEAL_NAME_FIELD = {"salesforce": "Name", "hubspot": "dealname", "pipedrive": "title"}
@@ -33,6 +35,7 @@ CRM_OBJECTS = {
     "hubspot": ["owners", "pipelines", "stages", "products", "accounts", "contacts", "deals", "line_items"],
     "pipedrive": ["owners", "pipelines", "stages", "products", "accounts", "contacts", "deals", "line_items"],
     "meteroid": [],
+    "outreach": ["users", "mailboxes", "sequences", "prospects", "sequence_states", "mailings", "calls"],
 }
 #: Fields crmsync's example rules write (``config/rules/scoring.yaml``) as each sandbox CRM holds them:
 #: custom fields an admin would create once per org/portal/company (the simulators declare them),
@@ -74,7 +77,11 @@ def build_simulator(system: str, world: World, knobs: Knobs | None = None) -> Si
         from crmsync.sandbox.meteroid import MeteroidSimulator
 
         return MeteroidSimulator(world, knobs)
-    raise ValueError(f"unknown sandbox system {system!r} (expected one of {', '.join(SYSTEMS)})")
+    if system == "outreach":
+        from crmsync.sandbox.outreach import OutreachSimulator
+
+        return OutreachSimulator(world, knobs)
+    raise ValueError(f"unknown sandbox system {system!r} (expected one of {', '.join(SYSTEMS + ENGAGEMENT_SYSTEMS)})")
 
 
 def sandbox_credentials(system: str, sim: Any) -> dict[str, str]:
@@ -87,6 +94,8 @@ def sandbox_credentials(system: str, sim: Any) -> dict[str, str]:
         return {"access_token": sorted(sim.tokens)[0]}
     if system == "pipedrive":
         return {"api_token": sorted(sim.api_tokens)[0]}
+    if system == "outreach":
+        return {"client_id": sim.client_id, "client_secret": sim.client_secret, "refresh_token": sim.refresh_token}
     return {"api_key": sim.api_key}
 
 
