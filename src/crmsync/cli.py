@@ -144,7 +144,7 @@ def sync_command(
     stopper = _install_stop_handler()
     stop = stopper.event
     names = [connection] if connection else [c.name for c in settings.connections
-                                             if c.enabled and c.kind != "meteroid"]
+                                             if c.enabled and c.is_crm]
     table = Table(title="sync (dry run: nothing written)" if dry_run else "sync")
     for col in ("connection", "object", "status", "records", "deleted", "bad", "calls"):
         table.add_column(col, justify="right" if col in ("records", "deleted", "bad", "calls") else "left")

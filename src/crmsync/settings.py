@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from crmsync.yaml_loader import load_yaml
 
 ConnectionKind = Literal["salesforce", "hubspot", "pipedrive", "meteroid", "outreach"]
+#: connection kinds that are CRMs (synced into the record tables, rules applied); the others are
+#: billing (meteroid) and sales-engagement tools (outreach), each with its own job
+CRM_KINDS = frozenset({"salesforce", "hubspot", "pipedrive"})
 DEFAULT_CONFIG_PATH = Path("config/crmsync.yaml")
 DEFAULT_STORE_URL = "sqlite:///crmsync.db"
 ENV_PREFIX = "CRMSYNC__"
@@ -66,6 +69,10 @@ class ConnectionSettings(_Strict):
     @classmethod
     def _valid_base_url(cls, value: str | None) -> str | None:
         return None if value is None else check_http_url(value)
+
+    @property
+    def is_crm(self) -> bool:
+        return self.kind in CRM_KINDS
 
     def secret(self, key: str) -> str | None:
         value = self.credentials.get(key)

@@ -37,7 +37,7 @@ def test_upgrade_from_empty_creates_the_schema(empty_store_url: Callable[[], str
         assert store.current_revision() is None
         assert inspect(store.engine).get_table_names() == []
         store.upgrade()
-        assert store.current_revision() == head_revision() == "0005"
+        assert store.current_revision() == head_revision() == "0006"
         tables = set(inspect(store.engine).get_table_names())
         assert {t.name for t in ALL_TABLES} | {"alembic_version"} == tables
         assert schema_diffs(store) == []

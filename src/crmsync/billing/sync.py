@@ -57,7 +57,7 @@ def run_billing_sync(settings: Settings, store: Store, *, today: dt.date | None 
     try:
         catalog = load_catalog(connector)
         for conn in settings.connections:
-            if conn.kind == "meteroid" or not conn.enabled:
+            if not conn.is_crm or not conn.enabled:
                 continue
             counts = result.by_connection.setdefault(conn.name, {})
             side = load_crm_side(store, conn.name)

@@ -149,7 +149,13 @@ def _count_of(outcome: Any) -> int | None:
     return None
 
 
-DEFAULT_STEPS: tuple[Step, ...] = (SyncStep(), RulesStep(), MirrorStep(), OutboxStep())
+def _sequence_step() -> Step:
+    from crmsync.engagement.step import SequenceStep
+
+    return SequenceStep()
+
+
+DEFAULT_STEPS: tuple[Step, ...] = (SyncStep(), RulesStep(), _sequence_step(), MirrorStep(), OutboxStep())
 
 @dataclass
 class CycleReport:
@@ -218,4 +224,4 @@ def run_connection_cycle(settings: Settings, store: Store, connection: str, *,
 
 def sync_connections(settings: Settings) -> list[ConnectionSettings]:
     """The connections the worker syncs (enabled CRM connections; billing has its own job)."""
-    return [c for c in settings.connections if c.enabled and c.kind != "meteroid"]
+    return [c for c in settings.connections if c.enabled and c.is_crm]

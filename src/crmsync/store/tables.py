@@ -391,6 +391,22 @@ class KVStateRow(SQLModel, table=True):
     updated_at: dt.datetime = _ts(nullable=False)
 
 
+class EngagementRecordRow(SQLModel, table=True):
+    """A sales-engagement tool's object (Outreach prospect, sequence state, mailing, call), flat JSON;
+    ``email`` is the person's address where the object names one (prospects), for matching CRM records."""
+
+    __tablename__ = "engagement_records"
+    __table_args__ = (Index("ix_engagement_records_email", "connection", "email"),)
+
+    connection: str = Field(primary_key=True, sa_type=String())
+    object_name: str = Field(primary_key=True, sa_type=String())
+    source_id: str = Field(primary_key=True, sa_type=String())
+    modified_at: dt.datetime = _ts(nullable=False)
+    email: str | None = _str()
+    data: Any = _json()
+    deleted: bool = Field(default=False, nullable=False)
+
+
 class StageEventRow(SQLModel, table=True):
     """A deal entering a stage (``from_stage_id`` None: first seen); see ``crmsync.store.stage_events``."""
 
@@ -485,6 +501,7 @@ console_users = _t(ConsoleUserRow)
 console_sessions = _t(ConsoleSessionRow)
 audit_log = _t(AuditRow)
 rule_set_versions = _t(RuleSetVersionRow)
+engagement_records = _t(EngagementRecordRow)
 
 ALL_TABLES: tuple[SATable, ...] = tuple(record_table(t) for t in RECORD_ROWS) + (
     sync_cursors,
@@ -500,4 +517,5 @@ ALL_TABLES: tuple[SATable, ...] = tuple(record_table(t) for t in RECORD_ROWS) + 
     console_sessions,
     audit_log,
     rule_set_versions,
+    engagement_records,
 )

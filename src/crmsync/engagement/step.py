@@ -1,0 +1,48 @@
+"""The worker's sequence step: right after the rules of a CRM cycle, so a warm lead created in
+the CRM is scored, routed and enrolled within that one cycle (webhook or poll).
+
+Pull the engagement tool's objects (incremental), decide enrolments and exits for the leads the
+cycle changed (and everyone already enrolled), and drain the tool's outbox.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crmsync.connectors import build_connector
+from crmsync.engagement.runner import run_sequences
+from crmsync.engagement.sync import sync_engagement
+from crmsync.rules.sequence import load_sequence_rules
+
+
+class SequenceStep:
+    name = "sequence"
+
+    def run(self, state: Any) -> None:
+        from crmsync.sync.outbox import drain
+
+        rules = load_sequence_rules(state.settings.rules_dir)
+        if rules is None:
+            state.outcomes[self.name] = "skipped: no sequence.yaml"
+            return
+        if not rules.applies_to(state.conn.name):
+            state.outcomes[self.name] = "skipped: not one of sequence.crm_connections"
+            return
+        tool_names = {c.name for c in state.settings.connections}
+        if rules.tool not in tool_names:
+            state.outcomes[self.name] = f"skipped: sequence.tool {rules.tool!r} is not a configured connection"
+            return
+        if state.stopping:
+            state.outcomes[self.name] = "skipped: stop requested"
+            return
+        tool = state.settings.connection(rules.tool)
+        connector = build_connector(tool)
+        try:
+            sync_engagement(state.store, connector, tool.objects)
+            outcome = run_sequences(state.store, state.conn.name, rules, changed=state.changed)
+            pushed = drain(state.store, connector, tool, stop_event=state.stop_event)
+        finally:
+            connector.close()
+        state.counts["enrolled"] = outcome.enrolled
+        state.counts["sequence_exits"] = outcome.exited
+        state.counts["sequence_pushed"] = pushed.done
