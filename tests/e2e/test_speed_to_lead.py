@@ -187,3 +187,44 @@ def _steps() -> Any:
     from crmsync.runtime.pipeline import DEFAULT_STEPS
 
     return DEFAULT_STEPS
+
+
+def test_the_same_rules_enrol_through_apollo(tmp_path: Path, store: Store) -> None:
+    import shutil
+
+    from crmsync.sandbox.apollo import ApolloSimulator
+
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "config/rules", rules)
+    text = (rules / "sequence.yaml").read_text(encoding="utf-8").replace("tool: sandbox-outreach",
+                                                                          "tool: sandbox-apollo")
+    (rules / "sequence.yaml").write_text(text, encoding="utf-8")
+    handle = start_sandbox(systems=("salesforce", "apollo"), world=generate_world(11, 40), state_dir=tmp_path)
+    try:
+        settings = load_settings(handle.write_config(tmp_path / "crmsync.yaml", store_url="sqlite:///unused.db",
+                                                     rules_dir=str(rules)))
+        apollo = handle.sims["apollo"]
+        assert isinstance(apollo, ApolloSimulator)
+        run_connection_cycle(settings, store, SF)
+        email = "wanda.warm@warmly.example"
+        new_warm_lead(handle, email)
+        report = run_connection_cycle(settings, store, SF)
+        assert report.outcomes["sequence"] == "ok" and report.counts["enrolled"] >= 1, report
+        warm = next(c["id"] for c in apollo.truth("emailer_campaigns") if c["name"].startswith("Inbound"))
+        (contact,) = [c for c in apollo.truth("contacts") if c["email"] == email]
+        (status,) = contact["contact_campaign_statuses"]
+        assert status["emailer_campaign_id"] == warm and status["status"] == "active"
+        enrol = next(d for d in store.decisions(connection=SF, limit=10_000)
+                     if d.action == ENROL_SEQUENCE and d.fields["email"] == email)
+        account = next(a for a in apollo.truth("email_accounts") if a["id"] == status["send_email_from_email_account_id"])
+        assert account["email"].lower() == str(enrol.fields["owner_email"]).lower()
+        # everyone: at most one active first-touch sequence, never twice in one
+        for c in apollo.truth("contacts"):
+            campaigns = [s["emailer_campaign_id"] for s in c["contact_campaign_statuses"]]
+            assert len(campaigns) == len(set(campaigns)) and len(campaigns) <= 1
+        apollo.reply(contact["id"], warm)  # Apollo finishes a contact who replies
+        run_connection_cycle(settings, store, SF)
+        (contact,) = [c for c in apollo.truth("contacts") if c["email"] == email]
+        assert [s["status"] for s in contact["contact_campaign_statuses"]] == ["finished"]
+    finally:
+        handle.stop()

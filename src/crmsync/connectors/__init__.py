@@ -13,6 +13,7 @@ CONNECTOR_CLASSES = {
     "pipedrive": ("crmsync.connectors.pipedrive", "PipedriveConnector"),
     "meteroid": ("crmsync.connectors.meteroid", "MeteroidConnector"),
     "outreach": ("crmsync.connectors.outreach", "OutreachConnector"),
+    "apollo": ("crmsync.connectors.apollo", "ApolloConnector"),
 }
 
 

@@ -23,9 +23,9 @@ from crmsync.settings import ConnectionSettings
 
 SYSTEMS = ("salesforce", "hubspot", "pipedrive", "meteroid")
 #: sales-engagement tools, started on request (``systems=``): not CRMs, synced by ``crmsync.engagement``
-ENGAGEMENT_SYSTEMS = ("outreach",)
+ENGAGEMENT_SYSTEMS = ("outreach", "apollo")
 CONNECTION_NAMES = {"salesforce": "sandbox-sf", "hubspot": "sandbox-hs", "pipedrive": "sandbox-pd",
-                    "meteroid": "sandbox-billing", "outreach": "sandbox-outreach"}
+                    "meteroid": "sandbox-billing", "outreach": "sandbox-outreach", "apollo": "sandbox-apollo"}
 # Each CRM's native name for a deal and its name field (the user handle and truth use native names).
 DEAL_OBJECT = {"salesforce": "Opportunity", "hubspot": "deals", "pipedrive": "deals"}
 DEAL_NAME_FIELD = {"salesforce": "Name", "hubspot": "dealname", "pipedrive": "title"}
@@ -36,6 +36,7 @@ CRM_OBJECTS = {
     "pipedrive": ["owners", "pipelines", "stages", "products", "accounts", "contacts", "deals", "line_items"],
     "meteroid": [],
     "outreach": ["users", "mailboxes", "sequences", "prospects", "sequence_states", "mailings", "calls"],
+    "apollo": ["mailboxes", "sequences", "prospects", "sequence_states", "mailings"],
 }
 #: Fields crmsync's example rules write (``config/rules/scoring.yaml``) as each sandbox CRM holds them:
 #: custom fields an admin would create once per org/portal/company (the simulators declare them),
@@ -81,6 +82,10 @@ def build_simulator(system: str, world: World, knobs: Knobs | None = None) -> Si
         from crmsync.sandbox.outreach import OutreachSimulator
 
         return OutreachSimulator(world, knobs)
+    if system == "apollo":
+        from crmsync.sandbox.apollo import ApolloSimulator
+
+        return ApolloSimulator(world, knobs)
     raise ValueError(f"unknown sandbox system {system!r} (expected one of {', '.join(SYSTEMS + ENGAGEMENT_SYSTEMS)})")
 
 
