@@ -62,7 +62,7 @@ def run_sequences(store: Store, connection: str, rules: CompiledSequenceRules, *
     leads = _leads(store, connection, changed, set(enrolments))
     owners = {o.source_id: o for o in store.iter_records(ObjectType.OWNER, connection=connection)
               if isinstance(o, Owner)}
-    routed, scored = _latest(store, connection)
+    routed, scored = _latest(store, connection, {lead.source_id for lead in leads})
     prospects = er.read(store, tool, "prospects", emails=[lead.email or "" for lead in leads])
     prospect_of_email: dict[str, list[dict[str, Any]]] = {}
     for p in prospects:
@@ -134,16 +134,14 @@ def _outbox_item(d: Any, tool: str) -> OutboxItem | None:
 # --- reading the store ------------------------------------------------------------------------------
 def _leads(store: Store, connection: str, changed: Sequence[tuple[str, str]] | None,
            enrolled: set[str]) -> list[Lead]:
-    if changed is None:
-        return [r for r in store.iter_records(ObjectType.LEAD, connection=connection)
-                if isinstance(r, Lead) and not r.deleted]
-    wanted = list(dict.fromkeys([sid for ot, sid in changed if ot == ObjectType.LEAD.value] + sorted(enrolled)))
-    out = []
-    for sid in wanted:
-        record = store.get(ObjectType.LEAD, connection, sid)
-        if isinstance(record, Lead) and not record.deleted:
-            out.append(record)
-    return out
+    """The leads to evaluate, read in one pass (not one query per lead)."""
+    wanted: set[str] | None = None
+    if changed is not None:
+        wanted = {sid for ot, sid in changed if ot == ObjectType.LEAD.value} | enrolled
+        if not wanted:
+            return []
+    return [r for r in store.iter_records(ObjectType.LEAD, connection=connection)
+            if isinstance(r, Lead) and not r.deleted and (wanted is None or r.source_id in wanted)]
 
 
 def _sequence_decisions(store: Store, connection: str) -> list[dict[str, Any]]:
@@ -154,17 +152,21 @@ def _sequence_decisions(store: Store, connection: str) -> list[dict[str, Any]]:
         return [dict(row._mapping) for row in db.execute(stmt)]
 
 
-def _latest(store: Store, connection: str) -> tuple[dict[str, tuple[str, dt.datetime]],
-                                                    dict[str, tuple[Decimal, dt.datetime]]]:
-    """The newest routing owner and score decided per lead, with when."""
+def _latest(store: Store, connection: str, ids: set[str]) -> tuple[dict[str, tuple[str, dt.datetime]],
+                                                                   dict[str, tuple[Decimal, dt.datetime]]]:
+    """The newest routing owner and score decided per lead (of ``ids``), with when."""
     c = t.decisions.c
-    stmt = (select(c.source_id, c.action, c.fields, c.created_at)
-            .where(and_(c.connection == connection, c.object_type == "lead",
-                        c.action.in_([ASSIGN_OWNER, SET_FIELDS]))).order_by(c.id))
     routed: dict[str, tuple[str, dt.datetime]] = {}
     scored: dict[str, tuple[Decimal, dt.datetime]] = {}
+    wanted = sorted(ids)
+    rows: list[Any] = []
     with store.engine.connect() as db:
-        for sid, action, fields, at in db.execute(stmt):
+        for start in range(0, len(wanted), 500):
+            rows.extend(db.execute(
+                select(c.id, c.source_id, c.action, c.fields, c.created_at)
+                .where(and_(c.connection == connection, c.object_type == "lead",
+                            c.action.in_([ASSIGN_OWNER, SET_FIELDS]), c.source_id.in_(wanted[start:start + 500])))))
+        for _, sid, action, fields, at in sorted(rows, key=lambda r: r[0]):
             if action == ASSIGN_OWNER and fields.get("owner_id"):
                 routed[sid] = (str(fields["owner_id"]), at)
             elif action == SET_FIELDS and fields.get("score") is not None:

@@ -113,7 +113,7 @@ class ApolloSimulator(Simulator):
         self.messages: dict[str, dict[str, Any]] = {}
         now = self.clock.time()
         for owner in world.owners:
-            if owner.role == "sales":
+            if owner.role != "cs":  # reps and managers have sending accounts
                 aid = self._id()
                 self.accounts[aid] = {"id": aid, "email": owner.email, "active": owner.active,
                                       "user_id": self._id(), "type": "gmail", "default": False}

@@ -161,7 +161,7 @@ class OutreachSimulator(Simulator):
         self.user_of_owner: dict[int, int] = {}
         self.mailbox_of_email: dict[str, int] = {}
         for owner in world.owners:
-            if owner.role != "sales":
+            if owner.role == "cs":  # reps and their managers send sequences; customer success does not
                 continue
             uid = self._insert("user", {"firstName": owner.first_name, "lastName": owner.last_name,
                                         "email": owner.email, "locked": not owner.active}, {}, now)
