@@ -57,7 +57,7 @@ def _crm_side(settings: Settings, world_seed: int | None, world_deals: int
     entries: list[PriceBookEntry] = []
     try:
         for conn in settings.connections:
-            if conn.kind == "meteroid":
+            if not conn.is_crm:
                 continue
             side = load_crm_side(store, conn.name)
             deals += side.deals_with_lines()

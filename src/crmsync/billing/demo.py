@@ -41,7 +41,7 @@ def run_billing_demo(console: Console, settings: Settings, store: Store, *, prov
             provisioned.add_column(col, overflow="fold")
         today = dt.datetime.now(dt.UTC).date()
         for conn in settings.connections:
-            if conn.kind == "meteroid":
+            if not conn.is_crm:
                 continue
             side = load_crm_side(store, conn.name)
             mapping = build_mapping(side.codes(), catalog, settings.billing.product_map)

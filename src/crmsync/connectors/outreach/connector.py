@@ -176,6 +176,7 @@ class OutreachConnector:
         except (KeyError, TypeError, ValueError):
             return PushResult(item.ref, False, error="enrolment needs sequence_id and mailbox_id")
         prospects = self.find("prospects", {"emails": email})
+        fresh = not prospects  # a prospect created just now is in no sequence: no state to look up
         if prospects:
             prospect_id = int(prospects[0].source_id)
         else:
@@ -185,7 +186,7 @@ class OutreachConnector:
             doc, _ = self.http.request("POST", "/api/v2/prospects", body={"data": {
                 "type": "prospect", "attributes": {k: v for k, v in attributes.items() if v is not None}}})
             prospect_id = int(doc["data"]["id"])
-        existing = self.find("sequence_states", {"prospect": prospect_id, "sequence": sequence_id})
+        existing = [] if fresh else self.find("sequence_states", {"prospect": prospect_id, "sequence": sequence_id})
         if existing:
             return PushResult(item.ref, True, source_id=existing[0].source_id, created=False)
         try:
