@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from crmsync.yaml_loader import load_yaml
 
-ConnectionKind = Literal["salesforce", "hubspot", "pipedrive", "meteroid", "outreach", "apollo"]
+ConnectionKind = Literal["salesforce", "hubspot", "pipedrive", "meteroid", "outreach", "apollo", "salesloft"]
 #: connection kinds that are CRMs (synced into the record tables, rules applied); the others are
 #: billing (meteroid) and sales-engagement tools (outreach), each with its own job
 CRM_KINDS = frozenset({"salesforce", "hubspot", "pipedrive"})

@@ -228,3 +228,39 @@ def test_the_same_rules_enrol_through_apollo(tmp_path: Path, store: Store) -> No
         assert [s["status"] for s in contact["contact_campaign_statuses"]] == ["finished"]
     finally:
         handle.stop()
+
+
+def test_the_same_rules_enrol_through_salesloft(tmp_path: Path, store: Store) -> None:
+    import shutil
+
+    from crmsync.sandbox.salesloft import SalesloftSimulator
+
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "config/rules", rules)
+    text = (rules / "sequence.yaml").read_text(encoding="utf-8").replace("tool: sandbox-outreach",
+                                                                          "tool: sandbox-salesloft")
+    (rules / "sequence.yaml").write_text(text, encoding="utf-8")
+    handle = start_sandbox(systems=("salesforce", "salesloft"), world=generate_world(11, 40), state_dir=tmp_path)
+    try:
+        settings = load_settings(handle.write_config(tmp_path / "crmsync.yaml", store_url="sqlite:///unused.db",
+                                                     rules_dir=str(rules)))
+        sl = handle.sims["salesloft"]
+        assert isinstance(sl, SalesloftSimulator)
+        run_connection_cycle(settings, store, SF)
+        email = "wanda.warm@warmly.example"
+        lead_id = new_warm_lead(handle, email)
+        report = run_connection_cycle(settings, store, SF)
+        assert report.outcomes["sequence"] == "ok" and report.counts["enrolled"] >= 1, report
+        (person,) = [p for p in sl.truth("people") if p["email_address"] == email]
+        (membership,) = [m for m in sl.truth("cadence_memberships") if m["person"]["id"] == person["id"]]
+        warm = next(c["id"] for c in sl.truth("cadences") if c["name"].startswith("Inbound"))
+        assert membership["cadence"]["id"] == warm and membership["currently_on_cadence"]
+        enrol = next(d for d in store.decisions(connection=SF, source_id=lead_id) if d.action == ENROL_SEQUENCE)
+        user = next(u for u in sl.truth("users") if u["id"] == membership["user"]["id"])
+        assert user["email"].lower() == str(enrol.fields["owner_email"]).lower()
+        counts = Counter((m["person"]["id"], m["cadence"]["id"]) for m in sl.truth("cadence_memberships"))
+        assert set(counts.values()) == {1}
+        on = Counter(m["person"]["id"] for m in sl.truth("cadence_memberships") if m["currently_on_cadence"])
+        assert max(on.values()) == 1
+    finally:
+        handle.stop()

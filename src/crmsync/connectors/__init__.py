@@ -14,6 +14,7 @@ CONNECTOR_CLASSES = {
     "meteroid": ("crmsync.connectors.meteroid", "MeteroidConnector"),
     "outreach": ("crmsync.connectors.outreach", "OutreachConnector"),
     "apollo": ("crmsync.connectors.apollo", "ApolloConnector"),
+    "salesloft": ("crmsync.connectors.salesloft", "SalesloftConnector"),
 }
 
 

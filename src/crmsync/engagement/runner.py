@@ -152,23 +152,34 @@ def _sequence_decisions(store: Store, connection: str) -> list[dict[str, Any]]:
         return [dict(row._mapping) for row in db.execute(stmt)]
 
 
-def _latest(store: Store, connection: str, ids: set[str]) -> tuple[dict[str, tuple[str, dt.datetime]],
-                                                                   dict[str, tuple[Decimal, dt.datetime]]]:
+Routed = dict[str, tuple[str, dt.datetime, str | None]]  # lead -> (owner, decided at, owner before or "?")
+
+
+def _owner_before(key: str | None) -> str | None:
+    """The owner a routing decision replaced, from its key (``route:lead:<conn>:<id>:<owner or ->``);
+    "?" when the key does not say (SLA re-routes)."""
+    if not key or not key.startswith("route:"):
+        return "?"
+    before = key.rsplit(":", 1)[-1]
+    return None if before == "-" else before
+
+
+def _latest(store: Store, connection: str, ids: set[str]) -> tuple[Routed, dict[str, tuple[Decimal, dt.datetime]]]:
     """The newest routing owner and score decided per lead (of ``ids``), with when."""
     c = t.decisions.c
-    routed: dict[str, tuple[str, dt.datetime]] = {}
+    routed: Routed = {}
     scored: dict[str, tuple[Decimal, dt.datetime]] = {}
     wanted = sorted(ids)
     rows: list[Any] = []
     with store.engine.connect() as db:
         for start in range(0, len(wanted), 500):
             rows.extend(db.execute(
-                select(c.id, c.source_id, c.action, c.fields, c.created_at)
+                select(c.id, c.source_id, c.action, c.fields, c.created_at, c.idempotency_key)
                 .where(and_(c.connection == connection, c.object_type == "lead",
                             c.action.in_([ASSIGN_OWNER, SET_FIELDS]), c.source_id.in_(wanted[start:start + 500])))))
-        for _, sid, action, fields, at in sorted(rows, key=lambda r: r[0]):
+        for _, sid, action, fields, at, key in sorted(rows, key=lambda r: r[0]):
             if action == ASSIGN_OWNER and fields.get("owner_id"):
-                routed[sid] = (str(fields["owner_id"]), at)
+                routed[sid] = (str(fields["owner_id"]), at, _owner_before(key))
             elif action == SET_FIELDS and fields.get("score") is not None:
                 try:
                     scored[sid] = (Decimal(str(fields["score"])), at)
@@ -201,12 +212,16 @@ def _by(rows: Iterable[dict[str, Any]], key: str) -> dict[str, list[dict[str, An
     return out
 
 
-def _person(lead: Lead, routed: dict[str, tuple[str, dt.datetime]], scored: dict[str, tuple[Decimal, dt.datetime]],
+def _person(lead: Lead, routed: Routed, scored: dict[str, tuple[Decimal, dt.datetime]],
             owners: dict[str, Owner], prospects: list[dict[str, Any]]) -> Person:
+    """The routed owner wins while the CRM still shows the owner routing replaced (its write may not
+    be pushed or pulled back yet); once a person changes the owner in the CRM, the CRM wins."""
     owner_id = lead.owner_id
     decided = routed.get(lead.source_id)
-    if decided is not None and (owner_id is None or decided[1] >= lead.modified_at):
-        owner_id = decided[0]
+    if decided is not None:
+        before = decided[2]
+        if owner_id is None or owner_id == before or (before == "?" and decided[1] >= lead.modified_at):
+            owner_id = decided[0]
     score = lead.score
     if lead.source_id in scored and (score is None or scored[lead.source_id][1] >= lead.modified_at):
         score = scored[lead.source_id][0]

@@ -23,9 +23,10 @@ from crmsync.settings import ConnectionSettings
 
 SYSTEMS = ("salesforce", "hubspot", "pipedrive", "meteroid")
 #: sales-engagement tools, started on request (``systems=``): not CRMs, synced by ``crmsync.engagement``
-ENGAGEMENT_SYSTEMS = ("outreach", "apollo")
+ENGAGEMENT_SYSTEMS = ("outreach", "apollo", "salesloft")
 CONNECTION_NAMES = {"salesforce": "sandbox-sf", "hubspot": "sandbox-hs", "pipedrive": "sandbox-pd",
-                    "meteroid": "sandbox-billing", "outreach": "sandbox-outreach", "apollo": "sandbox-apollo"}
+                    "meteroid": "sandbox-billing", "outreach": "sandbox-outreach", "apollo": "sandbox-apollo",
+                    "salesloft": "sandbox-salesloft"}
 # Each CRM's native name for a deal and its name field (the user handle and truth use native names).
 DEAL_OBJECT = {"salesforce": "Opportunity", "hubspot": "deals", "pipedrive": "deals"}
 DEAL_NAME_FIELD = {"salesforce": "Name", "hubspot": "dealname", "pipedrive": "title"}
@@ -37,6 +38,7 @@ CRM_OBJECTS = {
     "meteroid": [],
     "outreach": ["users", "mailboxes", "sequences", "prospects", "sequence_states", "mailings", "calls"],
     "apollo": ["mailboxes", "sequences", "prospects", "sequence_states", "mailings"],
+    "salesloft": ["mailboxes", "sequences", "prospects", "sequence_states", "mailings"],
 }
 #: Fields crmsync's example rules write (``config/rules/scoring.yaml``) as each sandbox CRM holds them:
 #: custom fields an admin would create once per org/portal/company (the simulators declare them),
@@ -86,6 +88,10 @@ def build_simulator(system: str, world: World, knobs: Knobs | None = None) -> Si
         from crmsync.sandbox.apollo import ApolloSimulator
 
         return ApolloSimulator(world, knobs)
+    if system == "salesloft":
+        from crmsync.sandbox.salesloft import SalesloftSimulator
+
+        return SalesloftSimulator(world, knobs)
     raise ValueError(f"unknown sandbox system {system!r} (expected one of {', '.join(SYSTEMS + ENGAGEMENT_SYSTEMS)})")
 
 
@@ -99,6 +105,8 @@ def sandbox_credentials(system: str, sim: Any) -> dict[str, str]:
         return {"access_token": sorted(sim.tokens)[0]}
     if system == "pipedrive":
         return {"api_token": sorted(sim.api_tokens)[0]}
+    if system == "salesloft":
+        return {"access_token": sim.token}
     if system == "outreach":
         return {"client_id": sim.client_id, "client_secret": sim.client_secret, "refresh_token": sim.refresh_token}
     return {"api_key": sim.api_key}
