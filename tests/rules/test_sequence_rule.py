@@ -125,3 +125,15 @@ def test_bad_file_names_file_line_and_key(tmp_path: Path) -> None:
     text = str(err.value)
     assert "sequence.yaml:8" in text and "min_score" in text
     assert load_sequence_rules(tmp_path / "missing") is None
+
+
+def test_a_broken_file_keeps_the_last_good_rules(tmp_path: Path) -> None:
+    from crmsync.rules.sequence import current_sequence_rules
+
+    good = (ROOT / "config/rules/sequence.yaml").read_text(encoding="utf-8")
+    (tmp_path / "sequence.yaml").write_text(good, encoding="utf-8")
+    first, error = current_sequence_rules(tmp_path)
+    assert first is not None and error is None
+    (tmp_path / "sequence.yaml").write_text(good.replace("kind: first_touch", "kind: [oops]", 1), encoding="utf-8")
+    kept, error = current_sequence_rules(tmp_path)
+    assert kept is first and error is not None and "sequence.yaml" in error

@@ -12,7 +12,10 @@ from typing import Any
 from crmsync.connectors import build_connector
 from crmsync.engagement.runner import run_sequences
 from crmsync.engagement.sync import sync_engagement
-from crmsync.rules.sequence import load_sequence_rules
+from crmsync.logging import get_logger
+from crmsync.rules.sequence import current_sequence_rules
+
+log = get_logger("crmsync.sequences")
 
 
 class SequenceStep:
@@ -21,8 +24,12 @@ class SequenceStep:
     def run(self, state: Any) -> None:
         from crmsync.sync.outbox import drain
 
-        rules = load_sequence_rules(state.settings.rules_dir)
+        rules, error = current_sequence_rules(state.settings.rules_dir)
+        if error is not None:
+            log.error("rules.reload_failed", errors=error.splitlines(), keeping=rules.hash if rules else None)
         if rules is None:
+            if error is not None:
+                raise RuntimeError(error)
             state.outcomes[self.name] = "skipped: no sequence.yaml"
             return
         if not rules.applies_to(state.conn.name):

@@ -288,3 +288,21 @@ def load_sequence_rules(directory: str | Path) -> CompiledSequenceRules | None:
         raise SequenceRuleError("\n".join(str(i) for i in _pydantic_issues(exc, str(path), lines))) from None
     digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
     return CompiledSequenceRules(spec.sequence, digest)
+
+
+_last_good: dict[str, CompiledSequenceRules] = {}
+
+
+def current_sequence_rules(directory: str | Path) -> tuple[CompiledSequenceRules | None, str | None]:
+    """The directory's sequence rules and the reload error, if any: a broken ``sequence.yaml`` leaves the
+    last good version of this process running (like every rule file), or none if there never was one."""
+    key = str(Path(directory).resolve())
+    try:
+        rules = load_sequence_rules(directory)
+    except SequenceRuleError as exc:
+        return _last_good.get(key), str(exc)
+    if rules is None:
+        _last_good.pop(key, None)
+    else:
+        _last_good[key] = rules
+    return rules, None
