@@ -24,6 +24,9 @@ class SequenceStep:
     def run(self, state: Any) -> None:
         from crmsync.sync.outbox import drain
 
+        if not state.conn.schedule.rules_after_sync:
+            state.outcomes[self.name] = "skipped: rules_after_sync is off"
+            return
         rules, error = current_sequence_rules(state.settings.rules_dir)
         if error is not None:
             log.error("rules.reload_failed", errors=error.splitlines(), keeping=rules.hash if rules else None)
