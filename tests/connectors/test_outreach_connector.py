@@ -181,3 +181,32 @@ def test_hourly_limit_spent_stops_cleanly(server: SandboxServer, sim: OutreachSi
         list(connector.pull("prospects", None))
     assert connector.usage.remaining == 0
     connector.close()
+
+
+def test_enrolment_through_a_storm_of_500s_and_429s_leaves_one_state(
+        server: SandboxServer, sim: OutreachSimulator) -> None:
+    from crmsync.connectors.base import RetriableError
+
+    connector = make(server, sim)
+    sequence = str(sim.truth("sequences")[1]["id"])
+    mailbox = str(sim.truth("mailboxes")[0]["id"])
+    sim.knobs.update({"faults": [
+        {"path": r"^/api/v2/(prospects|sequenceStates)$", "kind": "500", "probability": 0.5, "method": "POST"},
+        {"path": r"^/api/v2/", "kind": "429", "probability": 0.2, "retry_after": 0.0}]})
+    items = [PushItem("sequence_states", "create", {"email": f"storm{i}@example.org", "sequence_id": sequence,
+                                                    "mailbox_id": mailbox}, ref=i) for i in range(6)]
+    done: dict[int, str] = {}
+    for _ in range(60):  # what the outbox does: push the items not done yet again, later
+        todo = [i for i in items if i.ref not in done]
+        if not todo:
+            break
+        try:
+            answers = connector.push(todo)
+        except RetriableError:
+            continue
+        done.update({a.ref: str(a.source_id) for a in answers if a.ok and a.ref is not None})
+    assert len(done) == 6
+    states = [s for s in sim.truth("sequenceStates") if str(s["relationships"]["sequence"]["data"]["id"]) == sequence]
+    assert sorted(str(s["id"]) for s in states) == sorted(done.values())  # one state per person, no more
+    assert sim.log.snapshot()["by_status"].get("500", 0) > 0
+    connector.close()

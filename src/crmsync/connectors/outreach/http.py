@@ -99,8 +99,14 @@ class OutreachHttp:
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                 body: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], float]:
         """(JSON:API document, lower bound of the server time it was read at). ``path`` may be a
-        ``links.next`` URL as the API gave it (its host is replaced by the configured base URL)."""
-        retrying = Retrying(retry=retry_if_exception_type(RetriableError), stop=stop_after_attempt(self.max_attempts),
+        ``links.next`` URL as the API gave it (its host is replaced by the configured base URL).
+
+        A create (``POST`` other than a sequence-state action) is retried here only after a 429, which
+        the server refused before doing anything; after a 5xx or a timeout it may have been done, so
+        the error goes up and the outbox pushes the item again later, looking up before creating."""
+        safe = method != "POST" or "/actions/" in path
+        retry = retry_if_exception_type(RetriableError) if safe else retry_if_exception_type(RateLimitedError)
+        retrying = Retrying(retry=retry, stop=stop_after_attempt(self.max_attempts),
                             wait=self._wait, sleep=self._sleep, reraise=True)
         for attempt in retrying:
             with attempt:

@@ -73,7 +73,11 @@ class SalesloftHttp:
 
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                 body: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], float]:
-        retrying = Retrying(retry=retry_if_exception_type(RetriableError), stop=stop_after_attempt(self.max_attempts),
+        # creating a person is not retried after a 5xx or a timeout (it may have happened): the caller
+        # looks the person up again; adding to a cadence is idempotent (one membership per person and cadence)
+        safe = not (method == "POST" and path == "/v2/people")
+        retry = retry_if_exception_type(RetriableError) if safe else retry_if_exception_type(RateLimitedError)
+        retrying = Retrying(retry=retry, stop=stop_after_attempt(self.max_attempts),
                             wait=self._wait, sleep=self._sleep, reraise=True)
         for attempt in retrying:
             with attempt:
@@ -279,15 +283,22 @@ class SalesloftConnector:
         cadence, user = str(f.get("sequence_id") or ""), str(f.get("mailbox_id") or "")
         if not email or not cadence.isdigit() or not user.isdigit():
             return PushResult(item.ref, False, error="enrolment needs email, sequence_id and mailbox_id")
-        doc, _ = self.http.request("GET", "/v2/people", params={"email_addresses[]": email, "per_page": 5})
-        people = [p for p in doc["data"] if str(p.get("email_address") or "").lower() == email.lower()]
-        fresh = not people
-        if people:
-            person = people[0]["id"]
+        found = self._person_by_email(email)
+        fresh = found is None
+        if found is not None:
+            person = found
         else:
             body = {"email_address": email, **{k: f.get(src) for k, src in (("first_name", "first_name"),
                     ("last_name", "last_name"), ("title", "title")) if f.get(src) is not None}}
-            person = self.http.request("POST", "/v2/people", body=body)[0]["data"]["id"]
+            try:
+                person = self.http.request("POST", "/v2/people", body=body)[0]["data"]["id"]
+            except FatalError as exc:
+                if exc.status != 422:
+                    raise
+                again = self._person_by_email(email)  # "has already been taken": an earlier try created it
+                if again is None:
+                    raise
+                person, fresh = again, False
         if not fresh:
             doc, _ = self.http.request("GET", "/v2/cadence_memberships",
                                        params={"person_id": person, "cadence_id": cadence, "per_page": 5})
@@ -296,6 +307,11 @@ class SalesloftConnector:
         doc, _ = self.http.request("POST", "/v2/cadence_memberships",
                                    params={"person_id": person, "cadence_id": cadence, "user_id": user})
         return PushResult(item.ref, True, source_id=str(doc["data"]["id"]), created=True)
+
+    def _person_by_email(self, email: str) -> Any:
+        doc, _ = self.http.request("GET", "/v2/people", params={"email_addresses[]": email, "per_page": 5})
+        people = [p for p in doc["data"] if str(p.get("email_address") or "").lower() == email.lower()]
+        return people[0]["id"] if people else None
 
     def _finish(self, item: PushItem) -> PushResult:
         if str(item.fields.get("action")) != "finish" or not str(item.source_id or "").isdigit():
