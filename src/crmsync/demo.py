@@ -194,7 +194,9 @@ def _sequences(console: Console, settings: Settings, store: Store, details: bool
     by_sequence = Counter(str(d.fields.get("sequence")) for d in run.decisions if d.action == ENROL_SEQUENCE)
     console.print(f"{run.evaluated:,} leads: {run.enrolled:,} enrolled ("
                   + ", ".join(f"{name} {n}" for name, n in by_sequence.most_common())
-                  + f"), {run.findings:,} not enrolled with a reason; {pushed.done:,} sequence states pushed, "
+                  + f"), {run.findings:,} findings (owner without a mailbox, sequence missing), "
+                  f"{max(0, run.evaluated - run.enrolled - run.findings):,} skipped (skip_statuses, opted out, "
+                  f"no email); {pushed.done:,} sequence states pushed, "
                   f"{pushed.failed:,} failed, {pushed.api_calls:,} API calls")
     if details:
         for d in [d for d in run.decisions if d.action == ENROL_SEQUENCE][:3]:
