@@ -6,8 +6,14 @@
 2. Latency: an embedded worker (SQLite) with the example rule sets; a deal is created in the sandbox
    and the time until the rules' decision is logged and until its outbox write is pushed back to
    the sandbox is measured, once triggered by a Pipedrive webhook and once by polling (interval 5 s).
+3. Speed to lead: an embedded worker against the Salesforce and Outreach simulators with the shipped
+   rules (``sequence.yaml`` included); a warm inbound lead (LeadSource Web, unowned) is created in
+   Salesforce and the time until it is scored, routed, its enrolment decided and its sequence state
+   exists in Outreach is measured, once with the cycle requested at once (the path a webhook takes:
+   ``request_sync``; crmsync has no Salesforce webhook receiver, leads live in Salesforce only) and
+   once by polling (interval 5 s).
 
-Usage: python bench/bench_worker.py [--deals 1000] [--connections 50] [--workers 1,2,4]
+Usage: python bench/bench_worker.py [--deals 1000] [--connections 50] [--workers 1,2,4] [--speed-to-lead-only]
 PostgreSQL: CRMSYNC_BENCH_PG_ADMIN (default postgresql://postgres@127.0.0.1:5432/postgres).
 """
 
@@ -155,13 +161,76 @@ def latency(deals: int, workdir: Path, trigger: str) -> None:
             store.close()
 
 
+def speed_to_lead(deals: int, workdir: Path, trigger: str, interval: int = 5) -> None:
+    from crmsync.rules.sequence import ENROL_SEQUENCE
+    from crmsync.sandbox.runner import start_sandbox
+
+    # the world was last edited an hour ago: steady-state cycles, not the re-reads of a world stamped this second
+    handle = start_sandbox(systems=("salesforce", "outreach"), deals=deals, seed=5, state_dir=workdir / trigger,
+                           now=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    try:
+        config = handle.write_config(workdir / f"stl-{trigger}.yaml", store_url=f"sqlite:///{workdir}/stl-{trigger}.db",
+                                     rules_dir=str(REPO / "config" / "rules"))
+        doc = yaml.safe_load(config.read_text())
+        for conn in doc["connections"]:
+            conn["schedule"] = {"interval_seconds": interval}
+        config.write_text(yaml.safe_dump(doc))
+        settings = load_settings(config)
+        store = Store.open(settings.store.url)
+        worker = EmbeddedWorker(settings, store, http_port=0, debounce_seconds=0.05).start()
+        sf, outreach = handle.sims["salesforce"], handle.sims["outreach"]
+        try:
+            while schedule_state.load(store, "sandbox-sf").get("last_status") != "ok":
+                time.sleep(0.1)
+            if trigger == "event":  # one more cycle once the backfill's stamps settled: the steady state
+                time.sleep(3.0)
+                before = schedule_state.load(store, "sandbox-sf").get("last_finished_at")
+                worker.request_sync("sandbox-sf", reason="webhook", touched=[])
+                while schedule_state.load(store, "sandbox-sf").get("last_finished_at") == before:
+                    time.sleep(0.05)
+            email = f"speed.{trigger}@inbound.example"
+            t0 = time.perf_counter()
+            lead_id = sf.create("Lead", {"FirstName": "Speedy", "LastName": "Lead", "Email": email, "Company": "Inbound AG",
+                                         "Status": "New", "LeadSource": "Web", "Region__c": "EMEA", "Country": "DE",
+                                         "NumberOfEmployees": 80, "OwnerId": None})
+            if trigger == "event":
+                worker.request_sync("sandbox-sf", reason="webhook", touched=[("lead", str(lead_id))])
+            marks: dict[str, float] = {}
+            while time.perf_counter() - t0 < 4 * interval + 30 and "enrolled" not in marks:
+                now = time.perf_counter() - t0
+                decisions = store.decisions(connection="sandbox-sf", source_id=str(lead_id), limit=50)
+                for action, mark in (("set_fields", "scored"), ("assign_owner", "routed"), (ENROL_SEQUENCE, "decided")):
+                    if mark not in marks and any(d.action == action for d in decisions):
+                        marks[mark] = now
+                prospects = {p["id"] for p in outreach.truth("prospects") if email in p["attributes"]["emails"]}
+                if prospects and any(s["relationships"]["prospect"]["data"]["id"] in prospects
+                                     for s in outreach.truth("sequenceStates")):
+                    marks["enrolled"] = now
+                time.sleep(0.02)
+            fmt = lambda k: f"{marks[k]:.2f} s" if k in marks else "n/a"  # noqa: E731
+            label = "requested cycle (webhook path)" if trigger == "event" else f"polling every {interval} s"
+            print(f"speed to lead, {label:31}: lead created -> scored {fmt('scored')}, routed {fmt('routed')}, "
+                  f"enrolment decided {fmt('decided')}, sequence state in Outreach {fmt('enrolled')}")
+        finally:
+            worker.stop()
+            store.close()
+    finally:
+        handle.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--deals", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--speed-to-lead-only", action="store_true")
     args = parser.parse_args()
+    if args.speed_to_lead_only:
+        with tempfile.TemporaryDirectory(prefix="bench-stl-") as tmp:
+            speed_to_lead(args.deals, Path(tmp), "event", interval=300)
+            speed_to_lead(args.deals, Path(tmp), "polling")
+        return
     with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
         workdir = Path(tmp)
         print(f"cpu cores: {os.cpu_count()}; sandbox in this process, workers as subprocesses")
@@ -170,6 +239,8 @@ def main() -> None:
         if not args.skip_latency:
             latency(args.deals, workdir, "webhook")
             latency(args.deals, workdir, "polling")
+            speed_to_lead(args.deals, workdir, "event", interval=300)
+            speed_to_lead(args.deals, workdir, "polling")
 
 
 if __name__ == "__main__":

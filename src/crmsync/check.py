@@ -19,7 +19,8 @@ from crmsync.connectors.base import ConnectorError
 from crmsync.settings import ConnectionSettings, Settings
 
 MAX_SKEW_S = 300.0
-QUOTA_UNIT = {"salesforce": "calls", "hubspot": "calls", "pipedrive": "tokens"}  # Meteroid states none
+QUOTA_UNIT = {"salesforce": "calls", "hubspot": "calls", "pipedrive": "tokens", "outreach": "calls",
+              "apollo": "calls", "salesloft": "cost"}  # Meteroid states none
 
 
 @dataclass(slots=True)
@@ -62,6 +63,12 @@ def _cheap_call(kind: str, connector: Any) -> Callable[[], Any]:
         return lambda: next(iter(connector.iter_pages("products")), [])
     if kind == "gong":
         return lambda: connector.request("GET", "/v2/users")
+    if kind == "outreach":
+        return lambda: connector.http.request("GET", "/api/v2/users", params={"page[size]": 1, "count": "false"})
+    if kind == "apollo":
+        return lambda: connector.http.request("GET", "/api/v1/email_accounts")
+    if kind == "salesloft":
+        return lambda: connector.http.request("GET", "/v2/users", params={"per_page": 1})
     raise ValueError(f"no check for connection kind {kind!r}")
 
 

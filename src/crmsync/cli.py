@@ -25,6 +25,7 @@ from crmsync.cli_options import (
 )
 from crmsync.logging import configure_logging
 from crmsync.model import UTC
+from crmsync.settings import CALL_KINDS
 
 app = typer.Typer(help="CRM sync and sales-automation worker.", no_args_is_help=True)
 db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
@@ -144,7 +145,7 @@ def sync_command(
     stopper = _install_stop_handler()
     stop = stopper.event
     names = [connection] if connection else [c.name for c in settings.connections
-                                             if c.enabled and c.kind != "meteroid"]  # CRMs and call systems
+                                             if c.enabled and (c.is_crm or c.kind in CALL_KINDS)]  # CRMs and call systems
     table = Table(title="sync (dry run: nothing written)" if dry_run else "sync")
     for col in ("connection", "object", "status", "records", "deleted", "bad", "calls"):
         table.add_column(col, justify="right" if col in ("records", "deleted", "bad", "calls") else "left")

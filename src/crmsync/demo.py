@@ -8,7 +8,8 @@
    (before the rules: call signals) and Meteroid usage and invoices (after billing), re-run the
    rules for customer health, check-ins and expansion opportunities;
 5. push every write decided by rules and billing through the outbox;
-6. print what happened, then ``crmsync status``.
+6. enrol the routed Salesforce leads in Outreach sequences (``config/rules/sequence.yaml``);
+7. print what happened, then ``crmsync status``.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from rich.table import Table
 from crmsync.logging import configure_logging
 from crmsync.model import ObjectType
 from crmsync.sandbox.runner import (
-    ALL_SYSTEMS,
     CONNECTION_NAMES,
     CRM_OBJECTS,
     DEAL_OBJECT,
+    SYSTEMS,
     SandboxHandle,
     start_sandbox,
 )
@@ -44,7 +45,7 @@ def run_demo(console: Console, *, deals: int, seed: int, store_url: str, workdir
     _fresh_sqlite(store_url)
     console.rule("[bold]crmsync demo")
     console.print(f"generating a world of {deals:,} deals per CRM (seed {seed}) and starting the sandbox...")
-    handle = start_sandbox(deals=deals, seed=seed, state_dir=workdir, systems=ALL_SYSTEMS)
+    handle = start_sandbox(deals=deals, seed=seed, state_dir=workdir, systems=(*SYSTEMS, "gong", "outreach"))
     try:
         config_path = handle.write_config(workdir / "crmsync.yaml", store_url=store_url)
         settings = load_settings(config_path)
@@ -63,6 +64,7 @@ def run_demo(console: Console, *, deals: int, seed: int, store_url: str, workdir
                          details, billing_sim=handle.sims.get("meteroid"))
         _findings(console, settings, store, handle)
         _push(console, settings, store)
+        _sequences(console, settings, store, details)
         if details:
             console.rule("status")
             from crmsync.status import render_status
@@ -174,6 +176,38 @@ def _push(console: Console, settings: Settings, store: Store) -> None:
                        str(getattr(outcome, "conflicts", "")), str(getattr(outcome, "failed", "")),
                        str(getattr(outcome, "api_calls", "")))
     console.print(pushed)
+
+
+def _sequences(console: Console, settings: Settings, store: Store, details: bool = False) -> None:
+    """Routed leads into Outreach sequences: decided by ``sequence.yaml``, pushed through the outbox."""
+    from crmsync.connectors import build_connector
+    from crmsync.engagement.runner import run_sequences
+    from crmsync.engagement.sync import sync_engagement
+    from crmsync.rules.sequence import ENROL_SEQUENCE, load_sequence_rules
+    from crmsync.sync.outbox import drain
+
+    rules = load_sequence_rules(settings.rules_dir)
+    if rules is None or rules.tool not in {c.name for c in settings.connections}:
+        return
+    console.rule(f"sequences: routed leads enrolled in {rules.tool}")
+    tool = settings.connection(rules.tool)
+    connector = build_connector(tool)
+    try:
+        sync_engagement(store, connector, tool.objects)
+        run = run_sequences(store, CONNECTION_NAMES["salesforce"], rules)
+        pushed = drain(store, connector, tool)
+    finally:
+        connector.close()
+    by_sequence = Counter(str(d.fields.get("sequence")) for d in run.decisions if d.action == ENROL_SEQUENCE)
+    console.print(f"{run.evaluated:,} leads: {run.enrolled:,} enrolled ("
+                  + ", ".join(f"{name} {n}" for name, n in by_sequence.most_common())
+                  + f"), {run.findings:,} findings (owner without a mailbox, sequence missing), "
+                  f"{max(0, run.evaluated - run.enrolled - run.findings):,} skipped (skip_statuses, opted out, "
+                  f"no email); {pushed.done:,} sequence states pushed, "
+                  f"{pushed.failed:,} failed, {pushed.api_calls:,} API calls")
+    if details:
+        for d in [d for d in run.decisions if d.action == ENROL_SEQUENCE][:3]:
+            console.print(f"  {d.source_id}: {d.reason}")
 
 
 def _show_decisions(console: Console, store: Store) -> None:

@@ -17,9 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from crmsync.yaml_loader import load_yaml
 
-ConnectionKind = Literal["salesforce", "hubspot", "pipedrive", "meteroid", "gong"]
-#: Connections that are not CRMs: billing (its own job) and revenue intelligence (calls).
-NON_CRM_KINDS = frozenset({"meteroid", "gong"})
+ConnectionKind = Literal["salesforce", "hubspot", "pipedrive", "meteroid", "gong", "outreach", "apollo", "salesloft"]
+#: connection kinds that are CRMs (synced into the record tables, rules applied); the others are
+#: billing (meteroid), revenue intelligence (gong) and sales-engagement tools, each with its own job
+CRM_KINDS = frozenset({"salesforce", "hubspot", "pipedrive"})
 CALL_KINDS = frozenset({"gong"})  # call systems: the worker pulls their calls on their schedule
 DEFAULT_CONFIG_PATH = Path("config/crmsync.yaml")
 DEFAULT_STORE_URL = "sqlite:///crmsync.db"
@@ -69,6 +70,10 @@ class ConnectionSettings(_Strict):
     @classmethod
     def _valid_base_url(cls, value: str | None) -> str | None:
         return None if value is None else check_http_url(value)
+
+    @property
+    def is_crm(self) -> bool:
+        return self.kind in CRM_KINDS
 
     def secret(self, key: str) -> str | None:
         value = self.credentials.get(key)

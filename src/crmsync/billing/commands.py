@@ -21,7 +21,7 @@ from crmsync.billing.mapping import ProductMapping, build_mapping
 from crmsync.billing.reports import deal_drift, price_book_drift, price_book_updates, renewals, write_csv
 from crmsync.cli_options import ConfigOption, JsonOption, console, print_json, state
 from crmsync.model import Deal, LineItem, PriceBookEntry, Product
-from crmsync.settings import NON_CRM_KINDS, Settings
+from crmsync.settings import Settings
 
 billing_app = typer.Typer(help="Quote-to-cash checks against Meteroid: drift, renewals, price-book sync.",
                           no_args_is_help=True)
@@ -57,7 +57,7 @@ def _crm_side(settings: Settings, world_seed: int | None, world_deals: int
     entries: list[PriceBookEntry] = []
     try:
         for conn in settings.connections:
-            if conn.kind in NON_CRM_KINDS:
+            if not conn.is_crm:
                 continue
             side = load_crm_side(store, conn.name)
             deals += side.deals_with_lines()

@@ -17,7 +17,7 @@ from crmsync.billing.mapping import build_mapping
 from crmsync.billing.reports import deal_drift, price_book_drift
 from crmsync.billing.won_deals import provision, record_result
 from crmsync.model import Account, ObjectType
-from crmsync.settings import NON_CRM_KINDS, Settings
+from crmsync.settings import Settings
 from crmsync.store import Store
 
 
@@ -41,7 +41,7 @@ def run_billing_demo(console: Console, settings: Settings, store: Store, *, prov
             provisioned.add_column(col, overflow="fold")
         today = dt.datetime.now(dt.UTC).date()
         for conn in settings.connections:
-            if conn.kind in NON_CRM_KINDS:
+            if not conn.is_crm:
                 continue
             side = load_crm_side(store, conn.name)
             mapping = build_mapping(side.codes(), catalog, settings.billing.product_map)

@@ -21,7 +21,7 @@ from crmsync.billing.won_deals import provision, record_result
 from crmsync.errors import describe_error
 from crmsync.logging import get_logger
 from crmsync.model import Account, ObjectType, now_utc
-from crmsync.settings import NON_CRM_KINDS, Settings
+from crmsync.settings import Settings
 from crmsync.store import OutboxItem, Store
 
 log = get_logger("crmsync.billing")
@@ -57,7 +57,7 @@ def run_billing_sync(settings: Settings, store: Store, *, today: dt.date | None 
     try:
         catalog = load_catalog(connector)
         for conn in settings.connections:
-            if conn.kind in NON_CRM_KINDS or not conn.enabled:
+            if not conn.is_crm or not conn.enabled:
                 continue
             counts = result.by_connection.setdefault(conn.name, {})
             side = load_crm_side(store, conn.name)

@@ -13,6 +13,9 @@ CONNECTOR_CLASSES = {
     "pipedrive": ("crmsync.connectors.pipedrive", "PipedriveConnector"),
     "meteroid": ("crmsync.connectors.meteroid", "MeteroidConnector"),
     "gong": ("crmsync.connectors.gong", "GongConnector"),
+    "outreach": ("crmsync.connectors.outreach", "OutreachConnector"),
+    "apollo": ("crmsync.connectors.apollo", "ApolloConnector"),
+    "salesloft": ("crmsync.connectors.salesloft", "SalesloftConnector"),
 }
 
 

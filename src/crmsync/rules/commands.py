@@ -95,8 +95,19 @@ def context_from_store(store: Any, now: dt.datetime, connection: str | None = No
 @rules_app.command("validate")
 def validate_cmd(rules_dir: Path | None = RULES_DIR) -> None:
     """Check every rule file; errors name the file, line, key and what was expected."""
+    from crmsync.rules.sequence import SequenceRuleError, load_sequence_rules
+
     rule_set = _load(rules_dir)
+    try:
+        sequences = load_sequence_rules(_rules_dir(rules_dir))
+    except SequenceRuleError as exc:
+        for line in str(exc).splitlines():
+            console.print(f"[red]error[/red] {escape(line)}", highlight=False)
+        raise typer.Exit(1) from exc
     console.print(f"ok: {rule_set.rule_count} rules in {len(rule_set.files)} files, version {rule_set.hash[:12]}")
+    if sequences is not None:
+        console.print(f"ok: {len(sequences.spec.sequences)} sequence rules (sequence.yaml, tool "
+                      f"{sequences.tool}), version {sequences.hash[:12]}")
 
 
 @rules_app.command("test")
@@ -143,6 +154,11 @@ def explain_cmd(
         raise typer.Exit(1)
     ctx = context_from_store(store, now_utc(), connection)
     console.print(_table(f"{ot.value} {record_id}", explain(rule_set, record, ctx)))
+    sequence = [{"kind": "logged:sequence", "rule": d.rule_name, "result": d.action, "detail": d.reason}
+                for d in store.decisions(connection=connection, object_type=ot.value, source_id=record_id)
+                if d.rule_kind == "sequence"]
+    if sequence:  # decided with the engagement tool's memberships: shown as logged, newest first
+        console.print(_table("sequence decisions (logged)", sequence))
 
 
 @rules_app.command("simulate")

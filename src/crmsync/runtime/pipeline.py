@@ -22,7 +22,7 @@ from crmsync.logging import get_logger
 from crmsync.model import now_utc
 from crmsync.runtime import schedule_state
 from crmsync.runtime.triggers import next_due
-from crmsync.settings import CALL_KINDS, NON_CRM_KINDS, ConnectionSettings, Settings
+from crmsync.settings import CALL_KINDS, ConnectionSettings, Settings
 from crmsync.store import Store
 from crmsync.sync.engine import ObjectResult
 from crmsync.sync.runner import open_engine
@@ -165,7 +165,13 @@ def _count_of(outcome: Any) -> int | None:
     return None
 
 
-DEFAULT_STEPS: tuple[Step, ...] = (SyncStep(), RulesStep(), MirrorStep(), OutboxStep())
+def _sequence_step() -> Step:
+    from crmsync.engagement.step import SequenceStep
+
+    return SequenceStep()
+
+
+DEFAULT_STEPS: tuple[Step, ...] = (SyncStep(), RulesStep(), _sequence_step(), MirrorStep(), OutboxStep())
 
 @dataclass
 class CycleReport:
@@ -234,5 +240,5 @@ def run_connection_cycle(settings: Settings, store: Store, connection: str, *,
 
 def sync_connections(settings: Settings) -> list[ConnectionSettings]:
     """The connections the worker syncs: enabled CRM connections and call systems (their cycle
-    pulls calls only); billing has its own job."""
-    return [c for c in settings.connections if c.enabled and (c.kind not in NON_CRM_KINDS or c.kind in CALL_KINDS)]
+    pulls calls only); billing and sales-engagement tools have their own steps."""
+    return [c for c in settings.connections if c.enabled and (c.is_crm or c.kind in CALL_KINDS)]

@@ -23,10 +23,13 @@ from crmsync.sandbox.world import World, generate_world
 from crmsync.settings import ConnectionSettings
 
 SYSTEMS = ("salesforce", "hubspot", "pipedrive", "meteroid")
-#: Systems built on request only (``start_sandbox(systems=ALL_SYSTEMS)``): revenue intelligence.
-ALL_SYSTEMS = (*SYSTEMS, "gong")
+#: sales-engagement tools, started on request (``systems=``): not CRMs, synced by ``crmsync.engagement``
+ENGAGEMENT_SYSTEMS = ("outreach", "apollo", "salesloft")
+#: Every system the sandbox can serve; revenue intelligence and engagement tools are built on request.
+ALL_SYSTEMS = (*SYSTEMS, "gong", *ENGAGEMENT_SYSTEMS)
 CONNECTION_NAMES = {"salesforce": "sandbox-sf", "hubspot": "sandbox-hs", "pipedrive": "sandbox-pd",
-                    "meteroid": "sandbox-billing", "gong": "sandbox-gong"}
+                    "meteroid": "sandbox-billing", "gong": "sandbox-gong", "outreach": "sandbox-outreach",
+                    "apollo": "sandbox-apollo", "salesloft": "sandbox-salesloft"}
 # Each CRM's native name for a deal and its name field (the user handle and truth use native names).
 DEAL_OBJECT = {"salesforce": "Opportunity", "hubspot": "deals", "pipedrive": "deals"}
 DEAL_NAME_FIELD = {"salesforce": "Name", "hubspot": "dealname", "pipedrive": "title"}
@@ -37,6 +40,9 @@ CRM_OBJECTS = {
     "pipedrive": ["owners", "pipelines", "stages", "products", "accounts", "contacts", "deals", "line_items"],
     "meteroid": [],
     "gong": ["users", "calls"],
+    "outreach": ["users", "mailboxes", "sequences", "prospects", "sequence_states", "mailings", "calls"],
+    "apollo": ["mailboxes", "sequences", "prospects", "sequence_states", "mailings"],
+    "salesloft": ["mailboxes", "sequences", "prospects", "sequence_states", "mailings"],
 }
 #: Fields crmsync's example rules write (``config/rules/scoring.yaml``) as each sandbox CRM holds them:
 #: custom fields an admin would create once per org/portal/company (the simulators declare them),
@@ -82,6 +88,18 @@ def build_simulator(system: str, world: World, knobs: Knobs | None = None) -> Si
         from crmsync.sandbox.gong import GongSimulator
 
         return GongSimulator(world, knobs)
+    if system == "outreach":
+        from crmsync.sandbox.outreach import OutreachSimulator
+
+        return OutreachSimulator(world, knobs)
+    if system == "apollo":
+        from crmsync.sandbox.apollo import ApolloSimulator
+
+        return ApolloSimulator(world, knobs)
+    if system == "salesloft":
+        from crmsync.sandbox.salesloft import SalesloftSimulator
+
+        return SalesloftSimulator(world, knobs)
     raise ValueError(f"unknown sandbox system {system!r} (expected one of {', '.join(ALL_SYSTEMS)})")
 
 
@@ -97,6 +115,10 @@ def sandbox_credentials(system: str, sim: Any) -> dict[str, str]:
         return {"api_token": sorted(sim.api_tokens)[0]}
     if system == "gong":
         return {"access_key": sim.access_key, "access_key_secret": sim.access_secret}
+    if system == "salesloft":
+        return {"access_token": sim.token}
+    if system == "outreach":
+        return {"client_id": sim.client_id, "client_secret": sim.client_secret, "refresh_token": sim.refresh_token}
     return {"api_key": sim.api_key}
 
 

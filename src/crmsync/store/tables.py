@@ -391,6 +391,22 @@ class KVStateRow(SQLModel, table=True):
     updated_at: dt.datetime = _ts(nullable=False)
 
 
+class EngagementRecordRow(SQLModel, table=True):
+    """A sales-engagement tool's object (Outreach prospect, sequence state, mailing, call), flat JSON;
+    ``email`` is the person's address where the object names one (prospects), for matching CRM records."""
+
+    __tablename__ = "engagement_records"
+    __table_args__ = (Index("ix_engagement_records_email", "connection", "email"),)
+
+    connection: str = Field(primary_key=True, sa_type=String())
+    object_name: str = Field(primary_key=True, sa_type=String())
+    source_id: str = Field(primary_key=True, sa_type=String())
+    modified_at: dt.datetime = _ts(nullable=False)
+    email: str | None = _str()
+    data: Any = _json()
+    deleted: bool = Field(default=False, nullable=False)
+
+
 class StageEventRow(SQLModel, table=True):
     """A deal entering a stage (``from_stage_id`` None: first seen); see ``crmsync.store.stage_events``."""
 
@@ -559,6 +575,7 @@ calls = _t(CallRow)
 call_parties = _t(CallPartyRow)
 meter_readings = _t(MeterReadingRow)
 invoices = _t(InvoiceRow)
+engagement_records = _t(EngagementRecordRow)
 
 ALL_TABLES: tuple[SATable, ...] = tuple(record_table(t) for t in RECORD_ROWS) + (
     sync_cursors,
@@ -578,6 +595,7 @@ ALL_TABLES: tuple[SATable, ...] = tuple(record_table(t) for t in RECORD_ROWS) + 
     call_parties,
     meter_readings,
     invoices,
+    engagement_records,
 )
 
 # shadow mode and experiments (migration 0008), declared in their own module on the same metadata
