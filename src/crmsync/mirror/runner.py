@@ -13,14 +13,14 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 
 from crmsync.logging import get_logger
 from crmsync.mirror.plan import MirrorPlan, link_index, plan_mirror
 from crmsync.model import Deal, ObjectType, now_utc, parse_timestamp
 from crmsync.settings import MirrorSettings, Settings
 from crmsync.store import Store
-from crmsync.store import tables as t
+from crmsync.store import outbox as store_outbox
 from crmsync.store.upsert import plan_for
 from crmsync.sync.outbox import RERUN_NS, filter_echoes, pending_reruns
 
@@ -72,12 +72,8 @@ def load_deals(store: Store, keys: Iterable[tuple[str, str]]) -> dict[tuple[str,
 
 
 def load_links(store: Store, connections: Sequence[str]) -> list[tuple[tuple[str, str], tuple[str, str]]]:
-    c = t.links.c
-    stmt = select(c.left_connection, c.left_id, c.right_connection, c.right_id).where(
-        c.left_object == ObjectType.DEAL.value,
-        or_(and_(c.left_connection.in_(connections), c.right_connection.in_(connections))))
     with store.engine.connect() as db:
-        return [((a, b), (x, y)) for a, b, x, y in db.execute(stmt)]
+        return store_outbox.deal_links(db, connections)
 
 
 def run_mirror(store: Store, mirror: MirrorSettings, *, full: bool = False) -> MirrorRun:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from operator import attrgetter
-from typing import Any, Protocol
+from typing import Any
 
 from crmsync.model import (
     Account,
@@ -47,17 +47,6 @@ from crmsync.model import (
 )
 
 Path = tuple[str | int, ...]
-
-
-class ConditionContext(Protocol):
-    """What a compiled condition may read from the context."""
-
-    now: dt.datetime
-    today: dt.date
-
-    def related(self, kind: str, record: Any) -> Any: ...
-
-    def previous_of(self, record: Any) -> Any: ...
 
 
 Predicate = Callable[[Any, Any], bool]

@@ -40,6 +40,7 @@ from crmsync.rules.loader import RuleSet, RuleSetHolder
 from crmsync.rules.state import StoreRoutingState
 from crmsync.settings import Settings
 from crmsync.store import Store
+from crmsync.store import outbox as store_outbox
 from crmsync.store import tables as t
 from crmsync.store.repository import Decision as LoggedDecision
 from crmsync.store.repository import OutboxItem
@@ -125,9 +126,7 @@ def known_decision_keys(store: Store, connections: Iterable[str]) -> set[str]:
     names = list(connections)
     keys: set[str] = set()
     with store.engine.connect() as conn:
-        outbox = t.outbox.c
-        keys.update(k for (k,) in conn.execute(select(outbox.idempotency_key)
-                                               .where(outbox.connection.in_(names))))
+        keys.update(store_outbox.idempotency_keys(conn, names))
         decisions = t.decisions.c
         keys.update(k for (k,) in conn.execute(select(decisions.idempotency_key)
                                                .where(and_(decisions.connection.in_(names),

@@ -378,9 +378,3 @@ def _count_in_window(store: Store, object_type: ObjectType, connection: str, sin
             count += 1
     return count
 
-
-def pull_all(engines: Iterable[SyncEngine]) -> list[ObjectResult]:
-    results: list[ObjectResult] = []
-    for engine in engines:
-        results.extend(engine.sync())
-    return results
