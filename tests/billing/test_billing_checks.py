@@ -19,7 +19,7 @@ from crmsync.billing.checks import (
     run_checks,
 )
 from crmsync.billing.mapping import build_mapping
-from crmsync.billing.world_records import deal_record, line_records
+from crmsync.sandbox.records import deal_record, line_records
 from crmsync.model import Deal, LineItem
 from crmsync.sandbox import generate_world
 from crmsync.sandbox.meteroid import MeteroidSimulator

@@ -23,7 +23,7 @@ from crmsync.sandbox.hubspot import SANDBOX_TOKEN, HubSpotSimulator
 from crmsync.sandbox.pipedrive import DEFAULT_TOKEN, PipedriveSimulator
 from crmsync.sandbox.salesforce import SalesforceSimulator
 from crmsync.settings import ConnectionSettings
-from crmsync.sync.readahead import ReadAhead
+from crmsync.readahead import ReadAhead
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 

@@ -137,7 +137,7 @@ def known_decision_keys(store: Store, connections: Iterable[str]) -> set[str]:
 def run_incremental(settings: Settings, store: Store, connection: str,
                     changed: Sequence[tuple[str, str]], *, now: dt.datetime | None = None) -> RulesRun:
     """Rules over the records one sync cycle changed (``(object_type, source_id)`` pairs)."""
-    from crmsync.sync.outbox import filter_echoes
+    from crmsync.mirror.echoes import filter_echoes
 
     rule_set, errors = current_rule_set(settings, store)
     wanted = [(ot, sid) for ot, sid in dict.fromkeys(changed) if ot in OBJECT_NAMES]

@@ -22,7 +22,7 @@ field is refused (``failed``, the error names the field) without calling the CRM
 
 Loop prevention: after a successful write the expected content of the record (the stored record
 with the written fields applied) is remembered. ``is_echo``/``filter_echoes`` tell the rules and
-mirror layers that a pulled record is just crmsync's own write coming back.
+mirror layers that a pulled record is just crmsync's own write coming back (``crmsync.mirror.echoes``).
 
 Every SQL statement of all this (rows, claim, lease, pause, echo memory, re-run markers, mirror
 links) is in ``crmsync.store.outbox``; this module holds the policy.
@@ -53,14 +53,13 @@ from crmsync.connectors.base import (
 )
 from crmsync.logging import get_logger
 from crmsync.mirror.canonical import (
+    BOOKKEEPING_FIELDS,
     apply_fields,
     coerce_fields,
-    field_kinds,
     jsonable,
     object_type_of,
-    record_value,
-    same_value,
 )
+from crmsync.mirror.echoes import filter_echoes, is_echo
 from crmsync.mirror.keys import parse_mirror_key
 from crmsync.model import ObjectType, Record, now_utc, parse_timestamp
 from crmsync.settings import ConnectionSettings
@@ -76,7 +75,7 @@ R = TypeVar("R", bound=Record)
 #: (the crash test of the push path; never set in production)
 KILL_ENV = "CRMSYNC_TEST_KILL_AFTER_PUSH"
 
-__all__ = ["BATCH_SIZES", "KILL_ENV", "LEASE_NS", "PAUSE_NS", "RERUN_NS", "WRITES_NS", "DrainResult", "Rerun",
+__all__ = ["BATCH_SIZES", "BOOKKEEPING_FIELDS", "KILL_ENV", "LEASE_NS", "PAUSE_NS", "RERUN_NS", "WRITES_NS", "DrainResult", "Rerun",
            "backoff_seconds", "clear_rerun", "drain", "drop", "filter_echoes", "forget_writes", "get_item",
            "is_echo", "pending_reruns", "recent_errors", "refused_fields", "retry", "retry_failed"]
 
@@ -85,8 +84,6 @@ BATCH_SIZES = {"salesforce": 200, "hubspot": 100, "pipedrive": 50, "meteroid": 5
 DEFAULT_MAX_ATTEMPTS = 6
 BACKOFF_BASE_S = 5.0
 BACKOFF_CAP_S = 900.0
-#: fields crmsync writes for its own bookkeeping; never subject to ``writable_fields``
-BOOKKEEPING_FIELDS = frozenset({"crmsync_key"})
 
 
 @dataclass
@@ -152,24 +149,6 @@ def drain(store: Store, connector: Any, conn: ConnectionSettings, *, limit: int 
         result.seconds = time.perf_counter() - started
         log.info("outbox.drained", connection=conn.name, status=result.status, **result.counts())
     return result
-
-
-def is_echo(store: Store, record: Record) -> bool:
-    """True when ``record`` is exactly what crmsync's own last write to it should look like."""
-    key = store_outbox.write_key(record.connection, record.object_type, record.source_id)
-    with store.engine.connect() as db:
-        entry = store_outbox.remembered_writes(db, [key]).get(key)
-    return _matches(entry, record)
-
-
-def filter_echoes(store: Store, records: Sequence[R]) -> list[R]:
-    """``records`` without crmsync's own writes coming back (what the rules should look at)."""
-    if not records:
-        return []
-    keys = [store_outbox.write_key(r.connection, r.object_type, r.source_id) for r in records]
-    with store.engine.connect() as db:
-        entries = store_outbox.remembered_writes(db, keys)
-    return [r for r, k in zip(records, keys, strict=True) if not _matches(entries.get(k), r)]
 
 
 def pending_reruns(store: Store, connection: str | None = None) -> list[Rerun]:
@@ -546,23 +525,6 @@ def _remember_writes(tx: Transaction, connection: str, done: Sequence[tuple[Outb
             merged.update(jsonable(fields))
             entries[keys[rid]] = {"hash": expected, "fields": merged, "at": now.isoformat(), "outbox_id": item.id}
     store_outbox.remember_writes(tx.conn, entries, now)
-
-
-def _matches(entry: Any, record: Record) -> bool:
-    if not isinstance(entry, dict):
-        return False
-    if entry.get("hash"):
-        return bool(content_hash(record) == entry["hash"])
-    kinds = field_kinds(record.object_type)
-    fields = entry.get("fields") or {}
-    if not fields:
-        return False
-    for name, value in fields.items():
-        if name in BOOKKEEPING_FIELDS:
-            continue
-        if not same_value(kinds.get(name, "str"), value, record_value(record, name)):
-            return False
-    return True
 
 
 def _link_mirror(tx: Transaction, connection: str, item: OutboxItem, record_id: str) -> None:

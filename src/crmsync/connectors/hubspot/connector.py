@@ -37,8 +37,8 @@ from crmsync.connectors.hubspot.transport import HubSpotTransport
 from crmsync.connectors.mapping import ObjectMapping
 from crmsync.connectors.stage_history import HistoryBatch
 from crmsync.model import Deal, ModelError, Record
+from crmsync.readahead import ReadAhead
 from crmsync.settings import ConnectionSettings
-from crmsync.sync.readahead import ReadAhead
 
 # canonical object -> HubSpot object type
 NATIVE = {"deals": "deals", "accounts": "companies", "contacts": "contacts", "line_items": "line_items",

@@ -18,13 +18,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from crmsync.connectors.base import BudgetExhausted, ConnectorError, PushItem, PushResult, RetriableError
+from crmsync.connectors.hubspot.host import HubSpotHost
 from crmsync.connectors.hubspot.mapping import MAPPINGS
-
-if TYPE_CHECKING:
-    from crmsync.connectors.hubspot.connector import HubSpotConnector
 
 BATCH = 100
 KEY_PROPERTY = "crmsync_key"
@@ -66,7 +64,7 @@ def _ms(value: str | None) -> int | None:
 
 
 class Pusher:
-    def __init__(self, connector: HubSpotConnector) -> None:
+    def __init__(self, connector: HubSpotHost) -> None:
         self.connector = connector
         self._own: dict[tuple[str, str], int] = {}  # (object, id) -> hs_lastmodifieddate (ms) of our last update
 

@@ -31,16 +31,14 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from crmsync.connectors.base import BudgetExhausted, FatalError, PushItem, PushResult, RetriableError
 from crmsync.connectors.mapping import ObjectMapping
+from crmsync.connectors.pipedrive.host import PipedriveHost
 from crmsync.connectors.pipedrive.http import NotFoundError
 from crmsync.connectors.pipedrive.mappings import key_marker
 from crmsync.model import parse_timestamp
-
-if TYPE_CHECKING:
-    from crmsync.connectors.pipedrive.connector import PipedriveConnector
 
 V2 = "/api/v2"
 V1_NOTES = "/v1/notes"
@@ -73,7 +71,7 @@ def _rfc3339(moment: dt.datetime) -> str:
 
 
 class Pusher:
-    def __init__(self, connector: PipedriveConnector) -> None:
+    def __init__(self, connector: PipedriveHost) -> None:
         self.c = connector
         self.window = dt.timedelta(hours=float(connector.conn.options.get("idempotency_window_hours", 72)))
         self._own: dict[tuple[str, str], dt.datetime] = {}  # (path, id) -> update_time of our last PATCH
