@@ -39,12 +39,12 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import import_module
 from typing import Any, TypeVar
 
 from crmsync.connectors.base import (
     AuthError,
     BudgetExhausted,
+    Connector,
     ConnectorError,
     FatalError,
     PushItem,
@@ -79,7 +79,7 @@ __all__ = ["BATCH_SIZES", "BOOKKEEPING_FIELDS", "KILL_ENV", "LEASE_NS", "PAUSE_N
            "backoff_seconds", "clear_rerun", "drain", "drop", "filter_echoes", "forget_writes", "get_item",
            "is_echo", "pending_reruns", "recent_errors", "refused_fields", "retry", "retry_failed"]
 
-#: records per push call when the connector does not say (its ``push_batch_size`` wins)
+#: records per push call (``drain(batch_size=)`` overrides)
 BATCH_SIZES = {"salesforce": 200, "hubspot": 100, "pipedrive": 50, "meteroid": 50}
 DEFAULT_MAX_ATTEMPTS = 6
 BACKOFF_BASE_S = 5.0
@@ -110,7 +110,7 @@ class DrainResult:
 
 
 # --- public API -------------------------------------------------------------------------------
-def drain(store: Store, connector: Any, conn: ConnectionSettings, *, limit: int | None = None,
+def drain(store: Store, connector: Connector, conn: ConnectionSettings, *, limit: int | None = None,
           stop_event: threading.Event | None = None, batch_size: int | None = None,
           max_attempts: int = DEFAULT_MAX_ATTEMPTS, lease_seconds: float = 300.0,
           backoff_base_s: float = BACKOFF_BASE_S) -> DrainResult:
@@ -129,7 +129,7 @@ def drain(store: Store, connector: Any, conn: ConnectionSettings, *, limit: int 
             result.status = "paused"
             result.error = f"rate limited; paused until {paused.isoformat(timespec='seconds')}"
             return result
-        size = batch_size or int(getattr(connector, "push_batch_size", 0) or BATCH_SIZES.get(conn.kind, 50))
+        size = batch_size or BATCH_SIZES.get(conn.kind, 50)
         budget = ApiBudget(store, conn, clock=now_utc)
         retried_ids: set[int] = set()
         while limit is None or result.claimed < limit:
@@ -302,23 +302,12 @@ def _claim(store: Store, connection: str, want: int, owner: dict[str, Any], leas
 
 
 # --- push and bookkeeping ---------------------------------------------------------------------
-def _native_names(connector: Any, object_name: str) -> dict[str, str]:
-    """canonical field -> native field, from the connector's field table (``mappings`` on the
-    connector, else its package's ``MAPPINGS`` / ``OBJECTS``), so ``writable_fields`` may list either."""
-    mapping = (getattr(connector, "mappings", None) or {}).get(object_name)
-    if mapping is None:
-        package = type(connector).__module__.rsplit(".", 1)[0]
-        for module_name in (f"{package}.mapping", f"{package}.mappings"):
-            try:
-                module = import_module(module_name)
-            except ImportError:
-                continue
-            spec = (getattr(module, "MAPPINGS", None) or getattr(module, "OBJECTS", None) or {}).get(object_name)
-            mapping = getattr(spec, "mapping", spec)
-            if mapping is not None:
-                break
-    fields = getattr(mapping, "fields", None) or ()
-    return {f.target: f.source for f in fields if isinstance(getattr(f, "source", None), str)}
+def _native_names(connector: Connector, object_name: str) -> dict[str, str]:
+    """canonical field -> native field, from the connector's field table, so ``writable_fields``
+    may list either."""
+    mapping = connector.mappings.get(object_name)
+    fields = mapping.fields if mapping is not None else ()
+    return {f.target: f.source for f in fields if isinstance(f.source, str)}
 
 
 def _push_items(items: Sequence[OutboxItem]) -> list[PushItem]:
@@ -340,7 +329,7 @@ def _push_items(items: Sequence[OutboxItem]) -> list[PushItem]:
     return out
 
 
-def _push_batch(store: Store, connector: Any, conn: ConnectionSettings, items: list[OutboxItem],
+def _push_batch(store: Store, connector: Connector, conn: ConnectionSettings, items: list[OutboxItem],
                 result: DrainResult, budget: ApiBudget, max_attempts: int, retried_ids: set[int]) -> bool:
     """Push one claimed batch and book the answers; False stops the drain."""
     native = _native_names(connector, items[0].object_name)

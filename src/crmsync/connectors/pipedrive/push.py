@@ -37,7 +37,7 @@ from crmsync.connectors.base import BudgetExhausted, FatalError, PushItem, PushR
 from crmsync.connectors.mapping import ObjectMapping
 from crmsync.connectors.pipedrive.host import PipedriveHost
 from crmsync.connectors.pipedrive.http import NotFoundError
-from crmsync.connectors.pipedrive.mappings import key_marker
+from crmsync.connectors.pipedrive.mapping import key_marker
 from crmsync.model import parse_timestamp
 
 V2 = "/api/v2"
