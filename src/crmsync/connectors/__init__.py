@@ -1,4 +1,9 @@
-"""One connector per system; ``build_connector`` picks it by the connection's kind."""
+"""One connector per system; ``build_connector`` picks it by the connection's kind.
+
+Every connector is a ``base.Connector`` (pull, count, list_ids, push, usage, and its field tables
+as ``mappings``); the error taxonomy, ``Page``, ``PushItem`` / ``PushResult`` are in ``base``, the
+cursor rule in ``cursor``. Connectors import nothing from ``store``, ``sync`` or ``rules``.
+"""
 
 from __future__ import annotations
 

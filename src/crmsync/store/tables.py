@@ -486,7 +486,8 @@ console_sessions = _t(ConsoleSessionRow)
 audit_log = _t(AuditRow)
 rule_set_versions = _t(RuleSetVersionRow)
 
-ALL_TABLES: tuple[SATable, ...] = tuple(record_table(t) for t in RECORD_ROWS) + (
+ALL_TABLES: tuple[SATable, ...] = (
+    *(record_table(t) for t in RECORD_ROWS),
     sync_cursors,
     runs,
     decisions,

@@ -413,7 +413,7 @@ def _book_batch_error(store: Store, conn: ConnectionSettings, items: list[Outbox
             result.status = "paused"
             result.error = message
             return False
-        assert isinstance(exc, FatalError) or isinstance(exc, ConnectorError)
+        assert isinstance(exc, (FatalError, ConnectorError))
         for item in items:
             tx.update_outbox(_id(item), OutboxStatus.FAILED.value, last_error=message)
             result.failed += 1

@@ -65,7 +65,7 @@ def _ms(value: str | None) -> int | None:
         return None
     if parsed.tzinfo is None:
         return None
-    return int(round(parsed.timestamp() * 1000))
+    return round(parsed.timestamp() * 1000)
 
 
 def _only_archived(native: str, results: list[dict[str, Any]]) -> None:

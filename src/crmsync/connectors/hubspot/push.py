@@ -60,7 +60,7 @@ def wire_value(value: Any) -> str:
 def _ms(value: str | None) -> int | None:
     if not value:
         return None
-    return int(round(dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000))
+    return round(dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 class Pusher:
@@ -202,7 +202,7 @@ class Pusher:
                 if str(item.source_id) not in current:
                     results[i] = PushResult(item.ref, False, item.source_id, error="not found (deleted or merged)")
                     continue
-                based = int(round(item.based_on_modified_at.timestamp() * 1000))
+                based = round(item.based_on_modified_at.timestamp() * 1000)
                 if seen is not None and seen > based and seen != self._own.get((native, str(item.source_id))):
                     results[i] = PushResult(item.ref, False, item.source_id, conflict=True,
                                             error="changed in HubSpot since the decision")

@@ -27,6 +27,7 @@ key), and is sent under ``custom_fields`` by key. ``writable_fields`` may list e
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from collections.abc import Sequence
@@ -157,10 +158,8 @@ class Pusher:
         if item.operation == "delete":
             if not item.source_id:
                 raise ValueError("delete needs source_id")
-            try:
+            with contextlib.suppress(NotFoundError):  # already gone: the goal is reached
                 self.c.call("DELETE", f"{V2}{path}/{int(item.source_id)}", cost=COST_DELETE, for_push=True)
-            except NotFoundError:
-                pass  # already gone: the goal is reached
             return PushResult(item.ref, True, item.source_id)
         raise ValueError(f"unknown operation {item.operation!r}")
 
