@@ -22,7 +22,6 @@ from crmsync.model import Deal, ObjectType, now_utc, parse_timestamp
 from crmsync.settings import MirrorSettings, Settings
 from crmsync.store import Store
 from crmsync.store import outbox as store_outbox
-from crmsync.store.outbox import RERUN_NS
 from crmsync.store.upsert import plan_for
 
 log = get_logger("crmsync.mirror")
@@ -111,7 +110,7 @@ def run_mirror(store: Store, mirror: MirrorSettings, *, full: bool = False) -> M
         for item in run.plan.items:
             run.enqueued += int(tx.enqueue(item))
         for r in reruns:
-            tx.delete_state(RERUN_NS, f"{r.connection}|{r.object_type}|{r.source_id}")
+            store_outbox.clear_rerun(tx.conn, r.connection, r.object_type, r.source_id)
         tx.set_state(CURSOR_NS, mirror.name, {"since": (started - SKEW).isoformat()})
     log.info("mirror.planned", mirror=mirror.name, changed_source=run.changed_source,
              changed_target=run.changed_target, echoes=run.echoes, creates=run.plan.creates,

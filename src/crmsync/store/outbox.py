@@ -317,6 +317,19 @@ def idempotency_keys(conn: Connection, connections: Sequence[str]) -> set[str]:
     return {k for (k,) in conn.execute(select(c.idempotency_key).where(c.connection.in_(list(connections))))}
 
 
+def created_by_decisions(conn: Connection, connection: str, *, rule_kind: str, action: str,
+                         object_name: str) -> list[tuple[str, str, str, Any, str, Any]]:
+    """Creates the CRM accepted for logged decisions of ``rule_kind`` / ``action``: (decision key,
+    object type, source id, decision fields, the created record's id, the pushed fields)."""
+    d, o = t.decisions.c, t.outbox.c
+    stmt = (select(d.idempotency_key, d.object_type, d.source_id, d.fields, o.result_id, o.fields)
+            .join(t.outbox, o.idempotency_key == d.idempotency_key)
+            .where(and_(d.connection == connection, d.rule_kind == rule_kind, d.action == action,
+                        o.object_name == object_name, o.operation == OutboxOperation.CREATE.value,
+                        o.status == OutboxStatus.DONE.value, o.result_id.is_not(None))))
+    return [(a, b, c, e, f, g) for a, b, c, e, f, g in conn.execute(stmt)]
+
+
 def counts(conn: Connection, connection: str | None = None) -> dict[str, int]:
     """Items per status (statuses with no items are absent)."""
     c = t.outbox.c

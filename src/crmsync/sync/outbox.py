@@ -75,9 +75,12 @@ R = TypeVar("R", bound=Record)
 #: (the crash test of the push path; never set in production)
 KILL_ENV = "CRMSYNC_TEST_KILL_AFTER_PUSH"
 
-__all__ = ["BATCH_SIZES", "BOOKKEEPING_FIELDS", "KILL_ENV", "LEASE_NS", "PAUSE_NS", "RERUN_NS", "WRITES_NS", "DrainResult", "Rerun",
-           "backoff_seconds", "clear_rerun", "drain", "drop", "filter_echoes", "forget_writes", "get_item",
-           "is_echo", "pending_reruns", "recent_errors", "refused_fields", "retry", "retry_failed"]
+__all__ = [
+    "BATCH_SIZES", "BOOKKEEPING_FIELDS", "KILL_ENV", "LEASE_NS", "PAUSE_NS", "RERUN_NS", "WRITES_NS",
+    "DrainResult", "Rerun", "act", "backoff_seconds", "clear_rerun", "drain", "drop", "filter_echoes",
+    "forget_writes", "get_item", "is_echo", "pending_reruns", "recent_errors", "refused_fields", "retry",
+    "retry_failed",
+]
 
 #: records per push call (``drain(batch_size=)`` overrides)
 BATCH_SIZES = {"salesforce": 200, "hubspot": 100, "pipedrive": 50, "meteroid": 50}
