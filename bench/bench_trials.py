@@ -32,11 +32,11 @@ def main() -> None:
     from crmsync.report.shadow import shadow_report
     from crmsync.rules.loader import load_rules
     from crmsync.rules.runner import current_rule_set, run_full
-    from crmsync.rules.shadow import record_version, run_shadow, start_period
     from crmsync.sandbox.runner import CONNECTION_NAMES, CRM_OBJECTS, start_sandbox
     from crmsync.settings import load_settings
     from crmsync.store import Store
     from crmsync.sync.runner import open_engine
+    from crmsync.trials.shadow import record_version, run_shadow, start_period
 
     rules = Path(__file__).resolve().parents[1] / "config" / "rules"
     with tempfile.TemporaryDirectory() as tmp:

@@ -23,12 +23,12 @@ from rich.table import Table
 from crmsync.billing.catalog import BillingCatalog
 from crmsync.billing.checks import CheckConfig, run_checks
 from crmsync.billing.mapping import build_mapping
-from crmsync.billing.world_records import deal_record, line_records
 from crmsync.model import Deal, Lead, ObjectType, Record, Stage
 from crmsync.rules.context import RuleContext
 from crmsync.rules.decisions import FINDING, Decision
 from crmsync.rules.hygiene import CompiledHygieneRule
 from crmsync.rules.loader import RuleSet, load_rules
+from crmsync.sandbox.records import deal_record, line_records
 from crmsync.sandbox.world import STAGES, World
 from crmsync.store import Store
 

@@ -321,7 +321,7 @@ _mount_optional("crmsync.rules.commands", "rules_app", "rules")
 _mount_optional("crmsync.billing.commands", "billing_app", "billing")
 _mount_optional("crmsync.sync.outbox_commands", "outbox_app", "outbox")
 _mount_optional("crmsync.runtime.commands", "worker_app", "worker")
-_mount_optional("crmsync.report", "report_app", "report")
+_mount_optional("crmsync.report.commands", "report_app", "report")
 _mount_optional("crmsync.console.commands", "console_app", "console")
 
 

@@ -256,4 +256,4 @@ def _billing(console: Console, settings: Settings, store: Store, details: bool =
     run_billing_demo(console, settings, store, details=details)
 
 
-__all__ = ["run_demo", "OBJECT_TYPES"]
+__all__ = ["OBJECT_TYPES", "run_demo"]

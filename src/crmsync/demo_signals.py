@@ -16,7 +16,7 @@ from crmsync.store import Store
 
 
 def pull_calls(console: Console, settings: Settings, store: Store) -> None:
-    from crmsync.connectors import build_connector
+    from crmsync.connectors.gong import GongConnector
     from crmsync.store.activity import load_calls
     from crmsync.sync.activity import sync_calls
 
@@ -24,7 +24,7 @@ def pull_calls(console: Console, settings: Settings, store: Store) -> None:
         if conn.kind != "gong" or not conn.enabled:
             continue
         console.rule("calls: Gong into the store (3 calls/s, 10,000/day)")
-        connector = build_connector(conn)
+        connector = GongConnector(conn)
         started = time.perf_counter()
         try:
             result = sync_calls(store, connector)

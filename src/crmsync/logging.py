@@ -22,7 +22,7 @@ REDACTED = "[REDACTED]"
 SECRET_KEY_PATTERN = re.compile(r"(pass(word)?|secret|token|api[_-]?key|authorization|session[_-]?id|cookie)",
                                 re.IGNORECASE)
 
-__all__ = ["bind", "unbind", "clear", "configure_logging", "get_logger", "SecretRedactor"]
+__all__ = ["SecretRedactor", "bind", "clear", "configure_logging", "get_logger", "unbind"]
 
 bind = bind_contextvars
 unbind = unbind_contextvars

@@ -60,7 +60,7 @@ def shadow_start(
 ) -> None:
     """Start a shadow period: the worker evaluates the version beside the live rules while it is open."""
     from crmsync.rules.loader import RuleFileError
-    from crmsync.rules.shadow import ShadowError, record_version, start_period
+    from crmsync.trials.shadow import ShadowError, record_version, start_period
 
     if (version is None) == (directory is None):
         raise typer.BadParameter("give exactly one of --version and --dir", param_hint="--version")
@@ -89,7 +89,7 @@ def shadow_start(
 @shadow_app.command("stop")
 def shadow_stop(period_id: Annotated[int, typer.Argument(help="The period's id.")], config: ConfigOption = None) -> None:
     """End a shadow period now (its decisions stay for the report)."""
-    from crmsync.rules.shadow import stop_period
+    from crmsync.trials.shadow import stop_period
 
     store = state.write_store(config)
     try:
@@ -105,7 +105,7 @@ def shadow_stop(period_id: Annotated[int, typer.Argument(help="The period's id."
 @shadow_app.command("list")
 def shadow_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Shadow periods, newest first."""
-    from crmsync.rules.shadow import periods
+    from crmsync.trials.shadow import periods
 
     store = state.read_store(config)
     try:
@@ -164,7 +164,7 @@ def register_reports(report_app: typer.Typer) -> None:
     ) -> None:
         """What a shadow rule-set version would have changed (owners, scores, tasks) against what live did."""
         from crmsync.report.shadow import shadow_page, shadow_report
-        from crmsync.rules.shadow import periods
+        from crmsync.trials.shadow import periods
 
         store = state.read_store(config)
         try:

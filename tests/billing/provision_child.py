@@ -8,9 +8,9 @@ import sys
 from crmsync.billing.catalog import load_catalog
 from crmsync.billing.mapping import build_mapping
 from crmsync.billing.won_deals import provision
-from crmsync.billing.world_records import deal_record, line_records
 from crmsync.connectors.meteroid import MeteroidConnector
 from crmsync.sandbox import generate_world
+from crmsync.sandbox.records import deal_record, line_records
 from crmsync.settings import ConnectionSettings
 
 

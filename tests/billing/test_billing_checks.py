@@ -19,10 +19,10 @@ from crmsync.billing.checks import (
     run_checks,
 )
 from crmsync.billing.mapping import build_mapping
-from crmsync.billing.world_records import deal_record, line_records
 from crmsync.model import Deal, LineItem
 from crmsync.sandbox import generate_world
 from crmsync.sandbox.meteroid import MeteroidSimulator
+from crmsync.sandbox.records import deal_record, line_records
 from crmsync.sandbox.world import CRM_LIST_PRICE_DRIFT
 
 NOW = dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)

@@ -15,10 +15,10 @@ from crmsync.billing.catalog import load_catalog
 from crmsync.billing.checks import blocking, run_checks
 from crmsync.billing.mapping import build_mapping
 from crmsync.billing.won_deals import provision, record_result
-from crmsync.billing.world_records import deal_record, line_records
 from crmsync.connectors.meteroid import MeteroidConnector, customer_alias, subscription_marker
 from crmsync.sandbox import SandboxServer, generate_world
 from crmsync.sandbox.meteroid import DEFAULT_API_KEY, MeteroidSimulator
+from crmsync.sandbox.records import deal_record, line_records
 from crmsync.settings import ConnectionSettings
 
 NOW = dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)

@@ -18,12 +18,12 @@ from crmsync.connectors.mapping import FieldMap, ObjectMapping, as_date, as_deci
 from crmsync.connectors.pipedrive import PipedriveConnector
 from crmsync.connectors.salesforce import SalesforceConnector
 from crmsync.model import ModelError, ObjectType, parse_date, parse_decimal, parse_timestamp
+from crmsync.readahead import ReadAhead
 from crmsync.sandbox import Knobs, LocalCA, SandboxServer, generate_world
 from crmsync.sandbox.hubspot import SANDBOX_TOKEN, HubSpotSimulator
 from crmsync.sandbox.pipedrive import DEFAULT_TOKEN, PipedriveSimulator
 from crmsync.sandbox.salesforce import SalesforceSimulator
 from crmsync.settings import ConnectionSettings
-from crmsync.sync.readahead import ReadAhead
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 

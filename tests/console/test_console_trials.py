@@ -17,9 +17,9 @@ from sqlalchemy import select
 from test_console_browser import shot, sign_in
 
 from crmsync.report.shadow import shadow_report
-from crmsync.rules.shadow import periods, record_version
 from crmsync.runtime.pipeline import RulesStep, run_connection_cycle
 from crmsync.store.workflow_tables import experiment_assignments
+from crmsync.trials.shadow import periods, record_version
 
 EXPERIMENTS = """\
 version: 1

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from crmsync.billing_keys import customer_alias, subscription_marker
 from crmsync.connectors import build_connector
 from crmsync.connectors.meteroid import MeteroidConnector
-from crmsync.connectors.meteroid.aliases import customer_alias, subscription_marker
 from crmsync.model import Deal, ObjectType
 from crmsync.rules.runner import run_full
 from crmsync.sandbox.pipedrive.fields import DEAL_KEY_BY_NAME

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from crmsync.connectors.meteroid.aliases import subscription_marker
+from crmsync.billing_keys import subscription_marker
 from crmsync.report.billing_funnel import WonDeal, billing_funnel
 
 TODAY = dt.date(2026, 6, 15)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from crmsync.activity import InvoiceFact, MeterReading
-from crmsync.connectors.meteroid.aliases import subscription_marker
+from crmsync.billing_keys import subscription_marker
 from crmsync.model import Deal, Owner
 from crmsync.rules.runner import run_full
 from crmsync.settings import Settings

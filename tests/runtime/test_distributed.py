@@ -8,6 +8,7 @@ SIGKILLed mid-run has its job recovered (stalled-job recovery) and finished by t
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import signal
 import subprocess
 from collections import defaultdict
@@ -110,7 +111,7 @@ def test_three_workers_share_fifty_connections_and_survive_a_kill(tmp_path: Path
             by_connection[name].append((started, finished))
         for name, intervals in by_connection.items():
             intervals.sort()
-            for (s1, f1), (s2, _f2) in zip(intervals, intervals[1:], strict=False):
+            for (s1, f1), (s2, _f2) in itertools.pairwise(intervals):
                 assert s2 >= f1, f"{name}: overlapping sync runs {s1}..{f1} and {s2}"
         # Every connection's own token reached the sandbox (work really went to each connection).
         assert len({entry.auth for entry in sandbox.sim.log.recent if entry.status == 200}) >= N_CONNECTIONS

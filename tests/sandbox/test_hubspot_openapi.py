@@ -85,5 +85,5 @@ def test_validation_catches_a_wrong_shape(http: httpx.Client) -> None:
     """The helper is not a rubber stamp: a list page missing ``results`` fails."""
     response = http.get("/crm/v3/objects/0-3", params={"limit": "1"})
     broken = httpx.Response(200, json={"paging": {}}, request=response.request)
-    with pytest.raises(Exception, match="results|Invalid"):
+    with pytest.raises(Exception, match=r"results|Invalid"):
         validate_exchange("hubspot/deals.v3.json", response.request, broken)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import itertools
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -419,7 +420,7 @@ def test_stage_history_from_the_world_and_from_edits(sf: Salesforce, sim: Salesf
     assert len(history) > 1
     assert [r["NewValue"] for r in rows] == [stage.label for stage, _ in history[1:]]  # creation is no StageName row
     assert rows[0]["OldValue"] == history[0][0].label
-    assert all(a["NewValue"] == b["OldValue"] for a, b in zip(rows, rows[1:], strict=False))
+    assert all(a["NewValue"] == b["OldValue"] for a, b in itertools.pairwise(rows))
     created = sf.query(format_soql("SELECT Field, NewValue, CreatedDate FROM OpportunityFieldHistory "
                                    "WHERE OpportunityId = {} AND Field = 'created'", opportunity_id))["records"]
     assert [(r["Field"], r["NewValue"]) for r in created] == [("created", None)]

@@ -6,8 +6,9 @@ import datetime as dt
 
 import pytest
 
-from crmsync.model import UTC, ModelError
-from crmsync.store import Decision, OutboxItem, Store, StoreError
+from crmsync.model import UTC, ModelError, now_utc
+from crmsync.store import Decision, OutboxItem, OutboxStatus, Store, StoreError
+from crmsync.store import outbox as store_outbox
 
 T0 = dt.datetime(2025, 5, 1, tzinfo=UTC)
 
@@ -52,19 +53,36 @@ def test_duplicate_key_does_not_abort_the_transaction(store: Store) -> None:
 
 def test_outbox_lifecycle(store: Store) -> None:
     for i in range(5):
-        store.enqueue(item(f"k{i}"))
+        store.enqueue(item(f"k{i}", source_id=f"D{i}"))
+    store.enqueue(item("k5", source_id="D4"))  # a second write to D4 waits for the next claim
     store.enqueue(item("other", connection="sf"))
     assert [p.idempotency_key for p in store.outbox_pending("hs", 2)] == ["k0", "k1"]
-    claimed = store.claim_outbox("hs", 3)
-    assert [c.idempotency_key for c in claimed] == ["k0", "k1", "k2"]
-    assert all(c.status == "in_flight" for c in claimed)
-    assert [p.idempotency_key for p in store.outbox_pending("hs", 10)] == ["k3", "k4"]
+    now = now_utc()
+    with store.transaction() as tx:
+        due = store_outbox.due(now, lambda attempts: 5.0 * attempts, 60.0)
+        claimed, orphans = store_outbox.claim(tx.conn, "hs", 3, due_clause=due, exclude=set(), now=now)
+    assert [c.idempotency_key for c in claimed] == ["k0", "k1", "k2"] and orphans == 0
+    assert all(c.status == "in_flight" and c.attempts == 1 for c in claimed)
+    with store.transaction() as tx:  # in_flight rows come first again (a killed drain's), unless excluded
+        again, orphans = store_outbox.claim(tx.conn, "hs", 3, due_clause=due, exclude=set(), now=now)
+        assert [c.idempotency_key for c in again] == ["k0", "k1", "k2"] and orphans == 3
+    with store.transaction() as tx:
+        rest, _ = store_outbox.claim(tx.conn, "hs", 3, due_clause=due, exclude={c.id or 0 for c in claimed}, now=now)
+    assert [c.idempotency_key for c in rest] == ["k3", "k4"]
+    assert [p.idempotency_key for p in store.outbox_pending("hs", 10)] == ["k5"]
+    with store.transaction() as tx:  # back to pending: in_flight rows only, attempts reset
+        assert store_outbox.reset(tx.conn, to=OutboxStatus.PENDING, item_id=rest[0].id,
+                                  only=(OutboxStatus.IN_FLIGHT,), reset_attempts=True) == 1
+        assert store_outbox.reset(tx.conn, to=OutboxStatus.PENDING, item_id=rest[0].id,
+                                  only=(OutboxStatus.IN_FLIGHT,)) == 0
+        tx.update_outbox(rest[1].id or 0, "pending", attempts=0)
+    assert [p.idempotency_key for p in store.outbox_pending("hs", 10)] == ["k3", "k4", "k5"]
     assert store.update_outbox(claimed[0].id or 0, "done", attempts=1, result_id="0061")
     assert store.update_outbox(claimed[1].id or 0, "failed", attempts=3, last_error="HTTP 400 INVALID_FIELD")
     assert store.update_outbox(claimed[2].id or 0, "parked", last_error="conflict: changed in CRM")
     assert not store.update_outbox(999_999, "done")
-    assert store.outbox_counts() == {"done": 1, "failed": 1, "parked": 1, "pending": 3}
-    assert store.outbox_counts("hs") == {"done": 1, "failed": 1, "parked": 1, "pending": 2}
+    assert store.outbox_counts() == {"done": 1, "failed": 1, "parked": 1, "pending": 4}
+    assert store.outbox_counts("hs") == {"done": 1, "failed": 1, "parked": 1, "pending": 3}
     done = store.outbox_items(status="done")
     assert len(done) == 1 and done[0].result_id == "0061" and done[0].attempts == 1
     failed = store.outbox_items(status="failed")[0]

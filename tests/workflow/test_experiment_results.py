@@ -15,11 +15,11 @@ from sqlalchemy import select
 from crmsync.model import Lead, ObjectType, Owner
 from crmsync.report.experiments import experiment_results, experiments_page
 from crmsync.rules.engine import evaluate
-from crmsync.rules.experiment_runner import group_counts, run_experiments
 from crmsync.rules.loader import RuleSet, load_rules
 from crmsync.rules.runner import build_context, known_decision_keys
 from crmsync.store import Store
 from crmsync.store.workflow_tables import experiment_assignments
+from crmsync.trials.experiments import group_counts, run_experiments
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "config" / "rules"
 CONN = "crm"

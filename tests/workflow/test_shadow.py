@@ -23,7 +23,6 @@ from sqlalchemy import func, select
 from crmsync.model import ObjectType, Record, now_utc
 from crmsync.report.shadow import shadow_page, shadow_report
 from crmsync.rules.runner import current_rule_set, run_full
-from crmsync.rules.shadow import open_periods, record_version, run_shadow, start_period, stop_period
 from crmsync.runtime.pipeline import RulesStep, SyncStep, run_connection_cycle
 from crmsync.sandbox.runner import CONNECTION_NAMES, CRM_OBJECTS, SandboxHandle, start_sandbox
 from crmsync.settings import Settings, load_settings
@@ -31,6 +30,7 @@ from crmsync.store import Store
 from crmsync.store import tables as t
 from crmsync.store.workflow_tables import shadow_decisions, shadow_records
 from crmsync.sync.runner import open_engine
+from crmsync.trials.shadow import open_periods, record_version, run_shadow, start_period, stop_period
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "config" / "rules"
 

@@ -71,10 +71,6 @@ class BillingCoupon:
     expires_at: dt.datetime | None
     disabled: bool
 
-    def active_at(self, at: dt.datetime) -> bool:
-        return not self.disabled and (self.expires_at is None or self.expires_at > at)
-
-
 @dataclass(slots=True)
 class BillingCatalog:
     plans: list[BillingPlan] = field(default_factory=list)
@@ -118,10 +114,6 @@ class BillingCatalog:
 
     def plan(self, plan_id: str) -> BillingPlan | None:
         return next((p for p in self.plans if p.id == plan_id), None)
-
-    def single_plan_for(self, code: str) -> BillingPlan | None:
-        """The plan that sells exactly this product (the one-product plan)."""
-        return next((p for p in self.plans if p.product_codes == {code}), None)
 
     def coupon(self, code: str) -> BillingCoupon | None:
         return next((c for c in self.coupons if c.code == code), None)

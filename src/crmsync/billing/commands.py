@@ -43,12 +43,9 @@ def _connector(settings: Settings) -> Any:
 def _crm_side(settings: Settings, world_seed: int | None, world_deals: int
               ) -> tuple[list[tuple[Deal, list[LineItem]]], list[Product], list[PriceBookEntry]]:
     if world_seed is not None:
-        from crmsync.billing.world_records import deal_record, line_records, product_records
-        from crmsync.sandbox import generate_world
+        from crmsync.billing.demo import world_crm_side
 
-        world = generate_world(world_seed, world_deals)
-        world_products, world_entries = product_records(world)
-        return [(deal_record(world, d), line_records(world, d)) for d in world.deals], world_products, world_entries
+        return world_crm_side(world_seed, world_deals)
     from crmsync.billing.crm_side import load_crm_side
 
     store = state.read_store()  # read-only: never migrated here

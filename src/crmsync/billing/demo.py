@@ -16,9 +16,20 @@ from crmsync.billing.crm_side import load_crm_side
 from crmsync.billing.mapping import build_mapping
 from crmsync.billing.reports import deal_drift, price_book_drift
 from crmsync.billing.won_deals import provision, record_result
-from crmsync.model import Account, ObjectType
+from crmsync.model import Account, Deal, LineItem, ObjectType, PriceBookEntry, Product
 from crmsync.settings import Settings
 from crmsync.store import Store
+
+
+def world_crm_side(seed: int, deals: int) -> tuple[list[tuple[Deal, list[LineItem]]], list[Product], list[PriceBookEntry]]:
+    """The CRM side of a generated sandbox world (``crmsync billing ... --world-seed``): its deals
+    with their line items, products and price-book entries, without going through a CRM."""
+    from crmsync.sandbox import generate_world
+    from crmsync.sandbox.records import deal_record, line_records, product_records
+
+    world = generate_world(seed, deals)
+    products, entries = product_records(world)
+    return [(deal_record(world, d), line_records(world, d)) for d in world.deals], products, entries
 
 
 def run_billing_demo(console: Console, settings: Settings, store: Store, *, provision_per_crm: int = 5,

@@ -23,8 +23,8 @@ from typing import Any
 from crmsync.billing.catalog import PERIOD_MONTHS, BillingCatalog, BillingComponent, BillingPlan
 from crmsync.billing.checks import CheckConfig, Finding, blocking, line_total, run_checks
 from crmsync.billing.mapping import ProductMapping
+from crmsync.billing_keys import customer_alias, subscription_marker
 from crmsync.connectors.base import ConnectorError
-from crmsync.connectors.meteroid.aliases import customer_alias, subscription_marker
 from crmsync.connectors.meteroid.errors import AlreadyExists, AmbiguousCreate
 from crmsync.model import Account, Deal, LineItem
 

@@ -1,10 +1,16 @@
-"""One connector per system; ``build_connector`` picks it by the connection's kind."""
+"""One connector per system; ``build_connector`` picks it by the connection's kind.
+
+Every connector is a ``base.Connector`` (pull, count, list_ids, push, usage, and its field tables
+as ``mappings``); the error taxonomy, ``Page``, ``PushItem`` / ``PushResult`` are in ``base``, the
+cursor rule in ``cursor``. Connectors import nothing from ``store``, ``sync`` or ``rules``.
+"""
 
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING
 
+from crmsync.connectors.base import Connector
 from crmsync.settings import ConnectionSettings
 
 CONNECTOR_CLASSES = {
@@ -19,8 +25,19 @@ CONNECTOR_CLASSES = {
 }
 
 
-def build_connector(conn: ConnectionSettings) -> Any:
+def build_connector(conn: ConnectionSettings) -> Connector:
     """Instantiate the connector for ``conn`` (imported lazily: each pulls in its own client)."""
     module_name, class_name = CONNECTOR_CLASSES[conn.kind]
     cls = getattr(import_module(module_name), class_name)
-    return cls(conn)
+    connector: Connector = cls(conn)
+    return connector
+
+
+if TYPE_CHECKING:  # mypy checks here that every connector class is a ``Connector``
+    from crmsync.connectors.hubspot.connector import HubSpotConnector
+    from crmsync.connectors.meteroid.connector import MeteroidConnector
+    from crmsync.connectors.pipedrive.connector import PipedriveConnector
+    from crmsync.connectors.salesforce.connector import SalesforceConnector
+
+    _CHECKED: tuple[type[Connector], ...] = (SalesforceConnector, HubSpotConnector, PipedriveConnector,
+                                              MeteroidConnector)

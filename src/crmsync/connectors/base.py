@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from crmsync.connectors.mapping import ObjectMapping
 from crmsync.model import Record
 
 
@@ -127,9 +128,20 @@ class PushResult:
 
 
 class Connector(Protocol):
+    """What the sync engine and the outbox drain use of a connector (``build_connector`` returns
+    one). ``mappings`` are its field tables by canonical object name (each connector's
+    ``mapping`` module, with the connection's ``field_mappings`` applied): pushes translate back
+    through them and ``writable_fields`` may name either side; empty for a system whose objects
+    are read natively (Meteroid)."""
+
     kind: str
     name: str
-    usage: Usage
+
+    @property
+    def usage(self) -> Usage: ...
+
+    @property
+    def mappings(self) -> Mapping[str, ObjectMapping]: ...
 
     def objects(self) -> Sequence[str]:
         """Object names this connector can pull (canonical names: deals, owners, stages, ...)."""

@@ -29,6 +29,7 @@ from crmsync.console.web import (
     endpoint,
     forbidden,
     new_token,
+    redirect,
     safe_next,
     set_cookie,
 )
@@ -91,14 +92,6 @@ def _environment() -> jinja2.Environment:
     env.filters["q"] = lambda v: quote(str(v), safe="")
     env.filters["fid"] = lambda v: "f-" + "".join(ch if ch.isalnum() else "-" for ch in str(v))
     return env
-
-
-def redirect(path: str, message: str | None = None) -> RedirectResponse:
-    """303 to ``path`` (which may end in ``#anchor``), with a message shown once."""
-    base, _, anchor = path.partition("#")
-    if message:
-        base += ("&" if "?" in base else "?") + "msg=" + quote(message)
-    return RedirectResponse(base + (f"#{anchor}" if anchor else ""), status_code=303)
 
 
 # ------------------------------------------------------------------------------------------- pages

@@ -57,7 +57,7 @@ def read_value(leaf: str, raw: str | None) -> Any:
 
 def field_paths(form: Any, prefix: KeyPath) -> list[KeyPath]:
     """The key paths a form posts under ``prefix`` (checkboxes announce themselves in ``_bool``)."""
-    names = [k for k in form.keys() if not k.startswith("_") and k != "csrf_token"]
+    names = [k for k in form if not k.startswith("_") and k != "csrf_token"]
     names += getlist(form, "_bool")
     out: list[KeyPath] = []
     for name in dict.fromkeys(names):

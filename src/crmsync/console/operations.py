@@ -21,6 +21,7 @@ from crmsync.model import parse_timestamp
 from crmsync.runtime import schedule_state
 from crmsync.settings import Settings
 from crmsync.store import Store
+from crmsync.store import outbox as store_outbox
 from crmsync.store import tables as t
 from crmsync.store.repository import OutboxItem, QuarantineEntry, RunInfo
 from crmsync.sync import outbox
@@ -70,36 +71,25 @@ def runs(store: Store, limit: int = 30) -> list[RunInfo]:
 
 def outbox_page(store: Store, *, status: str | None, connection: str | None, limit: int = 200) -> list[OutboxItem]:
     """Newest first, at most ``limit`` rows, filtered in SQL."""
-    c = t.outbox.c
-    stmt = select(c.id).order_by(c.id.desc()).limit(limit)
-    if status:
-        stmt = stmt.where(c.status == status)
-    if connection:
-        stmt = stmt.where(c.connection == connection)
     with store.engine.connect() as conn:
-        ids = [int(i) for (i,) in conn.execute(stmt)]
+        ids = store_outbox.newest_ids(conn, status=status, connection=connection, limit=limit)
     return [item for item in (outbox.get_item(store, i) for i in ids) if item is not None]
 
 
 def retry_item(store: Store, actor: str, item_id: int) -> str | None:
     """None on success, else why not."""
-    item = outbox.get_item(store, item_id)
-    if item is None:
-        return f"no outbox item {item_id}"
-    if not outbox.retry(store, item_id):
-        return f"outbox item {item_id} is {item.status}; only failed or parked items can be retried"
-    audit.record(store, actor, "outbox.retry", f"outbox {item_id}", connection=item.connection)
-    return None
+    return _act(store, actor, item_id, "retry")
 
 
 def drop_item(store: Store, actor: str, item_id: int) -> str | None:
-    item = outbox.get_item(store, item_id)
-    if item is None:
-        return f"no outbox item {item_id}"
-    if not outbox.drop(store, item_id):
-        return f"outbox item {item_id} is {item.status}; it cannot be dropped"
-    audit.record(store, actor, "outbox.drop", f"outbox {item_id}", connection=item.connection)
-    return None
+    return _act(store, actor, item_id, "drop")
+
+
+def _act(store: Store, actor: str, item_id: int, action: str) -> str | None:
+    item, why_not = outbox.act(store, item_id, action)
+    if why_not is None and item is not None:
+        audit.record(store, actor, f"outbox.{action}", f"outbox {item_id}", connection=item.connection)
+    return why_not
 
 
 def quarantine_page(store: Store, limit: int = 200) -> list[QuarantineEntry]:

@@ -8,23 +8,33 @@ feedback``, so the pages and the commands always agree.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from crmsync.console import audit
-from crmsync.console.web import Req
-from crmsync.model import now_utc
+from crmsync.console.drafts import Workspace
+from crmsync.console.web import Req, redirect
+from crmsync.model import Owner, now_utc
 from crmsync.report.experiments import experiment_results, experiments_page
 from crmsync.report.feedback import feedback, feedback_page
 from crmsync.report.shadow import shadow_page, shadow_report
-from crmsync.rules import shadow
-
-if TYPE_CHECKING:
-    from crmsync.console.app import Console
+from crmsync.store import Store
+from crmsync.trials import shadow
 
 DRAFT = "draft"
+
+
+class TrialsHost(Protocol):
+    """What these pages use of the console app (``console.app.Console``), without importing it."""
+
+    store: Store
+    workspace: Workspace
+
+    def owners(self) -> list[Owner]: ...
+
+    def render(self, req: Req, template: str, status: int = 200, **context: Any) -> HTMLResponse: ...
 
 
 def _moment(text: str, field: str) -> dt.datetime:
@@ -36,9 +46,7 @@ def _moment(text: str, field: str) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
-def trial_routes(c: Console, page: Any, admin: dict[str, Any]) -> list[Route]:
-    from crmsync.console.app import redirect
-
+def trial_routes(c: TrialsHost, page: Any, admin: dict[str, Any]) -> list[Route]:
     def shadow_get(req: Req, *, error: str | None = None, status: int = 200) -> Response:
         periods = shadow.periods(c.store)
         wanted = req.query("period")

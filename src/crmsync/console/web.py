@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -108,3 +109,11 @@ def safe_next(value: Any) -> str:
     """Only same-site paths after login (no open redirect)."""
     text = str(value or "/")
     return text if text.startswith("/") and not text.startswith("//") else "/"
+
+
+def redirect(path: str, message: str | None = None) -> RedirectResponse:
+    """303 to ``path`` (which may end in ``#anchor``), with a message shown once."""
+    base, _, anchor = path.partition("#")
+    if message:
+        base += ("&" if "?" in base else "?") + "msg=" + quote(message)
+    return RedirectResponse(base + (f"#{anchor}" if anchor else ""), status_code=303)

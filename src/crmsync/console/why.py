@@ -19,6 +19,7 @@ from crmsync.rules.loader import RuleSet
 from crmsync.rules.runner import open_counts
 from crmsync.rules.state import StoreRoutingState
 from crmsync.store import Store
+from crmsync.store import outbox as store_outbox
 from crmsync.store import tables as t
 from crmsync.store.repository import Decision, OutboxItem
 
@@ -113,13 +114,8 @@ def story(store: Store, rule_set: RuleSet | None, object_type: str, connection: 
             sections.setdefault(section, []).append(row)
     decisions = store.decisions(connection=connection, object_type=object_type, source_id=source_id, limit=200)
     keys = [d.idempotency_key for d in decisions if d.idempotency_key]
-    c = t.outbox.c
-    clauses = [c.source_id == source_id]
-    if keys:
-        clauses.append(c.idempotency_key.in_(keys))
     with store.engine.connect() as conn:
-        rows = conn.execute(select(c.id).where(c.connection == connection, or_(*clauses)).order_by(c.id).limit(200))
-        ids = [int(i) for (i,) in rows]
+        ids = store_outbox.ids_for_record(conn, connection, source_id, keys, limit=200)
     from crmsync.sync.outbox import get_item
 
     writes = [item for item in (get_item(store, i) for i in ids) if item is not None]

@@ -96,9 +96,8 @@ def set_path(data: Any, path: KeyPath, value: Any) -> None:
         if isinstance(parent, dict):
             parent.pop(last, None)
         return
-    if isinstance(parent, list):
-        if not isinstance(last, int) or last >= len(parent):
-            raise PathError(f"no {format_path(path)} in the file")
+    if isinstance(parent, list) and (not isinstance(last, int) or last >= len(parent)):
+        raise PathError(f"no {format_path(path)} in the file")
     parent[last] = value
 
 

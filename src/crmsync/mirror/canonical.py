@@ -24,6 +24,9 @@ from crmsync.model import (
     parse_timestamp,
 )
 
+#: fields crmsync writes for its own bookkeeping; never subject to ``writable_fields``, never compared
+BOOKKEEPING_FIELDS = frozenset({"crmsync_key"})
+
 #: canonical plural object names (config, cursors, outbox rows) -> kinds
 OBJECT_TYPES: dict[str, ObjectType] = {
     "deals": ObjectType.DEAL, "leads": ObjectType.LEAD, "accounts": ObjectType.ACCOUNT,

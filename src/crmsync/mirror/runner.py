@@ -4,7 +4,7 @@ Changed means "written by a pull since the mirror last looked" (the stored rows'
 minus crmsync's own writes coming back (``filter_echoes``). The plan (``crmsync.mirror.plan``) is
 pure; this module only loads its inputs and commits the outbox rows and the new cursor together,
 so a crash re-plans the same changes and the idempotency keys keep the outbox free of duplicates.
-The drain then pushes the rows (``crmsync.sync.outbox.drain``) and links created copies.
+The drain then pushes the rows (``crmsync.sync.outbox.drain``, run by the worker) and links created copies.
 """
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 
 from crmsync.logging import get_logger
+from crmsync.mirror.echoes import filter_echoes
 from crmsync.mirror.plan import MirrorPlan, link_index, plan_mirror
 from crmsync.model import Deal, ObjectType, now_utc, parse_timestamp
 from crmsync.settings import MirrorSettings, Settings
 from crmsync.store import Store
-from crmsync.store import tables as t
+from crmsync.store import outbox as store_outbox
 from crmsync.store.upsert import plan_for
-from crmsync.sync.outbox import RERUN_NS, filter_echoes, pending_reruns
 
 log = get_logger("crmsync.mirror")
 CURSOR_NS = "mirror.cursor"
@@ -72,12 +72,13 @@ def load_deals(store: Store, keys: Iterable[tuple[str, str]]) -> dict[tuple[str,
 
 
 def load_links(store: Store, connections: Sequence[str]) -> list[tuple[tuple[str, str], tuple[str, str]]]:
-    c = t.links.c
-    stmt = select(c.left_connection, c.left_id, c.right_connection, c.right_id).where(
-        c.left_object == ObjectType.DEAL.value,
-        or_(and_(c.left_connection.in_(connections), c.right_connection.in_(connections))))
     with store.engine.connect() as db:
-        return [((a, b), (x, y)) for a, b, x, y in db.execute(stmt)]
+        return store_outbox.deal_links(db, connections)
+
+
+def _pending_reruns(store: Store) -> list[store_outbox.Rerun]:
+    with store.engine.connect() as db:
+        return store_outbox.pending_reruns(db)
 
 
 def run_mirror(store: Store, mirror: MirrorSettings, *, full: bool = False) -> MirrorRun:
@@ -89,7 +90,7 @@ def run_mirror(store: Store, mirror: MirrorSettings, *, full: bool = False) -> M
     source = changed_deals(store, mirror.source, since)
     target = changed_deals(store, mirror.target, since)
     run.changed_source, run.changed_target = len(source), len(target)
-    reruns = [r for r in pending_reruns(store)
+    reruns = [r for r in _pending_reruns(store)
               if r.connection in (mirror.source, mirror.target) and r.object_type == ObjectType.DEAL.value
               and r.idempotency_key.startswith(f"mirror-update:{mirror.name}:")]
     source_f = filter_echoes(store, source)
@@ -109,7 +110,7 @@ def run_mirror(store: Store, mirror: MirrorSettings, *, full: bool = False) -> M
         for item in run.plan.items:
             run.enqueued += int(tx.enqueue(item))
         for r in reruns:
-            tx.delete_state(RERUN_NS, f"{r.connection}|{r.object_type}|{r.source_id}")
+            store_outbox.clear_rerun(tx.conn, r.connection, r.object_type, r.source_id)
         tx.set_state(CURSOR_NS, mirror.name, {"since": (started - SKEW).isoformat()})
     log.info("mirror.planned", mirror=mirror.name, changed_source=run.changed_source,
              changed_target=run.changed_target, echoes=run.echoes, creates=run.plan.creates,

@@ -8,10 +8,7 @@ pure maths; ``funnel_table``/``funnel_chart``/``funnel_csv`` render it).
 ``revenue`` builds the pages), ``lifecycle`` (``lifecycle``, ``lifecycle_data``, ``lifecycle_page``)
 and ``billing`` (``billing_funnel``, ``billing_page``) write meeting-ready pages: ``page`` renders
 one self-contained HTML file (charts from ``charts``, matplotlib imported lazily), PNGs and CSV.
+
+The command group is ``crmsync.report.commands.report_app`` (mounted by ``crmsync.cli``); this
+package's ``__init__`` imports nothing, so the report library does not depend on its CLI.
 """
-
-from __future__ import annotations
-
-from crmsync.report.commands import report_app
-
-__all__ = ["report_app"]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from crmsync.connectors.meteroid.aliases import subscription_marker
+from crmsync.billing_keys import subscription_marker
 from crmsync.report.deal_metrics import UNKNOWN, percentile, quarter_of
 
 ENDED = frozenset({"CANCELED", "CANCELLED", "COMPLETED", "ENDED", "SUSPENDED"})

@@ -22,6 +22,7 @@ Ratios are floats (not money); money is Decimal.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import statistics
 from array import array
 from collections import Counter, defaultdict
@@ -156,8 +157,8 @@ def make_fact(info: PipelineInfo, *, connection: str, deal_id: str, stage_id: st
     if path is None:
         return None
     order = [pipe.open_index[s] for s, _ in moves if s in pipe.open_index]
-    backwards = sum(1 for a, b in zip(order, order[1:], strict=False) if b < a)
-    skipped = sum(1 for a, b in zip(order, order[1:], strict=False) if b > a + 1)
+    backwards = sum(1 for a, b in itertools.pairwise(order) if b < a)
+    skipped = sum(1 for a, b in itertools.pairwise(order) if b > a + 1)
     closed_at = None
     if path.outcome != "open":
         closed_at = moves[-1][1] if moves else stage_changed_at

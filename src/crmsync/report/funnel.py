@@ -24,6 +24,7 @@ all won. Ratios are floats (they are not money); timestamps are tz-aware UTC.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -204,7 +205,7 @@ def path_of(stage_id: str | None, is_closed: bool, is_won: bool, moves: Sequence
     elif lost and reached < 0 and pipeline.open:
         reached = 0  # lost with no open stage on record: it entered at the first stage
     stays: list[tuple[str, float]] = []
-    for here, following in zip(known, known[1:], strict=False):
+    for here, following in itertools.pairwise(known):
         if here[0] in open_index:
             stays.append((here[0], _days(here[1], following[1])))
     censored = None

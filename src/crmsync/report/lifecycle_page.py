@@ -4,6 +4,7 @@ with the area they point at, and the transition definitions the rule files hold.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 from crmsync.report import charts
 from crmsync.report.lifecycle import LifecycleFunnel, StepRow
@@ -34,7 +35,7 @@ def lifecycle_page(f: LifecycleFunnel, model: CompiledScoringModel, *, now: dt.d
         f"{pct(r.reached / f.leads)} reached {label(r.step)}" for r in f.rows[1:]) + ".")
     steps = [(i, r) for i, r in enumerate(f.rows[:-1]) if r.conversion is not None]
     weakest = min(steps, key=lambda ir: ir[1].conversion or 0.0)[0] if steps else None
-    step_labels = [f"{a} \u2192 {b}" for a, b in zip(names, names[1:], strict=False)]
+    step_labels = [f"{a} \u2192 {b}" for a, b in itertools.pairwise(names)]
     weak_text = (f"{step_labels[weakest]} converts {pct(f.rows[weakest].conversion)}, the weakest step."
                  if weakest is not None else "No step has leads yet.")
     page.findings.append(weak_text)

@@ -11,6 +11,7 @@ stages, currency mixes).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 from crmsync.report import charts
 from crmsync.report.deal_metrics import UNKNOWN, LossRow, Rollup, Summary
@@ -33,7 +34,7 @@ def money(value: object, currency: str | None) -> str:
 
 def _step_labels(summary: Summary) -> list[str]:
     names = [s.name for s in summary.stages] + ["Won"]
-    return [f"{a} \u2192 {b}" for a, b in zip(names, names[1:], strict=False)]
+    return [f"{a} \u2192 {b}" for a, b in itertools.pairwise(names)]
 
 
 def quality_notes(summary: Summary) -> list[str]:

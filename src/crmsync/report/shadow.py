@@ -1,6 +1,6 @@
 """What a shadow rule set would have changed against what the live set did, record by record.
 
-Both sides of a period (``crmsync.rules.shadow``) are reduced to their effects per record:
+Both sides of a period (``crmsync.trials.shadow``) are reduced to their effects per record:
 
 * **owner**: the last owner assigned (``assign_owner``), else the owner the record had when the
   period first evaluated it;
@@ -23,9 +23,9 @@ from sqlalchemy import select
 
 from crmsync.report.page import ReportPage, Table
 from crmsync.rules.decisions import ASSIGN_OWNER, CREATE_TASK, SET_FIELDS
-from crmsync.rules.shadow import Period, period
 from crmsync.store import Store
 from crmsync.store.workflow_tables import shadow_decisions, shadow_records
+from crmsync.trials.shadow import Period, period
 
 RecordKey = tuple[str, str, str]  # connection, object type, source id
 

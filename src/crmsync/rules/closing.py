@@ -24,6 +24,7 @@ from crmsync.rules.budget import OpenCrmTasks, OwnerKey
 from crmsync.rules.context import RuleContext
 from crmsync.rules.decisions import CLOSE_TASK, CREATE_TASK, FINDING, Decision
 from crmsync.store import Store
+from crmsync.store import outbox as store_outbox
 from crmsync.store import tables as t
 
 TASK_PREFIX = "hygiene-task:"
@@ -46,16 +47,12 @@ def finding_key(task_key: str) -> str:
 
 def open_tasks(store: Store, connection: str) -> list[OpenTask]:
     """Hygiene tasks crmsync created in ``connection`` and has not closed yet."""
-    d, o = t.decisions.c, t.outbox.c
-    stmt = (select(d.idempotency_key, d.object_type, d.source_id, d.fields, o.result_id, o.fields)
-            .join(t.outbox, o.idempotency_key == d.idempotency_key)
-            .where(and_(d.connection == connection, d.rule_kind == "hygiene", d.action == CREATE_TASK,
-                        o.object_name == "tasks", o.operation == "create", o.status == "done",
-                        o.result_id.is_not(None))))
+    d = t.decisions.c
     closed = select(d.idempotency_key).where(and_(d.connection == connection, d.action == CLOSE_TASK))
     with store.engine.connect() as conn:
         done = {k.removeprefix("close:") for (k,) in conn.execute(closed)}
-        rows = list(conn.execute(stmt))
+        rows = store_outbox.created_by_decisions(conn, connection, rule_kind="hygiene", action=CREATE_TASK,
+                                                 object_name="tasks")
     out = []
     for key, object_type, source_id, fields, task_id, pushed in rows:
         if key in done:

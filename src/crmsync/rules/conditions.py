@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from operator import attrgetter
-from typing import Any, Protocol
+from typing import Any
 
 from crmsync.model import (
     Account,
@@ -47,17 +47,6 @@ from crmsync.model import (
 )
 
 Path = tuple[str | int, ...]
-
-
-class ConditionContext(Protocol):
-    """What a compiled condition may read from the context."""
-
-    now: dt.datetime
-    today: dt.date
-
-    def related(self, kind: str, record: Any) -> Any: ...
-
-    def previous_of(self, record: Any) -> Any: ...
 
 
 Predicate = Callable[[Any, Any], bool]
@@ -247,48 +236,62 @@ def coerce_operand(kind: str, value: Any) -> Any:
     """Convert a rule operand to the field's value kind; ``ValueError`` says what was expected."""
     if value is None:
         raise ValueError("a value is required (use `exists: false` to test for a missing field)")
-    result: Any
     try:
-        if kind == DECIMAL:
-            if isinstance(value, bool):
-                raise ValueError
-            result = parse_decimal(value)
-        elif kind == INT:
-            if isinstance(value, bool):
-                raise ValueError
-            result = int(value) if isinstance(value, int) else parse_decimal(value)
-        elif kind == STR:
-            if not isinstance(value, str | int) or isinstance(value, bool):
-                raise ValueError
-            result = str(value)
-        elif kind == BOOL:
-            if not isinstance(value, bool):
-                raise ValueError
-            result = value
-        elif kind == DATE:
-            result = parse_date(value)
-        elif kind == DATETIME:
-            if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-                result = dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
-            elif isinstance(value, str) and len(value) == 10:
-                d = dt.date.fromisoformat(value)
-                result = dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC)
-            else:
-                result = parse_timestamp(value)
-        elif kind == LIST:
-            if isinstance(value, list | dict):
-                raise ValueError
-            result = value
-        else:
-            if isinstance(value, float):
-                result = parse_decimal(value)
-            else:
-                result = value
+        result = _COERCE.get(kind, _coerce_any)(value)
     except (ValueError, ModelError, TypeError) as exc:
         raise ValueError(f"expected {_KIND_NAMES[kind]}, got {value!r}") from exc
     if result is None:
         raise ValueError(f"expected {_KIND_NAMES[kind]}, got {value!r}")
     return result
+
+
+def _coerce_decimal(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError
+    return parse_decimal(value)
+
+
+def _coerce_int(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError
+    return int(value) if isinstance(value, int) else parse_decimal(value)
+
+
+def _coerce_str(value: Any) -> Any:
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise ValueError
+    return str(value)
+
+
+def _coerce_bool(value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise ValueError
+    return value
+
+
+def _coerce_datetime(value: Any) -> Any:
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
+    if isinstance(value, str) and len(value) == 10:
+        d = dt.date.fromisoformat(value)
+        return dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC)
+    return parse_timestamp(value)
+
+
+def _coerce_list_item(value: Any) -> Any:
+    if isinstance(value, list | dict):
+        raise ValueError
+    return value
+
+
+def _coerce_any(value: Any) -> Any:
+    return parse_decimal(value) if isinstance(value, float) else value
+
+
+_COERCE: dict[str, Callable[[Any], Any]] = {
+    DECIMAL: _coerce_decimal, INT: _coerce_int, STR: _coerce_str, BOOL: _coerce_bool, DATE: parse_date,
+    DATETIME: _coerce_datetime, LIST: _coerce_list_item,
+}
 
 
 def _as_number(value: Any) -> Any:
@@ -316,66 +319,87 @@ def _ordering_operand(kind: str, value: Any) -> tuple[Any, bool]:
 
 def _value_test(ref: FieldRef, op: str, raw: Any) -> Callable[[Any], bool]:
     """A test over the field value for one comparison operator (None-safe)."""
-    kind = ref.kind
-    if op == "exists":
-        if not isinstance(raw, bool):
-            raise ValueError(f"expected true or false, got {raw!r}")
-        want = raw
+    build = _VALUE_TESTS.get(op)
+    if build is None:
+        raise ValueError(f"unknown operator {op!r}; expected one of: {', '.join(OPERATORS)}")
+    return build(op, ref.kind, raw)
 
-        def t_exists(v: Any) -> bool:
-            return (v is not None and v != "" and v != []) is want
 
-        return t_exists
-    if op in ("eq", "ne"):
-        x = coerce_operand(kind, raw)
-        if kind == ANY and isinstance(x, int | Decimal) and not isinstance(x, bool):
-            if op == "eq":
-                return lambda v: v is not None and _as_number(v) == x
-            return lambda v: v is None or _as_number(v) != x
+def _test_exists(op: str, kind: str, raw: Any) -> Callable[[Any], bool]:
+    if not isinstance(raw, bool):
+        raise ValueError(f"expected true or false, got {raw!r}")
+    want = raw
+
+    def t_exists(v: Any) -> bool:
+        return (v is not None and v != "" and v != []) is want
+
+    return t_exists
+
+
+def _test_equal(op: str, kind: str, raw: Any) -> Callable[[Any], bool]:
+    x = coerce_operand(kind, raw)
+    if kind == ANY and isinstance(x, int | Decimal) and not isinstance(x, bool):
         if op == "eq":
-            return lambda v: v == x
-        return lambda v: v != x
-    if op == "in":
-        if not isinstance(raw, list) or not raw:
-            raise ValueError(f"expected a non-empty list, got {raw!r}")
-        values = [coerce_operand(kind, item) for item in raw]
-        try:
-            options: frozenset[Any] | list[Any] = frozenset(values)
-        except TypeError:
-            options = values
-        return lambda v: v is not None and v in options
-    if op in ("gt", "gte", "lt", "lte"):
-        x, numeric = _ordering_operand(kind, raw)
-        return _ordering(op, x, numeric)
-    if op == "between":
-        if not isinstance(raw, list) or len(raw) != 2:
-            raise ValueError(f"expected a list [low, high], got {raw!r}")
-        lo, numeric = _ordering_operand(kind, raw[0])
-        hi, _ = _ordering_operand(kind, raw[1])
-        if lo > hi:
-            raise ValueError(f"between: low {raw[0]!r} is greater than high {raw[1]!r}")
-        if numeric:
-            return lambda v: v is not None and (n := _as_number(v)) is not None and lo <= n <= hi
-        return lambda v: v is not None and lo <= v <= hi
-    if op == "contains":
-        if kind == LIST:
-            item = raw
-            return lambda v: v is not None and item in v
-        if kind not in (STR, ANY):
-            raise ValueError(f"contains works on text or list fields, not {_KIND_NAMES[kind]}")
-        if not isinstance(raw, str):
-            raise ValueError(f"expected a string, got {raw!r}")
-        needle = raw.lower()
+            return lambda v: v is not None and _as_number(v) == x
+        return lambda v: v is None or _as_number(v) != x
+    if op == "eq":
+        return lambda v: v == x
+    return lambda v: v != x
 
-        def t_contains(v: Any) -> bool:
-            if isinstance(v, str):
-                return needle in v.lower()
-            if isinstance(v, list):
-                return raw in v
-            return False
 
-        return t_contains
-    raise ValueError(f"unknown operator {op!r}; expected one of: {', '.join(OPERATORS)}")
+def _test_in(op: str, kind: str, raw: Any) -> Callable[[Any], bool]:
+    if not isinstance(raw, list) or not raw:
+        raise ValueError(f"expected a non-empty list, got {raw!r}")
+    values = [coerce_operand(kind, item) for item in raw]
+    try:
+        options: frozenset[Any] | list[Any] = frozenset(values)
+    except TypeError:
+        options = values
+    return lambda v: v is not None and v in options
+
+
+def _test_order(op: str, kind: str, raw: Any) -> Callable[[Any], bool]:
+    x, numeric = _ordering_operand(kind, raw)
+    return _ordering(op, x, numeric)
+
+
+def _test_between(op: str, kind: str, raw: Any) -> Callable[[Any], bool]:
+    if not isinstance(raw, list) or len(raw) != 2:
+        raise ValueError(f"expected a list [low, high], got {raw!r}")
+    lo, numeric = _ordering_operand(kind, raw[0])
+    hi, _ = _ordering_operand(kind, raw[1])
+    if lo > hi:
+        raise ValueError(f"between: low {raw[0]!r} is greater than high {raw[1]!r}")
+    if numeric:
+        return lambda v: v is not None and (n := _as_number(v)) is not None and lo <= n <= hi
+    return lambda v: v is not None and lo <= v <= hi
+
+
+def _test_contains(op: str, kind: str, raw: Any) -> Callable[[Any], bool]:
+    if kind == LIST:
+        item = raw
+        return lambda v: v is not None and item in v
+    if kind not in (STR, ANY):
+        raise ValueError(f"contains works on text or list fields, not {_KIND_NAMES[kind]}")
+    if not isinstance(raw, str):
+        raise ValueError(f"expected a string, got {raw!r}")
+    needle = raw.lower()
+
+    def t_contains(v: Any) -> bool:
+        if isinstance(v, str):
+            return needle in v.lower()
+        if isinstance(v, list):
+            return raw in v
+        return False
+
+    return t_contains
+
+
+_VALUE_TESTS: dict[str, Callable[[str, str, Any], Callable[[Any], bool]]] = {
+    "exists": _test_exists, "eq": _test_equal, "ne": _test_equal, "in": _test_in, "gt": _test_order,
+    "gte": _test_order, "lt": _test_order, "lte": _test_order, "between": _test_between,
+    "contains": _test_contains,
+}
 
 
 def _ordering(op: str, x: Any, numeric: bool) -> Callable[[Any], bool]:
@@ -580,43 +604,53 @@ def compile_condition(object_type: ObjectType, tree: Any, path: Path = ()) -> Pr
         if len(keys) != 1:
             raise ConditionError(path, f"all/any must be the only key in its mapping, found {sorted(map(str, keys))}")
         (combinator, items), = tree.items()
-        if not isinstance(items, Sequence) or isinstance(items, str) or not items:
-            raise ConditionError((*path, combinator), "expected a non-empty list of conditions")
-        parts = tuple(compile_condition(object_type, item, (*path, combinator, i)) for i, item in enumerate(items))
-        if len(parts) == 1:
-            return parts[0]
-        if combinator == "all":
-            if len(parts) == 2:
-                a, b = parts
-                return lambda r, c: a(r, c) and b(r, c)
-            if len(parts) == 3:
-                a, b, d = parts
-                return lambda r, c: a(r, c) and b(r, c) and d(r, c)
-
-            def all_of(r: Any, c: Any) -> bool:
-                for p in parts:
-                    if not p(r, c):
-                        return False
-                return True
-
-            return all_of
-        if len(parts) == 2:
-            a, b = parts
-            return lambda r, c: a(r, c) or b(r, c)
-        if len(parts) == 3:
-            a, b, d = parts
-            return lambda r, c: a(r, c) or b(r, c) or d(r, c)
-
-        def any_of(r: Any, c: Any) -> bool:
-            for p in parts:
-                if p(r, c):
-                    return True
-            return False
-
-        return any_of
+        return _compile_combinator(object_type, combinator, items, path)
     if keys == {"not"}:
         inner = compile_condition(object_type, tree["not"], (*path, "not"))
         return lambda r, c: not inner(r, c)
+    return _compile_leaf(object_type, tree, keys, path)
+
+
+def _compile_combinator(object_type: ObjectType, combinator: str, items: Any, path: Path) -> Predicate:
+    """``all`` / ``any`` over a non-empty list of conditions (short-circuit, unrolled up to 3)."""
+    if not isinstance(items, Sequence) or isinstance(items, str) or not items:
+        raise ConditionError((*path, combinator), "expected a non-empty list of conditions")
+    parts = tuple(compile_condition(object_type, item, (*path, combinator, i)) for i, item in enumerate(items))
+    if len(parts) == 1:
+        return parts[0]
+    return _all_of(parts) if combinator == "all" else _any_of(parts)
+
+
+def _all_of(parts: tuple[Predicate, ...]) -> Predicate:
+    if len(parts) == 2:
+        a, b = parts
+        return lambda r, c: a(r, c) and b(r, c)
+    if len(parts) == 3:
+        a, b, d = parts
+        return lambda r, c: a(r, c) and b(r, c) and d(r, c)
+
+    def all_of(r: Any, c: Any) -> bool:
+        return all(p(r, c) for p in parts)
+
+    return all_of
+
+
+def _any_of(parts: tuple[Predicate, ...]) -> Predicate:
+    if len(parts) == 2:
+        a, b = parts
+        return lambda r, c: a(r, c) or b(r, c)
+    if len(parts) == 3:
+        a, b, d = parts
+        return lambda r, c: a(r, c) or b(r, c) or d(r, c)
+
+    def any_of(r: Any, c: Any) -> bool:
+        return any(p(r, c) for p in parts)
+
+    return any_of
+
+
+def _compile_leaf(object_type: ObjectType, tree: Mapping[str, Any], keys: set[Any], path: Path) -> Predicate:
+    """``field`` + one operator."""
     if "field" not in keys:
         unknown = sorted(map(str, keys))
         raise ConditionError(
@@ -639,18 +673,7 @@ def compile_condition(object_type: ObjectType, tree: Any, path: Path = ()) -> Pr
     if op == "days_since":
         return _days_test(ref, raw, (*path, op))
     if op == "changed":
-        if not isinstance(raw, bool):
-            raise ConditionError((*path, op), f"expected true or false, got {raw!r}")
-        get = ref.getter
-        want = raw
-
-        def changed(record: Any, ctx: Any) -> bool:
-            prev = ctx.previous_of(record)
-            if prev is None:
-                return False
-            return (get(record, ctx) != get(prev, ctx)) is want
-
-        return changed
+        return _changed_test(ref, raw, (*path, op))
     try:
         test = _value_test(ref, op, raw)
         if ref.plain is not None:
@@ -664,19 +687,40 @@ def compile_condition(object_type: ObjectType, tree: Any, path: Path = ()) -> Pr
         raise ConditionError((*path, op), f"{ref.path}: {exc}") from exc
     head, _, name = ref.path.partition(".")
     if head == "extra":
-        if op in ("eq", "ne"):
-            x = coerce_operand(ANY, raw)
-            if not isinstance(x, int | Decimal) or isinstance(x, bool):
-                if op == "eq":
-                    return lambda r, c: r.extra.get(name) == x
-                return lambda r, c: r.extra.get(name) != x
-        if op == "exists":
-            if raw is True:
-                return lambda r, c: (v := r.extra.get(name)) is not None and v != "" and v != []
-            return lambda r, c: (v := r.extra.get(name)) is None or v == "" or v == []
-        return lambda r, c: test(r.extra.get(name))
+        return _extra_leaf(name, op, raw, test)
     get = ref.getter
     return lambda r, c: test(get(r, c))
+
+
+def _changed_test(ref: FieldRef, raw: Any, path: Path) -> Predicate:
+    """``changed: true|false``: the field differs from the record's previous version."""
+    if not isinstance(raw, bool):
+        raise ConditionError(path, f"expected true or false, got {raw!r}")
+    get = ref.getter
+    want = raw
+
+    def changed(record: Any, ctx: Any) -> bool:
+        prev = ctx.previous_of(record)
+        if prev is None:
+            return False
+        return (get(record, ctx) != get(prev, ctx)) is want
+
+    return changed
+
+
+def _extra_leaf(name: str, op: str, raw: Any, test: Callable[[Any], bool]) -> Predicate:
+    """A leaf on ``extra.<name>`` (untyped source fields)."""
+    if op in ("eq", "ne"):
+        x = coerce_operand(ANY, raw)
+        if not isinstance(x, int | Decimal) or isinstance(x, bool):
+            if op == "eq":
+                return lambda r, c: r.extra.get(name) == x
+            return lambda r, c: r.extra.get(name) != x
+    if op == "exists":
+        if raw is True:
+            return lambda r, c: (v := r.extra.get(name)) is not None and v != "" and v != []
+        return lambda r, c: (v := r.extra.get(name)) is None or v == "" or v == []
+    return lambda r, c: test(r.extra.get(name))
 
 
 def condition_fields(tree: Any) -> list[str]:

@@ -39,17 +39,3 @@ class Decision:
     rule_set: str = field(default="", compare=False)  # hash of the rule set that decided (traceability)
 
     # not frozen: creating millions of decisions per full re-evaluation must stay cheap; treat as read-only
-
-    def as_row(self) -> dict[str, Any]:
-        return {
-            "rule_kind": self.rule_kind,
-            "rule_name": self.rule_name,
-            "object_type": self.object_type,
-            "connection": self.connection,
-            "source_id": self.source_id,
-            "action": self.action,
-            "fields": dict(self.fields),
-            "reason": self.reason,
-            "idempotency_key": self.idempotency_key,
-            "rule_set": self.rule_set,
-        }

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from crmsync.model import ObjectType
@@ -30,7 +29,6 @@ ALL_KINDS = frozenset({"scoring", "routing", "hygiene", "handoff", "renewal", "h
 GC_PAUSE_MIN_RECORDS = 10_000
 
 Step = Callable[[Any, list[Decision]], None]
-LIVE_TYPES = (ObjectType.DEAL, ObjectType.LEAD)
 
 
 class Plan:
@@ -146,19 +144,6 @@ def resume_gc() -> None:
         _gc_depth -= 1
         if _gc_depth == 0 and _gc_was_enabled:
             gc.enable()
-
-
-@contextmanager
-def paused_gc(pause: bool = True) -> Iterator[None]:
-    """``pause_gc`` / ``resume_gc`` around a block (when ``pause``)."""
-    if not pause:
-        yield
-        return
-    pause_gc()
-    try:
-        yield
-    finally:
-        resume_gc()
 
 
 def incremental(

@@ -15,7 +15,7 @@ What a variant does:
 
 The holdout group gets neither: it is what the workflow does without the experiment. Records are
 eligible while the experiment runs (``start`` <= created day <= ``stop``, and ``when`` holds).
-Everything here is pure; ``crmsync.rules.experiment_runner`` stores assignments and writes.
+Everything here is pure; ``crmsync.trials.experiments`` stores assignments and writes.
 """
 
 from __future__ import annotations

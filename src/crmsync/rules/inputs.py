@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from crmsync.connectors.meteroid.aliases import subscription_marker
+from crmsync.billing_keys import subscription_marker
 from crmsync.model import Contact, Deal, Lead, ObjectType
 from crmsync.rules.health import CustomerFacts
 from crmsync.rules.signals import (

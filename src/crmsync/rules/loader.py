@@ -282,6 +282,41 @@ def _default_author() -> str:
         return "unknown"
 
 
+def _rule_path(root: FsPath, kind: str) -> FsPath | None:
+    """``<kind>.yaml`` (or ``.yml``) in ``root``, None when neither exists."""
+    for suffix in (".yaml", ".yml"):
+        path = root / f"{kind}{suffix}"
+        if path.exists():
+            return path
+    return None
+
+
+def _read_rule_file(kind: str, path: FsPath, issues: list[RuleIssue]) -> tuple[Any, Any, dict[KeyPath, int]] | None:
+    """One rule file parsed and validated: (model, raw data, key lines), or None with its issues added."""
+    try:
+        data, key_lines = parse_yaml(read_rule_file(path), str(path))
+    except RuleFileError as exc:
+        issues.extend(exc.issues)
+        return None
+    except Exception as exc:  # noqa: BLE001 - whatever a file holds, the error names it
+        issues.append(RuleIssue(str(path), None, "", f"could not load: {type(exc).__name__}: {exc}"[:500]))
+        return None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        issues.append(RuleIssue(str(path), 1, "", f"expected a mapping at the top of the file, got {type(data).__name__}"))
+        return None
+    try:
+        model = _MODELS[kind].model_validate(data)
+    except ValidationError as exc:
+        issues.extend(_pydantic_issues(exc, str(path), key_lines))
+        return None
+    except Exception as exc:  # noqa: BLE001 - e.g. RecursionError on odd content: name the file
+        issues.append(RuleIssue(str(path), None, "", f"could not validate: {type(exc).__name__}: {exc}"[:500]))
+        return None
+    return model, data, key_lines
+
+
 def load_rules(directory: str | os.PathLike[str], *, author: str | None = None, now: dt.datetime | None = None) -> RuleSet:
     """Load every known rule file in ``directory``; raises ``RuleFileError`` with all issues."""
     root = FsPath(directory)
@@ -292,37 +327,14 @@ def load_rules(directory: str | os.PathLike[str], *, author: str | None = None, 
     lines: dict[str, dict[KeyPath, int]] = {}
     files: dict[str, str] = {}
     for kind in KINDS:
-        path = root / f"{kind}.yaml"
-        if not path.exists():
-            alt = root / f"{kind}.yml"
-            if not alt.exists():
-                continue
-            path = alt
+        path = _rule_path(root, kind)
+        if path is None:
+            continue
         files[kind] = str(path)
-        try:
-            data, key_lines = parse_yaml(read_rule_file(path), str(path))
-        except RuleFileError as exc:
-            issues.extend(exc.issues)
+        read = _read_rule_file(kind, path, issues)
+        if read is None:
             continue
-        except Exception as exc:  # noqa: BLE001 - whatever a file holds, the error names it
-            issues.append(RuleIssue(str(path), None, "", f"could not load: {type(exc).__name__}: {exc}"[:500]))
-            continue
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            issues.append(RuleIssue(str(path), 1, "", f"expected a mapping at the top of the file, got {type(data).__name__}"))
-            continue
-        try:
-            parsed[kind] = _MODELS[kind].model_validate(data)
-        except ValidationError as exc:
-            issues.extend(_pydantic_issues(exc, str(path), key_lines))
-            continue
-        except Exception as exc:  # noqa: BLE001 - e.g. RecursionError on odd content: name the file
-            issues.append(RuleIssue(str(path), None, "", f"could not validate: {type(exc).__name__}: {exc}"[:500]))
-            continue
-        lines[kind] = key_lines
-        files[kind] = str(path)
-        parsed[kind + ":raw"] = data
+        parsed[kind], parsed[kind + ":raw"], lines[kind] = read
     if issues:
         raise RuleFileError(issues)
 

@@ -29,7 +29,7 @@ def bucket(value: Any) -> str:
         n = float(value)
         if n <= 0:
             return "<=0"
-        exp = int(math.floor(math.log10(n)))
+        exp = math.floor(math.log10(n))
         return f"1e{exp}..1e{exp + 1}"
     if isinstance(value, list):
         return ",".join(sorted(map(str, value)))

@@ -41,6 +41,7 @@ from crmsync.rules.loader import RuleSet, RuleSetHolder
 from crmsync.rules.state import StoreRoutingState
 from crmsync.settings import Settings
 from crmsync.store import Store
+from crmsync.store import outbox as store_outbox
 from crmsync.store import tables as t
 from crmsync.store.repository import Decision as LoggedDecision
 from crmsync.store.repository import OutboxItem
@@ -140,9 +141,7 @@ def known_decision_keys(store: Store, connections: Iterable[str]) -> set[str]:
     names = list(connections)
     keys: set[str] = set()
     with store.engine.connect() as conn:
-        outbox = t.outbox.c
-        keys.update(k for (k,) in conn.execute(select(outbox.idempotency_key)
-                                               .where(outbox.connection.in_(names))))
+        keys.update(store_outbox.idempotency_keys(conn, names))
         decisions = t.decisions.c
         keys.update(k for (k,) in conn.execute(select(decisions.idempotency_key)
                                                .where(and_(decisions.connection.in_(names),
@@ -153,7 +152,7 @@ def known_decision_keys(store: Store, connections: Iterable[str]) -> set[str]:
 def run_incremental(settings: Settings, store: Store, connection: str,
                     changed: Sequence[tuple[str, str]], *, now: dt.datetime | None = None) -> RulesRun:
     """Rules over the records one sync cycle changed (``(object_type, source_id)`` pairs)."""
-    from crmsync.sync.outbox import filter_echoes
+    from crmsync.mirror.echoes import filter_echoes
 
     rule_set, errors = current_rule_set(settings, store)
     wanted = [(ot, sid) for ot, sid in dict.fromkeys(changed) if ot in OBJECT_NAMES]

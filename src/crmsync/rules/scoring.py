@@ -165,24 +165,10 @@ class CompiledScoringModel:
                 fit += pts
             else:
                 engagement += pts
-        factor = 1.0
-        days: float | None = None
-        if self.decay_ref is not None:
-            last = self._decay_get(record, ctx)
-            if last is None:
-                factor = self.decay_missing
-            else:
-                if hasattr(last, "hour"):
-                    days = (ctx.now - last).total_seconds() / 86400.0
-                else:
-                    days = float((ctx.today - last).days)
-                for after, f in self.decay_steps:
-                    if days >= after:
-                        factor = f
-                        break
-            if self.decay_total:
-                fit *= factor
-        total = int(round(fit + engagement * factor))
+        factor, days = self._decay(record, ctx) if self.decay_ref is not None else (1.0, None)
+        if self.decay_ref is not None and self.decay_total:
+            fit *= factor
+        total = round(fit + engagement * factor)
         grade = None
         for minimum, name in self.grades:
             if total >= minimum:
@@ -190,15 +176,36 @@ class CompiledScoringModel:
                 break
         lifecycle = None
         if self.lifecycle_ref is not None:
-            current = self.lifecycle_ref.get(record, ctx)
-            lifecycle = current
-            for t in self.transitions:
-                if current in t.from_ and (t.min_score is None or total >= t.min_score):
-                    if (t.grades is None or grade in t.grades) and (t.pred is None or t.pred(record, ctx)):
-                        lifecycle = t.to
-                        matched.append(("lifecycle", t.name))
-                        break
+            lifecycle = self._lifecycle(record, ctx, total, grade, matched)
         return fit, engagement, factor, days, total, grade, lifecycle, matched, capped
+
+    def _decay(self, record: Any, ctx: Any) -> tuple[float, float | None]:
+        """(decay factor, days since the last activity); the missing-activity factor when unknown."""
+        last = self._decay_get(record, ctx)
+        if last is None:
+            return self.decay_missing, None
+        if hasattr(last, "hour"):
+            days = (ctx.now - last).total_seconds() / 86400.0
+        else:
+            days = float((ctx.today - last).days)
+        factor = 1.0
+        for after, f in self.decay_steps:
+            if days >= after:
+                factor = f
+                break
+        return factor, days
+
+    def _lifecycle(self, record: Any, ctx: Any, total: int, grade: str | None,
+                   matched: list[tuple[str, str]]) -> Any:
+        """The lifecycle stage after the first transition that applies (noted in ``matched``)."""
+        assert self.lifecycle_ref is not None
+        current = self.lifecycle_ref.get(record, ctx)
+        for t in self.transitions:
+            if (current in t.from_ and (t.min_score is None or total >= t.min_score)
+                    and (t.grades is None or grade in t.grades) and (t.pred is None or t.pred(record, ctx))):
+                matched.append(("lifecycle", t.name))
+                return t.to
+        return current
 
     def _predict(self, ctx: Any) -> NaiveBayesModel | None:
         model = ctx.predictive.get(self.name) if self.predictive is not None else None

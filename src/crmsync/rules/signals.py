@@ -109,31 +109,12 @@ def build_signals(connection: str, calls: Iterable[Call], deals: Iterable[Deal],
     deals_by_id = {d.source_id: d for d in deals if not d.deleted}
     contact_list = [c for c in contacts if not c.deleted]
     contacts_by_id = {c.source_id: c for c in contact_list}
-    by_email = {c.email.lower(): c for c in contact_list if c.email}
     by_account: dict[str, list[Contact]] = {}
     for c in contact_list:
         if c.account_id:
             by_account.setdefault(c.account_id, []).append(c)
-    deals_by_account: dict[str, list[Deal]] = {}
-    for d in deals_by_id.values():
-        if d.account_id:
-            deals_by_account.setdefault(d.account_id, []).append(d)
-    calls_of: dict[str, list[Call]] = {}
     calls_list = sorted(calls, key=lambda c: c.started)
-    for call in calls_list:
-        linked = {r.object_id for r in call.crm_refs if r.object_type in ("Opportunity", "Deal", "deal")
-                  and r.object_id in deals_by_id}
-        if not linked:
-            accounts = {by_email[p.email].account_id for p in call.parties
-                        if p.affiliation != "Internal" and p.email in by_email}
-            day = call.started.date()
-            for account in accounts:
-                for d in deals_by_account.get(account or "", []):
-                    if (d.created_at is None or d.created_at <= call.started) and (
-                            not d.is_closed or d.close_date is None or d.close_date >= day):
-                        linked.add(d.source_id)
-        for deal_id in linked:
-            calls_of.setdefault(deal_id, []).append(call)
+    calls_of = _calls_per_deal(calls_list, deals_by_id, contact_list)
     people = dict(engagement or {})
     out: dict[tuple[str, str, str], Signals] = {}
     for deal_id, deal in deals_by_id.items():
@@ -145,11 +126,47 @@ def build_signals(connection: str, calls: Iterable[Call], deals: Iterable[Deal],
             base = replace(base, champion_on_call=champion.email.lower() in attended)
         emails = {(c.email or "").lower() for c in by_account.get(deal.account_id or "", []) if c.email}
         out[(connection, "deal", deal_id)] = _with_engagement(base, [people[e] for e in emails if e in people])
+    out.update(_lead_signals(connection, calls_list, leads, people, now, call_source))
+    return out
+
+
+def _calls_per_deal(calls: list[Call], deals_by_id: Mapping[str, Deal],
+                    contacts: list[Contact]) -> dict[str, list[Call]]:
+    """Each deal's calls: by the call's CRM context when it names this connection's deal, else by
+    the external participants' accounts (deals open at the time of the call)."""
+    by_email = {c.email.lower(): c for c in contacts if c.email}
+    deals_by_account: dict[str, list[Deal]] = {}
+    for d in deals_by_id.values():
+        if d.account_id:
+            deals_by_account.setdefault(d.account_id, []).append(d)
+    calls_of: dict[str, list[Call]] = {}
+    for call in calls:
+        linked = {r.object_id for r in call.crm_refs if r.object_type in ("Opportunity", "Deal", "deal")
+                  and r.object_id in deals_by_id}
+        if not linked:
+            accounts = {by_email[p.email].account_id for p in call.parties
+                        if p.affiliation != "Internal" and p.email in by_email}
+            for account in accounts:
+                linked.update(d.source_id for d in deals_by_account.get(account or "", [])
+                              if _open_at(d, call.started))
+        for deal_id in linked:
+            calls_of.setdefault(deal_id, []).append(call)
+    return calls_of
+
+
+def _open_at(deal: Deal, when: dt.datetime) -> bool:
+    created = deal.created_at is None or deal.created_at <= when
+    return created and (not deal.is_closed or deal.close_date is None or deal.close_date >= when.date())
+
+
+def _lead_signals(connection: str, calls: list[Call], leads: Iterable[Lead], people: Mapping[str, EngagementSummary],
+                  now: dt.datetime, call_source: bool) -> dict[tuple[str, str, str], Signals]:
     lead_calls: dict[str, list[Call]] = {}
-    for call in calls_list:
+    for call in calls:
         for p in call.parties:
             if p.email and p.affiliation != "Internal":
                 lead_calls.setdefault(p.email, []).append(call)
+    out: dict[tuple[str, str, str], Signals] = {}
     for lead in leads:
         if lead.deleted or not lead.email:
             continue

@@ -49,27 +49,50 @@ class SyncRequester(Protocol):
 
 def build_app(settings: Settings, store: Store, metrics: WorkerMetrics, requester: SyncRequester, *,
               clock_ms: Callable[[], int] | None = None) -> Starlette:
-    secrets = settings.worker.webhook_secrets
+    endpoints = _Endpoints(settings, store, metrics, requester, clock_ms)
+    return Starlette(routes=[
+        Route("/healthz", endpoints.healthz, methods=["GET"]),
+        Route("/readyz", endpoints.readyz, methods=["GET"]),
+        Route("/metrics", endpoints.metrics_endpoint, methods=["GET"]),
+        Route("/webhooks/hubspot", endpoints.hubspot, methods=["POST"]),
+        Route("/webhooks/hubspot/{connection}", endpoints.hubspot, methods=["POST"]),
+        Route("/webhooks/pipedrive/{connection}", endpoints.pipedrive, methods=["POST"]),
+    ])
 
-    async def healthz(request: Request) -> Response:
+
+class _Endpoints:
+    """The worker's HTTP endpoints: health, readiness, metrics and the CRMs' webhooks."""
+
+    def __init__(self, settings: Settings, store: Store, metrics: WorkerMetrics, requester: SyncRequester,
+                 clock_ms: Callable[[], int] | None) -> None:
+        self.settings = settings
+        self.secrets = settings.worker.webhook_secrets
+        self.store = store
+        self.metrics = metrics
+        self.requester = requester
+        self.clock_ms = clock_ms
+        self.guard = ReplayGuard(store)
+
+    async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    async def readyz(request: Request) -> Response:
+    async def readyz(self, request: Request) -> Response:
         checks: dict[str, str] = {}
         try:
-            with store.engine.connect() as conn:
+            with self.store.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
             checks["store"] = "ok"
         except Exception as exc:  # noqa: BLE001 - reported as not ready
             checks["store"] = f"unreachable: {type(exc).__name__}"
-        checks["scheduler"] = "ok" if requester.is_running() else "not running"
+        checks["scheduler"] = "ok" if self.requester.is_running() else "not running"
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
-    async def metrics_endpoint(request: Request) -> Response:
-        body, content_type = metrics.render_for(request.headers.get("accept"))
+    async def metrics_endpoint(self, request: Request) -> Response:
+        body, content_type = self.metrics.render_for(request.headers.get("accept"))
         return Response(body, media_type=None, headers={"Content-Type": content_type})
 
+    @staticmethod
     async def read_body(request: Request) -> bytes | None:
         body = b""
         async for chunk in request.stream():
@@ -78,37 +101,36 @@ def build_app(settings: Settings, store: Store, metrics: WorkerMetrics, requeste
                 return None
         return body
 
-    guard = ReplayGuard(store)
-
-    def trigger(conns: list[ConnectionSettings], event: webhooks.WebhookEvent) -> Response:
+    def trigger(self, conns: list[ConnectionSettings], event: webhooks.WebhookEvent) -> Response:
         outcome = {}
         for conn in conns:
             touched = list(event.touched)
-            outcome[conn.name] = requester.request_sync(conn.name, reason=f"webhook:{event.source}", touched=touched)
-        metrics.webhooks.labels(event.source, "accepted").inc()
+            outcome[conn.name] = self.requester.request_sync(conn.name, reason=f"webhook:{event.source}",
+                                                             touched=touched)
+        self.metrics.webhooks.labels(event.source, "accepted").inc()
         log.info("webhook.accepted", source=event.source, connections=sorted(outcome), touched=len(event.touched))
         return JSONResponse({"accepted": True, "sync": outcome}, status_code=202)
 
-    def duplicate(source: str) -> Response:
+    def duplicate(self, source: str) -> Response:
         """A delivery seen before (a replay, or the CRM retrying): acknowledged, nothing triggered."""
-        metrics.webhooks.labels(source, "duplicate").inc()
+        self.metrics.webhooks.labels(source, "duplicate").inc()
         log.info("webhook.duplicate", source=source)
         return JSONResponse({"accepted": True, "duplicate": True}, status_code=200)
 
-    def reject(source: str, status: int, why: str) -> Response:
-        metrics.webhooks.labels(source, "rejected").inc()
+    def reject(self, source: str, status: int, why: str) -> Response:
+        self.metrics.webhooks.labels(source, "rejected").inc()
         log.warning("webhook.rejected", source=source, reason=why)
         return JSONResponse({"accepted": False, "error": why}, status_code=status)
 
-    async def hubspot(request: Request) -> Response:
-        body = await read_body(request)
+    async def hubspot(self, request: Request) -> Response:
+        body = await self.read_body(request)
         if body is None:
-            return reject("hubspot", 413, "body too large")
+            return self.reject("hubspot", 413, "body too large")
         named = request.path_params.get("connection")
-        candidates = [c for c in settings.connections if c.kind == "hubspot" and c.enabled
+        candidates = [c for c in self.settings.connections if c.kind == "hubspot" and c.enabled
                       and (named is None or c.name == named)]
         if not candidates:
-            return reject("hubspot", 404, "no such HubSpot connection")
+            return self.reject("hubspot", 404, "no such HubSpot connection")
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -117,10 +139,23 @@ def build_app(settings: Settings, store: Store, metrics: WorkerMetrics, requeste
         if named is None and len(candidates) > 1:
             candidates = [c for c in candidates if str(c.options.get("portal_id")) in event.account_ids]
             if not candidates:
-                return reject("hubspot", 404, "no HubSpot connection with this portal id")
+                return self.reject("hubspot", 404, "no HubSpot connection with this portal id")
+        accepted = self._hubspot_signed(request, body, candidates)
+        if isinstance(accepted, Response):
+            return accepted
+        if payload is None:
+            return self.reject("hubspot", 400, "body is not JSON")
+        if not self.guard.first_time("hubspot", request.headers.get("x-hubspot-signature-v3", ""),
+                                     request.headers.get("x-hubspot-request-timestamp", "")):
+            return self.duplicate("hubspot")
+        return self.trigger(accepted, event)
+
+    def _hubspot_signed(self, request: Request, body: bytes,
+                        candidates: list[ConnectionSettings]) -> list[ConnectionSettings] | Response:
+        """The candidates whose webhook secret signed this request (v3), or the rejection."""
         accepted = []
         for conn in candidates:
-            secret = webhooks.secret_for(secrets, "hubspot", conn.name)
+            secret = webhooks.secret_for(self.secrets, "hubspot", conn.name)
             if secret is None:
                 continue
             try:
@@ -128,50 +163,37 @@ def build_app(settings: Settings, store: Store, metrics: WorkerMetrics, requeste
                     secret, method=request.method, uri=str(request.url), body=body,
                     signature=request.headers.get("x-hubspot-signature-v3"),
                     timestamp=request.headers.get("x-hubspot-request-timestamp"),
-                    now_ms=clock_ms() if clock_ms else None)
+                    now_ms=self.clock_ms() if self.clock_ms else None)
             except webhooks.WebhookRejected as exc:
-                return reject("hubspot", 401, str(exc))
+                return self.reject("hubspot", 401, str(exc))
             accepted.append(conn)
         if not accepted:
-            return reject("hubspot", 401, "no webhook secret configured for this connection")
-        if payload is None:
-            return reject("hubspot", 400, "body is not JSON")
-        if not guard.first_time("hubspot", request.headers.get("x-hubspot-signature-v3", ""),
-                                request.headers.get("x-hubspot-request-timestamp", "")):
-            return duplicate("hubspot")
-        return trigger(accepted, event)
+            return self.reject("hubspot", 401, "no webhook secret configured for this connection")
+        return accepted
 
-    async def pipedrive(request: Request) -> Response:
-        body = await read_body(request)
+    async def pipedrive(self, request: Request) -> Response:
+        body = await self.read_body(request)
         if body is None:
-            return reject("pipedrive", 413, "body too large")
+            return self.reject("pipedrive", 413, "body too large")
         name = request.path_params["connection"]
-        conn = next((c for c in settings.connections if c.name == name and c.kind == "pipedrive" and c.enabled), None)
+        conn = next((c for c in self.settings.connections if c.name == name and c.kind == "pipedrive" and c.enabled),
+                    None)
         if conn is None:
-            return reject("pipedrive", 404, "no such Pipedrive connection")
-        expected = webhooks.secret_for(secrets, "pipedrive", conn.name)
+            return self.reject("pipedrive", 404, "no such Pipedrive connection")
+        expected = webhooks.secret_for(self.secrets, "pipedrive", conn.name)
         if expected is None:
-            return reject("pipedrive", 401, "no webhook credentials configured for this connection")
+            return self.reject("pipedrive", 401, "no webhook credentials configured for this connection")
         try:
             webhooks.verify_basic_auth(expected, request.headers.get("authorization"))
         except webhooks.WebhookRejected as exc:
-            return reject("pipedrive", 401, str(exc))
+            return self.reject("pipedrive", 401, str(exc))
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return reject("pipedrive", 400, "body is not JSON")
-        if not guard.first_time(f"pipedrive:{conn.name}", body):
-            return duplicate("pipedrive")
-        return trigger([conn], webhooks.parse_pipedrive(payload))
-
-    return Starlette(routes=[
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
-        Route("/webhooks/hubspot", hubspot, methods=["POST"]),
-        Route("/webhooks/hubspot/{connection}", hubspot, methods=["POST"]),
-        Route("/webhooks/pipedrive/{connection}", pipedrive, methods=["POST"]),
-    ])
+            return self.reject("pipedrive", 400, "body is not JSON")
+        if not self.guard.first_time(f"pipedrive:{conn.name}", body):
+            return self.duplicate("pipedrive")
+        return self.trigger([conn], webhooks.parse_pipedrive(payload))
 
 
 class HttpServer:

@@ -50,6 +50,7 @@ from crmsync.logging import get_logger
 from crmsync.runtime import schedule_state
 from crmsync.runtime.pipeline import CycleReport
 from crmsync.store import Store
+from crmsync.store import outbox as store_outbox
 from crmsync.store import tables as t
 from crmsync.sync.budget import NAMESPACE as BUDGET_NS
 
@@ -80,7 +81,6 @@ class StoreCollector(Collector):
 
     def _collect(self) -> Iterator[Metric]:
         runs = t.runs.c
-        o = t.outbox.c
         with self.store.engine.connect() as conn:
             last_ok = conn.execute(
                 select(runs.connection, runs.kind, func.max(runs.finished_at))
@@ -95,7 +95,7 @@ class StoreCollector(Collector):
             decisions = conn.execute(select(d.rule_name, func.count()).group_by(d.rule_name)).all()
             kv = t.kv_state.c
             budget_rows = conn.execute(select(kv.key, kv.value).where(kv.namespace == BUDGET_NS)).all()
-            oldest_pending = conn.execute(select(func.min(o.created_at)).where(o.status == "pending")).scalar()
+            oldest_pending = store_outbox.oldest_pending_at(conn)
 
         success = GaugeMetricFamily("crmsync_last_success_timestamp_seconds",
                                     "Unix time the last successful run of this kind finished",

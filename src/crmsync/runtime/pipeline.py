@@ -98,7 +98,7 @@ class RulesStep:
         if not state.conn.schedule.rules_after_sync:
             state.outcomes[self.name] = "skipped: rules_after_sync is off"
             return
-        from crmsync.rules.trials import before_live_rules
+        from crmsync.trials.cycle import before_live_rules
 
         reruns = pending_reruns(state.store, state.conn.name)
         changed = [*state.changed, *((r.object_type, r.source_id) for r in reruns)]

@@ -34,8 +34,3 @@ def next_due(schedule: ScheduleSettings, after: dt.datetime) -> dt.datetime:
             return after + dt.timedelta(days=3650)
         return fire.astimezone(UTC)
     return after + dt.timedelta(seconds=schedule.interval_seconds or DEFAULT_INTERVAL_SECONDS)
-
-
-def next_cron(expression: str, after: dt.datetime) -> dt.datetime | None:
-    fire = cron_trigger(expression).get_next_fire_time(None, after + dt.timedelta(seconds=1))
-    return None if fire is None else fire.astimezone(UTC)

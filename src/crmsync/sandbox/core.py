@@ -10,6 +10,7 @@ with a locally generated CA (simple-salesforce only speaks https).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import email.utils
 import random
@@ -512,10 +513,8 @@ def _corrupting(send: Send, rules: list[CorruptValue]) -> Send:
         start, body = held.pop("start"), b"".join(chunks)
         headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
         if any(k.lower() == b"content-type" and b"json" in v for k, v in headers):
-            try:
+            with contextlib.suppress(orjson.JSONDecodeError):
                 body = orjson.dumps(corrupt_document(orjson.loads(body), rules))
-            except orjson.JSONDecodeError:
-                pass
         headers.append((b"content-length", str(len(body)).encode()))
         await send({**start, "headers": headers})
         await send({"type": "http.response.body", "body": body})

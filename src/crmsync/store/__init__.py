@@ -14,6 +14,8 @@ Contracts worth knowing (details in the modules named):
   ``ModelError``); decimals are exact (PostgreSQL ``NUMERIC`` unconstrained, SQLite decimal text);
   JSON columns (``extra``, cursors, outbox fields, decisions, state) store Decimal as a string and
   datetime/date as ISO 8601 strings, so those come back as strings.
+* **Outbox** (``outbox``): every SQL statement of the push path (rows, claim, the drain lease and
+  pause, echo memory, re-run markers, mirror links); the drain's policy is ``crmsync.sync.outbox``.
 * **Visibility**: ``Store`` read methods use their own connection; inside a ``transaction()`` read
   your own uncommitted writes through the ``Transaction`` (``tx.get``, ``tx.load_cursor``,
   ``tx.get_state``, ``tx.content_hashes``).
@@ -22,13 +24,10 @@ Contracts worth knowing (details in the modules named):
 from __future__ import annotations
 
 from crmsync.store.engine import StoreError, create_store_engine
+from crmsync.store.outbox import Link, OutboxItem, OutboxOperation, OutboxStatus
 from crmsync.store.repository import (
     CursorInfo,
     Decision,
-    Link,
-    OutboxItem,
-    OutboxOperation,
-    OutboxStatus,
     QuarantineEntry,
     RuleSetInfo,
     RunInfo,

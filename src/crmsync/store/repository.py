@@ -15,14 +15,11 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
-    Row,
-    and_,
     case,
     delete,
     func,
     insert,
     literal,
-    or_,
     select,
     text,
     update,
@@ -30,10 +27,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from crmsync.errors import bound, safe_text
-from crmsync.model import ModelError, ObjectType, Record, now_utc, utc
+from crmsync.model import ObjectType, Record, now_utc, utc
+from crmsync.store import outbox as outbox_rows
 from crmsync.store import tables as t
 from crmsync.store.clean import clean_json
 from crmsync.store.engine import WRITE_OPTION, StoreError, create_store_engine
+from crmsync.store.outbox import Link, OutboxItem, OutboxStatus
 from crmsync.store.owners import current_owner, owner_is_gone
 from crmsync.store.types import UTCDateTime
 from crmsync.store.upsert import plan_for, upsert_records
@@ -58,53 +57,6 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     STOPPED = "stopped"
     INTERRUPTED = "interrupted"  # its process was killed before it finished (see ``mark_interrupted_runs``)
-
-
-class OutboxOperation(StrEnum):
-    UPDATE = "update"
-    CREATE = "create"
-    UPSERT = "upsert"
-    DELETE = "delete"
-
-
-class OutboxStatus(StrEnum):
-    PENDING = "pending"
-    IN_FLIGHT = "in_flight"
-    DONE = "done"
-    FAILED = "failed"
-    PARKED = "parked"
-    DROPPED = "dropped"
-
-
-@dataclass(slots=True, kw_only=True)
-class OutboxItem:
-    """One change to push. ``fields`` is stored as JSON: Decimal/datetime/date values come back as
-    strings. ``source_id`` is None for creates (the CRM assigns it; it lands in ``result_id``)."""
-
-    connection: str
-    object_name: str
-    operation: str
-    fields: dict[str, Any]
-    idempotency_key: str
-    source_id: str | None = None
-    based_on_modified_at: dt.datetime | None = None
-    status: str = OutboxStatus.PENDING
-    attempts: int = 0
-    last_error: str | None = None
-    result_id: str | None = None
-    id: int | None = None
-    created_at: dt.datetime | None = None
-    updated_at: dt.datetime | None = None
-
-    def __post_init__(self) -> None:
-        self.operation = OutboxOperation(self.operation).value
-        self.status = OutboxStatus(self.status).value
-        if not self.idempotency_key:
-            raise ModelError("outbox: empty idempotency key")
-        if self.operation in (OutboxOperation.UPDATE, OutboxOperation.DELETE) and not self.source_id:
-            raise ModelError(f"outbox: {self.operation} needs a source_id")
-        if self.based_on_modified_at is not None:
-            self.based_on_modified_at = utc(self.based_on_modified_at, field_name="based_on_modified_at")
 
 
 @dataclass(slots=True, kw_only=True)
@@ -167,34 +119,6 @@ class RuleSetInfo:
     applied_at: dt.datetime
     author: str | None
     source: str
-
-
-@dataclass(slots=True, frozen=True)
-class Link:
-    id: int
-    left: tuple[str, str, str]  # (connection, object, id)
-    right: tuple[str, str, str]
-    created_at: dt.datetime
-
-
-def _outbox_item(row: Row[Any]) -> OutboxItem:
-    m = row._mapping
-    return OutboxItem(
-        id=m["id"],
-        connection=m["connection"],
-        object_name=m["object_name"],
-        source_id=m["source_id"],
-        operation=m["operation"],
-        fields=m["fields"],
-        based_on_modified_at=m["based_on_modified_at"],
-        idempotency_key=m["idempotency_key"],
-        status=m["status"],
-        attempts=m["attempts"],
-        last_error=m["last_error"],
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-        result_id=m["result_id"],
-    )
 
 
 def _decision_row(d: Decision, now: dt.datetime) -> dict[str, Any]:
@@ -368,36 +292,11 @@ class Transaction:
         )
         return result.rowcount > 0
 
-    # --- outbox ----------------------------------------------------------------------------
+    # --- outbox (SQL in ``crmsync.store.outbox``) -------------------------------------------
     def enqueue(self, item: OutboxItem) -> bool:
         """Add a change to push; False (and nothing written) if the idempotency key exists.
         On success ``item.id`` is set to the new row's id."""
-        now = now_utc()
-        ins = _dialect_insert(self.conn, t.outbox)
-        result = self.conn.execute(
-            ins.values(
-                connection=item.connection,
-                object_name=item.object_name,
-                source_id=item.source_id,
-                operation=item.operation,
-                fields=item.fields,
-                based_on_modified_at=item.based_on_modified_at,
-                idempotency_key=item.idempotency_key,
-                status=item.status,
-                attempts=item.attempts,
-                last_error=item.last_error,
-                created_at=item.created_at or now,
-                updated_at=now,
-                result_id=item.result_id,
-            )
-            .on_conflict_do_nothing(index_elements=[t.outbox.c.idempotency_key])
-            .returning(t.outbox.c.id)
-        )
-        new_id = result.scalar_one_or_none()
-        if new_id is None:
-            return False
-        item.id = int(new_id)
-        return True
+        return outbox_rows.enqueue(self.conn, item)
 
     def update_outbox(
         self,
@@ -408,40 +307,8 @@ class Transaction:
         last_error: str | None = None,
         result_id: str | None = None,
     ) -> bool:
-        values: dict[str, Any] = {"status": OutboxStatus(status).value, "updated_at": now_utc()}
-        if attempts is not None:
-            values["attempts"] = attempts
-        if last_error is not None:
-            values["last_error"] = safe_text(last_error)
-        if result_id is not None:
-            values["result_id"] = result_id
-        result = self.conn.execute(update(t.outbox).where(t.outbox.c.id == item_id).values(**values))
-        return result.rowcount > 0
-
-    def claim_outbox(self, connection: str, limit: int) -> list[OutboxItem]:
-        """Take up to ``limit`` pending items (oldest first) and mark them ``in_flight``. On
-        PostgreSQL rows locked by another worker are skipped (``FOR UPDATE SKIP LOCKED``)."""
-        c = t.outbox.c
-        stmt = (
-            select(t.outbox)
-            .where(c.connection == connection, c.status == OutboxStatus.PENDING.value)
-            .order_by(c.id)
-            .limit(limit)
-        )
-        if self.conn.dialect.name == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True)
-        items = [_outbox_item(r) for r in self.conn.execute(stmt)]
-        if items:
-            now = now_utc()
-            self.conn.execute(
-                update(t.outbox)
-                .where(c.id.in_([i.id for i in items]))
-                .values(status=OutboxStatus.IN_FLIGHT.value, updated_at=now)
-            )
-            for item in items:
-                item.status = OutboxStatus.IN_FLIGHT.value
-                item.updated_at = now
-        return items
+        return outbox_rows.update_item(self.conn, item_id, status, attempts=attempts, last_error=last_error,
+                                       result_id=result_id)
 
     # --- decisions and rule sets -----------------------------------------------------------
     def log_decision(
@@ -503,44 +370,14 @@ class Transaction:
         )
         return result.scalar_one_or_none() is not None
 
-    # --- links -----------------------------------------------------------------------------
+    # --- links (SQL in ``crmsync.store.outbox``) --------------------------------------------
     def link(self, left: tuple[str, str, str], right: tuple[str, str, str]) -> int:
         """Record that ``left`` (connection, object, id) mirrors ``right``; returns the link id.
         Each side can be linked once (IntegrityError otherwise)."""
-        result = self.conn.execute(
-            insert(t.links)
-            .values(
-                left_connection=left[0],
-                left_object=left[1],
-                left_id=left[2],
-                right_connection=right[0],
-                right_object=right[1],
-                right_id=right[2],
-                created_at=now_utc(),
-            )
-            .returning(t.links.c.id)
-        )
-        return int(result.scalar_one())
+        return outbox_rows.link(self.conn, left, right)
 
     def find_link(self, connection: str, object_name: str, source_id: str) -> Link | None:
-        c = t.links.c
-        row = self.conn.execute(
-            select(t.links).where(
-                or_(
-                    and_(c.left_connection == connection, c.left_object == object_name, c.left_id == source_id),
-                    and_(c.right_connection == connection, c.right_object == object_name, c.right_id == source_id),
-                )
-            )
-        ).first()
-        if row is None:
-            return None
-        m = row._mapping
-        return Link(
-            id=m["id"],
-            left=(m["left_connection"], m["left_object"], m["left_id"]),
-            right=(m["right_connection"], m["right_object"], m["right_id"]),
-            created_at=m["created_at"],
-        )
+        return outbox_rows.find_link(self.conn, connection, object_name, source_id)
 
     # --- key/value state -------------------------------------------------------------------
     def set_state(self, namespace: str, key: str, value: Any) -> None:
@@ -887,36 +724,19 @@ class Store:
             rows = conn.execute(select(c.hash, c.applied_at, c.author, c.source).order_by(c.applied_at.desc()).limit(limit))
             return [RuleSetInfo(*row) for row in rows]
 
-    # --- outbox ----------------------------------------------------------------------------
+    # --- outbox (SQL in ``crmsync.store.outbox``) -------------------------------------------
     def enqueue(self, item: OutboxItem) -> bool:
         with self.transaction() as tx:
             return tx.enqueue(item)
 
     def outbox_pending(self, connection: str, limit: int = 100) -> list[OutboxItem]:
-        """Pending items for ``connection``, oldest first (not claimed; see ``claim_outbox``)."""
-        c = t.outbox.c
-        stmt = (
-            select(t.outbox)
-            .where(c.connection == connection, c.status == OutboxStatus.PENDING.value)
-            .order_by(c.id)
-            .limit(limit)
-        )
+        """Pending items for ``connection``, oldest first (not claimed)."""
         with self.engine.connect() as conn:
-            return [_outbox_item(r) for r in conn.execute(stmt)]
+            return outbox_rows.items(conn, connection=connection, status=OutboxStatus.PENDING.value, limit=limit)
 
     def outbox_items(self, *, connection: str | None = None, status: str | None = None, limit: int = 1000) -> list[OutboxItem]:
-        c = t.outbox.c
-        stmt = select(t.outbox).order_by(c.id).limit(limit)
-        if connection is not None:
-            stmt = stmt.where(c.connection == connection)
-        if status is not None:
-            stmt = stmt.where(c.status == OutboxStatus(status).value)
         with self.engine.connect() as conn:
-            return [_outbox_item(r) for r in conn.execute(stmt)]
-
-    def claim_outbox(self, connection: str, limit: int = 100) -> list[OutboxItem]:
-        with self.transaction() as tx:
-            return tx.claim_outbox(connection, limit)
+            return outbox_rows.items(conn, connection=connection, status=status, limit=limit)
 
     def update_outbox(
         self,
@@ -932,12 +752,8 @@ class Store:
 
     def outbox_counts(self, connection: str | None = None) -> dict[str, int]:
         """Items per status (statuses with no items are absent)."""
-        c = t.outbox.c
-        stmt = select(c.status, func.count()).group_by(c.status)
-        if connection is not None:
-            stmt = stmt.where(c.connection == connection)
         with self.engine.connect() as conn:
-            return {status: int(n) for status, n in conn.execute(stmt)}
+            return outbox_rows.counts(conn, connection)
 
     # --- quarantine ------------------------------------------------------------------------
     def quarantine_count(self, connection: str | None = None, *, include_resolved: bool = False,

@@ -577,7 +577,8 @@ meter_readings = _t(MeterReadingRow)
 invoices = _t(InvoiceRow)
 engagement_records = _t(EngagementRecordRow)
 
-ALL_TABLES: tuple[SATable, ...] = tuple(record_table(t) for t in RECORD_ROWS) + (
+ALL_TABLES: tuple[SATable, ...] = (
+    *(record_table(t) for t in RECORD_ROWS),
     sync_cursors,
     runs,
     decisions,

@@ -13,9 +13,12 @@ experiment assignments.
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlmodel import SQLModel
 
-from crmsync.store.tables import metadata
 from crmsync.store.types import JSONDoc, UTCDateTime
+
+# the store's one metadata (``store.tables.metadata`` is the same object; importing it would be a cycle)
+metadata = SQLModel.metadata
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 

@@ -22,6 +22,7 @@ from crmsync.connectors.base import BudgetExhausted, Connector, ConnectorError, 
 from crmsync.errors import describe_error, redact_values
 from crmsync.logging import bind, get_logger, unbind
 from crmsync.model import RECORD_TYPES, ModelError, ObjectType, Record, field_of, now_utc
+from crmsync.readahead import ReadAhead
 from crmsync.settings import ConnectionSettings
 from crmsync.store import Store, Transaction
 from crmsync.store.clean import clean_record
@@ -29,7 +30,6 @@ from crmsync.store.stage_events import record_stage_events
 from crmsync.sync.budget import ApiBudget
 from crmsync.sync.history import read_stage_histories
 from crmsync.sync.poison import Refused, write_isolating
-from crmsync.sync.readahead import ReadAhead
 
 log = get_logger("crmsync.sync")
 
@@ -378,9 +378,3 @@ def _count_in_window(store: Store, object_type: ObjectType, connection: str, sin
             count += 1
     return count
 
-
-def pull_all(engines: Iterable[SyncEngine]) -> list[ObjectResult]:
-    results: list[ObjectResult] = []
-    for engine in engines:
-        results.extend(engine.sync())
-    return results

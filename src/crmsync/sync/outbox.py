@@ -22,7 +22,10 @@ field is refused (``failed``, the error names the field) without calling the CRM
 
 Loop prevention: after a successful write the expected content of the record (the stored record
 with the written fields applied) is remembered. ``is_echo``/``filter_echoes`` tell the rules and
-mirror layers that a pulled record is just crmsync's own write coming back.
+mirror layers that a pulled record is just crmsync's own write coming back (``crmsync.mirror.echoes``).
+
+Every SQL statement of all this (rows, claim, lease, pause, echo memory, re-run markers, mirror
+links) is in ``crmsync.store.outbox``; this module holds the policy.
 """
 
 from __future__ import annotations
@@ -34,17 +37,14 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import import_module
 from typing import Any, TypeVar
-
-from sqlalchemy import and_, bindparam, delete, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from crmsync.connectors.base import (
     AuthError,
     BudgetExhausted,
+    Connector,
     ConnectorError,
     FatalError,
     PushItem,
@@ -53,21 +53,19 @@ from crmsync.connectors.base import (
 )
 from crmsync.logging import get_logger
 from crmsync.mirror.canonical import (
+    BOOKKEEPING_FIELDS,
     apply_fields,
     coerce_fields,
-    field_kinds,
     jsonable,
     object_type_of,
-    record_value,
-    same_value,
 )
+from crmsync.mirror.echoes import filter_echoes, is_echo
 from crmsync.mirror.keys import parse_mirror_key
 from crmsync.model import ObjectType, Record, now_utc, parse_timestamp
 from crmsync.settings import ConnectionSettings
 from crmsync.store import OutboxItem, OutboxStatus, Store, Transaction, content_hash
-from crmsync.store import tables as t
-from crmsync.store.repository import _outbox_item
-from crmsync.store.upsert import plan_for
+from crmsync.store import outbox as store_outbox
+from crmsync.store.outbox import LEASE_NS, PAUSE_NS, RERUN_NS, WRITES_NS, Rerun
 from crmsync.sync.budget import ApiBudget
 
 log = get_logger("crmsync.outbox")
@@ -77,18 +75,18 @@ R = TypeVar("R", bound=Record)
 #: (the crash test of the push path; never set in production)
 KILL_ENV = "CRMSYNC_TEST_KILL_AFTER_PUSH"
 
-LEASE_NS = "outbox.lease"
-PAUSE_NS = "outbox.pause"
-WRITES_NS = "outbox.writes"
-RERUN_NS = "rules.rerun"
+__all__ = [
+    "BATCH_SIZES", "BOOKKEEPING_FIELDS", "KILL_ENV", "LEASE_NS", "PAUSE_NS", "RERUN_NS", "WRITES_NS",
+    "DrainResult", "Rerun", "act", "backoff_seconds", "clear_rerun", "drain", "drop", "filter_echoes",
+    "forget_writes", "get_item", "is_echo", "pending_reruns", "recent_errors", "refused_fields", "retry",
+    "retry_failed",
+]
 
-#: records per push call when the connector does not say (its ``push_batch_size`` wins)
+#: records per push call (``drain(batch_size=)`` overrides)
 BATCH_SIZES = {"salesforce": 200, "hubspot": 100, "pipedrive": 50, "meteroid": 50}
 DEFAULT_MAX_ATTEMPTS = 6
 BACKOFF_BASE_S = 5.0
 BACKOFF_CAP_S = 900.0
-#: fields crmsync writes for its own bookkeeping; never subject to ``writable_fields``
-BOOKKEEPING_FIELDS = frozenset({"crmsync_key"})
 
 
 @dataclass
@@ -115,7 +113,7 @@ class DrainResult:
 
 
 # --- public API -------------------------------------------------------------------------------
-def drain(store: Store, connector: Any, conn: ConnectionSettings, *, limit: int | None = None,
+def drain(store: Store, connector: Connector, conn: ConnectionSettings, *, limit: int | None = None,
           stop_event: threading.Event | None = None, batch_size: int | None = None,
           max_attempts: int = DEFAULT_MAX_ATTEMPTS, lease_seconds: float = 300.0,
           backoff_base_s: float = BACKOFF_BASE_S) -> DrainResult:
@@ -134,7 +132,7 @@ def drain(store: Store, connector: Any, conn: ConnectionSettings, *, limit: int 
             result.status = "paused"
             result.error = f"rate limited; paused until {paused.isoformat(timespec='seconds')}"
             return result
-        size = batch_size or int(getattr(connector, "push_batch_size", 0) or BATCH_SIZES.get(conn.kind, 50))
+        size = batch_size or BATCH_SIZES.get(conn.kind, 50)
         budget = ApiBudget(store, conn, clock=now_utc)
         retried_ids: set[int] = set()
         while limit is None or result.claimed < limit:
@@ -156,91 +154,59 @@ def drain(store: Store, connector: Any, conn: ConnectionSettings, *, limit: int 
     return result
 
 
-def is_echo(store: Store, record: Record) -> bool:
-    """True when ``record`` is exactly what crmsync's own last write to it should look like."""
-    entry = store.get_state(WRITES_NS, _write_key(record.connection, record.object_type, record.source_id))
-    return _matches(entry, record)
-
-
-def filter_echoes(store: Store, records: Sequence[R]) -> list[R]:
-    """``records`` without crmsync's own writes coming back (what the rules should look at)."""
-    if not records:
-        return []
-    keys = [_write_key(r.connection, r.object_type, r.source_id) for r in records]
-    entries = _states(store, WRITES_NS, keys)
-    return [r for r, k in zip(records, keys, strict=True) if not _matches(entries.get(k), r)]
-
-
-@dataclass(frozen=True, slots=True)
-class Rerun:
-    """A record whose write was parked on a conflict: the rules must decide again on new data."""
-
-    connection: str
-    object_type: str
-    source_id: str
-    outbox_id: int
-    at: dt.datetime
-    reason: str
-    idempotency_key: str = ""
-
-
 def pending_reruns(store: Store, connection: str | None = None) -> list[Rerun]:
-    c = t.kv_state.c
-    stmt = select(c.key, c.value).where(c.namespace == RERUN_NS).order_by(c.key)
-    if connection is not None:
-        stmt = stmt.where(c.key.startswith(f"{connection}|", autoescape=True))
     with store.engine.connect() as db:
-        rows = list(db.execute(stmt))
-    out = []
-    for key, value in rows:
-        conn_name, object_type, source_id = key.split("|", 2)
-        at = parse_timestamp(value.get("at")) or now_utc()
-        out.append(Rerun(conn_name, object_type, source_id, int(value.get("outbox_id", 0)), at,
-                         str(value.get("reason", "")), str(value.get("key", ""))))
-    return out
+        return store_outbox.pending_reruns(db, connection)
 
 
 def clear_rerun(store: Store, connection: str, object_type: ObjectType | str, source_id: str) -> bool:
     with store.transaction() as tx:
-        return tx.delete_state(RERUN_NS, _write_key(connection, object_type, source_id))
+        return store_outbox.clear_rerun(tx.conn, connection, object_type, source_id)
 
 
 def retry(store: Store, item_id: int) -> bool:
     """A failed/parked item back to pending, due now (attempts reset; the last error is kept)."""
-    c = t.outbox.c
-    with store.transaction() as tx:
-        res = tx.conn.execute(
-            update(t.outbox)
-            .where(c.id == item_id, c.status.in_([OutboxStatus.FAILED.value, OutboxStatus.PARKED.value]))
-            .values(status=OutboxStatus.PENDING.value, attempts=0, updated_at=now_utc()))
-        return res.rowcount == 1
+    return act(store, item_id, "retry")[1] is None
 
 
 def retry_failed(store: Store, connection: str | None = None) -> int:
-    c = t.outbox.c
-    stmt = update(t.outbox).where(c.status == OutboxStatus.FAILED.value)
-    if connection is not None:
-        stmt = stmt.where(c.connection == connection)
     with store.transaction() as tx:
-        return int(tx.conn.execute(stmt.values(status=OutboxStatus.PENDING.value, attempts=0,
-                                               updated_at=now_utc())).rowcount)
+        return store_outbox.reset(tx.conn, to=OutboxStatus.PENDING, only=(OutboxStatus.FAILED,), connection=connection,
+                          reset_attempts=True)
 
 
 def drop(store: Store, item_id: int) -> bool:
     """Give up on an item that is not in flight (kept as ``dropped`` for the record)."""
-    c = t.outbox.c
+    return act(store, item_id, "drop")[1] is None
+
+
+#: what an operator may do to one item: (new status, statuses it may come from, statuses it may
+#: not come from, attempts reset, why not)
+_ACTIONS: dict[str, tuple[OutboxStatus, tuple[OutboxStatus, ...], tuple[OutboxStatus, ...], bool, str]] = {
+    "retry": (OutboxStatus.PENDING, (OutboxStatus.FAILED, OutboxStatus.PARKED), (), True,
+              "only failed or parked items can be retried"),
+    "drop": (OutboxStatus.DROPPED, (), (OutboxStatus.IN_FLIGHT, OutboxStatus.DONE), False, "it cannot be dropped"),
+}
+
+
+def act(store: Store, item_id: int, action: str) -> tuple[OutboxItem | None, str | None]:
+    """``outbox retry`` / ``drop`` of one item (the CLI and the console both come here): the item
+    as it was, and None when done, else why not (no such item, or its status does not allow it)."""
+    to, only, never, reset_attempts, why_not = _ACTIONS[action]
     with store.transaction() as tx:
-        res = tx.conn.execute(
-            update(t.outbox)
-            .where(c.id == item_id, c.status.notin_([OutboxStatus.IN_FLIGHT.value, OutboxStatus.DONE.value]))
-            .values(status=OutboxStatus.DROPPED.value, updated_at=now_utc()))
-        return res.rowcount == 1
+        item = store_outbox.get_item(tx.conn, item_id)
+        if item is None:
+            return None, f"no outbox item {item_id}"
+        changed = store_outbox.reset(tx.conn, to=to, item_id=item_id, only=only, never=never,
+                                     reset_attempts=reset_attempts)
+    if changed != 1:
+        return item, f"outbox item {item_id} is {item.status}; {why_not}"
+    return item, None
 
 
 def get_item(store: Store, item_id: int) -> OutboxItem | None:
     with store.engine.connect() as db:
-        row = db.execute(select(t.outbox).where(t.outbox.c.id == item_id)).first()
-    return None if row is None else _outbox_item(row)
+        return store_outbox.get_item(db, item_id)
 
 
 def refused_fields(conn: ConnectionSettings, item: OutboxItem, native_names: dict[str, str] | None = None) -> list[str]:
@@ -301,24 +267,20 @@ def _lease_value(owner: dict[str, Any], lease_seconds: float) -> dict[str, Any]:
 
 
 def _acquire_lease(store: Store, connection: str, owner: dict[str, Any], lease_seconds: float) -> bool:
+    now = now_utc()
     with store.transaction() as tx:
-        holder = tx.get_state(LEASE_NS, connection, for_update=True)
-        if not _lease_free(holder, owner, now_utc()):
-            return False
-        tx.set_state(LEASE_NS, connection, _lease_value(owner, lease_seconds))
-        return True
+        return store_outbox.acquire_lease(tx.conn, connection, _lease_value(owner, lease_seconds),
+                                  lambda holder: _lease_free(holder, owner, now))
 
 
 def _release_lease(store: Store, connection: str, owner: dict[str, Any]) -> None:
     with store.transaction() as tx:
-        holder = tx.get_state(LEASE_NS, connection, for_update=True)
-        if isinstance(holder, dict) and _same_owner(holder, owner):
-            tx.delete_state(LEASE_NS, connection)
+        store_outbox.release_lease(tx.conn, connection, lambda holder: isinstance(holder, dict) and _same_owner(holder, owner))
 
 
 def _paused_until(store: Store, connection: str) -> dt.datetime | None:
-    value = store.get_state(PAUSE_NS, connection)
-    return parse_timestamp(value.get("until")) if isinstance(value, dict) else None
+    with store.engine.connect() as db:
+        return store_outbox.paused_until(db, connection)
 
 
 # --- claim ------------------------------------------------------------------------------------
@@ -329,80 +291,26 @@ def backoff_seconds(attempts: int, base: float = BACKOFF_BASE_S) -> float:
     return float(min(BACKOFF_CAP_S, base * 4 ** (attempts - 1)))
 
 
-def _due(now: dt.datetime, base: float) -> Any:
-    """SQL: a pending row is due when its backoff since the last update has passed."""
-    c = t.outbox.c
-    terms = [c.attempts == 0]
-    n = 1
-    while backoff_seconds(n, base) < BACKOFF_CAP_S and n < 50:
-        terms.append(and_(c.attempts == n, c.updated_at <= now - dt.timedelta(seconds=backoff_seconds(n, base))))
-        n += 1
-    terms.append(and_(c.attempts >= n, c.updated_at <= now - dt.timedelta(seconds=BACKOFF_CAP_S)))
-    return or_(*terms)
-
-
 def _claim(store: Store, connection: str, want: int, owner: dict[str, Any], lease_seconds: float,
            exclude: set[int], backoff_base_s: float = BACKOFF_BASE_S) -> tuple[list[OutboxItem], int]:
-    """Orphaned in_flight rows first, then due pending rows: one (object, operation), at most one
-    row per target record, committed as in_flight with attempts + 1 (and the lease renewed)."""
-    c = t.outbox.c
+    """Orphaned in_flight rows first, then due pending rows (``store_outbox.claim``), committed as
+    in_flight with attempts + 1, and the lease renewed in the same transaction."""
     now = now_utc()
     with store.transaction() as tx:
-        eligible = and_(
-            c.connection == connection,
-            or_(c.status == OutboxStatus.IN_FLIGHT.value, and_(c.status == OutboxStatus.PENDING.value, _due(now, backoff_base_s))),
-        )
-        if exclude:
-            eligible = and_(eligible, c.id.notin_(sorted(exclude)))
-        head = tx.conn.execute(select(c.object_name, c.operation).where(eligible).order_by(c.id).limit(1)).first()
-        if head is None:
-            return [], 0
-        stmt = (select(t.outbox).where(eligible, c.object_name == head[0], c.operation == head[1])
-                .order_by(c.id).limit(want * 2))
-        if tx.conn.dialect.name == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True)
-        items: list[OutboxItem] = []
-        targets: set[str] = set()
-        for row in tx.conn.execute(stmt):
-            item = _outbox_item(row)
-            target = item.source_id or item.idempotency_key
-            if target in targets:
-                continue  # a second write to the same record waits for the next batch
-            targets.add(target)
-            items.append(item)
-            if len(items) >= want:
-                break
-        if not items:
-            return [], 0
-        tx.conn.execute(
-            update(t.outbox).where(c.id.in_([i.id for i in items]))
-            .values(status=OutboxStatus.IN_FLIGHT.value, attempts=c.attempts + 1, updated_at=now))
-        tx.set_state(LEASE_NS, connection, _lease_value(owner, lease_seconds))
-    recovered = sum(1 for i in items if i.status == OutboxStatus.IN_FLIGHT.value)
-    for item in items:
-        item.status = OutboxStatus.IN_FLIGHT.value
-        item.attempts += 1
+        due = store_outbox.due(now, lambda n: backoff_seconds(n, backoff_base_s), BACKOFF_CAP_S)
+        items, recovered = store_outbox.claim(tx.conn, connection, want, due_clause=due, exclude=exclude, now=now)
+        if items:
+            store_outbox.write_lease(tx.conn, connection, _lease_value(owner, lease_seconds))
     return items, recovered
 
 
 # --- push and bookkeeping ---------------------------------------------------------------------
-def _native_names(connector: Any, object_name: str) -> dict[str, str]:
-    """canonical field -> native field, from the connector's field table (``mappings`` on the
-    connector, else its package's ``MAPPINGS`` / ``OBJECTS``), so ``writable_fields`` may list either."""
-    mapping = (getattr(connector, "mappings", None) or {}).get(object_name)
-    if mapping is None:
-        package = type(connector).__module__.rsplit(".", 1)[0]
-        for module_name in (f"{package}.mapping", f"{package}.mappings"):
-            try:
-                module = import_module(module_name)
-            except ImportError:
-                continue
-            spec = (getattr(module, "MAPPINGS", None) or getattr(module, "OBJECTS", None) or {}).get(object_name)
-            mapping = getattr(spec, "mapping", spec)
-            if mapping is not None:
-                break
-    fields = getattr(mapping, "fields", None) or ()
-    return {f.target: f.source for f in fields if isinstance(getattr(f, "source", None), str)}
+def _native_names(connector: Connector, object_name: str) -> dict[str, str]:
+    """canonical field -> native field, from the connector's field table, so ``writable_fields``
+    may list either."""
+    mapping = connector.mappings.get(object_name)
+    fields = mapping.fields if mapping is not None else ()
+    return {f.target: f.source for f in fields if isinstance(f.source, str)}
 
 
 def _push_items(items: Sequence[OutboxItem]) -> list[PushItem]:
@@ -424,7 +332,7 @@ def _push_items(items: Sequence[OutboxItem]) -> list[PushItem]:
     return out
 
 
-def _push_batch(store: Store, connector: Any, conn: ConnectionSettings, items: list[OutboxItem],
+def _push_batch(store: Store, connector: Connector, conn: ConnectionSettings, items: list[OutboxItem],
                 result: DrainResult, budget: ApiBudget, max_attempts: int, retried_ids: set[int]) -> bool:
     """Push one claimed batch and book the answers; False stops the drain."""
     native = _native_names(connector, items[0].object_name)
@@ -504,11 +412,11 @@ def _book_batch_error(store: Store, conn: ConnectionSettings, items: list[Outbox
                 _book_retriable(tx, item, message, result, max_attempts)
             pause = exc.retry_after if exc.retry_after is not None else backoff_seconds(1)
             until = now_utc() + dt.timedelta(seconds=pause)
-            tx.set_state(PAUSE_NS, conn.name, {"until": until.isoformat(), "reason": message})
+            store_outbox.pause(tx.conn, conn.name, until, message)
             result.status = "paused"
             result.error = message
             return False
-        assert isinstance(exc, FatalError) or isinstance(exc, ConnectorError)
+        assert isinstance(exc, (FatalError, ConnectorError))
         for item in items:
             tx.update_outbox(_id(item), OutboxStatus.FAILED.value, last_error=message)
             result.failed += 1
@@ -557,9 +465,8 @@ def _book(store: Store, conn: ConnectionSettings, items: list[OutboxItem], refus
                 result.conflicts += 1
                 ot = object_type_of(item.object_name)
                 if item.source_id:
-                    tx.set_state(RERUN_NS, _write_key(conn.name, ot or item.object_name, item.source_id),
-                                 {"outbox_id": item.id, "at": now.isoformat(), "reason": reason,
-                                  "key": item.idempotency_key})
+                    store_outbox.mark_rerun(tx.conn, conn.name, ot or item.object_name, item.source_id,
+                                    outbox_id=item.id, at=now, reason=reason, idempotency_key=item.idempotency_key)
             elif answer.retriable:
                 _book_retriable(tx, item, answer.error or "retriable error", result, max_attempts)
                 retried_ids.add(_id(item))
@@ -569,11 +476,7 @@ def _book(store: Store, conn: ConnectionSettings, items: list[OutboxItem], refus
                 result.failed += 1
                 _note_error(result, message)
         if done:
-            c = t.outbox.c
-            tx.conn.execute(
-                update(t.outbox).where(c.id == bindparam("item_id"))
-                .values(status=OutboxStatus.DONE.value, result_id=bindparam("rid"), last_error=None, updated_at=now),
-                [{"item_id": item.id, "rid": rid} for item, rid in done])
+            store_outbox.mark_done(tx.conn, [(_id(item), rid) for item, rid in done], now)
             _remember_writes(tx, conn.name, [(i, r) for i, r in done if r], now)
             for item, rid in done:
                 if rid and item.operation in ("create", "upsert"):
@@ -586,10 +489,6 @@ def _note_error(result: DrainResult, message: str) -> None:
 
 
 # --- echo memory and links --------------------------------------------------------------------
-def _write_key(connection: str, object_type: ObjectType | str, source_id: str) -> str:
-    return f"{connection}|{getattr(object_type, 'value', object_type)}|{source_id}"
-
-
 def _remember_writes(tx: Transaction, connection: str, done: Sequence[tuple[OutboxItem, str]],
                      now: dt.datetime) -> None:
     """Echo memory for a batch of successful writes: the content hash the record should have when
@@ -600,11 +499,11 @@ def _remember_writes(tx: Transaction, connection: str, done: Sequence[tuple[Outb
         object_type = object_type_of(item.object_name)
         if object_type is not None and item.operation != "delete":
             by_type.setdefault(object_type, []).append((item, record_id))
-    rows: list[dict[str, Any]] = []
+    entries: dict[str, dict[str, Any]] = {}
     for object_type, pairs in by_type.items():
-        stored = _records(tx, object_type, connection, [rid for _, rid in pairs])
-        keys = {rid: _write_key(connection, object_type, rid) for _, rid in pairs}
-        previous = _states_tx(tx, WRITES_NS, [keys[rid] for _, rid in pairs if rid not in stored])
+        stored = store_outbox.stored_records(tx.conn, object_type, connection, [rid for _, rid in pairs])
+        keys = {rid: store_outbox.write_key(connection, object_type, rid) for _, rid in pairs}
+        previous = store_outbox.remembered_writes(tx.conn, [keys[rid] for _, rid in pairs if rid not in stored])
         for item, rid in pairs:
             fields = coerce_fields(object_type, item.fields)
             expected: str | None = None
@@ -616,68 +515,8 @@ def _remember_writes(tx: Transaction, connection: str, done: Sequence[tuple[Outb
             before = previous.get(keys[rid])
             merged = dict(before.get("fields", {})) if isinstance(before, dict) and expected is None else {}
             merged.update(jsonable(fields))
-            rows.append({"namespace": WRITES_NS, "key": keys[rid], "updated_at": now,
-                         "value": {"hash": expected, "fields": merged, "at": now.isoformat(), "outbox_id": item.id}})
-    if rows:
-        module: Any = sqlite if tx.conn.dialect.name == "sqlite" else postgresql
-        ins = module.insert(t.kv_state)
-        tx.conn.execute(ins.on_conflict_do_update(
-            index_elements=[t.kv_state.c.namespace, t.kv_state.c.key],
-            set_={"value": ins.excluded.value, "updated_at": ins.excluded.updated_at}), rows)
-
-
-def _records(tx: Transaction, object_type: ObjectType, connection: str, ids: Sequence[str]) -> dict[str, Record]:
-    kind = plan_for(object_type)
-    table = kind.table
-    cols = [table.c[n] for n in kind.field_names]
-    out: dict[str, Record] = {}
-    wanted = sorted(set(ids))
-    for start in range(0, len(wanted), 500):
-        stmt = select(*cols).where(table.c.connection == connection,
-                                   table.c.source_id.in_(wanted[start : start + 500]))
-        for row in tx.conn.execute(stmt):
-            record = kind.to_record(row)
-            out[record.source_id] = record
-    return out
-
-
-def _states_tx(tx: Transaction, namespace: str, keys: Sequence[str]) -> dict[str, Any]:
-    c = t.kv_state.c
-    out: dict[str, Any] = {}
-    wanted = sorted(set(keys))
-    for start in range(0, len(wanted), 500):
-        out.update({k: v for k, v in tx.conn.execute(
-            select(c.key, c.value).where(c.namespace == namespace, c.key.in_(wanted[start : start + 500])))})
-    return out
-
-
-def _matches(entry: Any, record: Record) -> bool:
-    if not isinstance(entry, dict):
-        return False
-    if entry.get("hash"):
-        return bool(content_hash(record) == entry["hash"])
-    kinds = field_kinds(record.object_type)
-    fields = entry.get("fields") or {}
-    if not fields:
-        return False
-    for name, value in fields.items():
-        if name in BOOKKEEPING_FIELDS:
-            continue
-        if not same_value(kinds.get(name, "str"), value, record_value(record, name)):
-            return False
-    return True
-
-
-def _states(store: Store, namespace: str, keys: Iterable[str]) -> dict[str, Any]:
-    c = t.kv_state.c
-    wanted = sorted(set(keys))
-    out: dict[str, Any] = {}
-    with store.engine.connect() as db:
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            out.update({k: v for k, v in db.execute(
-                select(c.key, c.value).where(c.namespace == namespace, c.key.in_(chunk)))})
-    return out
+            entries[keys[rid]] = {"hash": expected, "fields": merged, "at": now.isoformat(), "outbox_id": item.id}
+    store_outbox.remember_writes(tx.conn, entries, now)
 
 
 def _link_mirror(tx: Transaction, connection: str, item: OutboxItem, record_id: str) -> None:
@@ -687,28 +526,20 @@ def _link_mirror(tx: Transaction, connection: str, item: OutboxItem, record_id: 
         return
     object_type = object_type_of(item.object_name)
     object_name = object_type.value if object_type else item.object_name
-    if tx.find_link(key.source_connection, object_name, key.source_id) is not None:
+    if store_outbox.find_link(tx.conn, key.source_connection, object_name, key.source_id) is not None:
         return
-    if tx.find_link(connection, object_name, record_id) is not None:
+    if store_outbox.find_link(tx.conn, connection, object_name, record_id) is not None:
         return
-    tx.link((key.source_connection, object_name, key.source_id), (connection, object_name, record_id))
+    store_outbox.link(tx.conn, (key.source_connection, object_name, key.source_id), (connection, object_name, record_id))
 
 
 def forget_writes(store: Store, connection: str) -> int:
     """Drop the echo memory of a connection (e.g. after a full re-backfill)."""
-    c = t.kv_state.c
     with store.transaction() as tx:
-        res = tx.conn.execute(delete(t.kv_state).where(
-            c.namespace == WRITES_NS, c.key.startswith(f"{connection}|", autoescape=True)))
-        return int(res.rowcount)
+        return store_outbox.forget_writes(tx.conn, connection)
 
 
 def recent_errors(store: Store, connection: str | None = None, *, limit: int = 5) -> list[OutboxItem]:
     """Failed and parked items, most recently updated first (for ``crmsync status``)."""
-    c = t.outbox.c
-    stmt = (select(t.outbox).where(c.status.in_([OutboxStatus.FAILED.value, OutboxStatus.PARKED.value]))
-            .order_by(c.updated_at.desc(), c.id.desc()).limit(limit))
-    if connection is not None:
-        stmt = stmt.where(c.connection == connection)
     with store.engine.connect() as db:
-        return [_outbox_item(r) for r in db.execute(stmt)]
+        return store_outbox.recent_errors(db, connection, limit=limit)

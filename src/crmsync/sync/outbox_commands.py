@@ -103,14 +103,16 @@ def retry_cmd(
         console.print(f"{n} failed item(s) back to pending")
         return
     assert item_id is not None
-    item = outbox.get_item(store, item_id)
-    if item is None:
-        err_console.print(f"no outbox item {item_id}")
-        raise typer.Exit(1)
-    if not outbox.retry(store, item_id):
-        err_console.print(f"outbox item {item_id} is {item.status}; only failed or parked items can be retried")
-        raise typer.Exit(1)
+    _act(store, item_id, "retry")
     console.print(f"outbox item {item_id} back to pending")
+
+
+def _act(store: Store, item_id: int, action: str) -> None:
+    """``retry`` / ``drop`` of one item through ``outbox.act`` (the console's path too)."""
+    _, why_not = outbox.act(store, item_id, action)
+    if why_not is not None:
+        err_console.print(why_not)
+        raise typer.Exit(1)
 
 
 @outbox_app.command("drop")
@@ -120,13 +122,7 @@ def drop_cmd(
 ) -> None:
     """Give up on an item (it is kept as dropped)."""
     store = _store(config)
-    item = outbox.get_item(store, item_id)
-    if item is None:
-        err_console.print(f"no outbox item {item_id}")
-        raise typer.Exit(1)
-    if not outbox.drop(store, item_id):
-        err_console.print(f"outbox item {item_id} is {item.status}; it cannot be dropped")
-        raise typer.Exit(1)
+    _act(store, item_id, "drop")
     console.print(f"outbox item {item_id} dropped")
 
 

@@ -44,10 +44,10 @@ def run_sync_cycle(settings: Settings, store: Store, connection: str, *,
 
 def _sync_gong(settings: Settings, store: Store, connection: str, *, dry_run: bool) -> ObjectResult:
     """A call system's cycle: pull calls into the store (``crmsync.sync.activity``)."""
-    from crmsync.connectors import build_connector
+    from crmsync.connectors.gong import GongConnector
     from crmsync.sync.activity import CALLS_OBJECT, sync_calls
 
-    connector = build_connector(settings.connection(connection))
+    connector = GongConnector(settings.connection(connection))
     try:
         if dry_run:
             cursor = store.load_cursor(connection, CALLS_OBJECT)

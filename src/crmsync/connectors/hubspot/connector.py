@@ -37,8 +37,8 @@ from crmsync.connectors.hubspot.transport import HubSpotTransport
 from crmsync.connectors.mapping import ObjectMapping
 from crmsync.connectors.stage_history import HistoryBatch
 from crmsync.model import Deal, ModelError, Record
+from crmsync.readahead import ReadAhead
 from crmsync.settings import ConnectionSettings
-from crmsync.sync.readahead import ReadAhead
 
 # canonical object -> HubSpot object type
 NATIVE = {"deals": "deals", "accounts": "companies", "contacts": "contacts", "line_items": "line_items",
@@ -65,7 +65,7 @@ def _ms(value: str | None) -> int | None:
         return None
     if parsed.tzinfo is None:
         return None
-    return int(round(parsed.timestamp() * 1000))
+    return round(parsed.timestamp() * 1000)
 
 
 def _only_archived(native: str, results: list[dict[str, Any]]) -> None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from crmsync.connectors.hubspot.host import HubSpotHost
 from crmsync.connectors.stage_history import (
     COMPETITOR,
     LOSS_REASON,
@@ -24,16 +25,13 @@ from crmsync.connectors.stage_history import (
 )
 from crmsync.model import Deal, parse_timestamp
 
-if TYPE_CHECKING:
-    from crmsync.connectors.hubspot.connector import HubSpotConnector
-
 HISTORY_BATCH = 50
 ENTERED = "hs_v2_date_entered_"
 LOSS_PROPERTIES = {"closed_lost_reason": LOSS_REASON, "competitor": COMPETITOR}
 
 
 class HubSpotStageHistory:
-    def __init__(self, connector: HubSpotConnector) -> None:
+    def __init__(self, connector: HubSpotHost) -> None:
         self.c = connector
         self._stage_ids: list[str] | None = None
 

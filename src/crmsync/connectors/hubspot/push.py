@@ -18,13 +18,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from crmsync.connectors.base import BudgetExhausted, ConnectorError, PushItem, PushResult, RetriableError
+from crmsync.connectors.hubspot.host import HubSpotHost
 from crmsync.connectors.hubspot.mapping import MAPPINGS
-
-if TYPE_CHECKING:
-    from crmsync.connectors.hubspot.connector import HubSpotConnector
 
 BATCH = 100
 KEY_PROPERTY = "crmsync_key"
@@ -62,11 +60,11 @@ def wire_value(value: Any) -> str:
 def _ms(value: str | None) -> int | None:
     if not value:
         return None
-    return int(round(dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000))
+    return round(dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 class Pusher:
-    def __init__(self, connector: HubSpotConnector) -> None:
+    def __init__(self, connector: HubSpotHost) -> None:
         self.connector = connector
         self._own: dict[tuple[str, str], int] = {}  # (object, id) -> hs_lastmodifieddate (ms) of our last update
 
@@ -204,7 +202,7 @@ class Pusher:
                 if str(item.source_id) not in current:
                     results[i] = PushResult(item.ref, False, item.source_id, error="not found (deleted or merged)")
                     continue
-                based = int(round(item.based_on_modified_at.timestamp() * 1000))
+                based = round(item.based_on_modified_at.timestamp() * 1000)
                 if seen is not None and seen > based and seen != self._own.get((native, str(item.source_id))):
                     results[i] = PushResult(item.ref, False, item.source_id, conflict=True,
                                             error="changed in HubSpot since the decision")

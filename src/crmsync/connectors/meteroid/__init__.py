@@ -1,6 +1,6 @@
 """The Meteroid (billing) connector."""
 
-from crmsync.connectors.meteroid.aliases import customer_alias, subscription_marker
+from crmsync.billing_keys import customer_alias, subscription_marker
 from crmsync.connectors.meteroid.connector import MeteroidConnector
 from crmsync.connectors.meteroid.errors import AlreadyExists, AmbiguousCreate, NotFound
 

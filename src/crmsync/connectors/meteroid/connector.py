@@ -20,6 +20,7 @@ from meteroid.models import CreateSubscriptionComponents
 
 from crmsync.activity import InvoiceFact, MeterReading
 from crmsync.connectors.base import FatalError, Page, PushItem, PushResult, Quarantined, Usage
+from crmsync.connectors.mapping import ObjectMapping
 from crmsync.connectors.meteroid.errors import NotFound, classify
 from crmsync.model import ModelError, Product, Record, now_utc, parse_decimal, parse_timestamp
 from crmsync.settings import ConnectionSettings
@@ -44,6 +45,11 @@ class MeteroidConnector:
                                         max_retries=int(conn.options.get("max_retries", 2)), http_client=self._http)
 
     # --- plumbing -------------------------------------------------------------------------------
+    @property
+    def mappings(self) -> dict[str, ObjectMapping]:
+        """No field tables: Meteroid's objects are read and written in their own shape."""
+        return {}
+
     def _call(self, what: str, fn: Callable[[], Any], *, create: bool = False) -> Any:
         self.usage.calls += 1
         self.usage.observed_at = now_utc()

@@ -31,7 +31,7 @@ from crmsync.connectors.mapping import ObjectMapping, as_timestamp
 from crmsync.connectors.pipedrive.history import read_histories
 from crmsync.connectors.pipedrive.http import DEFAULT_BASE_URL, PipedriveHttp
 from crmsync.connectors.pipedrive.incremental import DEFAULT_RULE, Checkpoint
-from crmsync.connectors.pipedrive.mappings import MAPPINGS, prepare
+from crmsync.connectors.pipedrive.mapping import MAPPINGS, prepare
 from crmsync.connectors.pipedrive.push import Pusher
 from crmsync.connectors.stage_history import HistoryBatch
 from crmsync.model import Deal, ModelError, Record

@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from crmsync.connectors.pipedrive.host import PipedriveHost
 from crmsync.connectors.stage_history import LOSS_REASON, HistoryBatch, StageEntry, collapse
 from crmsync.model import Deal
-
-if TYPE_CHECKING:
-    from crmsync.connectors.pipedrive.connector import PipedriveConnector
 
 CHANGELOG_COST = 20
 CHANGELOG_LIMIT = 500
 
 
-def read_histories(connector: PipedriveConnector, deals: Sequence[Deal]) -> HistoryBatch:
+def read_histories(connector: PipedriveHost, deals: Sequence[Deal]) -> HistoryBatch:
     batch = HistoryBatch()
     for deal in deals:
         if deal.stage_id is None:
@@ -45,7 +43,7 @@ def read_histories(connector: PipedriveConnector, deals: Sequence[Deal]) -> Hist
     return batch
 
 
-def _stage_changes(connector: PipedriveConnector, deal_id: str) -> tuple[list[tuple[dt.datetime, str, str]], int]:
+def _stage_changes(connector: PipedriveHost, deal_id: str) -> tuple[list[tuple[dt.datetime, str, str]], int]:
     """``stage_id`` changes of one deal, oldest first: (time, old stage, new stage)."""
     changes: list[tuple[dt.datetime, str, str]] = []
     cursor: str | None = None

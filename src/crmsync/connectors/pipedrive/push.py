@@ -27,20 +27,19 @@ key), and is sent under ``custom_fields`` by key. ``writable_fields`` may list e
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from crmsync.connectors.base import BudgetExhausted, FatalError, PushItem, PushResult, RetriableError
 from crmsync.connectors.mapping import ObjectMapping
+from crmsync.connectors.pipedrive.host import PipedriveHost
 from crmsync.connectors.pipedrive.http import NotFoundError
-from crmsync.connectors.pipedrive.mappings import key_marker
+from crmsync.connectors.pipedrive.mapping import key_marker
 from crmsync.model import parse_timestamp
-
-if TYPE_CHECKING:
-    from crmsync.connectors.pipedrive.connector import PipedriveConnector
 
 V2 = "/api/v2"
 V1_NOTES = "/v1/notes"
@@ -73,7 +72,7 @@ def _rfc3339(moment: dt.datetime) -> str:
 
 
 class Pusher:
-    def __init__(self, connector: PipedriveConnector) -> None:
+    def __init__(self, connector: PipedriveHost) -> None:
         self.c = connector
         self.window = dt.timedelta(hours=float(connector.conn.options.get("idempotency_window_hours", 72)))
         self._own: dict[tuple[str, str], dt.datetime] = {}  # (path, id) -> update_time of our last PATCH
@@ -159,10 +158,8 @@ class Pusher:
         if item.operation == "delete":
             if not item.source_id:
                 raise ValueError("delete needs source_id")
-            try:
+            with contextlib.suppress(NotFoundError):  # already gone: the goal is reached
                 self.c.call("DELETE", f"{V2}{path}/{int(item.source_id)}", cost=COST_DELETE, for_push=True)
-            except NotFoundError:
-                pass  # already gone: the goal is reached
             return PushResult(item.ref, True, item.source_id)
         raise ValueError(f"unknown operation {item.operation!r}")
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from crmsync.connectors.base import FatalError
+from crmsync.connectors.salesforce.host import SalesforceHost
 from crmsync.connectors.salesforce.soql import soql
 from crmsync.connectors.stage_history import (
     COMPETITOR,
@@ -31,14 +32,11 @@ from crmsync.connectors.stage_history import (
 )
 from crmsync.model import Deal, parse_timestamp
 
-if TYPE_CHECKING:
-    from crmsync.connectors.salesforce.connector import SalesforceConnector
-
 IDS_PER_QUERY = 200
 DEFAULT_LOSS_FIELDS = {"Loss_Reason__c": LOSS_REASON, "Competitor__c": COMPETITOR}
 
 
-def read_histories(connector: SalesforceConnector, deals: Sequence[Deal]) -> HistoryBatch:
+def read_histories(connector: SalesforceHost, deals: Sequence[Deal]) -> HistoryBatch:
     before = connector.usage.calls
     entries: dict[str, list[StageEntry]] = defaultdict(list)
     extra: dict[str, dict[str, Any]] = {}
@@ -69,7 +67,7 @@ def _add(entries: dict[str, list[StageEntry]], deal_id: Any, stage: Any, created
         entries[str(deal_id)].append(StageEntry(str(stage), at))
 
 
-def _loss_fields(connector: SalesforceConnector, ids: list[str], fields: dict[str, str]) -> dict[str, dict[str, Any]]:
+def _loss_fields(connector: SalesforceHost, ids: list[str], fields: dict[str, str]) -> dict[str, dict[str, Any]]:
     try:
         rows = connector.query(soql("SELECT Id, {:fields} FROM Opportunity WHERE Id IN {}", list(fields), ids),
                                include_deleted=False)

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from crmsync.connectors.base import PushItem, PushResult
+from crmsync.connectors.salesforce.host import NotesHost
 from crmsync.connectors.salesforce.soql import soql
-
-if TYPE_CHECKING:
-    from crmsync.connectors.salesforce.push import Pusher
 
 TITLE_MAX = 80
 BODY_MAX = 32_000
@@ -65,7 +63,7 @@ def note_record(item: PushItem) -> dict[str, Any]:
     return record
 
 
-def push_notes(pusher: Pusher, items: Sequence[PushItem], indexes: Sequence[int]) -> dict[int, PushResult]:
+def push_notes(pusher: NotesHost, items: Sequence[PushItem], indexes: Sequence[int]) -> dict[int, PushResult]:
     out: dict[int, PushResult] = {}
     records: dict[int, dict[str, Any]] = {}
     for item, index in zip(items, indexes, strict=True):
@@ -95,7 +93,7 @@ def push_notes(pusher: Pusher, items: Sequence[PushItem], indexes: Sequence[int]
     return out
 
 
-def _existing(pusher: Pusher, records: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+def _existing(pusher: NotesHost, records: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
     """(15-char ParentId, marker) -> Note Id, for the notes of these parents that carry a marker."""
     parents = sorted({r["ParentId"] for r in records})
     found: dict[tuple[str, str], str] = {}

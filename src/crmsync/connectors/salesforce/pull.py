@@ -23,20 +23,18 @@ import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 from simple_salesforce.bulk2 import Operation, _Bulk2Client
 
 from crmsync.connectors.base import FatalError, Page, Quarantined, RetriableError
 from crmsync.connectors.cursor import StampRule, lower
+from crmsync.connectors.salesforce.host import SalesforceHost
 from crmsync.connectors.salesforce.mapping import SObjectSpec
 from crmsync.connectors.salesforce.soql import soql
 from crmsync.connectors.salesforce.transport import NotFoundError, error_code
 from crmsync.model import ModelError, Record, parse_timestamp
-
-if TYPE_CHECKING:
-    from crmsync.connectors.salesforce.connector import SalesforceConnector
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 DELETED_WINDOW = dt.timedelta(days=15) - dt.timedelta(minutes=2)
@@ -52,7 +50,7 @@ def _jsonable(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class Reader:
-    def __init__(self, connector: SalesforceConnector, name: str, spec: SObjectSpec) -> None:
+    def __init__(self, connector: SalesforceHost, name: str, spec: SObjectSpec) -> None:
         self.c = connector
         self.name = name
         self.spec = spec

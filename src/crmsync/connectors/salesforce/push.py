@@ -23,17 +23,15 @@ the canonical or the native name. Notes go to the classic ``Note`` sObject (``no
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from crmsync.connectors.base import BudgetExhausted, ConnectorError, PushItem, PushResult, RetriableError
 from crmsync.connectors.mapping import ObjectMapping
+from crmsync.connectors.salesforce.host import SalesforceHost
 from crmsync.connectors.salesforce.mapping import OBJECTS, SOBJECT_TO_NAME
 from crmsync.connectors.salesforce.notes import push_notes
 from crmsync.connectors.salesforce.soql import ident, soql
 from crmsync.model import RECORD_TYPES, parse_timestamp
-
-if TYPE_CHECKING:
-    from crmsync.connectors.salesforce.connector import SalesforceConnector
 
 BATCH = 200
 EXTERNAL_ID = "Crmsync_Key__c"
@@ -100,7 +98,7 @@ def _errors(item: dict[str, Any]) -> tuple[str, bool]:
 
 
 class Pusher:
-    def __init__(self, connector: SalesforceConnector) -> None:
+    def __init__(self, connector: SalesforceHost) -> None:
         self.c = connector
         self.mappings: dict[str, ObjectMapping] = {
             name: spec.mapping.with_overrides(connector.conn.field_mappings.get(name, {}))

@@ -249,10 +249,9 @@ def build_routes(sim: HubSpotSimulator) -> list[Route]:
                     sim.update_record(name, row_or_none, properties)
                     results.append(sim.render(name, row_or_none, list(properties) or None))
                     continue
-                if id_property == "hs_object_id":  # upsert by hs_object_id
-                    if row_or_none is None:
-                        raise ApiError(404, "OBJECT_NOT_FOUND", f"No {label} with id {record_id} to upsert",
-                                       context={"ids": [record_id]})
+                if id_property == "hs_object_id" and row_or_none is None:  # upsert by hs_object_id
+                    raise ApiError(404, "OBJECT_NOT_FOUND", f"No {label} with id {record_id} to upsert",
+                                   context={"ids": [record_id]})
                 created = row_or_none is None
                 if row_or_none is None:
                     row = sim.create_record(name, {**properties, id_property: record_id})

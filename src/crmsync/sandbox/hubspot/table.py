@@ -28,7 +28,7 @@ def index_key(ms: int, record_id: int) -> int:
 
 
 class Row:
-    __slots__ = ("id", "created_ms", "updated_ms", "archived_ms", "src", "props", "pending", "visible_at")
+    __slots__ = ("archived_ms", "created_ms", "id", "pending", "props", "src", "updated_ms", "visible_at")
 
     def __init__(self, record_id: int, created_ms: int, updated_ms: int, src: Any = None,
                  props: Props | None = None) -> None:

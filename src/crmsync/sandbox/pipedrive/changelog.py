@@ -9,6 +9,7 @@ closed); a deal written through the API or the user handle records its changes h
 from __future__ import annotations
 
 import base64
+import itertools
 from typing import Any
 
 from crmsync.sandbox.pipedrive.rows import epoch, status_of_stage, v1_time
@@ -36,7 +37,7 @@ class Changelog:
         deal = self.world.deals[deal_id - 1]
         history = self.world.stage_history(deal)
         out = [_entry("stage_id", STAGES.index(a) + 1, STAGES.index(b) + 1, epoch(at), deal.owner_id)
-               for (a, _), (b, at) in zip(history, history[1:], strict=False)]
+               for (a, _), (b, at) in itertools.pairwise(history)]
         status = status_of_stage(deal.stage)
         if status != "open":
             at = epoch(deal.stage_changed_at)

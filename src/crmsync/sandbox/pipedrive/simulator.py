@@ -309,10 +309,7 @@ class PipedriveSimulator(Simulator):
             row[key] = finite_number(value, key) if key in ("quantity", "item_price", "discount") else value
         gross = Decimal(str(row["item_price"])) * Decimal(str(row["quantity"]))
         discount = Decimal(str(row["discount"]))
-        if row.get("discount_type") == "amount":
-            total = gross - discount
-        else:
-            total = gross * (1 - discount / 100)
+        total = gross - discount if row.get("discount_type") == "amount" else gross * (1 - discount / 100)
         row["sum"] = total.quantize(Decimal("0.01"))
 
     # --- activities -------------------------------------------------------------------------------

@@ -12,19 +12,17 @@ import datetime as dt
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from crmsync.sandbox.salesforce.evaluate import resolve, sf_datetime
+from crmsync.sandbox.salesforce.host import OrgHost
 from crmsync.sandbox.salesforce.ids import make_id
 from crmsync.sandbox.salesforce.responses import sf_error, sf_json, to_csv
 from crmsync.sandbox.salesforce.rest import parse_body
 from crmsync.sandbox.salesforce.soql import SoqlError, parse
-
-if TYPE_CHECKING:
-    from crmsync.sandbox.salesforce.simulator import SalesforceSimulator
 
 DEFAULT_MAX_RECORDS = 100_000
 DELIMITERS = {"COMMA": ",", "TAB": "\t", "SEMICOLON": ";", "PIPE": "|", "CARET": "^", "BACKQUOTE": "`"}
@@ -78,7 +76,7 @@ def decode_locator(text: str) -> int:
 
 
 class BulkApi:
-    def __init__(self, sim: SalesforceSimulator) -> None:
+    def __init__(self, sim: OrgHost) -> None:
         self.sim = sim
         self.jobs: dict[str, QueryJob] = {}
         self._lock = threading.Lock()

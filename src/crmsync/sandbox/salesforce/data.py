@@ -216,7 +216,7 @@ class OrgData:
                update_only: bool = False) -> tuple[str, bool]:
         table = self.table(name)
         field = table.sobj.resolve(ext_field)
-        if field is None or field not in table.sobj.external_ids and field != "Id":
+        if field is None or (field not in table.sobj.external_ids and field != "Id"):
             raise WriteError("NOT_FOUND", f"Provided external ID field does not exist or is not accessible: "
                              f"{ext_field}", http_status=404)
         body = {k: v for k, v in values.items() if (table.sobj.resolve(k) or k) != field}
@@ -294,10 +294,7 @@ class OrgData:
         items = self.table("OpportunityLineItem")
         found = []
         for item_id, row in list(items.rows.items()):
-            if type(row) is dict:
-                parent = row.get("OpportunityId")
-            else:
-                parent = make_id("006", row[0].id)
+            parent = row.get("OpportunityId") if type(row) is dict else make_id("006", row[0].id)
             if parent == opportunity_id:
                 found.append(item_id)
         return sorted(found)

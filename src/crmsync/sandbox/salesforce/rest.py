@@ -10,20 +10,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from crmsync.sandbox.salesforce.data import WriteError
 from crmsync.sandbox.salesforce.evaluate import resolve, sf_datetime
+from crmsync.sandbox.salesforce.host import OrgHost
 from crmsync.sandbox.salesforce.ids import PREFIX_OF, make_id
 from crmsync.sandbox.salesforce.responses import sf_error, sf_json
 from crmsync.sandbox.salesforce.soql import SoqlError, parse
 from crmsync.sandbox.salesforce.tables import check_query
-
-if TYPE_CHECKING:
-    from crmsync.sandbox.salesforce.simulator import SalesforceSimulator
 
 Row = dict[str, Any]
 MAX_BATCH = 2000
@@ -72,7 +70,7 @@ def parse_body(raw: bytes) -> Any:
         raise WriteError("JSON_PARSER_ERROR", f"The request body is not valid JSON: {str(exc)[:80]}") from exc
 
 
-def project(sim: SalesforceSimulator, object_name: str, row: Row, fields: list[str], version: str) -> Row:
+def project(sim: OrgHost, object_name: str, row: Row, fields: list[str], version: str) -> Row:
     out: Row = {"attributes": {"type": object_name,
                                "url": f"/services/data/{version}/sobjects/{object_name}/{row['Id']}"}}
     for name in fields:
@@ -81,7 +79,7 @@ def project(sim: SalesforceSimulator, object_name: str, row: Row, fields: list[s
 
 
 class RestApi:
-    def __init__(self, sim: SalesforceSimulator) -> None:
+    def __init__(self, sim: OrgHost) -> None:
         self.sim = sim
         self.cursors = QueryCursors()
 

@@ -13,7 +13,7 @@ from crmsync.model import Record
 from crmsync.settings import Settings
 from crmsync.store import Store
 
-log = get_logger("crmsync.rules.trials")
+log = get_logger("crmsync.trials.cycle")
 
 
 @dataclass
@@ -29,10 +29,10 @@ def before_live_rules(settings: Settings, store: Store, connection: str, changed
                       now: dt.datetime) -> TrialsOutcome:
     """Experiments, then open shadow periods; a failure is logged and returned, never raised, so the
     live rules still run."""
-    from crmsync.rules.experiment_runner import run_experiments
     from crmsync.rules.runner import OBJECT_NAMES, build_context, current_rule_set, known_decision_keys
-    from crmsync.rules.shadow import run_shadow
     from crmsync.sync.outbox import filter_echoes
+    from crmsync.trials.experiments import run_experiments
+    from crmsync.trials.shadow import run_shadow
 
     out = TrialsOutcome()
     try:

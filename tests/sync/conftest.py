@@ -1,5 +1,5 @@
-"""Sandboxes for the push tests: a simulator served over real HTTP(S) on loopback, plus the
-``ConnectionSettings`` that point a connector at it."""
+"""Sandboxes for the push-path tests (the outbox here, the mirrors in tests/mirror): a simulator
+served over real HTTP(S) on loopback, plus the ``ConnectionSettings`` that point a connector at it."""
 
 from __future__ import annotations
 

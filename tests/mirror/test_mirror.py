@@ -45,9 +45,7 @@ def _writes(env: Env) -> int:
     total = 0
     for route, n in routes.items():
         method, path = route.split(" ", 1)
-        if method in ("PATCH", "PUT", "DELETE"):
-            total += n
-        elif method == "POST" and not any(s in path for s in ("search", "batch/read", "/query", "oauth2")):
+        if method in ("PATCH", "PUT", "DELETE") or (method == "POST" and not any(s in path for s in ("search", "batch/read", "/query", "oauth2"))):
             total += n
     return total
 

@@ -253,11 +253,11 @@ def test_retriable_failures_back_off_then_succeed_or_give_up(
     def given_up() -> bool:  # drain again each time the short backoff has passed, until it gives up
         store.set_state(PAUSE_NS, env.conn.name, None)
         _drain(store, env, backoff_base_s=0.01, max_attempts=3)
-        return [i for i in store.outbox_items() if i.idempotency_key == "never"][0].status == "failed"
+        return next(i for i in store.outbox_items() if i.idempotency_key == "never").status == "failed"
 
     wait_until(given_up, 10, "the write to be given up", interval=0.02)
     env.sim.knobs.update({"faults": []})
-    never = [i for i in store.outbox_items() if i.idempotency_key == "never"][0]
+    never = next(i for i in store.outbox_items() if i.idempotency_key == "never")
     assert never.status == "failed" and never.attempts == 3 and "gave up after 3 attempts" in (never.last_error or "")
 
 
