@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-from crmsync.connectors.base import Connector
+from crmsync.connectors.base import Connector, PushTarget
 from crmsync.settings import ConnectionSettings
 
 CONNECTOR_CLASSES = {
@@ -34,10 +34,16 @@ def build_connector(conn: ConnectionSettings) -> Connector:
 
 
 if TYPE_CHECKING:  # mypy checks here that every connector class is a ``Connector``
+    from crmsync.connectors.apollo.connector import ApolloConnector
     from crmsync.connectors.hubspot.connector import HubSpotConnector
     from crmsync.connectors.meteroid.connector import MeteroidConnector
+    from crmsync.connectors.outreach.connector import OutreachConnector
     from crmsync.connectors.pipedrive.connector import PipedriveConnector
     from crmsync.connectors.salesforce.connector import SalesforceConnector
+    from crmsync.connectors.salesloft.connector import SalesloftConnector
 
     _CHECKED: tuple[type[Connector], ...] = (SalesforceConnector, HubSpotConnector, PipedriveConnector,
                                               MeteroidConnector)
+    #: the sales-engagement tools pull their own page shape (``connectors.engagement``) but are
+    #: written through the same outbox drain
+    _PUSHED: tuple[type[PushTarget], ...] = (OutreachConnector, ApolloConnector, SalesloftConnector)

@@ -127,21 +127,29 @@ class PushResult:
     retriable: bool = False
 
 
-class Connector(Protocol):
-    """What the sync engine and the outbox drain use of a connector (``build_connector`` returns
-    one). ``mappings`` are its field tables by canonical object name (each connector's
+class PushTarget(Protocol):
+    """What the outbox drain uses of a system it writes to: CRMs, billing and the sales-engagement
+    tools. ``mappings`` are its field tables by canonical object name (each connector's
     ``mapping`` module, with the connection's ``field_mappings`` applied): pushes translate back
     through them and ``writable_fields`` may name either side; empty for a system whose objects
-    are read natively (Meteroid)."""
-
-    kind: str
-    name: str
+    are read and written natively (Meteroid, the engagement tools)."""
 
     @property
     def usage(self) -> Usage: ...
 
     @property
     def mappings(self) -> Mapping[str, ObjectMapping]: ...
+
+    def push(self, items: Sequence[PushItem]) -> list[PushResult]:
+        ...
+
+
+class Connector(PushTarget, Protocol):
+    """What the sync engine and the outbox drain use of a CRM or billing connector
+    (``build_connector`` returns one)."""
+
+    kind: str
+    name: str
 
     def objects(self) -> Sequence[str]:
         """Object names this connector can pull (canonical names: deals, owners, stages, ...)."""
@@ -159,9 +167,6 @@ class Connector(Protocol):
 
     def list_ids(self, object_name: str) -> Iterator[list[str]]:
         """Every live source id, in chunks, for the hard-delete sweep."""
-        ...
-
-    def push(self, items: Sequence[PushItem]) -> list[PushResult]:
         ...
 
     def close(self) -> None:

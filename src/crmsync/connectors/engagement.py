@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crmsync.connectors.base import Quarantined
+from crmsync.connectors.mapping import ObjectMapping
 
 
 @dataclass(slots=True)
@@ -35,3 +36,13 @@ class EngagementPage:
 
 #: sequence-state states that hold a person in a sequence (a new enrolment in it would be refused)
 ACTIVE_STATES = frozenset({"active", "paused", "pending", "bounced", "failed", "opted_out_paused"})
+
+
+class NativeShapes:
+    """For tools whose objects crmsync reads and writes in their own shape: no field tables (the
+    outbox drain translates pushes through ``mappings``; these have nothing to translate)."""
+
+    @property
+    def mappings(self) -> dict[str, ObjectMapping]:
+        return {}
+

@@ -44,11 +44,11 @@ from typing import Any, TypeVar
 from crmsync.connectors.base import (
     AuthError,
     BudgetExhausted,
-    Connector,
     ConnectorError,
     FatalError,
     PushItem,
     PushResult,
+    PushTarget,
     RetriableError,
 )
 from crmsync.logging import get_logger
@@ -113,7 +113,7 @@ class DrainResult:
 
 
 # --- public API -------------------------------------------------------------------------------
-def drain(store: Store, connector: Connector, conn: ConnectionSettings, *, limit: int | None = None,
+def drain(store: Store, connector: PushTarget, conn: ConnectionSettings, *, limit: int | None = None,
           stop_event: threading.Event | None = None, batch_size: int | None = None,
           max_attempts: int = DEFAULT_MAX_ATTEMPTS, lease_seconds: float = 300.0,
           backoff_base_s: float = BACKOFF_BASE_S) -> DrainResult:
@@ -305,7 +305,7 @@ def _claim(store: Store, connection: str, want: int, owner: dict[str, Any], leas
 
 
 # --- push and bookkeeping ---------------------------------------------------------------------
-def _native_names(connector: Connector, object_name: str) -> dict[str, str]:
+def _native_names(connector: PushTarget, object_name: str) -> dict[str, str]:
     """canonical field -> native field, from the connector's field table, so ``writable_fields``
     may list either."""
     mapping = connector.mappings.get(object_name)
@@ -332,7 +332,7 @@ def _push_items(items: Sequence[OutboxItem]) -> list[PushItem]:
     return out
 
 
-def _push_batch(store: Store, connector: Connector, conn: ConnectionSettings, items: list[OutboxItem],
+def _push_batch(store: Store, connector: PushTarget, conn: ConnectionSettings, items: list[OutboxItem],
                 result: DrainResult, budget: ApiBudget, max_attempts: int, retried_ids: set[int]) -> bool:
     """Push one claimed batch and book the answers; False stops the drain."""
     native = _native_names(connector, items[0].object_name)

@@ -43,7 +43,7 @@ from crmsync.connectors.base import (
     Usage,
 )
 from crmsync.connectors.cursor import StampRule, lower, next_start, settle_seconds
-from crmsync.connectors.engagement import EngagementPage, EngagementRecord
+from crmsync.connectors.engagement import EngagementPage, EngagementRecord, NativeShapes
 from crmsync.connectors.server_time import server_read_time
 from crmsync.connectors.wire import decode_body, encode_body
 from crmsync.settings import ConnectionSettings
@@ -142,7 +142,7 @@ def _epoch(text: Any) -> int:
     return int(parsed.timestamp())
 
 
-class ApolloConnector:
+class ApolloConnector(NativeShapes):
     kind = "apollo"
     push_batch_size = 20
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from crmsync.activity import Call, CallParty, CrmRef
 from crmsync.connectors.base import FatalError, PushItem, PushResult, Quarantined
+from crmsync.connectors.engagement import NativeShapes
 from crmsync.connectors.gong.http import DEFAULT_BASE_URL, GongHttp
 from crmsync.model import ModelError, parse_timestamp
 from crmsync.settings import ConnectionSettings
@@ -42,7 +43,7 @@ def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class GongConnector:
+class GongConnector(NativeShapes):
     kind = "gong"
 
     def __init__(self, conn: ConnectionSettings, *, http: GongHttp | None = None) -> None:

@@ -34,7 +34,7 @@ from crmsync.connectors.base import (
     Usage,
 )
 from crmsync.connectors.cursor import StampRule, settle_seconds
-from crmsync.connectors.engagement import EngagementPage, EngagementRecord
+from crmsync.connectors.engagement import EngagementPage, EngagementRecord, NativeShapes
 from crmsync.connectors.outreach.http import DEFAULT_BASE_URL, NotFoundError, OutreachHttp, ValidationError
 from crmsync.connectors.pipedrive.incremental import Checkpoint
 from crmsync.settings import ConnectionSettings
@@ -48,7 +48,7 @@ DEFAULT_PAGE_SIZE = 100  # page[size]: Outreach allows up to 1,000
 SETTLE_S = 2.0
 
 
-class OutreachConnector:
+class OutreachConnector(NativeShapes):
     kind = "outreach"
     push_batch_size = 20
 

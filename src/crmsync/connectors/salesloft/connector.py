@@ -43,7 +43,7 @@ from crmsync.connectors.base import (
     Usage,
 )
 from crmsync.connectors.cursor import StampRule, lower, next_start, settle_seconds
-from crmsync.connectors.engagement import EngagementPage, EngagementRecord
+from crmsync.connectors.engagement import EngagementPage, EngagementRecord, NativeShapes
 from crmsync.connectors.server_time import server_read_time
 from crmsync.connectors.wire import decode_body, encode_body
 from crmsync.settings import ConnectionSettings
@@ -157,7 +157,7 @@ def _iso(epoch: float) -> str:
     return dt.datetime.fromtimestamp(int(epoch), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class SalesloftConnector:
+class SalesloftConnector(NativeShapes):
     kind = "salesloft"
     push_batch_size = 20
 
