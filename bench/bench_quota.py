@@ -8,8 +8,9 @@ answered (target 0), crmsync's CPU seconds and peak RSS (this process only).
 
 Limits (sources in docs/api-facts.md, "Rate limits used by bench_quota"):
 - hubspot: Professional private app, 190 requests per rolling 10 s and 500,000 a day; search 5/s
-  (its own limit; the search endpoints are exempt from the ten-second one). Floor: list API pages
-  of 100 deals (associations inline) at 19/s;
+  (its own limit; the search endpoints are exempt from the ten-second one). Floor: calls of 50
+  deals (the most a call carrying stage histories may read; 100, the list page, with
+  ``--option stage_history=false``) at 19/s;
 - salesforce: the org's daily API allocation (Enterprise base 100,000 requests / 24 h); Salesforce
   has no per-second request limit, so the floor is not set by the limits (printed as n/a) and the
   figure that matters is the share of the allocation the backfill spends;
@@ -58,12 +59,21 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def floor_seconds(crm: str, deals: int) -> float | None:
+def page_size(crm: str, options: dict[str, Any]) -> int:
+    """HubSpot deals carry their stage history (``stage_history``, on by default): a list or batch
+    read asking for property histories takes 50 objects, so 50 deals a call is the least any
+    complete read of deals with histories can do under the ten-second limit."""
+    if crm == "hubspot" and options.get("stage_history", True):
+        return 50
+    return PAGE[crm]
+
+
+def floor_seconds(crm: str, deals: int, options: dict[str, Any]) -> float | None:
     """The least wall time the limits allow for the fewest calls (None: the limits set no rate)."""
     limits = LIMITS[crm]
     if limits["burst_limit"] is None:
         return None
-    pages = math.ceil(deals / PAGE[crm])
+    pages = math.ceil(deals / page_size(crm, options))
     rate = limits["burst_limit"] / limits["burst_window_s"]
     seconds = pages / rate
     tokens = TOKENS_PER_PAGE.get(crm)
@@ -96,7 +106,7 @@ def bench_crm(crm: str, deals: int, seed: int, options: dict[str, Any]) -> dict[
             store.close()
             return {"crm": crm, "status": result.status, "complete": result.complete, "records": result.records,
                     "wall": wall, "cpu": cpu, "rss": peak_rss_mb(), "calls": calls,
-                    "r429": int(counters["by_status"].get("429", 0)), "floor": floor_seconds(crm, deals),
+                    "r429": int(counters["by_status"].get("429", 0)), "floor": floor_seconds(crm, deals, options),
                     "daily_used": counters["limits"]["daily_used"], "daily_limit": counters["limits"]["daily_limit"]}
         finally:
             proc.terminate()

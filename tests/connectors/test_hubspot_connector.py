@@ -205,9 +205,14 @@ def test_backfill_by_list_carries_properties_and_associations_inline(server: San
         assert records[source_id].account_id == (want["associations"]["companies"] or [None])[0]
         assert records[source_id].contact_ids == want["associations"]["contacts"]
     by_route = routes(sim)
-    # one list call per 100 deals (+ the archived list): no batch read, no association read
-    assert by_route["GET /crm/v3/objects/deals"] == -(-len(truth) // 100) + 1
+    # one list call per 50 deals (stage history inline) + the archived list; no batch or association read
+    assert by_route["GET /crm/v3/objects/deals"] == -(-len(truth) // 50) + 1
     assert not any("batch/read" in route for route in by_route)
+    # the histories the list carried are what a batch read gives
+    kept = hs.history.read([records[i] for i in truth])  # type: ignore[list-item]
+    assert kept.api_calls == 0 and len(kept.histories) == len(truth)
+    fresh = make(server).history.read([records[i] for i in truth])  # type: ignore[list-item]
+    assert fresh.api_calls > 0 and fresh.histories == kept.histories and fresh.extra == kept.extra
 
 
 def test_backfill_by_list_reads_by_post_when_the_url_would_be_too_long(server: SandboxServer,

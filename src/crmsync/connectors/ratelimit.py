@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-SLACK_S = 0.15
+SLACK_S = 0.05
 SPARE = 1
 
 

@@ -23,11 +23,15 @@ from urllib.parse import quote
 
 from crmsync.connectors.base import Page
 from crmsync.connectors.hubspot import keyset
+from crmsync.sync.readahead import ReadAhead
 
 if TYPE_CHECKING:
     from crmsync.connectors.hubspot.connector import HubSpotConnector
 
 LIST_LIMIT = 100
+# with propertiesWithHistory a call reads at most 50 objects (the spec: "will reduce the maximum
+# number of objects"; 50 as for batch reads, connectors/hubspot/history.py)
+HISTORY_LIST_LIMIT = 50
 # HubSpot answers 414 URI Too Long for long GET URLs; keep well below the commonly hit ~3,000 bytes
 MAX_URL_CHARS = 2_000
 # associations a list call can carry inline, per object
@@ -39,6 +43,11 @@ def url_length(native: str, properties: list[str], associations: tuple[str, ...]
     query = [f"limit={LIST_LIMIT}", "after=99999999999", "archived=false"]
     query += [f"properties={quote(p)}" for p in properties] + [f"associations={quote(a)}" for a in associations]
     return len(f"/crm/v3/objects/{native}?") + len("&".join(query))
+
+
+def with_history(connector: HubSpotConnector, name: str) -> bool:
+    """Deal pages carry their stage history when the engine will read it (``options.stage_history``)."""
+    return name == "deals" and bool(connector.conn.options.get("stage_history", True))
 
 
 def inline_associations(connector: HubSpotConnector, name: str) -> tuple[str, ...]:
@@ -58,32 +67,68 @@ def backfill_by_list(connector: HubSpotConnector, name: str, native: str, state:
     prop = connector.mappings[name].modified_field
     assocs = inline_associations(connector, name)
     inline = fits_in_url(connector, name, native)
+    history: list[str] = []
+    limit = LIST_LIMIT
+    first_calls = 0
+    if inline and with_history(connector, name):
+        extra, first_calls = connector.history.properties()
+        wide = list(dict.fromkeys([*props, *extra]))
+        if url_length(native, wide, assocs) <= MAX_URL_CHARS:
+            props, history, limit = wide, ["dealstage"], HISTORY_LIST_LIMIT
     after: str | None = state.extra.get("list_after")
+
+    def fetch() -> Iterator[tuple[list[dict[str, Any]], str | None, float | None, int]]:
+        """(objects, next after, server read time, calls) per list page; the next request goes
+        out as soon as this one's ``after`` is known, while the page is mapped and stored."""
+        nonlocal first_calls
+        cursor = after
+        while True:
+            connector.transport.read_times.start()
+            if inline:
+                listed = connector.list_page(native, cursor, props, associations=list(assocs),
+                                             with_history=history, limit=limit)
+                calls, first_calls = 1 + first_calls, 0
+            else:
+                listed = connector.list_page(native, cursor, ["hs_object_id"])
+                calls = 1
+            listed_at = connector.transport.read_times.earliest()
+            objects: list[dict[str, Any]] = list(listed.get("results") or [])
+            if not inline and objects:
+                objects = list(connector.batch_read(native, [str(o["id"]) for o in objects], props).get("results")
+                               or [])
+                calls += 1
+            cursor = ((listed.get("paging") or {}).get("next") or {}).get("after")
+            yield objects, cursor, listed_at, calls
+            if not cursor:
+                return
+
+    lists: Iterator[tuple[list[dict[str, Any]], str | None, float | None, int]] = fetch()
+    if connector.prefetch:
+        lists = ReadAhead(lists, depth=2, name="hubspot-list")
     newest = state.ts
-    while True:
-        connector.transport.read_times.start()
-        if inline:
-            listed = connector.list_page(native, after, props, associations=list(assocs))
-            calls = 1
-        else:
-            listed = connector.list_page(native, after, ["hs_object_id"])
-            calls = 1
-        listed_at = connector.transport.read_times.earliest()
+    try:
+        yield from _pages(connector, name, state, lists, newest, prop, inline, bool(history))
+    finally:
+        close = getattr(lists, "close", None)
+        if close is not None:
+            close()
+
+
+def _pages(connector: HubSpotConnector, name: str, state: keyset.KeysetState,
+           lists: Iterator[tuple[list[dict[str, Any]], str | None, float | None, int]], newest: int | None,
+           prop: str, inline: bool, history: bool) -> Iterator[Page]:
+    for results, after, listed_at, calls in lists:
         if listed_at is not None and "open_ms" not in state.extra:
             # records edited after the list passed their id are behind it: the first incremental
             # pass starts where this backfill started, minus the settle time
             state = state.reached(int(connector.stamp_rule.floor(listed_at) * 1000))
-        results: list[dict[str, Any]] = list(listed.get("results") or [])
-        if not inline and results:
-            read = connector.batch_read(native, [str(o["id"]) for o in results], props)
-            results = list(read.get("results") or [])
-            calls += 1
         for obj in results:
             ts = _ms_of(obj, prop)
             newest = max(newest or 0, ts or 0)
-        after = ((listed.get("paging") or {}).get("next") or {}).get("after")
         cur = keyset.KeysetState(newest, (), None, True, {**state.extra, "list_after": after})
         page = connector.page_of(name, results, cur, calls=calls, inline=inline)
+        if history:  # the engine's stage-history read takes these instead of reading them again
+            connector.history.keep(results)
         if not after:
             cur.extra.pop("list_after", None)
             page.cursor = cur.to_cursor()

@@ -27,12 +27,14 @@ from crmsync.connectors.base import FatalError, Page, PushItem, PushResult, Quar
 from crmsync.connectors.cursor import StampRule, settle_seconds
 from crmsync.connectors.hubspot import keyset
 from crmsync.connectors.hubspot.backfill import (
+    HISTORY_LIST_LIMIT,
     backfill_by_list,
     fits_in_url,
     inline_associations,
     inline_targets,
+    with_history,
 )
-from crmsync.connectors.hubspot.history import HubSpotStageHistory
+from crmsync.connectors.hubspot.history import HISTORY_BATCH, HubSpotStageHistory
 from crmsync.connectors.hubspot.limits import general_limiter, search_rate
 from crmsync.connectors.hubspot.mapping import (
     EXTRA_PROPERTIES,
@@ -207,24 +209,40 @@ class HubSpotConnector:
         return self._options(name, 1_000_000)[0].strategy
 
     def _options(self, name: str, records: int) -> list[Option]:
+        """List and search, each with its calls and the floor the limits put on them. v4 association
+        batch reads and searches are exempt from the ten-second limit (associations.v4.json,
+        deals.v3.json: ``x-hubspot-rate-limit-exemptions``); stage-history batch reads are not."""
         native = NATIVE[name]
         general = self.transport.general
         general_rate = general.rate if general is not None else None
         search_rate_s = 1 / self.transport.search_interval if self.transport.search_interval else None
         assoc_types = len(inline_associations(self, name))
+        history = with_history(self, name)
+        history_reads = pages(records, HISTORY_BATCH) if history else 0
         inline = fits_in_url(self, name, native)
-        list_pages = pages(records, LIST_LIMIT)
-        list_calls = list_pages * (1 if inline else 2) + (0 if inline else assoc_types * pages(records, self.assoc_batch))
-        # v4 association batch reads are exempt from the ten-second limit (associations.v4.json)
-        list_general = list_pages * (1 if inline else 2)
+
+        def floor(general_calls: int, searches: int = 0) -> float | None:
+            bounds = [general_calls / general_rate if general_rate else None,
+                      searches / search_rate_s if search_rate_s and searches else None]
+            known = [b for b in bounds if b is not None]
+            return max(known) if known else None
+
+        if inline:
+            size = HISTORY_LIST_LIMIT if history else LIST_LIMIT
+            list_general = pages(records, size)
+            list_calls = list_general
+            note = f"GET list, {size} a page, properties, associations{' and stage history' if history else ''} inline"
+        else:
+            list_general = 2 * pages(records, LIST_LIMIT) + history_reads
+            list_calls = list_general + assoc_types * pages(records, self.assoc_batch)
+            note = "list ids + POST batch read (properties too long for a URL) + v4 association reads"
         searches = pages(records, self.search_page_size)
-        search_calls = searches + assoc_types * pages(records, self.assoc_batch)
+        search_calls = searches + assoc_types * pages(records, self.assoc_batch) + history_reads
         options = [
-            Option("list", list_calls + 1, list_general / general_rate if general_rate else None, list_calls + 1,
-                   "GET list, properties and associations inline" if inline else
-                   "list ids + POST batch read (properties too long for a URL) + v4 association reads"),
-            Option("search", search_calls + 1, searches / search_rate_s if search_rate_s else None, search_calls + 1,
-                   "search keyset, 200 a page, v4 association batch reads"),
+            Option("list", list_calls + 1, floor(list_general), list_calls + 1, note),
+            Option("search", search_calls + 1, floor(history_reads, searches), search_calls + 1,
+                   f"search keyset, {self.search_page_size} a page, v4 association batch reads"
+                   + (", stage-history batch reads of 50" if history else "")),
         ]
         options.sort(key=lambda o: (o.seconds if o.seconds is not None else 0.0, o.calls))
         return options
@@ -376,11 +394,14 @@ class HubSpotConnector:
                 return ids, newest, calls
 
     def list_page(self, native: str, after: str | None, properties: list[str], *, archived: bool = False,
-                  associations: list[str] | None = None) -> dict[str, Any]:
+                  associations: list[str] | None = None, with_history: list[str] | None = None,
+                  limit: int = LIST_LIMIT) -> dict[str, Any]:
         api = self._api(native, "basic_api")
-        kwargs: dict[str, Any] = {"limit": LIST_LIMIT, "properties": properties, "archived": flag(archived)}
+        kwargs: dict[str, Any] = {"limit": limit, "properties": properties, "archived": flag(archived)}
         if associations:
             kwargs["associations"] = associations
+        if with_history:
+            kwargs["properties_with_history"] = with_history
         if after:
             kwargs["after"] = after
         if api is not None:
@@ -585,11 +606,15 @@ class HubSpotConnector:
                 return
 
     # --- writes -------------------------------------------------------------------------------
-    def stage_histories(self, deals: Sequence[Deal]) -> HistoryBatch:
-        """The deals' stage histories (``crmsync.connectors.hubspot.history``)."""
+    @property
+    def history(self) -> HubSpotStageHistory:
         if self._history is None:
             self._history = HubSpotStageHistory(self)
-        return self._history.read(deals)
+        return self._history
+
+    def stage_histories(self, deals: Sequence[Deal]) -> HistoryBatch:
+        """The deals' stage histories (``crmsync.connectors.hubspot.history``)."""
+        return self.history.read(deals)
 
     def push(self, items: Sequence[PushItem]) -> list[PushResult]:
         return self.pusher.push(items)
