@@ -5,10 +5,9 @@ window; every connector, object and thread of this process that uses the same cr
 from that one window. ``shared(key, ...)`` hands out one ``RollingLimiter`` per key, so a backfill
 of several objects or connections of one portal running at once never sends more than the limit.
 
-``RollingLimiter.acquire`` blocks until a request may be sent: at most ``limit - spare`` sends in
-any ``window_s + slack_s`` (the server counts arrivals, which trail sends by a varying delay; the
-slack keeps a request that arrives late from being counted in the next window). The limit and
-window are learned from the CRM's rate-limit headers (``update``) on every answer.
+``RollingLimiter.acquire`` blocks until a request may be sent and ``release`` gives its slot back
+when the answer is in (see the class for why that makes every request safe). The limit and window
+are learned from the CRM's rate-limit headers (``update``) on every answer.
 """
 
 from __future__ import annotations
@@ -18,23 +17,27 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-SLACK_S = 0.05
-SPARE = 1
-
 
 class RollingLimiter:
-    """At most ``limit`` requests per rolling ``window_s`` seconds, across threads."""
+    """At most ``limit`` requests per rolling ``window_s`` seconds, as the server counts them.
 
-    def __init__(self, limit: int | None, window_s: float, *, slack_s: float = SLACK_S, spare: int = SPARE,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+    The server stamps a request somewhere between its send and its answer, and a client cannot
+    know where. So a request holds its slot from the moment it is sent (in flight) until
+    ``window_s`` after its answer came back: if the server counted N requests in the window
+    ending at a new request's stamp, each of them was answered after that window began, or is
+    still in flight, and so holds a slot here. Hence no request this limiter lets go is ever
+    refused for the window, whatever the network or server delays, at the cost of one round trip
+    per window in throughput (rate ~ limit / (window + latency))."""
+
+    def __init__(self, limit: int | None, window_s: float, *, spare: int = 0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
         self.window_s = window_s
-        self.slack_s = slack_s
         self.spare = spare
         self._clock = clock
-        self._sleep = sleep
-        self._sent: deque[float] = deque()
-        self._lock = threading.Lock()
+        self._answered: deque[float] = deque()
+        self._in_flight = 0
+        self._cond = threading.Condition()
         self.waited_s = 0.0  # total time callers were held back (figures)
         self.acquired = 0
 
@@ -43,7 +46,7 @@ class RollingLimiter:
         """Sustained requests per second this limiter allows (None: unlimited)."""
         if self.limit is None:
             return None
-        return self.allowed / (self.window_s + self.slack_s)
+        return self.allowed / self.window_s
 
     @property
     def allowed(self) -> int:
@@ -51,32 +54,42 @@ class RollingLimiter:
 
     def update(self, limit: int | None, window_s: float | None = None) -> None:
         """The CRM said what its limit is (rate-limit headers): follow it."""
-        with self._lock:
+        with self._cond:
             if limit is not None and limit > 0:
                 self.limit = limit
             if window_s is not None and window_s > 0:
                 self.window_s = window_s
+            self._cond.notify_all()
 
     def acquire(self) -> float:
-        """Wait for a free slot and take it; returns the seconds waited."""
-        waited = 0.0
-        while True:
-            with self._lock:
-                if self.limit is None:
-                    self.acquired += 1
-                    return waited
+        """Wait for a free slot and take it (give it back with ``release`` once answered); returns
+        the seconds waited."""
+        started = self._clock()
+        with self._cond:
+            while True:
                 now = self._clock()
-                horizon = now - self.window_s - self.slack_s
-                while self._sent and self._sent[0] <= horizon:
-                    self._sent.popleft()
-                if len(self._sent) < self.allowed:
-                    self._sent.append(now)
-                    self.acquired += 1
-                    self.waited_s += waited
-                    return waited
-                delay = self._sent[0] - horizon
-            self._sleep(delay)
-            waited += delay
+                if self.limit is None:
+                    break
+                horizon = now - self.window_s
+                while self._answered and self._answered[0] <= horizon:
+                    self._answered.popleft()
+                if len(self._answered) + self._in_flight < self.allowed:
+                    break
+                # the oldest answer leaves the window then; an answer or a new limit wakes us sooner
+                delay = self._answered[0] - horizon if self._answered else self.window_s
+                self._cond.wait(timeout=max(delay, 0.001))
+            self._in_flight += 1
+            self.acquired += 1
+            waited = self._clock() - started
+            self.waited_s += waited
+            return waited
+
+    def release(self) -> None:
+        """The request's answer (or failure) came back: its slot frees ``window_s`` from now."""
+        with self._cond:
+            self._in_flight = max(0, self._in_flight - 1)
+            self._answered.append(self._clock())
+            self._cond.notify_all()
 
 
 _REGISTRY: dict[tuple[str, ...], RollingLimiter] = {}

@@ -91,13 +91,18 @@ class HubSpotTransport:
 
     def _once(self, operation: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
               search: bool) -> Any:
+        limiter = None if search else self.general  # search is exempt from the ten-second limit (spec)
         if search:
             self._throttle_search()
-        elif self.general is not None:  # search is exempt from the ten-second limit (spec: rate-limit-exemptions)
-            self.general.acquire()
+        elif limiter is not None:
+            limiter.acquire()
         sent_at, started = time.time(), time.monotonic()
         try:
-            response = fn(*args, _preload_content=False, _request_timeout=self.timeout_s, **kwargs)
+            try:
+                response = fn(*args, _preload_content=False, _request_timeout=self.timeout_s, **kwargs)
+            finally:
+                if limiter is not None:
+                    limiter.release()
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise RetriableError(f"hubspot {operation}: {type(exc).__name__}") from None
         except Exception as exc:  # noqa: BLE001 - the SDK's ApiException family

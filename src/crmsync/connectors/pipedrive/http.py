@@ -123,8 +123,12 @@ class PipedriveHttp:
         headers = {"content-type": "application/json"} if content is not None else None
         sent_at, started = time.time(), time.monotonic()
         try:
-            response = self.client.request(method, path, params=dict(params) if params else None,
-                                           content=content, headers=headers)
+            try:
+                response = self.client.request(method, path, params=dict(params) if params else None,
+                                               content=content, headers=headers)
+            finally:
+                if self.burst is not None:
+                    self.burst.release()
         except httpx.TimeoutException as exc:
             raise RetriableError(f"{where}: timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
