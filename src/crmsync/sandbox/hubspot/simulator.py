@@ -431,9 +431,10 @@ class HubSpotSimulator(Simulator):
 
     # --- assembly -----------------------------------------------------------------------------
     def api_routes(self) -> list[Any]:
+        from crmsync.sandbox.hubspot import properties_api
         from crmsync.sandbox.hubspot.routes import build_routes
 
-        return build_routes(self)
+        return [*build_routes(self), *properties_api.routes(self)]
 
 
 def _owners(world: World) -> list[dict[str, Any]]:
