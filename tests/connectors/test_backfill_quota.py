@@ -230,3 +230,29 @@ def test_without_the_shared_limiter_the_same_backfills_hit_the_limit(tmp_path: P
         run_backfills(Settings(connections=conns), store, [(c.name, o) for c in conns for o in ("deals", "contacts")])
         assert sim.log.snapshot()["by_status"].get("429", 0) > 0
         store.close()
+
+
+# --- Pipedrive: the token's burst limit, shared -------------------------------------------------------
+def test_pipedrive_backfills_at_the_burst_limit_without_a_429(tmp_path: Path) -> None:
+    from crmsync.sandbox.pipedrive import PipedriveSimulator
+
+    sim = PipedriveSimulator(generate_world(33, 1500), Knobs(burst_limit=6, burst_window_s=2.0, daily_limit=100_000))
+    with SandboxServer(sim.build_app(), name="pipedrive") as server:
+        conns = [ConnectionSettings(name=f"pd-{n}", kind="pipedrive", base_url=server.url,
+                                    credentials={"api_token": SecretStr(sorted(sim.api_tokens)[0])},
+                                    objects=["deals", "accounts"],
+                                    options={"page_limit": 200, "stage_history": False, "settle_seconds": 0})
+                 for n in "ab"]
+        store = store_at(tmp_path)
+        plan = plan_backfills(Settings(connections=conns[:1]), [("pd-a", "deals")])[0][2]
+        assert not isinstance(plan, str) and plan.records == 1500
+        assert plan.chosen.calls == 1500 // 200 + 1 + 1 and plan.chosen.quota_calls == plan.chosen.calls * 10
+        sim.log.reset()
+        results = run_backfills(Settings(connections=conns), store, [(c.name, o) for c in conns
+                                                                     for o in ("deals", "accounts")])
+        assert all(r.status == "ok" and r.complete for r in results), [(r.object_name, r.error) for r in results]
+        assert sim.log.snapshot()["by_status"].get("429", 0) == 0
+        times = [r.at for r in sim.log.recent]
+        assert len(times) > 3 * 6
+        assert most_in_any_window(times, 2.0) <= 6 + 1
+        store.close()

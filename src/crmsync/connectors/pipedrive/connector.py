@@ -28,7 +28,7 @@ from crmsync.connectors.base import (
 )
 from crmsync.connectors.cursor import StampRule, settle_seconds
 from crmsync.connectors.mapping import ObjectMapping, as_timestamp
-from crmsync.connectors.pipedrive.history import read_histories
+from crmsync.connectors.pipedrive.history import CHANGELOG_COST, read_histories
 from crmsync.connectors.pipedrive.http import DEFAULT_BASE_URL, PipedriveHttp
 from crmsync.connectors.pipedrive.incremental import DEFAULT_RULE, Checkpoint
 from crmsync.connectors.pipedrive.mappings import MAPPINGS, prepare
@@ -314,6 +314,10 @@ class PipedriveConnector:
         records = self.count(object_name, since=since, until=until)
         calls = pages(records, self.page_limit) + 1  # + the deleted-records pass
         tokens = calls * 10  # GET /api/v2/deals and friends cost 10 tokens (x-token-cost)
+        history = object_name == "deals" and bool(self.conn.options.get("stage_history", True))
+        if history:  # at most one changelog call per deal (those that never moved need none), 20 tokens
+            calls += records
+            tokens += records * CHANGELOG_COST
         burst = self.http.burst
         rate = burst.rate if burst is not None else None
         seconds = calls / rate if rate else None
@@ -321,7 +325,9 @@ class PipedriveConnector:
         if seconds is not None and remaining is not None and tokens > remaining:
             seconds = None  # the budget runs out first: the engine stops cleanly and resumes tomorrow
         chosen = Option("cursor list", calls, seconds, tokens,
-                        f"{self.page_limit} a page at the burst limit, {tokens:,} tokens")
+                        f"{self.page_limit} a page at the burst limit, {tokens:,} tokens"
+                        + (f"; stage history: up to {records:,} changelog calls (options.stage_history: false "
+                           "skips them)" if history else ""))
         limits = {"burst": f"{burst.limit} per {burst.window_s:g}s" if burst is not None and burst.limit
                   else "not reported", "daily_tokens": str(self.usage.limit) if self.usage.limit else "?"}
         return BackfillPlan(self.name, object_name, records, chosen, (chosen,), limits, daily_remaining=remaining)
