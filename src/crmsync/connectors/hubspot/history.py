@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from crmsync.connectors.hubspot.connector import HubSpotConnector
 
 HISTORY_BATCH = 50
+KEEP_MAX = 20_000  # histories a list backfill keeps for the engine's read (a few pages ahead at most)
 ENTERED = "hs_v2_date_entered_"
 LOSS_PROPERTIES = {"closed_lost_reason": LOSS_REASON, "competitor": COMPETITOR}
 
@@ -84,6 +85,9 @@ class HubSpotStageHistory:
     def keep(self, objects: list[dict[str, Any]]) -> None:
         """A list page read these deals with their histories: the engine's read takes them from here."""
         with self._lock:
+            if len(self._kept) > KEEP_MAX:  # nobody is reading them (a dry run): read again if asked
+                self._kept.clear()
+                self._kept_batch = HistoryBatch()
             self.parse(objects, self._kept_batch)
             self._kept.update(str(o.get("id")) for o in objects)
 
