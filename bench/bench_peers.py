@@ -5,7 +5,9 @@ git; created on first use) and pointed at the sandbox by ``bench/peer_wrapper.py
 rewrites the peer's base URL (``https://api.hubapi.com`` -> the sandbox) at the HTTP adapter. The
 sandbox runs in its own process with the documented limits of ``bench_quota.LIMITS``; runs
 alternate crmsync / peer / crmsync / peer ... in one invocation, each in its own process (wall,
-CPU and peak RSS from ``wait4``), the sandbox's limiter and counters reset before each run.
+CPU and peak RSS from ``wait4``), the sandbox's limiter and counters reset before each run. crmsync
+runs with ``bench_quota.DEFAULT_OPTIONS`` (Pipedrive without the per-deal changelog reads, which
+no peer makes); HubSpot's stage histories are read (50 deals a call), the peer reads none.
 
 Prints per CRM and tool: wall, CPU, peak RSS, calls, records complete (distinct deal ids against
 the sandbox's truth) and the ratio crmsync/peer (median of the rounds). A peer that cannot be
@@ -34,7 +36,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_pull import sandbox_calls, start_sandbox  # noqa: E402
-from bench_quota import LIMITS  # noqa: E402
+from bench_quota import DEFAULT_OPTIONS, LIMITS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 VENVS = ROOT / ".bench-venvs"
@@ -119,7 +121,7 @@ def truth_count(base: str, verify: Any, crm: str) -> int:
 
 def run_crmsync(crm: str, entry: dict[str, Any], work: Path, n: int, base: str, verify: Any) -> Run:
     config = work / f"crmsync-{n}.yaml"
-    conn = {**entry, "objects": ["deals"]}
+    conn = {**entry, "objects": ["deals"], "options": {**entry.get("options", {}), **DEFAULT_OPTIONS.get(crm, {})}}
     config.write_text(yaml.safe_dump({"store": {"url": f"sqlite:///{work / f'store-{n}.db'}"},
                                       "connections": [conn]}))
     out = work / f"crmsync-{n}.json"
