@@ -175,21 +175,42 @@ def sync_command(
 @app.command("backfill")
 def backfill_command(
     connection: ConnectionRequired,
-    object_name: Annotated[str, typer.Option("--object", help="Object to backfill.")] = "deals",
+    object_name: Annotated[str, typer.Option("--object", help="Object(s) to backfill: a name, a comma list, "
+                                                              "or all (every configured object).")] = "deals",
     since: Annotated[str | None, typer.Option(help="Only records modified on or after (YYYY-MM-DD).")] = None,
     until: Annotated[str | None, typer.Option(help="Only records modified before (YYYY-MM-DD).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Pull and count, write nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan (strategy, calls, expected wall time "
+                                                            "under the CRM's limits, quota share); pull nothing.")]
+    = False,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Backfill one object; resumes automatically after a crash or kill."""
-    from crmsync.sync.runner import run_backfill
+    """Backfill objects of one or more connections (comma list); several run side by side within each
+    CRM's shared limit. Resumes automatically after a crash or kill."""
+    from crmsync.backfill_commands import run_many, show_plans, split
+    from crmsync.sync.runner import backfill_jobs, run_backfill
 
     settings = state.settings(config)
-    require_connection(settings, connection)
+    names = split(connection)
+    for name in names:
+        require_connection(settings, name)
+    objects = None if object_name == "all" else split(object_name)
+    jobs = backfill_jobs(settings, names, objects)
+    window = (_parse_date(since, "--since"), _parse_date(until, "--until"))
+    if dry_run:
+        raise typer.Exit(show_plans(settings, jobs, since=window[0], until=window[1], as_json=as_json))
     store = state.write_store()
     stopper = _install_stop_handler()
     stop = stopper.event
+    if len(jobs) != 1:
+        many = run_many(settings, store, jobs, since=window[0], until=window[1], stop=stop, as_json=as_json)
+        store.close()
+        if any(r.status == "failed" or r.unaccounted for r in many):
+            raise typer.Exit(1)
+        if stopper.exit_code is not None:
+            raise typer.Exit(stopper.exit_code)
+        return
+    connection, object_name = jobs[0]
     result = run_backfill(settings, store, connection, object_name, since=_parse_date(since, "--since"),
                           until=_parse_date(until, "--until"), dry_run=dry_run, stop_event=stop,
                           console=err_console if as_json else console)

@@ -195,10 +195,34 @@ def test_owners_pipelines_stages_and_other_objects(hs: HubSpotConnector, sim: Hu
     assert {p.code for p in products.values()} >= {"PLAT-CORE", "ADDON-SSO"}
 
 
-def test_backfill_by_list_uses_batch_read(server: SandboxServer, sim: HubSpotSimulator) -> None:
+def test_backfill_by_list_carries_properties_and_associations_inline(server: SandboxServer,
+                                                                     sim: HubSpotSimulator) -> None:
     hs = make(server, backfill_via="list")
     records, _, _ = drain(hs.pull("deals", None, backfill=True))
-    assert set(records) == {t["id"] for t in sim.truth("deals")}
+    truth = {t["id"]: t for t in sim.truth("deals")}
+    assert set(records) == set(truth)
+    for source_id, want in truth.items():
+        assert records[source_id].account_id == (want["associations"]["companies"] or [None])[0]
+        assert records[source_id].contact_ids == want["associations"]["contacts"]
+    by_route = routes(sim)
+    # one list call per 50 deals (stage history inline) + the archived list; no batch or association read
+    assert by_route["GET /crm/v3/objects/deals"] == -(-len(truth) // 50) + 1
+    assert not any("batch/read" in route for route in by_route)
+    # the histories the list carried are what a batch read gives
+    kept = hs.history.read([records[i] for i in truth])  # type: ignore[list-item]
+    assert kept.api_calls == 0 and len(kept.histories) == len(truth)
+    fresh = make(server).history.read([records[i] for i in truth])  # type: ignore[list-item]
+    assert fresh.api_calls > 0 and fresh.histories == kept.histories and fresh.extra == kept.extra
+
+
+def test_backfill_by_list_reads_by_post_when_the_url_would_be_too_long(server: SandboxServer,
+                                                                       sim: HubSpotSimulator) -> None:
+    many = [f"custom_property_with_a_long_name_{n}" for n in range(80)]
+    hs = make(server, backfill_via="list", extra_properties={"deals": many})
+    records, _, _ = drain(hs.pull("deals", None, backfill=True))
+    truth = {t["id"]: t for t in sim.truth("deals")}
+    assert set(records) == set(truth)
+    assert all(records[i].account_id == (t["associations"]["companies"] or [None])[0] for i, t in truth.items())
     by_route = routes(sim)
     assert by_route["POST /crm/v3/objects/deals/batch/read"] == by_route["GET /crm/v3/objects/deals"] - 1
 

@@ -169,7 +169,8 @@ def test_hubspot_backfill_reads_associations_a_thousand_at_a_time() -> None:
     with SandboxServer(sim.build_app(), name="hubspot") as server:
         hs = HubSpotConnector(ConnectionSettings(
             name="hs", kind="hubspot", base_url=server.url, credentials={"access_token": SANDBOX_TOKEN},
-            options={"search_per_second": 1000, "limits_raised": True, "lookback_seconds": 0}))
+            options={"search_per_second": 1000, "limits_raised": True, "lookback_seconds": 0,
+                     "backfill_via": "search"}))
         records: dict[str, Any] = {}
         pages = list(hs.pull("deals", None, backfill=True))
         for page in pages:

@@ -197,6 +197,9 @@ class RateLimiter:
                 if len(self._search) >= k.search_per_second:
                     return "secondly"
                 self._search.append(now)
+            if search:  # HubSpot search is exempt from the ten-second limit (spec: x-hubspot-rate-limit-exemptions)
+                self.daily_used += cost
+                return None
             if k.burst_limit is not None and self._burst_used(now) + cost > k.burst_limit:
                 return "burst"
             self._burst.append((now, cost))

@@ -107,3 +107,75 @@ def run_backfill(settings: Settings, store: Store, connection: str, object_name:
                                 calls=result.api_calls, quota=quota)
 
             return engine.backfill(object_name, since=since, until=until, dry_run=dry_run, progress=on_page)
+
+
+# --- several backfills at once ------------------------------------------------------------------
+# Small reference objects go first, so the big ones find their owners and stages stored.
+REFERENCE = ("owners", "pipelines", "stages", "products", "price_book_entries")
+MAX_WORKERS = 8
+
+
+def backfill_jobs(settings: Settings, connections: Sequence[str], objects: Sequence[str] | None
+                  ) -> list[tuple[str, str]]:
+    """(connection, object) pairs: the given objects, or every configured object of each connection."""
+    jobs: list[tuple[str, str]] = []
+    for name in connections:
+        conn = settings.connection(name)
+        for object_name in (objects or conn.objects):
+            jobs.append((name, object_name))
+    return jobs
+
+
+def plan_backfills(settings: Settings, jobs: Sequence[tuple[str, str]], *, since: dt.datetime | None = None,
+                   until: dt.datetime | None = None) -> list[tuple[str, str, Any]]:
+    """Each job's ``BackfillPlan`` (or the reason there is none): what ``backfill --dry-run`` shows.
+    Each plan costs the one call the source's count takes."""
+    out: list[tuple[str, str, Any]] = []
+    for connection, object_name in jobs:
+        connector = build_connector(settings.connection(connection))
+        try:
+            planner = getattr(connector, "plan_backfill", None)
+            if planner is None:
+                out.append((connection, object_name, f"{connector.kind} has no backfill plan"))
+                continue
+            out.append((connection, object_name, planner(object_name, since=since, until=until)))
+        except Exception as exc:  # noqa: BLE001 - one connection's failure is shown, the others go on
+            out.append((connection, object_name, describe_error(exc)))
+        finally:
+            connector.close()
+    return out
+
+
+def run_backfills(settings: Settings, store: Store, jobs: Sequence[tuple[str, str]], *,
+                  since: dt.datetime | None = None, until: dt.datetime | None = None, dry_run: bool = False,
+                  stop_event: threading.Event | None = None, workers: int | None = None) -> list[ObjectResult]:
+    """Several backfills at once, one thread, connector and engine per (connection, object).
+
+    The connectors of one portal, org or token spend from one shared limiter
+    (``connectors.ratelimit.shared``), so however many run together they stay within the CRM's
+    limit; the per-connection API budget is checked by each engine against the store. Reference
+    objects run first, then everything else side by side. A job that fails is reported and never
+    stops the others."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(job: tuple[str, str]) -> ObjectResult:
+        connection, object_name = job
+        if stop_event is not None and stop_event.is_set():
+            return ObjectResult(connection, object_name, "backfill", status="stopped", error="stop requested")
+        try:
+            with open_engine(settings, store, connection, stop_event=stop_event) as engine:
+                return engine.backfill(object_name, since=since, until=until, dry_run=dry_run)
+        except Exception as exc:  # noqa: BLE001 - reported per job, the others go on
+            error = describe_error(exc)
+            log.error("backfill.job_failed", connection=connection, object=object_name, error=error)
+            return ObjectResult(connection, object_name, "backfill", status="failed", error=error)
+
+    results: list[ObjectResult] = []
+    phases = [[j for j in jobs if j[1] in REFERENCE], [j for j in jobs if j[1] not in REFERENCE]]
+    for phase in phases:
+        if not phase:
+            continue
+        size = max(1, min(workers or MAX_WORKERS, len(phase)))
+        with ThreadPoolExecutor(max_workers=size, thread_name_prefix="backfill") as pool:
+            results.extend(pool.map(one, phase))
+    return results

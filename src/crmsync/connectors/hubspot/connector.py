@@ -1,9 +1,12 @@
 """HubSpotConnector: pull (keyset search), counts, id sweeps and batched, conflict-checked pushes.
 
 Choices (see keyset.py for the incremental walk):
-- Backfill uses the same keyset search from the beginning of time: 200 records per call against
-  the list API's 100 (plus a batch read when properties must not go in a GET URL), so half the
-  calls; ``options.backfill_via: list`` switches to list ids + batch read.
+- Backfill (``options.backfill_via``: auto, list, search): auto picks whichever reads records
+  faster under the limits the portal reports (``plan_backfill``). Normally that is the list API
+  (``backfill.py``: 100 a page with associations inline, under the ten-second limit of 100-190 per
+  10 s) rather than search (200 a page, but its own limit of 4-5/s); the search keyset then serves
+  the incremental tail, starting where the backfill started minus the settle time. A window
+  (``since``/``until``) always goes through search, which can filter by date.
 - Deletes: ``archived=true`` list after each pass (ids archived since the last one), and merged-away
   ids from ``hs_merged_object_ids``; hard deletes are for the engine's ``list_ids`` sweep (list API,
   which has no search lag).
@@ -23,8 +26,16 @@ from typing import Any
 from crmsync.connectors.base import FatalError, Page, PushItem, PushResult, Quarantined, Usage
 from crmsync.connectors.cursor import StampRule, settle_seconds
 from crmsync.connectors.hubspot import keyset
-from crmsync.connectors.hubspot.history import HubSpotStageHistory
-from crmsync.connectors.hubspot.limits import search_rate
+from crmsync.connectors.hubspot.backfill import (
+    HISTORY_LIST_LIMIT,
+    backfill_by_list,
+    fits_in_url,
+    inline_associations,
+    inline_targets,
+    with_history,
+)
+from crmsync.connectors.hubspot.history import HISTORY_BATCH, HubSpotStageHistory
+from crmsync.connectors.hubspot.limits import general_limiter, search_rate
 from crmsync.connectors.hubspot.mapping import (
     EXTRA_PROPERTIES,
     MAPPINGS,
@@ -33,8 +44,10 @@ from crmsync.connectors.hubspot.mapping import (
     flatten_stage,
 )
 from crmsync.connectors.hubspot.push import Pusher
+from crmsync.connectors.hubspot.stamps import epoch_ms as _ms
 from crmsync.connectors.hubspot.transport import HubSpotTransport
 from crmsync.connectors.mapping import ObjectMapping
+from crmsync.connectors.plan import BackfillPlan, Option, pages
 from crmsync.connectors.stage_history import HistoryBatch
 from crmsync.model import Deal, ModelError, Record
 from crmsync.readahead import ReadAhead
@@ -49,23 +62,6 @@ LIST_LIMIT = 100
 BATCH = 100
 ASSOC_BATCH = 1_000  # v4 associations batch read: 1,000 ids per call (HubSpot changelog, 2025-02-10)
 _MISSING = object()
-
-
-def _ms(value: str | None) -> int | None:
-    """Epoch ms of a HubSpot timestamp (digits or ISO 8601); None when missing or malformed."""
-    if not value:
-        return None
-    if not isinstance(value, str):
-        return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
-    if value.isdigit():
-        return int(value)
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        return None
-    return round(parsed.timestamp() * 1000)
 
 
 def _only_archived(native: str, results: list[dict[str, Any]]) -> None:
@@ -108,6 +104,7 @@ class HubSpotConnector:
         opts = conn.options
         self.transport = HubSpotTransport(conn.base_url, token, ca_bundle=conn.ca_bundle,
                                           search_per_second=search_rate(opts, conn.name),
+                                          general=general_limiter(conn.base_url, token, opts),
                                           max_attempts=int(opts.get("max_attempts", 6)),
                                           max_wait_s=float(opts.get("max_wait_s", 60)), usage=self.usage)
         # hs_lastmodifieddate has ms; search shows a change only after its index lag (settle_seconds,
@@ -115,7 +112,7 @@ class HubSpotConnector:
         self.stamp_rule = StampRule(0.001, settle_seconds(opts, 120.0))
         self.settle_ms = int(self.stamp_rule.settle_s * 1000)
         self.refresh_ms = int(float(opts.get("association_refresh_hours", 24)) * 3_600_000)
-        self.backfill_via = str(opts.get("backfill_via", "search"))
+        self.backfill_via = str(opts.get("backfill_via", "auto"))  # auto | list | search
         self.deal_associations = tuple(opts.get("deal_associations", ("companies", "contacts")))
         self._apis: dict[tuple[str, ...], Any] = {}
         self._assoc_pool: ThreadPoolExecutor | None = None  # set while a search pull runs
@@ -187,6 +184,73 @@ class HubSpotConnector:
         else:
             yield from self._pull_search(name, dict(cursor or {}), since, until, backfill)
 
+    # --- backfill plan --------------------------------------------------------------------------
+    def backfill_strategy(self, name: str) -> str:
+        """``list`` or ``search`` for a whole-object backfill: ``options.backfill_via``, or (auto)
+        whichever reads records faster under the limits this portal reported."""
+        if self.backfill_via in ("list", "search"):
+            return self.backfill_via
+        return self._options(name, 1_000_000)[0].strategy
+
+    def _options(self, name: str, records: int) -> list[Option]:
+        """List and search, each with its calls and the floor the limits put on them. v4 association
+        batch reads and searches are exempt from the ten-second limit (associations.v4.json,
+        deals.v3.json: ``x-hubspot-rate-limit-exemptions``); stage-history batch reads are not."""
+        native = NATIVE[name]
+        general = self.transport.general
+        general_rate = general.rate if general is not None else None
+        search_rate_s = 1 / self.transport.search_interval if self.transport.search_interval else None
+        assoc_types = len(inline_associations(self, name))
+        history = with_history(self, name)
+        history_reads = pages(records, HISTORY_BATCH) if history else 0
+        inline = fits_in_url(self, name, native)
+
+        def floor(general_calls: int, searches: int = 0) -> float | None:
+            bounds = [general_calls / general_rate if general_rate else None,
+                      searches / search_rate_s if search_rate_s and searches else None]
+            known = [b for b in bounds if b is not None]
+            return max(known) if known else None
+
+        if inline:
+            size = HISTORY_LIST_LIMIT if history else LIST_LIMIT
+            list_general = pages(records, size)
+            list_calls = list_general
+            note = f"GET list, {size} a page, properties, associations{' and stage history' if history else ''} inline"
+        else:
+            list_general = 2 * pages(records, LIST_LIMIT) + history_reads
+            list_calls = list_general + assoc_types * pages(records, self.assoc_batch)
+            note = "list ids + POST batch read (properties too long for a URL) + v4 association reads"
+        searches = pages(records, self.search_page_size)
+        search_calls = searches + assoc_types * pages(records, self.assoc_batch) + history_reads
+        options = [
+            Option("list", list_calls + 1, floor(list_general), list_calls + 1, note),
+            Option("search", search_calls + 1, floor(history_reads, searches), search_calls + 1,
+                   f"search keyset, {self.search_page_size} a page, v4 association batch reads"
+                   + (", stage-history batch reads of 50" if history else "")),
+        ]
+        options.sort(key=lambda o: (o.seconds if o.seconds is not None else 0.0, o.calls))
+        return options
+
+    def plan_backfill(self, object_name: str, *, since: dt.datetime | None = None,
+                      until: dt.datetime | None = None) -> BackfillPlan:
+        name = self._canonical(object_name)
+        records = self.count(name, since=since, until=until)  # also reads this portal's limit headers
+        if name in ("owners", "pipelines", "stages"):
+            only = Option("list", 1 if name != "owners" else 2, None, 1)
+            return BackfillPlan(self.name, name, records, only, (only,), daily_remaining=self.usage.remaining)
+        options = self._options(name, records)
+        if since is not None or until is not None:  # the list API cannot filter by date
+            options = [o for o in options if o.strategy == "search"]
+        elif self.backfill_via in ("list", "search"):
+            options.sort(key=lambda o: o.strategy != self.backfill_via)
+        general = self.transport.general
+        limits = {"ten_secondly": f"{general.limit} per {general.window_s:g}s" if general and general.limit
+                  else "unlimited (limits_raised)",
+                  "search": f"{1 / self.transport.search_interval:.2f}/s" if self.transport.search_interval
+                  else "unlimited"}
+        return BackfillPlan(self.name, name, records, options[0], tuple(options), limits,
+                            daily_remaining=self.usage.remaining)
+
     # --- search-based objects -----------------------------------------------------------------
     def search(self, native: str, body: dict[str, Any]) -> dict[str, Any]:
         api = self._api(native, "search_api")
@@ -220,8 +284,9 @@ class HubSpotConnector:
             state = keyset.KeysetState(state.ts, state.seen, state.tie, state.strict, extra).restart()
         # the pass ends at the server's now (not the client's: their clocks may differ)
         hi = int(until.timestamp() * 1000) if until else int(self.transport.read_times.server_now() * 1000)
-        if backfill and self.backfill_via == "list" and state.ts is None:
-            yield from self._backfill_by_list(name, state)
+        if "list_after" in state.extra or (backfill and since is None and until is None and state.ts is None
+                                            and self.backfill_strategy(name) == "list"):
+            yield from backfill_by_list(self, name, native, state)
             return
         props = self.properties(name)
         # Objects with associations gather search pages up to one association batch (1,000 ids:
@@ -312,10 +377,15 @@ class HubSpotConnector:
             if not after:
                 return ids, newest, calls
 
-    def list_page(self, native: str, after: str | None, properties: list[str], *, archived: bool = False
-                  ) -> dict[str, Any]:
+    def list_page(self, native: str, after: str | None, properties: list[str], *, archived: bool = False,
+                  associations: list[str] | None = None, with_history: list[str] | None = None,
+                  limit: int = LIST_LIMIT) -> dict[str, Any]:
         api = self._api(native, "basic_api")
-        kwargs: dict[str, Any] = {"limit": LIST_LIMIT, "properties": properties, "archived": flag(archived)}
+        kwargs: dict[str, Any] = {"limit": limit, "properties": properties, "archived": flag(archived)}
+        if associations:
+            kwargs["associations"] = associations
+        if with_history:
+            kwargs["properties_with_history"] = with_history
         if after:
             kwargs["after"] = after
         if api is not None:
@@ -332,37 +402,15 @@ class HubSpotConnector:
         return dict(self.call(f"batch read {native}", self._api("objects", "batch_api").read, native, body,
                               archived=flag(False), push=push) or {})
 
-    def _backfill_by_list(self, name: str, state: keyset.KeysetState) -> Iterator[Page]:
-        """List ids (short GET URLs) + batch read the wide property list (POST): no 414."""
-        native = NATIVE[name]
-        props = self.properties(name)
-        prop = self.mappings[name].modified_field
-        after: str | None = state.extra.get("list_after")
-        newest = state.ts
-        while True:
-            self.transport.read_times.start()
-            listed = self.list_page(native, after, ["hs_object_id"])
-            listed_at = self.transport.read_times.earliest()
-            if listed_at is not None and "open_ms" not in state.extra:
-                # A record edited after the list passed its id is behind the list: the first
-                # incremental pass starts where this backfill started (minus the settle time).
-                state = state.reached(int(self.stamp_rule.floor(listed_at) * 1000))
-            ids = [str(o["id"]) for o in listed.get("results") or []]
-            read = self.batch_read(native, ids, props) if ids else {"results": []}
-            results = read.get("results") or []
-            for obj in results:
-                ts = _ms((obj.get("properties") or {}).get(prop))
-                newest = max(newest or 0, ts or 0)
-            after = ((listed.get("paging") or {}).get("next") or {}).get("after")
-            cur = keyset.KeysetState(newest, (), None, True, {**state.extra, "list_after": after})
-            page = self._page(name, results, cur, calls=2 if ids else 1)
-            if not after:
-                cur.extra.pop("list_after", None)
-                yield from self._finish(name, page, cur)
-                return
-            yield page
+    def page_of(self, name: str, objects: list[dict[str, Any]], state: keyset.KeysetState, *, calls: int,
+                inline: bool = False) -> Page:
+        return self._page(name, objects, state, calls=calls, inline=inline)
 
-    def _page(self, name: str, objects: list[dict[str, Any]], state: keyset.KeysetState, *, calls: int) -> Page:
+    def finish(self, name: str, page: Page, state: keyset.KeysetState) -> Iterator[Page]:
+        return self._finish(name, page, state)
+
+    def _page(self, name: str, objects: list[dict[str, Any]], state: keyset.KeysetState, *, calls: int,
+              inline: bool = False) -> Page:
         mapping = self.mappings[name]
         records: list[Record] = []
         quarantined: list[Quarantined] = []
@@ -374,7 +422,7 @@ class HubSpotConnector:
             except ModelError as exc:
                 quarantined.append(Quarantined(mapping.source_object, str(obj.get("id")), raw, str(exc)))
             merged += [i for i in str(raw.get("hs_merged_object_ids") or "").split(";") if i]
-        extra_calls = self._attach_associations(name, records)
+        extra_calls = self._attach_associations(name, records, objects if inline else None)
         return Page(records=records, cursor=state.to_cursor(), quarantined=quarantined, deleted_ids=merged,
                     api_calls=calls + extra_calls)
 
@@ -395,19 +443,49 @@ class HubSpotConnector:
                 out[str(item["from"]["id"])] = list(item.get("to") or [])
         return out, calls
 
-    def _attach_associations(self, name: str, records: list[Record]) -> int:
+    def _inline(self, name: str, others: Sequence[str], records: list[Record], objects: list[dict[str, Any]]
+                ) -> tuple[list[tuple[str, tuple[dict[str, list[dict]], int]]], int]:
+        """Associations the list call carried inline; ids whose inline list was cut short are read
+        by v4 batch read (one call per associated type)."""
+        by_id = {str(o.get("id")): o for o in objects}
+        answers: list[tuple[str, tuple[dict[str, list[dict]], int]]] = []
+        calls = 0
+        for other in others:
+            found: dict[str, list[dict]] = {}
+            short: list[str] = []
+            for rec in records:
+                targets, truncated = inline_targets(by_id.get(rec.source_id) or {}, other)
+                found[rec.source_id] = targets
+                if truncated:
+                    short.append(rec.source_id)
+            if short:
+                more, n = self.associations(NATIVE.get(name, name), other, short)
+                found.update(more)
+                calls += n
+            answers.append((other, (found, 0)))
+        return answers, calls
+
+    def _attach_associations(self, name: str, records: list[Record],
+                             objects: list[dict[str, Any]] | None = None) -> int:
         if not records or name not in ("deals", "line_items"):
             return 0
         ids = [r.source_id for r in records]
         calls = 0
         if name == "line_items":
-            found, calls = self.associations("line_items", "deals", ids)
+            if objects is not None:
+                inline, calls = self._inline(name, ("deals",), records, objects)
+                found = inline[0][1][0]
+            else:
+                found, calls = self.associations("line_items", "deals", ids)
             for rec in records:
                 targets = found.get(rec.source_id) or []
                 setattr(rec, "deal_id", str(targets[0]["toObjectId"]) if targets else None)  # noqa: B010
             return calls
         pool = self._assoc_pool
-        if pool is not None and len(self.deal_associations) > 1:
+        if objects is not None:
+            pairs, calls = self._inline(name, self.deal_associations, records, objects)
+            answers = [answer for _, answer in pairs]
+        elif pool is not None and len(self.deal_associations) > 1:
             futures = [pool.submit(self.associations, "deals", other, ids) for other in self.deal_associations]
             answers = [f.result() for f in futures]
         else:
@@ -512,11 +590,15 @@ class HubSpotConnector:
                 return
 
     # --- writes -------------------------------------------------------------------------------
-    def stage_histories(self, deals: Sequence[Deal]) -> HistoryBatch:
-        """The deals' stage histories (``crmsync.connectors.hubspot.history``)."""
+    @property
+    def history(self) -> HubSpotStageHistory:
         if self._history is None:
             self._history = HubSpotStageHistory(self)
-        return self._history.read(deals)
+        return self._history
+
+    def stage_histories(self, deals: Sequence[Deal]) -> HistoryBatch:
+        """The deals' stage histories (``crmsync.connectors.hubspot.history``)."""
+        return self.history.read(deals)
 
     def push(self, items: Sequence[PushItem]) -> list[PushResult]:
         return self.pusher.push(items)

@@ -6,9 +6,12 @@ They take this protocol instead of the connector class, so ``connector`` imports
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
+from crmsync.connectors.base import Page
+from crmsync.connectors.cursor import StampRule
+from crmsync.connectors.hubspot import keyset
 from crmsync.connectors.mapping import ObjectMapping
 from crmsync.settings import ConnectionSettings
 
@@ -28,3 +31,27 @@ class HubSpotHost(Protocol):
 
     @property
     def _pipelines_raw(self) -> Callable[[], list[dict[str, Any]]]: ...
+
+
+class ListBackfillHost(HubSpotHost, Protocol):
+    """What the list-based backfill (``backfill``) uses of its connector, besides ``HubSpotHost``."""
+
+    transport: Any  # HubSpotTransport: its read_times give the server's clock
+    stamp_rule: StampRule
+    prefetch: bool
+    deal_associations: tuple[str, ...]
+
+    @property
+    def history(self) -> Any: ...  # HubSpotStageHistory
+
+    def properties(self, name: str) -> list[str]: ...
+
+    def list_page(self, native: str, after: str | None, properties: list[str], *, archived: bool = False,
+                  associations: list[str] | None = None, with_history: list[str] | None = None,
+                  limit: int = ...) -> dict[str, Any]: ...
+
+    def page_of(self, name: str, objects: list[dict[str, Any]], state: keyset.KeysetState, *, calls: int,
+                inline: bool = False) -> Page: ...
+
+    def finish(self, name: str, page: Page, state: keyset.KeysetState) -> Iterator[Page]: ...
+

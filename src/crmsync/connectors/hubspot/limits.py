@@ -9,9 +9,11 @@ raised (``limits_raised: true``: an agreement with HubSpot, or a sandbox whose l
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from crmsync.connectors.ratelimit import RollingLimiter, shared
 from crmsync.logging import get_logger
 
 log = get_logger("crmsync.connectors.hubspot")
@@ -36,3 +38,21 @@ def search_rate(options: Mapping[str, Any], connection: str) -> float:
                     reason="above HubSpot's documented search limit; set limits_raised: true if yours is higher")
         return DOCUMENTED_SEARCH_PER_SECOND
     return wanted
+
+
+# The ten-second limit a portal starts with until its headers say more: the lowest documented one
+# (Free/Starter and OAuth apps, 100 per 10 s; developers.hubspot.com/apisbytier).
+DEFAULT_TEN_SECONDLY = 100
+TEN_SECONDS = 10.0
+
+
+def general_limiter(base_url: object, token: str, options: Mapping[str, Any]) -> RollingLimiter | None:
+    """The portal's ten-second limiter, one per (host, token) in this process, shared by every
+    connector, object and thread using it; it follows ``X-HubSpot-RateLimit-Max`` /
+    ``-Interval-Milliseconds``. None with ``limits_raised: true`` (the server's 429s only)."""
+    if options.get("limits_raised"):
+        return None
+    fingerprint = hashlib.sha256(token.encode()).hexdigest()[:12]
+    start = int(options.get("ten_secondly_limit", DEFAULT_TEN_SECONDLY))
+    return shared(("hubspot", str(base_url or "https://api.hubapi.com"), fingerprint, "ten_secondly"),
+                  start, TEN_SECONDS)

@@ -32,6 +32,7 @@ from crmsync.connectors.base import (
     RetriableError,
     Usage,
 )
+from crmsync.connectors.ratelimit import RollingLimiter
 from crmsync.connectors.server_time import ReadTimes
 
 HEADER = "x-hubspot-ratelimit-"
@@ -41,7 +42,8 @@ class HubSpotTransport:
     def __init__(self, base_url: str | None, token: str, *, ca_bundle: Path | None = None,
                  search_per_second: float = 4.0, max_attempts: int = 6, timeout_s: float = 60.0,
                  max_wait_s: float = 60.0,
-                 usage: Usage | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+                 usage: Usage | None = None, sleep: Callable[[float], None] = time.sleep,
+                 general: RollingLimiter | None = None) -> None:
         # urllib3's own default retries a 429/503 with Retry-After, sleeping as long as the header
         # says (uncapped, uncounted, unjittered): every retry is this transport's decision instead
         options: dict[str, Any] = {"access_token": token, "retry": Retry(total=0, raise_on_status=False)}
@@ -61,6 +63,8 @@ class HubSpotTransport:
         self._search_lock = threading.Lock()
         self.daily_reserve = 0  # calls below which only pushes may spend (set by the connector)
         self.read_times = ReadTimes()  # server read time of each answer, per thread
+        # the ten-second limit, shared by every connector of this portal in the process (None: off)
+        self.general = general
 
     # --- the one entry point ------------------------------------------------------------------
     def call(self, operation: str, fn: Callable[..., Any], *args: Any, search: bool = False,
@@ -87,11 +91,18 @@ class HubSpotTransport:
 
     def _once(self, operation: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
               search: bool) -> Any:
+        limiter = None if search else self.general  # search is exempt from the ten-second limit (spec)
         if search:
             self._throttle_search()
+        elif limiter is not None:
+            limiter.acquire()
         sent_at, started = time.time(), time.monotonic()
         try:
-            response = fn(*args, _preload_content=False, _request_timeout=self.timeout_s, **kwargs)
+            try:
+                response = fn(*args, _preload_content=False, _request_timeout=self.timeout_s, **kwargs)
+            finally:
+                if limiter is not None:
+                    limiter.release()
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise RetriableError(f"hubspot {operation}: {type(exc).__name__}") from None
         except Exception as exc:  # noqa: BLE001 - the SDK's ApiException family
@@ -135,6 +146,9 @@ class HubSpotTransport:
         burst = number("Remaining")
         if burst is not None:
             self.usage.burst_remaining = burst
+        if self.general is not None:
+            interval = number("Interval-Milliseconds")
+            self.general.update(number("Max"), interval / 1000 if interval else None)
         self.usage.observed_at = dt.datetime.now(dt.UTC)
 
 

@@ -28,11 +28,12 @@ from crmsync.connectors.base import (
 )
 from crmsync.connectors.cursor import StampRule, settle_seconds
 from crmsync.connectors.mapping import ObjectMapping, as_timestamp
-from crmsync.connectors.pipedrive.history import read_histories
+from crmsync.connectors.pipedrive.history import CHANGELOG_COST, read_histories
 from crmsync.connectors.pipedrive.http import DEFAULT_BASE_URL, PipedriveHttp
 from crmsync.connectors.pipedrive.incremental import DEFAULT_RULE, Checkpoint
 from crmsync.connectors.pipedrive.mapping import MAPPINGS, prepare
 from crmsync.connectors.pipedrive.push import Pusher
+from crmsync.connectors.plan import BackfillPlan, Option, pages
 from crmsync.connectors.stage_history import HistoryBatch
 from crmsync.model import Deal, ModelError, Record
 from crmsync.settings import ConnectionSettings
@@ -305,6 +306,32 @@ class PipedriveConnector:
                 return out
 
     # --- count and ids ------------------------------------------------------------------------------
+    def plan_backfill(self, object_name: str, *, since: dt.datetime | None = None,
+                      until: dt.datetime | None = None) -> BackfillPlan:
+        """Cursor-paged list at ``page_limit`` (500) a page, sent as fast as the token's burst limit
+        allows (``x-ratelimit-limit`` per 2 s, learned from the answers); the daily token budget
+        (``x-daily-ratelimit-token-*``) bounds how much of it one day can carry."""
+        records = self.count(object_name, since=since, until=until)
+        calls = pages(records, self.page_limit) + 1  # + the deleted-records pass
+        tokens = calls * 10  # GET /api/v2/deals and friends cost 10 tokens (x-token-cost)
+        history = object_name == "deals" and bool(self.conn.options.get("stage_history", True))
+        if history:  # at most one changelog call per deal (those that never moved need none), 20 tokens
+            calls += records
+            tokens += records * CHANGELOG_COST
+        burst = self.http.burst
+        rate = burst.rate if burst is not None else None
+        seconds = calls / rate if rate else None
+        remaining = self.usage.remaining
+        if seconds is not None and remaining is not None and tokens > remaining:
+            seconds = None  # the budget runs out first: the engine stops cleanly and resumes tomorrow
+        chosen = Option("cursor list", calls, seconds, tokens,
+                        f"{self.page_limit} a page at the burst limit, {tokens:,} tokens"
+                        + (f"; stage history: up to {records:,} changelog calls (options.stage_history: false "
+                           "skips them)" if history else ""))
+        limits = {"burst": f"{burst.limit} per {burst.window_s:g}s" if burst is not None and burst.limit
+                  else "not reported", "daily_tokens": str(self.usage.limit) if self.usage.limit else "?"}
+        return BackfillPlan(self.name, object_name, records, chosen, (chosen,), limits, daily_remaining=remaining)
+
     def count(self, object_name: str, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> int:
         """Live records the source holds. Deals without a window: one ``/v1/deals/summary`` call (40
         tokens). Anything else: page the ids at 500 per call (10 tokens a page: 1M deals ≈ 20k tokens)."""

@@ -11,6 +11,7 @@ budget raises ``BudgetExhausted`` at once instead of sleeping until midnight.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -29,10 +30,14 @@ from crmsync.connectors.base import (
     RetriableError,
     Usage,
 )
+from crmsync.connectors.ratelimit import RollingLimiter, shared
 from crmsync.connectors.server_time import server_read_time
 from crmsync.connectors.wire import decode_body, encode_body
 
 DEFAULT_BASE_URL = "https://api.pipedrive.com"
+# Burst limits count requests per token in a rolling 2-second window (pipedrive.readme.io
+# "core-api-concepts-rate-limiting"); the limit itself is read from ``x-ratelimit-limit``.
+BURST_WINDOW_S = 2.0
 _NUMERIC = re.compile(r"/\d+(?=/|$)")
 
 
@@ -59,7 +64,8 @@ class PipedriveHttp:
 
     def __init__(self, base_url: str, token: str, *, verify: Any = True, timeout: float = 30.0,
                  max_attempts: int = 5, max_wait_s: float = 60.0,
-                 sleep: Callable[[float], None] = time.sleep, transport: httpx.BaseTransport | None = None) -> None:
+                 sleep: Callable[[float], None] = time.sleep, transport: httpx.BaseTransport | None = None,
+                 pace: bool = True) -> None:
         self.client = httpx.Client(
             base_url=base_url.rstrip("/"), timeout=timeout, verify=verify, transport=transport,
             headers={"x-api-token": token, "accept": "application/json", "user-agent": "crmsync/0.1"},
@@ -69,6 +75,11 @@ class PipedriveHttp:
         self.max_wait_s = max_wait_s
         self._sleep = sleep
         self._burst_reset_at: float | None = None
+        # one burst limiter per token in this process, shared by every connector and thread using
+        # it; unlimited until an answer's x-ratelimit-limit says what the limit is
+        fingerprint = hashlib.sha256(token.encode()).hexdigest()[:12]
+        self.burst: RollingLimiter | None = shared(("pipedrive", base_url.rstrip("/"), fingerprint, "burst"),
+                                                   None, BURST_WINDOW_S) if pace else None
 
     def close(self) -> None:
         self.client.close()
@@ -106,12 +117,18 @@ class PipedriveHttp:
               body: Mapping[str, Any] | None) -> tuple[dict[str, Any], float]:
         where = f"{method} {path_template(path)}"
         self._throttle()
+        if self.burst is not None:
+            self.burst.acquire()
         content = encode_body(body) if body is not None else None
         headers = {"content-type": "application/json"} if content is not None else None
         sent_at, started = time.time(), time.monotonic()
         try:
-            response = self.client.request(method, path, params=dict(params) if params else None,
-                                           content=content, headers=headers)
+            try:
+                response = self.client.request(method, path, params=dict(params) if params else None,
+                                               content=content, headers=headers)
+            finally:
+                if self.burst is not None:
+                    self.burst.release()
         except httpx.TimeoutException as exc:
             raise RetriableError(f"{where}: timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
@@ -134,6 +151,8 @@ class PipedriveHttp:
             usage.remaining = remaining
         if usage.limit is not None and usage.remaining is not None:
             usage.used = usage.limit - usage.remaining
+        if self.burst is not None:
+            self.burst.update(_header_int(headers, "x-ratelimit-limit"))
         burst = _header_int(headers, "x-ratelimit-remaining")
         if burst is not None:
             usage.burst_remaining = burst

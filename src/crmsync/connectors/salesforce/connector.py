@@ -22,6 +22,7 @@ from crmsync.connectors.base import (
 )
 from crmsync.connectors.cursor import StampRule, settle_seconds
 from crmsync.connectors.mapping import ObjectMapping
+from crmsync.connectors.plan import BackfillPlan, Option, pages
 from crmsync.connectors.salesforce.auth import connect
 from crmsync.connectors.salesforce.history import read_histories
 from crmsync.connectors.salesforce.mapping import OBJECTS, PIPELINE_ID, SObjectSpec
@@ -178,6 +179,24 @@ class SalesforceConnector:
                 yield from pages
                 return
         yield from reader.keyset(cursor, since, until)
+
+    def plan_backfill(self, object_name: str, *, since: dt.datetime | None = None,
+                      until: dt.datetime | None = None) -> BackfillPlan:
+        """Bulk 2.0 at ``bulk_threshold`` records and more (job create + status polls + one results
+        call per ``bulk_page_size`` rows), else REST keyset pages of ``page_size``. Salesforce has no
+        per-second request limit (only the org's daily allocation and 25 concurrent long-running
+        requests), so the limits set no floor on wall time: what matters is the share of the day."""
+        records = self.count(object_name, since=since, until=until)
+        bulk = Option("bulk", pages(records, self.bulk_page_size) + 3, None, pages(records, self.bulk_page_size) + 3,
+                      f"Bulk 2.0 query job, results {self.bulk_page_size:,} rows a call")
+        rest = Option("rest", pages(records, self.page_size) + 1, None, pages(records, self.page_size) + 1,
+                      f"REST keyset, {self.page_size:,} a page")
+        use_bulk = records >= self.bulk_threshold and until is None
+        chosen = bulk if use_bulk else rest
+        return BackfillPlan(self.name, object_name, records, chosen, (chosen, rest if use_bulk else bulk),
+                            {"daily_allocation": str(self.usage.limit) if self.usage.limit else "?",
+                             "per_second": "none (Salesforce has no per-second request limit)"},
+                            daily_remaining=self.usage.remaining)
 
     def count(self, object_name: str, *, since: dt.datetime | None = None,
               until: dt.datetime | None = None) -> int:

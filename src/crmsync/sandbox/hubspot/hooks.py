@@ -45,6 +45,10 @@ class HubSpotHooks(SimulatorHooks):
     def is_search(self, method: str, path: str) -> bool:
         return method == "POST" and path.endswith("/search")
 
+    def is_public(self, path: str) -> bool:
+        """The control API, and token metadata (the token is in the path, no Authorization header)."""
+        return path.startswith(("/_sandbox", "/oauth/v1/access-tokens/"))
+
     def authenticate(self, request: Request) -> str | None:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")

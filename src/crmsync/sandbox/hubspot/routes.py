@@ -138,11 +138,15 @@ def build_routes(sim: HubSpotSimulator) -> list[Route]:
         if not after.isdigit():
             raise ApiError(400, "VALIDATION_ERROR", "Invalid after token")
         archived = _flag(request, "archived")
+        history = _list_param(request, "propertiesWithHistory")
+        if history and limit > HISTORY_BATCH_MAX:  # "will reduce the maximum number of objects" (spec)
+            raise ApiError(400, "VALIDATION_ERROR", "The maximum number of objects supported in a request for "
+                           f"property histories is {HISTORY_BATCH_MAX}. Please reduce the limit and try again.")
         ids, more = table.page_ids(int(after), limit, archived=archived)
         props = _list_param(request, "properties")
         assoc = _list_param(request, "associations")
-        page: dict[str, Any] = {"results": [sim.render(name, table.rows[i], props or None, associations=assoc)
-                                            for i in ids]}
+        page: dict[str, Any] = {"results": [sim.render(name, table.rows[i], props or None, associations=assoc,
+                                                       with_history=history) for i in ids]}
         if more and ids:
             nxt = str(ids[-1] + 1)
             page["paging"] = {"next": {"after": nxt, "link": f"{request.url.path}?limit={limit}&after={nxt}"}}

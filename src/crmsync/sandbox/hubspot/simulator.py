@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from crmsync.sandbox.core import Knobs, Simulator
-from crmsync.sandbox.hubspot.associations import AssociationStore, default_types
+from crmsync.sandbox.hubspot.associations import TYPE_IDS, AssociationStore, default_types
 from crmsync.sandbox.hubspot.clock import iso_ms as fast_iso_ms
 from crmsync.sandbox.hubspot.hooks import HubSpotHooks
 from crmsync.sandbox.hubspot.schema import (
@@ -150,8 +150,18 @@ class HubSpotSimulator(Simulator):
                 continue
             found = self.associations.get(name, row.id, target)
             if found:
+                # one entry per association type, as the v3 API lists them: the primary (or only)
+                # HubSpot-defined type by its plain name, the unlabeled one of a pair that also has a
+                # primary type as ``..._unlabeled``
                 kind = f"{singular}_to_{OBJECT_TYPES[target][1]}"
-                assoc[target] = {"results": [{"id": str(i), "type": kind} for i in sorted(found)]}
+                labelled = TYPE_IDS.get((name, target), (0, None))[1] is not None
+                results = []
+                for i in sorted(found):
+                    for t in found[i]:
+                        primary = t.get("label") == "Primary"
+                        results.append({"id": str(i), "type": kind if primary or not labelled else
+                                        f"{kind}_unlabeled"})
+                assoc[target] = {"results": results}
         if assoc:
             body["associations"] = assoc
         return body
@@ -421,9 +431,10 @@ class HubSpotSimulator(Simulator):
 
     # --- assembly -----------------------------------------------------------------------------
     def api_routes(self) -> list[Any]:
+        from crmsync.sandbox.hubspot import properties_api
         from crmsync.sandbox.hubspot.routes import build_routes
 
-        return build_routes(self)
+        return [*build_routes(self), *properties_api.routes(self)]
 
 
 def _owners(world: World) -> list[dict[str, Any]]:

@@ -1,0 +1,277 @@
+"""crmsync against the tools a user would pick instead, on the same sandbox world with limits on.
+
+Each peer is installed from PyPI into its own virtual environment under ``.bench-venvs/`` (outside
+git; created on first use) and pointed at the sandbox by ``bench/peer_wrapper.py``, which only
+rewrites the peer's base URL (``https://api.hubapi.com`` -> the sandbox) at the HTTP adapter. The
+sandbox runs in its own process with the documented limits of ``bench_quota.LIMITS``; runs
+alternate crmsync / peer / crmsync / peer ... in one invocation, each in its own process (wall,
+CPU and peak RSS from ``wait4``), the sandbox's limiter and counters reset before each run. crmsync
+runs with ``bench_quota.DEFAULT_OPTIONS`` (Pipedrive without the per-deal changelog reads, which
+no peer makes); HubSpot's stage histories are read (50 deals a call), the peer reads none.
+
+Prints per CRM and tool: wall, CPU, peak RSS, calls, records complete (distinct deal ids against
+the sandbox's truth) and the ratio crmsync/peer (median of the rounds). A peer that cannot be
+installed or run here is reported with the reason and skipped.
+
+    python bench/bench_peers.py                       # 5,000 deals, 2 rounds, every CRM
+    python bench/bench_peers.py --deals 20000 --rounds 3 --crm hubspot
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_pull import sandbox_calls, start_sandbox  # noqa: E402
+from bench_quota import DEFAULT_OPTIONS, LIMITS  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+VENVS = ROOT / ".bench-venvs"
+WRAPPER = Path(__file__).resolve().parent / "peer_wrapper.py"
+DEAL_TRUTH = {"hubspot": "deals", "salesforce": "Opportunity", "pipedrive": "deals"}
+
+
+@dataclass(frozen=True)
+class Peer:
+    crm: str
+    name: str
+    package: str  # what pip installs
+    module: str  # the entry point the wrapper runs: module:function
+    real_base: str  # the base URL the peer has built in
+    stream: str  # the deals stream
+
+
+PEERS = [
+    Peer("hubspot", "airbyte-source-hubspot", "airbyte-source-hubspot", "source_hubspot.run:run",
+         "https://api.hubapi.com", "deals"),
+    Peer("salesforce", "airbyte-source-salesforce", "airbyte-source-salesforce", "source_salesforce.run:run",
+         "https://login.salesforce.com", "Opportunity"),
+    Peer("pipedrive", "airbyte-source-pipedrive", "airbyte-source-pipedrive", "source_pipedrive.run:run",
+         "https://api.pipedrive.com", "deals"),
+]
+
+
+@dataclass
+class Run:
+    tool: str
+    wall: float
+    cpu: float
+    rss_mb: float
+    calls: int
+    records: int
+    truth: int
+    ok: bool
+    why: str = ""
+
+
+def venv_python(peer: Peer) -> Path:
+    """The peer's own interpreter, its venv made and the package installed on first use."""
+    env = VENVS / peer.package
+    python = env / "bin" / "python"
+    marker = env / ".installed"
+    if marker.exists():
+        return python
+    VENVS.mkdir(parents=True, exist_ok=True)
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
+    log = VENVS / f"{peer.package}.log"
+    with log.open("w") as out:
+        done = subprocess.run([str(python), "-m", "pip", "install", "-q", peer.package], stdout=out, stderr=out)
+    if done.returncode != 0:
+        raise RuntimeError(f"pip install {peer.package} failed (see {log})")
+    marker.write_text(peer.package)
+    return python
+
+
+def measured(cmd: list[str], *, env: dict[str, str] | None = None, stdout: Any = None) -> tuple[float, float, float, int]:
+    """(wall s, CPU s, peak RSS MB, exit status) of one process, from wait4."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=stdout, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        tail = err.decode("utf-8", "replace").strip().splitlines()[-3:]
+        print(f"    (exit {proc.returncode}: {' | '.join(tail)[:400]})", flush=True)
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode
+
+
+def reset(base: str, verify: Any) -> None:
+    httpx.post(f"{base}/_sandbox/counters", verify=verify).raise_for_status()  # log and limiter
+
+
+def truth_count(base: str, verify: Any, crm: str) -> int:
+    return len(httpx.get(f"{base}/_sandbox/objects/{DEAL_TRUTH[crm]}", verify=verify, timeout=120).json())
+
+
+def run_crmsync(crm: str, entry: dict[str, Any], work: Path, n: int, base: str, verify: Any) -> Run:
+    config = work / f"crmsync-{n}.yaml"
+    conn = {**entry, "objects": ["deals"], "options": {**entry.get("options", {}), **DEFAULT_OPTIONS.get(crm, {})}}
+    config.write_text(yaml.safe_dump({"store": {"url": f"sqlite:///{work / f'store-{n}.db'}"},
+                                      "connections": [conn]}))
+    out = work / f"crmsync-{n}.json"
+    reset(base, verify)
+    env = {**os.environ, "CRMSYNC_LOG_LEVEL": "warning"}
+    subprocess.run([sys.executable, "-m", "crmsync.cli", "db", "upgrade", "--config", str(config)], check=True,
+                   env=env, stdout=subprocess.DEVNULL)
+    with out.open("wb") as sink:
+        wall, cpu, rss, code = measured([sys.executable, "-m", "crmsync.cli", "backfill", "--connection",
+                                         entry["name"], "--object", "deals", "--config", str(config), "--json"],
+                                        env=env, stdout=sink)
+    calls = sandbox_calls(base, verify)
+    text = out.read_text()
+    doc = json.loads(text[text.index("{"):]) if "{" in text else {}
+    truth = truth_count(base, verify, crm)
+    stored = int(doc.get("stored_count") or 0)
+    return Run("crmsync", wall, cpu, rss, calls, stored, truth, code == 0 and stored == truth,
+               "" if code == 0 else f"exit {code}")
+
+
+def peer_config(peer: Peer, entry: dict[str, Any]) -> dict[str, Any]:
+    creds = entry["credentials"]
+    if peer.crm == "hubspot":
+        return {"credentials": {"credentials_title": "Private App Credentials", "access_token": creds["access_token"]},
+                "start_date": "2000-01-01T00:00:00Z", "enable_experimental_streams": False}
+    if peer.crm == "pipedrive":
+        return {"api_token": creds["api_token"], "replication_start_date": "2000-01-01T00:00:00Z"}
+    return {"client_id": creds["client_id"], "client_secret": creds["client_secret"],
+            "refresh_token": creds.get("refresh_token", creds["password"]), "is_sandbox": False,
+            "start_date": "2000-01-01T00:00:00Z", "auth_type": "Client"}
+
+
+def wrapped(python: Path, peer: Peer, base: str, *args: str) -> list[str]:
+    return [str(python), str(WRAPPER), peer.real_base, base, peer.module, "--", *args]
+
+
+def catalog_for(peer: Peer, python: Path, config: Path, base: str, work: Path, ca: str | None) -> Path:
+    """Discover once (not timed) and configure the deals stream, full refresh."""
+    found = subprocess.run(wrapped(python, peer, base, "discover", "--config", str(config)), capture_output=True,
+                           text=True, env=peer_env(ca), timeout=600)
+    streams = []
+    for line in found.stdout.splitlines():
+        if line.startswith("{") and '"CATALOG"' in line:
+            streams = json.loads(line)["catalog"]["streams"]
+    chosen = [s for s in streams if s["name"] == peer.stream]
+    if not chosen:
+        tail = (found.stderr or found.stdout).strip().splitlines()[-2:]
+        raise RuntimeError(f"discover found no {peer.stream} stream ({' | '.join(tail)[:300]})")
+    catalog = {"streams": [{"stream": chosen[0], "sync_mode": "full_refresh", "destination_sync_mode": "overwrite"}]}
+    path = work / f"catalog-{peer.name}.json"
+    path.write_text(json.dumps(catalog))
+    return path
+
+
+def peer_env(ca: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC")}
+    if ca:
+        env["REQUESTS_CA_BUNDLE"] = ca
+    return env
+
+
+def run_peer(peer: Peer, python: Path, config: Path, catalog: Path, work: Path, n: int, base: str,
+             verify: Any, ca: str | None) -> Run:
+    out = work / f"{peer.name}-{n}.jsonl"
+    reset(base, verify)
+    with out.open("wb") as sink:
+        wall, cpu, rss, code = measured(wrapped(python, peer, base, "read", "--config", str(config), "--catalog",
+                                                str(catalog)), env=peer_env(ca), stdout=sink)
+    calls = sandbox_calls(base, verify)
+    ids: set[str] = set()
+    with out.open("rb") as lines:
+        for line in lines:
+            if b'"RECORD"' not in line:
+                continue
+            message = json.loads(line)
+            record = message.get("record") or {}
+            if record.get("stream") == peer.stream:
+                data = record.get("data") or {}
+                ids.add(str(data.get("id") or data.get("Id")))
+    truth = truth_count(base, verify, peer.crm)
+    return Run(peer.name, wall, cpu, rss, calls, len(ids), truth, code == 0 and len(ids) == truth,
+               "" if code == 0 else f"exit {code}")
+
+
+def report(crm: str, runs: list[Run]) -> None:
+    by_tool: dict[str, list[Run]] = {}
+    for r in runs:
+        by_tool.setdefault(r.tool, []).append(r)
+
+    def med(tool: str, attr: str) -> float:
+        return statistics.median(getattr(r, attr) for r in by_tool[tool])
+
+    for tool, rs in by_tool.items():
+        last = rs[-1]
+        print(f"{crm:<11} {tool:<26} wall {med(tool, 'wall'):7.1f}s  CPU {med(tool, 'cpu'):6.1f}s  "
+              f"peak RSS {med(tool, 'rss_mb'):5.0f} MB  calls {int(med(tool, 'calls')):6,}  records "
+              f"{last.records:,}/{last.truth:,} {'complete' if all(r.ok for r in rs) else 'INCOMPLETE'}"
+              + (f" ({last.why})" if last.why else ""), flush=True)
+    if "crmsync" in by_tool:
+        for tool in by_tool:
+            if tool == "crmsync":
+                continue
+            print(f"{crm:<11} crmsync/{tool}: wall {med('crmsync', 'wall') / med(tool, 'wall'):.2f}, CPU "
+                  f"{med('crmsync', 'cpu') / med(tool, 'cpu'):.2f}, RSS {med('crmsync', 'rss_mb') / med(tool, 'rss_mb'):.2f}",
+                  flush=True)
+
+
+def bench_crm(crm: str, deals: int, rounds: int, seed: int) -> None:
+    peers = [p for p in PEERS if p.crm == crm]
+    with tempfile.TemporaryDirectory(prefix=f"bench-peers-{crm}-") as tmp:
+        work = Path(tmp)
+        proc, entry = start_sandbox(crm, deals, seed, work)
+        try:
+            base = str(entry["base_url"])
+            ca = entry.get("ca_bundle")
+            verify: Any = ca or True
+            httpx.put(f"{base}/_sandbox/knobs", verify=verify, json=LIMITS[crm]).raise_for_status()
+            ready: list[tuple[Peer, Path, Path, Path]] = []
+            for peer in peers:
+                try:
+                    python = venv_python(peer)
+                    config = work / f"config-{peer.name}.json"
+                    config.write_text(json.dumps(peer_config(peer, entry)))
+                    reset(base, verify)
+                    catalog = catalog_for(peer, python, config, base, work, ca)
+                    ready.append((peer, python, config, catalog))
+                except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                    print(f"{crm:<11} {peer.name}: cannot run here: {exc}", flush=True)
+            runs: list[Run] = []
+            for n in range(rounds):  # alternating: crmsync, each peer, crmsync, ...
+                runs.append(run_crmsync(crm, entry, work, n, base, verify))
+                for peer, python, config, catalog in ready:
+                    runs.append(run_peer(peer, python, config, catalog, work, n, base, verify, ca))
+            report(crm, runs)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--deals", type=int, default=5_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--crm", default="hubspot,salesforce,pipedrive")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    print(f"bench_peers: {args.deals:,} deals, {args.rounds} alternating rounds, documented limits on", flush=True)
+    for crm in args.crm.split(","):
+        bench_crm(crm, args.deals, args.rounds, args.seed)
+
+
+if __name__ == "__main__":
+    main()
