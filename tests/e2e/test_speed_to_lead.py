@@ -164,7 +164,7 @@ def test_sigkill_between_enrol_push_and_booking_leaves_exactly_one_sequence_stat
     conn["credentials"] = {k: v.get_secret_value() for k, v in tool.credentials.items()}
     args = tmp_path / "args.json"
     args.write_text(json.dumps({"store_url": store_url, "conn": conn}), encoding="utf-8")
-    child = subprocess.run([sys.executable, str(ROOT / "tests/push/drain_child.py"), str(args)],
+    child = subprocess.run([sys.executable, str(ROOT / "tests/sync/drain_child.py"), str(args)],
                            env={**os.environ, KILL_ENV: "1"}, capture_output=True, timeout=120)
     assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
     pushed = len(sim.truth("sequenceStates"))
