@@ -192,8 +192,13 @@ def run_peer(peer: Peer, python: Path, config: Path, catalog: Path, work: Path, 
                                                 str(catalog)), env=peer_env(ca), stdout=sink)
     calls = sandbox_calls(base, verify)
     ids: set[str] = set()
+    why = ""
     with out.open("rb") as lines:
         for line in lines:
+            if b'"TRACE"' in line and b'"error"' in line:
+                error = (json.loads(line).get("trace") or {}).get("error") or {}
+                why = str(error.get("internal_message") or error.get("message") or "")[:300]
+                print(f"    ({peer.name} error: {why}; {str(error.get('stack_trace', '')).strip()[-600:]})", flush=True)
             if b'"RECORD"' not in line:
                 continue
             message = json.loads(line)
@@ -203,7 +208,7 @@ def run_peer(peer: Peer, python: Path, config: Path, catalog: Path, work: Path, 
                 ids.add(str(data.get("id") or data.get("Id")))
     truth = truth_count(base, verify, peer.crm)
     return Run(peer.name, wall, cpu, rss, calls, len(ids), truth, code == 0 and len(ids) == truth,
-               "" if code == 0 else f"exit {code}")
+               "" if code == 0 else f"exit {code}" + (f": {why}" if why else ""))
 
 
 def report(crm: str, runs: list[Run]) -> None:

@@ -108,7 +108,7 @@ def sandbox_credentials(system: str, sim: Any) -> dict[str, str]:
     if system == "salesforce":
         creds = sim.credentials
         return {"username": creds.username, "password": creds.password, "client_id": creds.client_id,
-                "client_secret": creds.client_secret}
+                "client_secret": creds.client_secret, "refresh_token": creds.refresh_token}
     if system == "hubspot":
         return {"access_token": sorted(sim.tokens)[0]}
     if system == "pipedrive":

@@ -18,6 +18,7 @@ from crmsync.sandbox.core import exact_json, json_response
 from crmsync.sandbox.pipedrive import cursor as cursors
 from crmsync.sandbox.pipedrive.fields import activity_fields, deal_fields, organization_fields
 from crmsync.sandbox.pipedrive.hooks import error_response
+from crmsync.sandbox.pipedrive.recents import Recents, RecentsError
 from crmsync.sandbox.pipedrive.rows import Row, render
 from crmsync.sandbox.pipedrive.table import Query, Table
 
@@ -245,6 +246,20 @@ def api_routes(sim: PipedriveSimulator) -> list[Route]:
             raise BadRequest(str(exc)) from None
         return ok(data, {"next_cursor": following})
 
+    async def deal_followers(request: Request) -> Response:
+        """Users following a deal: its owner (and creator), followed since the deal was added."""
+        deal_id = path_id(request)
+        row = sim.deal(deal_id)
+        if row is None or deal_id in sim.deals.deleted:
+            raise NotFound(deal_id)
+        q = paging(request.query_params, ("id",))
+        added = cursors.to_rfc3339(int(row["add_time"]))
+        users = sorted({int(u) for u in (row.get("owner_id"), row.get("creator_user_id")) if u is not None})
+        after = [u for u in users if q.after is None or u > q.after]
+        chunk = after[:q.limit]
+        following = cursors.encode("id", "asc", chunk[-1]) if len(after) > q.limit else None
+        return ok([{"user_id": u, "add_time": added} for u in chunk], {"next_cursor": following})
+
     # --- deal products ----------------------------------------------------------------------------
     async def deal_products_batch(request: Request) -> Response:
         deal_ids = _csv_ints(request.query_params, "deal_ids")
@@ -380,6 +395,15 @@ def api_routes(sim: PipedriveSimulator) -> list[Route]:
             raise NotFound(note_id)
         return ok(sim.notes.render(row))
 
+    recents = Recents(sim)
+
+    async def recents_list(request: Request) -> Response:
+        try:
+            data, additional = recents.page(request.query_params)
+        except RecentsError as exc:
+            raise BadRequest(str(exc)) from None
+        return ok(data, additional)
+
     async def deals_summary(request: Request) -> Response:
         status = request.query_params.get("status")
         if status not in (None, "", "open", "won", "lost"):
@@ -402,6 +426,7 @@ def api_routes(sim: PipedriveSimulator) -> list[Route]:
         Route(v2 + "/deals/products", guarded(deal_products_batch, "Deal"), methods=["GET"]),
         Route(v2 + "/deals/{id:int}", guarded(deal_one, "Deal"), methods=["GET", "PATCH", "DELETE"]),
         Route(v2 + "/deals/{id:int}/products", guarded(deal_products, "Deal"), methods=["GET", "POST"]),
+        Route(v2 + "/deals/{id:int}/followers", guarded(deal_followers, "Deal"), methods=["GET"]),
         Route(v2 + "/deals/{id:int}/products/{product_attachment_id:int}", guarded(deal_product_one, "Product attachment"),
               methods=["PATCH", "DELETE"]),
         Route(v2 + "/stages", guarded(stages, "Stage"), methods=["GET"]),
@@ -427,6 +452,7 @@ def api_routes(sim: PipedriveSimulator) -> list[Route]:
             Route(v1 + "/activityFields", guarded(v1_fields(activity_fields), "Field"), methods=["GET"]),
             Route(v1 + "/organizationFields", guarded(v1_fields(organization_fields), "Field"), methods=["GET"]),
             Route(v1 + "/deals/summary", guarded(deals_summary, "Deal"), methods=["GET"]),
+            Route(v1 + "/recents", guarded(recents_list, "Item"), methods=["GET"]),
             Route(v1 + "/deals/{id:int}/changelog", guarded(deal_changelog, "Deal"), methods=["GET"]),
             Route(v1 + "/notes", guarded(notes, "Note"), methods=["GET", "POST"]),
             Route(v1 + "/notes/{id:int}", guarded(note_one, "Note"), methods=["GET", "PUT", "DELETE"]),

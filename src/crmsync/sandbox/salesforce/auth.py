@@ -31,6 +31,7 @@ class SandboxCredentials:
     client_secret: str = "sandbox-client-secret"  # noqa: S105 - a loopback simulator's fixture value
     username: str = "integration@crmsync.example"
     password: str = "sandbox-password"  # noqa: S105 - password + security token, as Salesforce expects
+    refresh_token: str = "5Aep861sandbox.refresh.token"  # noqa: S105 - what the web-server flow would have issued
 
 
 class Sessions:
@@ -113,7 +114,12 @@ class SalesforceHooks(SimulatorHooks):
 
 
 async def token_endpoint(request: Request, creds: SandboxCredentials, sessions: Sessions) -> Response:
-    """``POST /services/oauth2/token``: password and client_credentials grants."""
+    """``POST /services/oauth2/token``: password, client_credentials and refresh_token grants.
+
+    The refresh_token grant (docs/api-facts.md, "Salesforce OAuth refresh token flow") takes
+    ``client_id``, ``client_secret`` (or HTTP Basic) and ``refresh_token``; it answers a new
+    access token without a new refresh token (rotation off), and ``invalid_grant`` with 400 for a
+    refresh token the org did not issue."""
     form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
     client_id, client_secret = form.get("client_id"), form.get("client_secret")
     basic = request.headers.get("authorization", "")
@@ -124,7 +130,7 @@ async def token_endpoint(request: Request, creds: SandboxCredentials, sessions: 
         except (ValueError, UnicodeDecodeError):
             return _grant_error("invalid_grant", "client identifier invalid")
     grant = form.get("grant_type")
-    if grant not in ("password", "client_credentials"):
+    if grant not in ("password", "client_credentials", "refresh_token"):
         return _grant_error("unsupported_grant_type", "grant type not supported")
     if not (secrets.compare_digest(client_id or "", creds.client_id)
             and secrets.compare_digest(client_secret or "", creds.client_secret)):
@@ -133,6 +139,8 @@ async def token_endpoint(request: Request, creds: SandboxCredentials, sessions: 
             secrets.compare_digest(form.get("username", ""), creds.username)
             and secrets.compare_digest(form.get("password", ""), creds.password)):
         return _grant_error("invalid_grant", "authentication failure")
+    if grant == "refresh_token" and not secrets.compare_digest(form.get("refresh_token", ""), creds.refresh_token):
+        return _grant_error("invalid_grant", "expired access/refresh token")
     token = sessions.issue()
     instance = f"{request.url.scheme}://{request.url.netloc}"
     return sf_json({"access_token": token, "instance_url": instance,

@@ -162,8 +162,16 @@ class BulkApi:
         body = to_csv(job.fields, rows, DELIMITERS[job.column_delimiter],
                       "\r\n" if job.line_ending == "CRLF" else "\n")
         next_locator = encode_locator(end) if end < len(job.ids) else "null"
-        return Response(body.encode("utf-8"), media_type="text/csv",
-                        headers={"Sforce-Locator": next_locator, "Sforce-NumberOfRecords": str(len(rows))})
+        response = Response(body.encode("utf-8"), media_type="text/csv",
+                            headers={"Sforce-Locator": next_locator, "Sforce-NumberOfRecords": str(len(rows))})
+        # Salesforce answers HTTP/1.1 with header names in their canonical case (``Content-Type``);
+        # clients that look a header up case-sensitively (Airbyte's CSV extractor) see it as sent.
+        response.raw_headers = [(_CANONICAL.get(k, k), v) for k, v in response.raw_headers]
+        return response
+
+
+_CANONICAL = {b"content-type": b"Content-Type", b"content-length": b"Content-Length",
+              b"sforce-locator": b"Sforce-Locator", b"sforce-numberofrecords": b"Sforce-NumberOfRecords"}
 
 
 def query_text(body: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crmsync.sandbox.salesforce.data import WriteError
+from crmsync.sandbox.salesforce.describe import describe, object_flags
 from crmsync.sandbox.salesforce.evaluate import resolve, sf_datetime
 from crmsync.sandbox.salesforce.host import OrgHost
 from crmsync.sandbox.salesforce.ids import PREFIX_OF, make_id
@@ -138,8 +139,7 @@ class RestApi:
         method = request.method
         if not tail:
             return sf_json({"encoding": "UTF-8", "maxBatchSize": 200,
-                            "sobjects": [{"name": n, "keyPrefix": t.sobj.prefix, "queryable": True}
-                                         for n, t in data.tables.items()]})
+                            "sobjects": [object_flags(t.sobj, version) for t in data.tables.values()]})
         name = tail[0]
         table = data.table(name)
         object_name = table.sobj.name
@@ -151,6 +151,8 @@ class RestApi:
                 return sf_json({"id": record_id, "success": True, "errors": []}, 201)
             return sf_json({"objectDescribe": {"name": object_name, "keyPrefix": table.sobj.prefix},
                             "recentItems": []})
+        if tail[1] == "describe" and len(tail) == 2 and method == "GET":
+            return sf_json(describe(table.sobj, version))
         if tail[1] in ("updated", "deleted") and len(tail) == 2 and method == "GET":
             return self.replication(request, object_name, tail[1])
         if len(tail) == 2:
