@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -52,6 +53,9 @@ class Peer:
     module: str  # the entry point the wrapper runs: module:function
     real_base: str  # the base URL the peer has built in
     stream: str  # the deals stream
+    # interpreters the peer's venv may be built on, preferred first; () = the bench's own
+    pythons: tuple[str, ...] = ()
+    why_pythons: str = ""
 
 
 PEERS = [
@@ -59,8 +63,15 @@ PEERS = [
          "https://api.hubapi.com", "deals"),
     Peer("salesforce", "airbyte-source-salesforce", "airbyte-source-salesforce", "source_salesforce.run:run",
          "https://login.salesforce.com", "Opportunity"),
+    # source_pipedrive.extractor declares ``decoder: Decoder = JsonDecoder(...)`` as a dataclass
+    # default; every airbyte-cdk (0.58 ... 7.x) makes Decoder a plain @dataclass, so the instance is
+    # unhashable and Python 3.11+ refuses the class at import ("mutable default ... use
+    # default_factory"). Pinning an older airbyte-cdk does not help; on Python 3.10 it runs with the
+    # airbyte-cdk pip resolves (6.61.6 when measured).
     Peer("pipedrive", "airbyte-source-pipedrive", "airbyte-source-pipedrive", "source_pipedrive.run:run",
-         "https://api.pipedrive.com", "deals"),
+         "https://api.pipedrive.com", "deals", pythons=("python3.10",),
+         why_pythons="its extractor's dataclass default (JsonDecoder) is refused by Python 3.11+ with every "
+                     "airbyte-cdk release; it needs python3.10 (on PATH or from pyenv), which is not here"),
 ]
 
 
@@ -77,6 +88,17 @@ class Run:
     why: str = ""
 
 
+def find_python(names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` that runs: on PATH, or installed by pyenv (its shim may not select it)."""
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    for name in names:
+        candidates = [shutil.which(name), *sorted(str(p) for p in pyenv.glob(f"*/bin/{name}"))]
+        for candidate in candidates:
+            if candidate and subprocess.run([candidate, "-c", "pass"], capture_output=True).returncode == 0:
+                return candidate
+    return None
+
+
 def venv_python(peer: Peer) -> Path:
     """The peer's own interpreter, its venv made and the package installed on first use."""
     env = VENVS / peer.package
@@ -86,7 +108,13 @@ def venv_python(peer: Peer) -> Path:
         return python
     VENVS.mkdir(parents=True, exist_ok=True)
     if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
+        base = sys.executable
+        if peer.pythons:
+            chosen = find_python(peer.pythons)
+            if chosen is None:
+                raise RuntimeError(peer.why_pythons)
+            base = chosen
+        subprocess.run([base, "-m", "venv", str(env)], check=True)
     log = VENVS / f"{peer.package}.log"
     with log.open("w") as out:
         done = subprocess.run([str(python), "-m", "pip", "install", "-q", peer.package], stdout=out, stderr=out)
@@ -96,10 +124,11 @@ def venv_python(peer: Peer) -> Path:
     return python
 
 
-def measured(cmd: list[str], *, env: dict[str, str] | None = None, stdout: Any = None) -> tuple[float, float, float, int]:
+def measured(cmd: list[str], *, env: dict[str, str] | None = None, stdout: Any = None,
+             cwd: Path | None = None) -> tuple[float, float, float, int]:
     """(wall s, CPU s, peak RSS MB, exit status) of one process, from wait4."""
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=stdout, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, env=env, stdout=stdout, stderr=subprocess.PIPE, cwd=cwd)
     assert proc.stderr is not None
     err = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -161,7 +190,7 @@ def wrapped(python: Path, peer: Peer, base: str, *args: str) -> list[str]:
 def catalog_for(peer: Peer, python: Path, config: Path, base: str, work: Path, ca: str | None) -> Path:
     """Discover once (not timed) and configure the deals stream, full refresh."""
     found = subprocess.run(wrapped(python, peer, base, "discover", "--config", str(config)), capture_output=True,
-                           text=True, env=peer_env(ca), timeout=600)
+                           text=True, env=peer_env(ca), timeout=600, cwd=work)
     streams = []
     for line in found.stdout.splitlines():
         if line.startswith("{") and '"CATALOG"' in line:
@@ -189,7 +218,7 @@ def run_peer(peer: Peer, python: Path, config: Path, catalog: Path, work: Path, 
     reset(base, verify)
     with out.open("wb") as sink:
         wall, cpu, rss, code = measured(wrapped(python, peer, base, "read", "--config", str(config), "--catalog",
-                                                str(catalog)), env=peer_env(ca), stdout=sink)
+                                                str(catalog)), env=peer_env(ca), stdout=sink, cwd=work)
     calls = sandbox_calls(base, verify)
     ids: set[str] = set()
     why = ""

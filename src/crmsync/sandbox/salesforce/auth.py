@@ -116,7 +116,8 @@ class SalesforceHooks(SimulatorHooks):
 async def token_endpoint(request: Request, creds: SandboxCredentials, sessions: Sessions) -> Response:
     """``POST /services/oauth2/token``: password, client_credentials and refresh_token grants.
 
-    The refresh_token grant (docs/api-facts.md, "Salesforce OAuth refresh token flow") takes
+    The refresh_token grant (REST API guide, "Understanding the OAuth Refresh Token Process",
+    developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/intro_understanding_refresh_token_oauth.htm) takes
     ``client_id``, ``client_secret`` (or HTTP Basic) and ``refresh_token``; it answers a new
     access token without a new refresh token (rotation off), and ``invalid_grant`` with 400 for a
     refresh token the org did not issue."""

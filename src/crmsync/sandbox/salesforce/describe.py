@@ -1,6 +1,8 @@
 """sObject metadata as the REST API serves it: the ``/sobjects`` list entries and ``/sobjects/{name}/describe``.
 
-Facts (docs/api-facts.md, "Salesforce describe"): DescribeGlobal lists each object with its
+Facts (Salesforce SOAP API guide, DescribeSObjectResult and DescribeGlobalSObjectResult,
+developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_calls_describesobjects_describesobjectresult.htm;
+Airbyte's source-salesforce reads ``queryable`` from the list and ``fields[].type`` from describe): DescribeGlobal lists each object with its
 capability flags (``queryable``, ``replicateable``, ``retrieveable``, ``createable``, ``updateable``,
 ``deletable``, ``custom``, ``layoutable``, ``searchable``...); the per-object describe adds
 ``fields``, each with ``name``, ``type`` (``id``, ``reference``, ``string``, ``boolean``,
