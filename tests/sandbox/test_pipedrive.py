@@ -241,6 +241,87 @@ def test_activities_stages_pipelines_orgs_persons_users(client: httpx.Client, wo
     assert client.get("/v1/users/99999").json()["error"] == "User not found or not accessible."
 
 
+# --- /v1/recents and deal followers ------------------------------------------------------------------
+def recents_pages(client: httpx.Client, **params: Any) -> tuple[list[dict[str, Any]], int]:
+    """Every entry of /v1/recents by ``start``/``next_start`` paging, and the number of pages."""
+    out: list[dict[str, Any]] = []
+    start, pages = 0, 0
+    while True:
+        body = client.get("/v1/recents", params={**params, "start": start}).json()
+        assert body["success"] is True, body
+        pages += 1
+        out += body["data"]
+        pagination = body["additional_data"]["pagination"]
+        if not pagination["more_items_in_collection"]:
+            assert "next_start" not in pagination
+            return out, pages
+        start = pagination["next_start"]
+
+
+def test_recents_pages_every_changed_deal_once_oldest_change_first(client: httpx.Client,
+                                                                   sim: PipedriveSimulator) -> None:
+    truth = sorted((sim.deals.times(i)[1], i) for i in sim.deals.all_ids())
+    cut = truth[len(truth) // 2][0]
+    since = dt.datetime.fromtimestamp(cut, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    entries, pages = recents_pages(client, since_timestamp=since, items="deal", limit=50)
+    expected = [i for t, i in truth if t >= cut]  # a change at since_timestamp itself is included
+    assert [e["id"] for e in entries] == expected and pages == -(-len(expected) // 50)  # no empty last page
+    first = entries[0]
+    assert first["item"] == "deal" and first["data"]["id"] == first["id"]
+    assert first["data"]["user_id"] == sim.deal(first["id"])["owner_id"]  # type: ignore[index]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", first["data"]["update_time"])
+    assert first["data"]["update_time"] >= since
+    body = client.get("/v1/recents", params={"since_timestamp": since, "items": "deal", "limit": 3}).json()
+    extra = body["additional_data"]
+    assert extra["since_timestamp"] == since
+    assert extra["last_timestamp_on_page"] == body["data"][-1]["data"]["update_time"]
+    assert extra["pagination"] == {"start": 0, "limit": 3, "more_items_in_collection": True, "next_start": 3}
+
+
+def test_recents_sees_edits_deletes_and_notes_and_refuses_bad_input(client: httpx.Client,
+                                                                     sim: PipedriveSimulator) -> None:
+    now = sim.now_epoch()
+    since = dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    assert client.get("/v1/recents", params={"since_timestamp": since, "items": "deal"}).json()["data"] == []
+    client.patch("/api/v2/deals/7", json={"title": "Edited for recents"}).raise_for_status()
+    client.delete("/api/v2/deals/8").raise_for_status()
+    client.post("/v1/notes", json={"content": "recents note", "deal_id": 7}).raise_for_status()
+    entries, _ = recents_pages(client, since_timestamp=since, items="deal,note")
+    by_key = {(e["item"], e["id"]): e["data"] for e in entries}
+    assert set(by_key) == {("deal", 7), ("deal", 8), ("note", 1)}
+    assert by_key[("deal", 7)]["title"] == "Edited for recents" and by_key[("deal", 7)]["deleted"] is False
+    assert by_key[("deal", 8)]["deleted"] is True and by_key[("deal", 8)]["status"] == "deleted"
+    assert by_key[("note", 1)]["content"] == "recents note"
+    for params, fragment in (({}, "since_timestamp is required"),
+                             ({"since_timestamp": "2026-03-02T10:00:00Z"}, "YYYY-MM-DD HH:MM:SS"),
+                             ({"since_timestamp": since, "items": "deal,gadget"}, "gadget"),
+                             ({"since_timestamp": since, "limit": 501}, "limit between 1 and 500")):
+        answer = client.get("/v1/recents", params=params)
+        assert answer.status_code == 400 and answer.json()["success"] is False
+        assert fragment in answer.json()["error"], (params, answer.json())
+
+
+def test_deal_followers_are_its_owner_from_the_add_time(client: httpx.Client, sim: PipedriveSimulator) -> None:
+    row = sim.deal(5)
+    assert row is not None
+    body = client.get("/api/v2/deals/5/followers").json()
+    assert body == {"success": True, "data": [{"user_id": row["owner_id"], "add_time":
+                                               client.get("/api/v2/deals/5").json()["data"]["add_time"]}],
+                    "additional_data": {"next_cursor": None}}
+    created = client.post("/api/v2/deals", json={"title": "Followed", "owner_id": 2, "stage_id": 1}).json()["data"]
+    followers = client.get(f"/api/v2/deals/{created['id']}/followers").json()["data"]
+    assert created["creator_user_id"] != 2 and [f["user_id"] for f in followers] == sorted({2, created["creator_user_id"]})
+    first = client.get(f"/api/v2/deals/{created['id']}/followers", params={"limit": 1}).json()
+    assert first["data"] == followers[:1] and first["additional_data"]["next_cursor"]
+    rest = client.get(f"/api/v2/deals/{created['id']}/followers",
+                      params={"limit": 1, "cursor": first["additional_data"]["next_cursor"]}).json()
+    assert rest["data"] == followers[1:] and rest["additional_data"]["next_cursor"] is None
+    assert client.get("/api/v2/deals/999999/followers").status_code == 404
+    assert client.get("/api/v2/deals/5/followers", params={"limit": 501}).status_code == 400
+    client.delete("/api/v2/deals/5").raise_for_status()
+    assert client.get("/api/v2/deals/5/followers").status_code == 404
+
+
 # --- auth, token costs, 429 --------------------------------------------------------------------------
 def test_auth_header_or_query_and_401_envelope(server: SandboxServer) -> None:
     bad = httpx.get(server.url + "/api/v2/deals", headers={"x-api-token": "wrong"})
@@ -334,8 +415,8 @@ def _openapi(name: str, base_url: str, paths: tuple[str, ...]) -> Any:
 
 V2_OPS = ("/deals", "/deals/{id}", "/deals/archived", "/deals/products", "/deals/{id}/products",
           "/deals/{id}/products/{product_attachment_id}", "/stages", "/pipelines", "/activities",
-          "/activities/{id}", "/organizations", "/persons", "/products")
-V1_OPS = ("/users", "/users/me", "/users/{id}", "/dealFields", "/notes", "/notes/{id}")
+          "/activities/{id}", "/organizations", "/persons", "/products", "/deals/{id}/followers")
+V1_OPS = ("/users", "/users/me", "/users/{id}", "/dealFields", "/notes", "/notes/{id}", "/recents")
 
 
 def test_requests_and_responses_match_openapi(server: SandboxServer, client: httpx.Client) -> None:
@@ -372,6 +453,10 @@ def test_requests_and_responses_match_openapi(server: SandboxServer, client: htt
         (v1, base1, client.get("/v1/notes/1")),
         (v1, base1, client.put("/v1/notes/1", json={"content": "Kick-off done (edited)"})),
         (v1, base1, client.delete("/v1/notes/1")),
+        (v2, base2, client.get("/api/v2/deals/4/followers", params={"limit": 10})),
+        (v1, base1, client.get("/v1/recents", params={"since_timestamp": "2000-01-01 00:00:00", "items": "deal",
+                                                      "limit": 20})),
+        (v1, base1, client.get("/v1/recents", params={"since_timestamp": "2000-01-01 00:00:00", "items": "note"})),
     ]
     for api, base, response in exchanges:
         assert response.status_code in (200, 201), (response.request.url, response.text[:200])
