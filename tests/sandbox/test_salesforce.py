@@ -367,6 +367,76 @@ def test_token_endpoint_rejects_bad_credentials(sim: SalesforceSimulator, server
     assert ok.status_code == 200 and ok.json()["instance_url"] == server.url and ok.json()["token_type"] == "Bearer"
 
 
+def test_refresh_token_grant_answers_a_working_session(sim: SalesforceSimulator, server: SandboxServer,
+                                                       ca: LocalCA) -> None:
+    session = tls_session(ca)
+    creds = sim.credentials
+    url = f"{server.url}/services/oauth2/token"
+    issued = sim.sessions.issued
+    answer = session.post(url, data={"grant_type": "refresh_token", "client_id": creds.client_id,
+                                     "client_secret": creds.client_secret, "refresh_token": creds.refresh_token})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert set(body) == {"access_token", "instance_url", "id", "token_type", "issued_at", "signature", "scope"}
+    assert body["instance_url"] == server.url and body["token_type"] == "Bearer"
+    assert body["id"].startswith(f"{server.url}/id/00D") and body["issued_at"].isdigit()
+    assert "refresh_token" not in body  # no rotation: the client keeps the one it has
+    assert sim.sessions.issued == issued + 1
+    listed = session.get(f"{server.url}/services/data/v62.0/sobjects",
+                         headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert listed.status_code == 200
+    by_basic = session.post(url, data={"grant_type": "refresh_token", "refresh_token": creds.refresh_token},
+                            auth=(creds.client_id, creds.client_secret))
+    assert by_basic.status_code == 200 and by_basic.json()["access_token"] != body["access_token"]
+    for form, description in (
+            ({"refresh_token": "5Aep861-not-issued"}, "expired access/refresh token"),
+            ({"refresh_token": creds.refresh_token, "client_secret": "wrong"}, "client identifier invalid"),
+            ({"refresh_token": creds.refresh_token, "client_id": "someone-else"}, "client identifier invalid")):
+        refused = session.post(url, data={"grant_type": "refresh_token", "client_id": creds.client_id,
+                                          "client_secret": creds.client_secret, **form})
+        assert refused.status_code == 400
+        assert refused.json() == {"error": "invalid_grant", "error_description": description}
+    assert sim.sessions.issued == issued + 2
+
+
+def test_describe_global_flags_and_sobject_describe(sf: Salesforce) -> None:
+    listed = {o["name"]: o for o in sf.describe()["sobjects"]}
+    opportunity, user, history = listed["Opportunity"], listed["User"], listed["OpportunityHistory"]
+    for flag in ("queryable", "retrieveable", "replicateable", "createable", "custom", "layoutable"):
+        assert isinstance(opportunity[flag], bool), flag
+    assert opportunity["queryable"] and opportunity["replicateable"] and opportunity["createable"]
+    assert opportunity["keyPrefix"] == "006" and opportunity["custom"] is False
+    assert user["replicateable"] is False  # getUpdated/getDeleted refuse it here (replication test above)
+    assert history["createable"] is False and history["queryable"] is True
+    assert opportunity["urls"]["describe"] == "/services/data/v59.0/sobjects/Opportunity/describe"
+    described = sf.Opportunity.describe()
+    assert described["name"] == "Opportunity" and described["replicateable"] is True
+    fields = {f["name"]: f for f in described["fields"]}
+    some_id = sf.query("SELECT Id FROM Opportunity LIMIT 1")["records"][0]["Id"]
+    assert list(fields) == [k for k in sf.Opportunity.get(some_id) if k != "attributes"]  # every field a read returns
+    assert (fields["Id"]["type"], fields["Id"]["nillable"], fields["Id"]["createable"]) == ("id", False, False)
+    assert fields["AccountId"]["type"] == "reference" and fields["AccountId"]["referenceTo"] == ["Account"]
+    assert (fields["Amount"]["type"], fields["Amount"]["soapType"]) == ("currency", "xsd:double")
+    assert fields["CloseDate"]["type"] == "date" and fields["SystemModstamp"]["type"] == "datetime"
+    assert fields["Crmsync_Key__c"]["externalId"] is True and fields["Crmsync_Key__c"]["custom"] is True
+    assert fields["Name"]["length"] == 120 and fields["Name"]["nillable"] is False
+    assert fields["IsWon"]["updateable"] is False and fields["StageName"]["updateable"] is True
+    with pytest.raises(SalesforceResourceNotFound):
+        sf.restful("sobjects/Gadget__c/describe")
+
+
+def test_bulk_results_send_header_names_in_canonical_case(sf: Salesforce) -> None:
+    job = sf.bulk2.Lead._client.create_job("query", "SELECT Id FROM Lead")
+    client = sf.bulk2.Lead._client
+    wait_until(lambda: client.get_job(job["id"], True)["state"] == "JobComplete", 10, "the bulk job to complete",
+               interval=0.05)
+    answer = sf.session.get(f"{sf.bulk2_url}query/{job['id']}/results", headers=sf.headers, stream=True)
+    sent = list(answer.raw.headers.keys())  # urllib3 keeps the names as they came off the wire
+    assert answer.status_code == 200 and "Content-Type" in sent and "Sforce-Locator" in sent, sent
+    assert dict(answer.headers)["Content-Type"].startswith("text/csv")
+    answer.close()
+
+
 def test_limit_info_daily_limit_and_injected_errors(sf: Salesforce, sim: SalesforceSimulator) -> None:
     sf.query("SELECT Id FROM User LIMIT 1")
     usage = sf.api_usage["api-usage"]
