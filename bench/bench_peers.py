@@ -140,6 +140,18 @@ def measured(cmd: list[str], *, env: dict[str, str] | None = None, stdout: Any =
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode
 
 
+SHOW_ROUTES = False  # --routes: the sandbox's calls per route after each run
+
+
+def show_routes(tool: str, base: str, verify: Any) -> None:
+    if not SHOW_ROUTES:
+        return
+    snap = httpx.get(f"{base}/_sandbox/counters", verify=verify).json()
+    top = sorted(snap["by_route"].items(), key=lambda kv: -kv[1])[:6]
+    print(f"    {tool} calls by route: " + ", ".join(f"{route} x{n}" for route, n in top)
+          + f"; by status {snap['by_status']}", flush=True)
+
+
 def reset(base: str, verify: Any) -> None:
     httpx.post(f"{base}/_sandbox/counters", verify=verify).raise_for_status()  # log and limiter
 
@@ -163,6 +175,7 @@ def run_crmsync(crm: str, entry: dict[str, Any], work: Path, n: int, base: str, 
                                          entry["name"], "--object", "deals", "--config", str(config), "--json"],
                                         env=env, stdout=sink)
     calls = sandbox_calls(base, verify)
+    show_routes("crmsync", base, verify)
     text = out.read_text()
     doc = json.loads(text[text.index("{"):]) if "{" in text else {}
     truth = truth_count(base, verify, crm)
@@ -220,6 +233,7 @@ def run_peer(peer: Peer, python: Path, config: Path, catalog: Path, work: Path, 
         wall, cpu, rss, code = measured(wrapped(python, peer, base, "read", "--config", str(config), "--catalog",
                                                 str(catalog)), env=peer_env(ca), stdout=sink, cwd=work)
     calls = sandbox_calls(base, verify)
+    show_routes(peer.name, base, verify)
     ids: set[str] = set()
     why = ""
     with out.open("rb") as lines:
@@ -301,7 +315,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--crm", default="hubspot,salesforce,pipedrive")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--routes", action="store_true", help="print each run's sandbox calls per route")
     args = parser.parse_args()
+    global SHOW_ROUTES
+    SHOW_ROUTES = args.routes
     print(f"bench_peers: {args.deals:,} deals, {args.rounds} alternating rounds, documented limits on", flush=True)
     for crm in args.crm.split(","):
         bench_crm(crm, args.deals, args.rounds, args.seed)
