@@ -11,10 +11,15 @@ no peer makes); HubSpot's stage histories are read (50 deals a call), the peer r
 
 Prints per CRM and tool: wall, CPU, peak RSS, calls, records complete (distinct deal ids against
 the sandbox's truth) and the ratio crmsync/peer (median of the rounds). A peer that cannot be
-installed or run here is reported with the reason and skipped.
+installed or run here is reported with the reason and skipped; a peer run that fails prints the
+error of its Airbyte TRACE message. A peer whose code needs another interpreter names it
+(``Peer.pythons``): Airbyte's Pipedrive source only imports on Python 3.10, taken from PATH or
+pyenv's versions. Peers run in the bench's temporary directory (Airbyte's Salesforce source
+leaves files named by UUID in its working directory).
 
     python bench/bench_peers.py                       # 5,000 deals, 2 rounds, every CRM
     python bench/bench_peers.py --deals 20000 --rounds 3 --crm hubspot
+    python bench/bench_peers.py --deals 20000 --rounds 1 --crm salesforce --routes   # calls per route
 """
 
 from __future__ import annotations
