@@ -129,20 +129,46 @@ def venv_python(peer: Peer) -> Path:
     return python
 
 
+# Linux keeps a process's peak RSS across execve, and a child forked from this bench starts with
+# the bench's own (by the second CRM a truth list of 20,000 records is in it). Each measured
+# command is therefore started by a small launcher that forks it from a fresh interpreter and
+# reports the command's rusage (wait4) back on a file.
+_LAUNCHER = """
+import json, os, sys
+out, cmd = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(cmd[0], cmd)
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(out, "w") as f:
+    json.dump({"cpu": usage.ru_utime + usage.ru_stime, "rss_kb": usage.ru_maxrss}, f)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def measured(cmd: list[str], *, env: dict[str, str] | None = None, stdout: Any = None,
              cwd: Path | None = None) -> tuple[float, float, float, int]:
-    """(wall s, CPU s, peak RSS MB, exit status) of one process, from wait4."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=stdout, stderr=subprocess.PIPE, cwd=cwd)
-    assert proc.stderr is not None
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - started
-    if proc.returncode != 0:
+    """(wall s, CPU s, peak RSS MB, exit status) of one process, from wait4 in a fresh launcher."""
+    with tempfile.NamedTemporaryFile(prefix="bench-usage-", suffix=".json", delete=False) as handle:
+        usage_path = Path(handle.name)
+    try:
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(usage_path), *cmd], env=env, stdout=stdout,
+                                stderr=subprocess.PIPE, cwd=cwd)
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        code = proc.wait()
+        wall = time.perf_counter() - started
+        usage = json.loads(usage_path.read_text() or '{"cpu": 0, "rss_kb": 0}')
+    finally:
+        usage_path.unlink(missing_ok=True)
+    if code != 0:
         tail = err.decode("utf-8", "replace").strip().splitlines()[-3:]
-        print(f"    (exit {proc.returncode}: {' | '.join(tail)[:400]})", flush=True)
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode
+        print(f"    (exit {code}: {' | '.join(tail)[:400]})", flush=True)
+    return wall, float(usage["cpu"]), float(usage["rss_kb"]) / 1024, code
 
 
 SHOW_ROUTES = False  # --routes: the sandbox's calls per route after each run

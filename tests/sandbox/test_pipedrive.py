@@ -266,6 +266,8 @@ def test_recents_pages_every_changed_deal_once_oldest_change_first(client: httpx
     entries, pages = recents_pages(client, since_timestamp=since, items="deal", limit=50)
     expected = [i for t, i in truth if t >= cut]  # a change at since_timestamp itself is included
     assert [e["id"] for e in entries] == expected and pages == -(-len(expected) // 50)  # no empty last page
+    mixed, _ = recents_pages(client, since_timestamp=since, items="deal,note,stage", limit=70)  # merged types
+    assert [e["id"] for e in mixed] == expected and {e["item"] for e in mixed} == {"deal"}
     first = entries[0]
     assert first["item"] == "deal" and first["data"]["id"] == first["id"]
     assert first["data"]["user_id"] == sim.deal(first["id"])["owner_id"]  # type: ignore[index]

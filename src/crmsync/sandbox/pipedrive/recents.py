@@ -107,15 +107,14 @@ class Recents:
             return [(int(r["update_time"]), v1_generic(r)) for r in rows if isinstance(r.get("update_time"), int)]
         return []
 
-    def _stream(self, order: int, item: str, since: int) -> Iterator[Entry]:
+    def _stream(self, order: int, item: str, since: int, skip: int = 0) -> Iterator[Entry]:
         tables = self._tables()
         if item in tables:
-            table = tables[item][0]
-            for record_id in table.ids_by_update_from(since):
-                yield table.times(record_id)[1], order, record_id, item
+            for stamp, record_id in tables[item][0].changes_from(since, skip):
+                yield stamp, order, record_id, item
             return
         rows = sorted((stamp, int(row["id"])) for stamp, row in self._small(item) if stamp >= since)
-        for stamp, record_id in rows:
+        for stamp, record_id in rows[skip:]:
             yield stamp, order, record_id, item
 
     def page(self, params: Any) -> tuple[list[Row], dict[str, Any]]:
@@ -128,11 +127,16 @@ class Recents:
             raise RecentsError("start and limit must be integers") from None
         if start < 0 or not 1 <= limit <= MAX_LIMIT:
             raise RecentsError(f"start must be >= 0 and limit between 1 and {MAX_LIMIT}")
-        merged = heapq.merge(*(self._stream(n, item, since) for n, item in enumerate(items)))
+        if len(items) == 1:  # one item type (Airbyte's streams): its index skips to ``start`` directly
+            merged: Iterator[Entry] = self._stream(0, items[0], since, skip=start)
+            skip = 0
+        else:
+            merged = heapq.merge(*(self._stream(n, item, since) for n, item in enumerate(items)))
+            skip = start
         entries: list[Entry] = []
         more = False
         for n, entry in enumerate(merged):
-            if n < start:
+            if n < skip:
                 continue
             if len(entries) == limit:
                 more = True

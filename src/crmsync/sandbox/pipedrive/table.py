@@ -150,11 +150,12 @@ class Table:
             if at < now - DELETED_WINDOW_S:
                 self.hard_delete(record_id)
 
-    def ids_by_update_from(self, since: int) -> Iterator[int]:
-        """Ids in (update_time, id) order from ``update_time >= since`` (soft-deleted rows included)."""
+    def changes_from(self, since: int, skip: int = 0) -> Iterator[tuple[int, int]]:
+        """(update_time, id) in that order from ``update_time >= since``, the first ``skip`` passed
+        over in O(log n); soft-deleted rows included."""
         keys = self._by_update
-        for pos in range(bisect.bisect_left(keys, sort_key("update_time", since, 0)), len(keys)):
-            yield keys[pos] & _ID_MASK
+        for pos in range(bisect.bisect_left(keys, sort_key("update_time", since, 0)) + skip, len(keys)):
+            yield keys[pos] >> 32, keys[pos] & _ID_MASK
 
     # --- paging -------------------------------------------------------------------------------
     def _index(self, sort_by: str) -> list[int]:
