@@ -49,7 +49,8 @@ KNOWN_CYCLES = {
     "module cycle in crmsync.sandbox.hubspot: crmsync.sandbox.hubspot.properties_api <-> crmsync.sandbox.hubspot.routes"
     " <-> crmsync.sandbox.hubspot.simulator",
     "module cycle in crmsync.sandbox.meteroid: crmsync.sandbox.meteroid.routes <-> crmsync.sandbox.meteroid.simulator",
-    "module cycle in crmsync.sandbox.pipedrive: crmsync.sandbox.pipedrive.api <-> crmsync.sandbox.pipedrive.simulator",
+    "module cycle in crmsync.sandbox.pipedrive: crmsync.sandbox.pipedrive.api <-> crmsync.sandbox.pipedrive.recents"
+    " <-> crmsync.sandbox.pipedrive.simulator",
     "module cycle in crmsync.sandbox: crmsync.sandbox.planted <-> crmsync.sandbox.world",
 }
 Graph = Mapping[str, Iterable[str]]
