@@ -8,10 +8,11 @@ cursor pages by. A page carries them with the cursor to save after it, like ``co
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from crmsync.connectors.base import Quarantined
+from crmsync.connectors.base import ConnectorError, PushItem, PushResult, Quarantined, RetriableError
 from crmsync.connectors.mapping import ObjectMapping
 
 
@@ -45,4 +46,27 @@ class NativeShapes:
     @property
     def mappings(self) -> dict[str, ObjectMapping]:
         return {}
+
+
+def push_sequence_states(tool: str, items: Sequence[PushItem], enrol: Callable[[PushItem], PushResult],
+                         stop: Callable[[PushItem], PushResult]) -> list[PushResult]:
+    """Per item: ``create`` enrols, ``update`` takes the person off the sequence. A 429/5xx storm that
+    outlasts the transport's retries on the first item stops the batch (raised), so the outbox
+    pauses the connection; later in a batch it marks the item retriable."""
+    results: list[PushResult] = []
+    for item in items:
+        try:
+            if item.object_name == "sequence_states" and item.operation == "create":
+                results.append(enrol(item))
+            elif item.object_name == "sequence_states" and item.operation == "update":
+                results.append(stop(item))
+            else:
+                results.append(PushResult(item.ref, False, error=f"{tool}: unsupported {item.operation} {item.object_name}"))
+        except RetriableError:
+            if not results:
+                raise
+            results.append(PushResult(item.ref, False, retriable=True, error="retriable error; retried later"))
+        except ConnectorError as exc:
+            results.append(PushResult(item.ref, False, error=str(exc)))
+    return results
 

@@ -25,16 +25,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from crmsync.connectors.base import (
-    ConnectorError,
     FatalError,
     PushItem,
     PushResult,
     Quarantined,
-    RetriableError,
     Usage,
 )
 from crmsync.connectors.cursor import StampRule, settle_seconds
-from crmsync.connectors.engagement import EngagementPage, EngagementRecord, NativeShapes
+from crmsync.connectors.engagement import EngagementPage, EngagementRecord, NativeShapes, push_sequence_states
 from crmsync.connectors.outreach.http import DEFAULT_BASE_URL, NotFoundError, OutreachHttp, ValidationError
 from crmsync.connectors.pipedrive.incremental import Checkpoint
 from crmsync.settings import ConnectionSettings
@@ -146,25 +144,7 @@ class OutreachConnector(NativeShapes):
 
     # --- writes -----------------------------------------------------------------------------------
     def push(self, items: Sequence[PushItem]) -> list[PushResult]:
-        """Per item; a 429/5xx storm that outlasts the transport's retries stops the batch (raised),
-        so the outbox pauses the connection and retries later."""
-        results: list[PushResult] = []
-        for item in items:
-            try:
-                if item.object_name == "sequence_states" and item.operation == "create":
-                    results.append(self._enrol(item))
-                elif item.object_name == "sequence_states" and item.operation == "update":
-                    results.append(self._act(item))
-                else:
-                    results.append(PushResult(item.ref, False,
-                                              error=f"outreach: unsupported {item.operation} {item.object_name}"))
-            except RetriableError:
-                if not results:
-                    raise
-                results.append(PushResult(item.ref, False, retriable=True, error="retriable error; retried later"))
-            except ConnectorError as exc:
-                results.append(PushResult(item.ref, False, error=str(exc)))
-        return results
+        return push_sequence_states("outreach", items, self._enrol, self._act)
 
     def _enrol(self, item: PushItem) -> PushResult:
         f = item.fields

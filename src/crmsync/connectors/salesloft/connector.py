@@ -33,7 +33,6 @@ from crmsync.connectors.backoff import retry_wait
 from crmsync.connectors.base import (
     AuthError,
     BudgetExhausted,
-    ConnectorError,
     FatalError,
     PushItem,
     PushResult,
@@ -43,7 +42,7 @@ from crmsync.connectors.base import (
     Usage,
 )
 from crmsync.connectors.cursor import StampRule, lower, next_start, settle_seconds
-from crmsync.connectors.engagement import EngagementPage, EngagementRecord, NativeShapes
+from crmsync.connectors.engagement import EngagementPage, EngagementRecord, NativeShapes, push_sequence_states
 from crmsync.connectors.server_time import server_read_time
 from crmsync.connectors.wire import decode_body, encode_body
 from crmsync.settings import ConnectionSettings
@@ -259,23 +258,7 @@ class SalesloftConnector(NativeShapes):
 
     # --- writes -----------------------------------------------------------------------------------
     def push(self, items: Sequence[PushItem]) -> list[PushResult]:
-        results: list[PushResult] = []
-        for item in items:
-            try:
-                if item.object_name == "sequence_states" and item.operation == "create":
-                    results.append(self._enrol(item))
-                elif item.object_name == "sequence_states" and item.operation == "update":
-                    results.append(self._finish(item))
-                else:
-                    results.append(PushResult(item.ref, False,
-                                              error=f"salesloft: unsupported {item.operation} {item.object_name}"))
-            except RetriableError:
-                if not results:
-                    raise
-                results.append(PushResult(item.ref, False, retriable=True, error="retriable error; retried later"))
-            except ConnectorError as exc:
-                results.append(PushResult(item.ref, False, error=str(exc)))
-        return results
+        return push_sequence_states("salesloft", items, self._enrol, self._finish)
 
     def _enrol(self, item: PushItem) -> PushResult:
         f = item.fields
