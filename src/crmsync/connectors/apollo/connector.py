@@ -43,7 +43,7 @@ from crmsync.connectors.base import (
 )
 from crmsync.connectors.cursor import StampRule, lower, next_start, settle_seconds
 from crmsync.connectors.engagement import EngagementPage, EngagementRecord, NativeShapes, push_sequence_states
-from crmsync.connectors.server_time import server_read_time
+from crmsync.connectors.exchange import send
 from crmsync.connectors.wire import decode_body, encode_body
 from crmsync.settings import ConnectionSettings
 
@@ -82,15 +82,9 @@ class ApolloHttp:
         where = f"{method} {path.split('?')[0]}"
         content = encode_body(body) if body is not None else None
         headers = {"content-type": "application/json"} if content is not None else None
-        sent_at, started = time.time(), time.monotonic()
-        try:
-            response = self.client.request(method, path, params=params, content=content, headers=headers)
-        except httpx.TimeoutException as exc:
-            raise RetriableError(f"{where}: timed out ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
-            raise RetriableError(f"{where}: transport error ({type(exc).__name__})") from None
+        response, read_at = send(self.client, method, path, where=where, params=params, content=content,
+                                 headers=headers)
         self._observe(response)
-        read_at = server_read_time(response.headers.get("date"), time.monotonic() - started, sent_at)
         status = response.status_code
         if status == 429:
             retry = response.headers.get("retry-after")

@@ -30,6 +30,7 @@ from crmsync.connectors.base import (
     RetriableError,
     Usage,
 )
+from crmsync.connectors.exchange import send
 from crmsync.connectors.wire import decode_body, encode_body
 
 DEFAULT_BASE_URL = "https://api.gong.io"
@@ -86,12 +87,8 @@ class GongHttp:
         content = encode_body(body) if body is not None else None
         headers = {"content-type": "application/json"} if content is not None else None
         try:
-            response = self.client.request(method, path, params=dict(params) if params else None, content=content,
-                                           headers=headers)
-        except httpx.TimeoutException as exc:
-            raise RetriableError(f"{where}: timed out ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
-            raise RetriableError(f"{where}: transport error ({type(exc).__name__})") from None
+            response, _read_at = send(self.client, method, path, where=where, params=params, content=content,
+                                      headers=headers)
         finally:  # when the answer came: no earlier than the server counted the call
             self._sent.append(time.monotonic())
         self._observe(response)

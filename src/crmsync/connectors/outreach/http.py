@@ -31,7 +31,7 @@ from crmsync.connectors.base import (
     RetriableError,
     Usage,
 )
-from crmsync.connectors.server_time import server_read_time
+from crmsync.connectors.exchange import send
 from crmsync.connectors.wire import decode_body, encode_body
 
 DEFAULT_BASE_URL = "https://api.outreach.io"
@@ -133,19 +133,12 @@ class OutreachHttp:
             headers = {"authorization": f"Bearer {self._token}"}
             if content is not None:
                 headers["content-type"] = JSONAPI
-            sent_at, started = time.time(), time.monotonic()
-            try:
-                response = self.client.request(method, url, params=dict(params) if params else None,
-                                               content=content, headers=headers)
-            except httpx.TimeoutException as exc:
-                raise RetriableError(f"{where}: timed out ({type(exc).__name__})") from None
-            except httpx.TransportError as exc:
-                raise RetriableError(f"{where}: transport error ({type(exc).__name__})") from None
+            response, read_at = send(self.client, method, url, where=where, params=params, content=content,
+                                     headers=headers)
             self._observe(response)
             if response.status_code == 401 and not renewed:
                 self._refresh()
                 continue
-            read_at = server_read_time(response.headers.get("date"), time.monotonic() - started, sent_at)
             return self._classify(where, response), read_at
         raise AssertionError("unreachable")  # pragma: no cover
 

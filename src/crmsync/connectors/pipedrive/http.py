@@ -30,8 +30,8 @@ from crmsync.connectors.base import (
     RetriableError,
     Usage,
 )
+from crmsync.connectors.exchange import send
 from crmsync.connectors.ratelimit import RollingLimiter, shared
-from crmsync.connectors.server_time import server_read_time
 from crmsync.connectors.wire import decode_body, encode_body
 
 DEFAULT_BASE_URL = "https://api.pipedrive.com"
@@ -121,20 +121,13 @@ class PipedriveHttp:
             self.burst.acquire()
         content = encode_body(body) if body is not None else None
         headers = {"content-type": "application/json"} if content is not None else None
-        sent_at, started = time.time(), time.monotonic()
         try:
-            try:
-                response = self.client.request(method, path, params=dict(params) if params else None,
-                                               content=content, headers=headers)
-            finally:
-                if self.burst is not None:
-                    self.burst.release()
-        except httpx.TimeoutException as exc:
-            raise RetriableError(f"{where}: timed out ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
-            raise RetriableError(f"{where}: transport error ({type(exc).__name__})") from None
+            response, read_at = send(self.client, method, path, where=where, params=params, content=content,
+                                     headers=headers)
+        finally:
+            if self.burst is not None:
+                self.burst.release()
         self._observe(response)
-        read_at = server_read_time(response.headers.get("date"), time.monotonic() - started, sent_at)
         return self._classify(where, response), read_at
 
     def _observe(self, response: httpx.Response) -> None:

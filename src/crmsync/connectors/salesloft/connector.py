@@ -43,7 +43,7 @@ from crmsync.connectors.base import (
 )
 from crmsync.connectors.cursor import StampRule, lower, next_start, settle_seconds
 from crmsync.connectors.engagement import EngagementPage, EngagementRecord, NativeShapes, push_sequence_states
-from crmsync.connectors.server_time import server_read_time
+from crmsync.connectors.exchange import send
 from crmsync.connectors.wire import decode_body, encode_body
 from crmsync.settings import ConnectionSettings
 
@@ -91,13 +91,8 @@ class SalesloftHttp:
         where = f"{method} {path.rsplit('/', 1)[0] + '/{id}' if path.rsplit('/', 1)[-1].isdigit() else path}"
         content = encode_body(body) if body is not None else None
         headers = {"content-type": "application/json"} if content is not None else None
-        sent_at, started = time.time(), time.monotonic()
-        try:
-            response = self.client.request(method, path, params=params, content=content, headers=headers)
-        except httpx.TimeoutException as exc:
-            raise RetriableError(f"{where}: timed out ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
-            raise RetriableError(f"{where}: transport error ({type(exc).__name__})") from None
+        response, read_at = send(self.client, method, path, where=where, params=params, content=content,
+                                 headers=headers)
         h = response.headers
         self.usage.calls += 1
         self.usage.observed_at = dt.datetime.now(dt.UTC)
@@ -105,7 +100,6 @@ class SalesloftHttp:
         left = h.get("x-ratelimit-remaining-minute")
         if left is not None and left.isdigit():
             self.usage.burst_remaining = int(left)
-        read_at = server_read_time(h.get("date"), time.monotonic() - started, sent_at)
         status = response.status_code
         if status == 429:
             raw = h.get("retry-after")
