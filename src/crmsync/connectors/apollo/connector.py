@@ -26,10 +26,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
-import msgspec
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from crmsync.connectors.backoff import retry_wait
 from crmsync.connectors.base import (
     AuthError,
     BudgetExhausted,
@@ -37,14 +34,13 @@ from crmsync.connectors.base import (
     PushItem,
     PushResult,
     Quarantined,
-    RateLimitedError,
-    RetriableError,
     Usage,
 )
 from crmsync.connectors.cursor import StampRule, lower, next_start, settle_seconds
 from crmsync.connectors.engagement import EngagementPage, EngagementRecord, NativeShapes, push_sequence_states
 from crmsync.connectors.exchange import send
-from crmsync.connectors.wire import decode_body, encode_body
+from crmsync.connectors.json_http import error_text, json_object, rate_limited, refuse, seconds, with_retries
+from crmsync.connectors.wire import encode_body
 from crmsync.settings import ConnectionSettings
 
 DEFAULT_BASE_URL = "https://api.apollo.io"
@@ -67,15 +63,8 @@ class ApolloHttp:
 
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                 body: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], float]:
-        retrying = Retrying(retry=retry_if_exception_type(RetriableError), stop=stop_after_attempt(self.max_attempts),
-                            wait=self._wait, sleep=self._sleep, reraise=True)
-        for attempt in retrying:
-            with attempt:
-                return self._once(method, path, params, body)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _wait(self, state: RetryCallState) -> float:
-        return retry_wait(state, initial=0.5, max_wait_s=self.max_wait_s)
+        return with_retries(lambda: self._once(method, path, params, body), attempts=self.max_attempts,
+                            max_wait_s=self.max_wait_s, sleep=self._sleep)
 
     def _once(self, method: str, path: str, params: Mapping[str, Any] | None,
               body: Mapping[str, Any] | None) -> tuple[dict[str, Any], float]:
@@ -85,28 +74,12 @@ class ApolloHttp:
         response, read_at = send(self.client, method, path, where=where, params=params, content=content,
                                  headers=headers)
         self._observe(response)
-        status = response.status_code
-        if status == 429:
-            retry = response.headers.get("retry-after")
-            wait = float(retry) if retry and retry.replace(".", "", 1).isdigit() else None
+        if response.status_code == 429:
             if self.usage.remaining is not None and self.usage.remaining <= 0:
                 raise BudgetExhausted(f"{where}: daily request limit spent")
-            if wait is not None and wait > self.max_wait_s:
-                raise BudgetExhausted(f"{where}: rate limited for {wait:g}s, longer than this run waits")
-            raise RateLimitedError(f"{where}: 429 rate limited", status=429, retry_after=wait)
-        if status >= 500:
-            raise RetriableError(f"{where}: server error {status}", status=status)
-        if status in (401, 403):
-            raise AuthError(f"{where}: {status} (the API key was refused)", status=status)
-        if status >= 400:
-            raise FatalError(f"{where}: {status} {_error(response)}", status=status)
-        try:
-            data = decode_body(response.content)
-        except (msgspec.DecodeError, ValueError):
-            raise RetriableError(f"{where}: truncated or invalid JSON body", status=status) from None
-        if not isinstance(data, dict):
-            raise RetriableError(f"{where}: unexpected answer", status=status)
-        return data, read_at
+            rate_limited(where, seconds(response.headers.get("retry-after")), max_wait_s=self.max_wait_s)
+        refuse(where, response, detail=lambda r: error_text(r, "error"), auth_hint="(the API key was refused)")
+        return json_object(where, response), read_at
 
     def _observe(self, response: httpx.Response) -> None:
         h, usage = response.headers, self.usage
@@ -118,14 +91,6 @@ class ApolloHttp:
             raw = h.get(name)
             if raw is not None and raw.isdigit():
                 setattr(usage, attr, int(raw))
-
-
-def _error(response: httpx.Response) -> str:
-    try:
-        data = response.json()
-    except ValueError:
-        return "(no JSON body)"
-    return str(data.get("error") or "(no error message)")[:200] if isinstance(data, dict) else "(no error message)"
 
 
 def _epoch(text: Any) -> int:

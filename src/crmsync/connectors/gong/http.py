@@ -18,20 +18,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
-import msgspec
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from crmsync.connectors.backoff import retry_wait
 from crmsync.connectors.base import (
-    AuthError,
-    BudgetExhausted,
-    FatalError,
-    RateLimitedError,
-    RetriableError,
     Usage,
 )
 from crmsync.connectors.exchange import send
-from crmsync.connectors.wire import decode_body, encode_body
+from crmsync.connectors.json_http import error_text, json_object, rate_limited, refuse, seconds, with_retries
+from crmsync.connectors.wire import encode_body
 
 DEFAULT_BASE_URL = "https://api.gong.io"
 DAILY_LIMIT = 10_000
@@ -58,15 +51,8 @@ class GongHttp:
 
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                 body: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
-        retrying = Retrying(retry=retry_if_exception_type(RetriableError), stop=stop_after_attempt(self.max_attempts),
-                            wait=self._wait, sleep=self._sleep, reraise=True)
-        for attempt in retrying:
-            with attempt:
-                return self._once(method, path, params, body)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _wait(self, state: RetryCallState) -> float:
-        return retry_wait(state, initial=0.5, max_wait_s=self.max_wait_s)
+        return with_retries(lambda: self._once(method, path, params, body), attempts=self.max_attempts,
+                            max_wait_s=self.max_wait_s, sleep=self._sleep)
 
     def _pace(self) -> None:
         if not self._per_second:
@@ -108,43 +94,16 @@ class GongHttp:
     def _classify(self, where: str, response: httpx.Response) -> dict[str, Any] | None:
         status = response.status_code
         if status == 429:
-            raw = response.headers.get("retry-after")
-            try:
-                retry_after = float(raw) if raw is not None else None
-            except ValueError:
-                retry_after = None
-            if retry_after is not None and retry_after > self.max_wait_s:
-                raise BudgetExhausted(f"{where}: rate limited for {retry_after:.0f}s (the daily quota?), "
-                                      "longer than this run waits")
-            raise RateLimitedError(f"{where}: 429 rate limited", status=429, retry_after=retry_after)
-        if status >= 500:
-            raise RetriableError(f"{where}: server error {status}", status=status)
-        if status in (401, 403):
-            raise AuthError(f"{where}: {status} {_errors(response)} (check credentials.access_key and "
-                            "access_key_secret)", status=status)
+            rate_limited(where, seconds(response.headers.get("retry-after")), max_wait_s=self.max_wait_s,
+                         hint=" (the daily quota?)")
         if status == 404 and path_is_list(where):
             return None
-        if status >= 400:
-            raise FatalError(f"{where}: {status} {_errors(response)}", status=status)
-        try:
-            data = decode_body(response.content)
-        except (msgspec.DecodeError, ValueError):
-            raise RetriableError(f"{where}: truncated or invalid JSON body", status=status) from None
-        if not isinstance(data, dict):
-            raise RetriableError(f"{where}: unexpected answer (not a JSON object)", status=status)
-        return data
+        refuse(where, response, detail=lambda r: error_text(r, "errors"),
+               auth_detail=True,
+               auth_hint="(check credentials.access_key and access_key_secret)")
+        return json_object(where, response)
 
 
 def path_is_list(where: str) -> bool:
     return where.endswith(("/v2/calls", "/v2/calls/extensive"))
 
-
-def _errors(response: httpx.Response) -> str:
-    try:
-        data = response.json()
-    except ValueError:
-        return "(no JSON body)"
-    errors = data.get("errors") if isinstance(data, dict) else None
-    if isinstance(errors, list) and errors:
-        return "; ".join(str(e) for e in errors)[:200]
-    return "(no error message)"

@@ -19,10 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
-import msgspec
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from crmsync.connectors.backoff import retry_wait
 from crmsync.connectors.base import (
     AuthError,
     BudgetExhausted,
@@ -32,7 +29,8 @@ from crmsync.connectors.base import (
     Usage,
 )
 from crmsync.connectors.exchange import send
-from crmsync.connectors.wire import decode_body, encode_body
+from crmsync.connectors.json_http import json_object, rate_limited, refuse, seconds, with_retries
+from crmsync.connectors.wire import encode_body
 
 DEFAULT_BASE_URL = "https://api.outreach.io"
 JSONAPI = "application/vnd.api+json"
@@ -105,16 +103,9 @@ class OutreachHttp:
         the server refused before doing anything; after a 5xx or a timeout it may have been done, so
         the error goes up and the outbox pushes the item again later, looking up before creating."""
         safe = method != "POST" or "/actions/" in path
-        retry = retry_if_exception_type(RetriableError) if safe else retry_if_exception_type(RateLimitedError)
-        retrying = Retrying(retry=retry, stop=stop_after_attempt(self.max_attempts),
-                            wait=self._wait, sleep=self._sleep, reraise=True)
-        for attempt in retrying:
-            with attempt:
-                return self._once(method, path, params, body)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _wait(self, state: RetryCallState) -> float:
-        return retry_wait(state, initial=0.5, max_wait_s=self.max_wait_s)
+        return with_retries(lambda: self._once(method, path, params, body), attempts=self.max_attempts,
+                            max_wait_s=self.max_wait_s, sleep=self._sleep,
+                            retry_on=RetriableError if safe else RateLimitedError)
 
     def _once(self, method: str, path: str, params: Mapping[str, Any] | None,
               body: Mapping[str, Any] | None) -> tuple[dict[str, Any], float]:
@@ -163,33 +154,16 @@ class OutreachHttp:
     def _classify(self, where: str, response: httpx.Response) -> dict[str, Any]:
         status = response.status_code
         if status == 429:
-            retry_after = _header_int(response.headers, "retry-after")
+            retry_after = seconds(response.headers.get("retry-after"))
             if retry_after is None:
                 reset = _header_int(response.headers, "x-ratelimit-reset")
-                retry_after = None if reset is None else max(1, int(reset - time.time()))
-            if retry_after is not None and retry_after > self.max_wait_s:
-                raise BudgetExhausted(f"{where}: rate limited for {retry_after}s, longer than this run waits")
-            raise RateLimitedError(f"{where}: 429 rate limited", status=429,
-                                   retry_after=float(retry_after) if retry_after is not None else None)
-        if status >= 500:
-            raise RetriableError(f"{where}: server error {status}", status=status)
+                retry_after = None if reset is None else float(max(1, int(reset - time.time())))
+            rate_limited(where, retry_after, max_wait_s=self.max_wait_s)
+        refuse(where, response, detail=_detail, auth_detail=True, auth_statuses=(401,),
+               named={404: NotFoundError, 422: ValidationError})
         if status == 204:
             return {}
-        if status == 401:
-            raise AuthError(f"{where}: 401 {_detail(response)}", status=401)
-        if status == 404:
-            raise NotFoundError(f"{where}: 404 {_detail(response)}", status=404)
-        if status == 422:
-            raise ValidationError(f"{where}: 422 {_detail(response)}", status=422)
-        if status >= 400:
-            raise FatalError(f"{where}: {status} {_detail(response)}", status=status)
-        try:
-            data = decode_body(response.content)
-        except (msgspec.DecodeError, ValueError):
-            raise RetriableError(f"{where}: truncated or invalid JSON body", status=status) from None
-        if not isinstance(data, dict) or "data" not in data:
-            raise RetriableError(f"{where}: answer without a data member", status=status)
-        return data
+        return json_object(where, response, member="data")
 
 
 def _relative(path: str) -> str:

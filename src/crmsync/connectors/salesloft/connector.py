@@ -26,13 +26,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
-import msgspec
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from crmsync.connectors.backoff import retry_wait
 from crmsync.connectors.base import (
     AuthError,
-    BudgetExhausted,
     FatalError,
     PushItem,
     PushResult,
@@ -44,7 +40,8 @@ from crmsync.connectors.base import (
 from crmsync.connectors.cursor import StampRule, lower, next_start, settle_seconds
 from crmsync.connectors.engagement import EngagementPage, EngagementRecord, NativeShapes, push_sequence_states
 from crmsync.connectors.exchange import send
-from crmsync.connectors.wire import decode_body, encode_body
+from crmsync.connectors.json_http import error_text, json_object, rate_limited, refuse, seconds, with_retries
+from crmsync.connectors.wire import encode_body
 from crmsync.settings import ConnectionSettings
 
 DEFAULT_BASE_URL = "https://api.salesloft.com"
@@ -75,16 +72,9 @@ class SalesloftHttp:
         # creating a person is not retried after a 5xx or a timeout (it may have happened): the caller
         # looks the person up again; adding to a cadence is idempotent (one membership per person and cadence)
         safe = not (method == "POST" and path == "/v2/people")
-        retry = retry_if_exception_type(RetriableError) if safe else retry_if_exception_type(RateLimitedError)
-        retrying = Retrying(retry=retry, stop=stop_after_attempt(self.max_attempts),
-                            wait=self._wait, sleep=self._sleep, reraise=True)
-        for attempt in retrying:
-            with attempt:
-                return self._once(method, path, params, body)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _wait(self, state: RetryCallState) -> float:
-        return retry_wait(state, initial=0.5, max_wait_s=self.max_wait_s)
+        return with_retries(lambda: self._once(method, path, params, body), attempts=self.max_attempts,
+                            max_wait_s=self.max_wait_s, sleep=self._sleep,
+                            retry_on=RetriableError if safe else RateLimitedError)
 
     def _once(self, method: str, path: str, params: Mapping[str, Any] | None,
               body: Mapping[str, Any] | None) -> tuple[dict[str, Any], float]:
@@ -100,36 +90,11 @@ class SalesloftHttp:
         left = h.get("x-ratelimit-remaining-minute")
         if left is not None and left.isdigit():
             self.usage.burst_remaining = int(left)
-        status = response.status_code
-        if status == 429:
-            raw = h.get("retry-after")
-            wait = float(raw) if raw and raw.isdigit() else None
-            if wait is not None and wait > self.max_wait_s:
-                raise BudgetExhausted(f"{where}: rate limited for {wait:g}s, longer than this run waits")
-            raise RateLimitedError(f"{where}: 429 rate limited", status=429, retry_after=wait)
-        if status >= 500:
-            raise RetriableError(f"{where}: server error {status}", status=status)
-        if status in (401, 403):
-            raise AuthError(f"{where}: {status} (the token was refused)", status=status)
-        if status == 404:
-            raise NotFound(f"{where}: 404", status=404)
-        if status >= 400:
-            raise FatalError(f"{where}: {status} {_errors(response)}", status=status)
-        try:
-            data = decode_body(response.content)
-        except (msgspec.DecodeError, ValueError):
-            raise RetriableError(f"{where}: truncated or invalid JSON body", status=status) from None
-        if not isinstance(data, dict) or "data" not in data:
-            raise RetriableError(f"{where}: answer without data", status=status)
-        return data, read_at
-
-
-def _errors(response: httpx.Response) -> str:
-    try:
-        data = response.json()
-    except ValueError:
-        return "(no JSON body)"
-    return str(data.get("errors") or data.get("error") or "")[:200] if isinstance(data, dict) else ""
+        if response.status_code == 429:
+            rate_limited(where, seconds(h.get("retry-after")), max_wait_s=self.max_wait_s)
+        refuse(where, response, detail=lambda r: error_text(r, "errors", "error"),
+               auth_hint="(the token was refused)", named={404: NotFound})
+        return json_object(where, response, member="data"), read_at
 
 
 def _epoch(text: Any) -> int:
