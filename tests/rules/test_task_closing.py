@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import shutil
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
@@ -20,42 +19,33 @@ from typing import Any
 
 import pytest
 
+from crm_world import CRMS, copied_rules, one_crm_sandbox, settings_for
 from crmsync.connectors import build_connector
 from crmsync.rules.runner import run_full
-from crmsync.sandbox.runner import CONNECTION_NAMES, CRM_OBJECTS, SandboxHandle, start_sandbox
-from crmsync.settings import Settings, load_settings
+from crmsync.sandbox.runner import CONNECTION_NAMES, CRM_OBJECTS, SandboxHandle
+from crmsync.settings import Settings
 from crmsync.store import OutboxItem, Store
 from crmsync.sync.outbox import drain
 from crmsync.sync.runner import open_engine
 
-RULES_DIR = Path(__file__).resolve().parents[2] / "config" / "rules"
 CAP = 3
 
 
-@pytest.fixture(params=["salesforce", "hubspot", "pipedrive"])
+@pytest.fixture(params=CRMS)
 def system(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture
 def sandbox(system: str, tmp_path: Path) -> Iterator[SandboxHandle]:
-    handle = start_sandbox(deals=300, seed=7, systems=(system,), state_dir=tmp_path)
-    try:
+    with one_crm_sandbox(system, tmp_path, seed=7) as handle:
         yield handle
-    finally:
-        handle.stop()
 
 
 @pytest.fixture
 def settings(sandbox: SandboxHandle, store: Store, tmp_path: Path) -> Settings:
-    rules = tmp_path / "rules"
-    shutil.copytree(RULES_DIR, rules)
-    hygiene = rules / "hygiene.yaml"
-    text = hygiene.read_text(encoding="utf-8")
-    assert "daily_cap_per_owner: 10" in text
-    hygiene.write_text(text.replace("daily_cap_per_owner: 10", f"daily_cap_per_owner: {CAP}"), encoding="utf-8")
-    url = store.engine.url.render_as_string(hide_password=False)
-    return load_settings(sandbox.write_config(tmp_path / "crmsync.yaml", store_url=url, rules_dir=str(rules)))
+    rules = copied_rules(tmp_path, edits={"hygiene.yaml": ("daily_cap_per_owner: 10", f"daily_cap_per_owner: {CAP}")})
+    return settings_for(sandbox, store, tmp_path / "crmsync.yaml", rules)
 
 
 def _pull(settings: Settings, store: Store, system: str) -> None:

@@ -4,7 +4,6 @@ tasks and counts the rejected findings per rule."""
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,41 +12,35 @@ from typing import Any
 import pytest
 from sqlalchemy import and_, select
 
+from crm_world import CRMS, copied_rules, one_crm_sandbox, settings_for
 from crmsync.connectors import build_connector
 from crmsync.report.feedback import feedback, feedback_page, marked_wrong
 from crmsync.rules.runner import run_full
-from crmsync.sandbox.runner import CONNECTION_NAMES, CRM_OBJECTS, SandboxHandle, start_sandbox
-from crmsync.settings import Settings, load_settings
+from crmsync.sandbox.runner import CONNECTION_NAMES, CRM_OBJECTS, SandboxHandle
+from crmsync.settings import Settings
 from crmsync.store import Store
 from crmsync.store import tables as t
 from crmsync.sync.outbox import drain
 from crmsync.sync.runner import open_engine
 
-RULES_DIR = Path(__file__).resolve().parents[2] / "config" / "rules"
 SUBJECT = {"salesforce": ("Task", "Subject"), "hubspot": ("tasks", "hs_task_subject"),
            "pipedrive": ("activities", "subject")}
 
 
-@pytest.fixture(params=["salesforce", "hubspot", "pipedrive"])
+@pytest.fixture(params=CRMS)
 def system(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture
 def sandbox(system: str, tmp_path: Path) -> Iterator[SandboxHandle]:
-    handle = start_sandbox(deals=300, seed=7, systems=(system,), state_dir=tmp_path)
-    try:
+    with one_crm_sandbox(system, tmp_path, seed=7) as handle:
         yield handle
-    finally:
-        handle.stop()
 
 
 @pytest.fixture
 def settings(sandbox: SandboxHandle, store: Store, tmp_path: Path) -> Settings:
-    rules = tmp_path / "rules"
-    shutil.copytree(RULES_DIR, rules)
-    url = store.engine.url.render_as_string(hide_password=False)
-    return load_settings(sandbox.write_config(tmp_path / "crmsync.yaml", store_url=url, rules_dir=str(rules)))
+    return settings_for(sandbox, store, tmp_path / "crmsync.yaml", copied_rules(tmp_path))
 
 
 def test_marker() -> None:

@@ -12,7 +12,6 @@ differences between those two real runs, and its live side is exactly what the l
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,52 +19,39 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from crm_world import CRMS, copied_rules, one_crm_sandbox, settings_for
 from crmsync.model import ObjectType, Record, now_utc
 from crmsync.report.shadow import shadow_page, shadow_report
 from crmsync.rules.runner import current_rule_set, run_full
 from crmsync.runtime.pipeline import RulesStep, SyncStep, run_connection_cycle
-from crmsync.sandbox.runner import CONNECTION_NAMES, CRM_OBJECTS, SandboxHandle, start_sandbox
-from crmsync.settings import Settings, load_settings
+from crmsync.sandbox.runner import CONNECTION_NAMES, CRM_OBJECTS, SandboxHandle
+from crmsync.settings import Settings
 from crmsync.store import Store
 from crmsync.store import tables as t
 from crmsync.store.workflow_tables import shadow_decisions, shadow_records
 from crmsync.sync.runner import open_engine
 from crmsync.trials.shadow import open_periods, record_version, run_shadow, start_period, stop_period
 
-RULES_DIR = Path(__file__).resolve().parents[2] / "config" / "rules"
 
-
-@pytest.fixture(params=["salesforce", "hubspot", "pipedrive"])
+@pytest.fixture(params=CRMS)
 def system(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture
 def sandbox(system: str, tmp_path: Path) -> Iterator[SandboxHandle]:
-    handle = start_sandbox(deals=300, seed=11, systems=(system,), state_dir=tmp_path)
-    try:
+    with one_crm_sandbox(system, tmp_path, seed=11) as handle:
         yield handle
-    finally:
-        handle.stop()
 
 
 def _candidate(tmp_path: Path) -> Path:
-    shadow = tmp_path / "candidate"
-    shutil.copytree(RULES_DIR, shadow)
-    scoring = shadow / "scoring.yaml"
-    text = scoring.read_text(encoding="utf-8")
-    assert "{name: enterprise_amount, points: 20," in text
-    scoring.write_text(text.replace("{name: enterprise_amount, points: 20,", "{name: enterprise_amount, points: 40,"),
-                       encoding="utf-8")
-    hygiene = shadow / "hygiene.yaml"
-    hygiene.write_text(hygiene.read_text(encoding="utf-8").replace("daily_cap_per_owner: 10", "daily_cap_per_owner: 2"),
-                       encoding="utf-8")
-    return shadow
+    return copied_rules(tmp_path, name="candidate", edits={
+        "scoring.yaml": ("{name: enterprise_amount, points: 20,", "{name: enterprise_amount, points: 40,"),
+        "hygiene.yaml": ("daily_cap_per_owner: 10", "daily_cap_per_owner: 2")})
 
 
-def _settings(sandbox: SandboxHandle, store: Store, rules: Path, path: Path) -> Settings:
-    url = store.engine.url.render_as_string(hide_password=False)
-    return load_settings(sandbox.write_config(path, store_url=url, rules_dir=str(rules)))
+def _live_settings(sandbox: SandboxHandle, store: Store, tmp_path: Path) -> Settings:
+    return settings_for(sandbox, store, tmp_path / "live.yaml", copied_rules(tmp_path, name="live"))
 
 
 def _backfill(settings: Settings, store: Store, system: str) -> None:
@@ -116,14 +102,12 @@ def test_shadow_pushes_nothing_and_reports_the_differences_exactly(
         tmp_path: Path) -> None:
     name = CONNECTION_NAMES[system]
     candidate = _candidate(tmp_path)
-    live_rules = tmp_path / "live"
-    shutil.copytree(RULES_DIR, live_rules)
-    settings = _settings(sandbox, store, live_rules, tmp_path / "live.yaml")
+    settings = _live_settings(sandbox, store, tmp_path)
     _backfill(settings, store, system)
     other = Store.open(empty_store_url())
     try:
         other.upgrade()
-        other_settings = _settings(sandbox, other, candidate, tmp_path / "candidate.yaml")
+        other_settings = settings_for(sandbox, other, tmp_path / "candidate.yaml", candidate)
         _backfill(other_settings, other, system)
 
         now = now_utc()
@@ -189,9 +173,7 @@ def test_shadow_pushes_nothing_and_reports_the_differences_exactly(
 def test_the_worker_shadows_only_while_the_period_is_open(system: str, sandbox: SandboxHandle, store: Store,
                                                           tmp_path: Path) -> None:
     name = CONNECTION_NAMES[system]
-    live_rules = tmp_path / "live"
-    shutil.copytree(RULES_DIR, live_rules)
-    settings = _settings(sandbox, store, live_rules, tmp_path / "live.yaml")
+    settings = _live_settings(sandbox, store, tmp_path)
     _backfill(settings, store, system)
     version = record_version(store, _candidate(tmp_path), author="test")
     now = now_utc()
@@ -250,9 +232,7 @@ def test_shadow_sides_close_resolved_tasks_as_live_does(system: str, sandbox: Sa
     from crmsync.sync.outbox import drain
 
     name = CONNECTION_NAMES[system]
-    live_rules = tmp_path / "live"
-    shutil.copytree(RULES_DIR, live_rules)
-    settings = _settings(sandbox, store, live_rules, tmp_path / "live.yaml")
+    settings = _live_settings(sandbox, store, tmp_path)
     _backfill(settings, store, system)
     run_full(settings, store, name)
     conn = settings.connection(name)
