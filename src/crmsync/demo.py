@@ -106,7 +106,7 @@ def _sync_all(console: Console, settings: Settings, store: Store, handle: Sandbo
     all_ok = True
     for system in ("salesforce", "hubspot", "pipedrive"):
         name = CONNECTION_NAMES[system]
-        records = calls = complete = 0
+        records = calls = complete = unchecked = 0
         t_conn = time.perf_counter()
         with open_engine(settings, store, name) as engine:
             for object_name in CRM_OBJECTS[system]:
@@ -115,6 +115,7 @@ def _sync_all(console: Console, settings: Settings, store: Store, handle: Sandbo
                 all_ok &= result.status == "ok" and result.complete is not False
                 records, calls = records + result.records, calls + result.api_calls
                 complete += result.status == "ok" and result.complete is not False
+                unchecked += result.status == "ok" and result.complete is None
                 table.add_row(name, object_name, f"{result.records:,}", str(result.api_calls),
                               f"{time.perf_counter() - t0:.2f}", str(result.source_count),
                               str(result.stored_count),
@@ -122,7 +123,8 @@ def _sync_all(console: Console, settings: Settings, store: Store, handle: Sandbo
                               if result.status == "ok" else f"[red]{result.status}: {result.error}")
         n = len(CRM_OBJECTS[system])
         summary.add_row(name, str(n), f"{records:,}", f"{calls:,}", f"{time.perf_counter() - t_conn:.1f}",
-                        f"[green]{complete}/{n}" if complete == n else f"[red]{complete}/{n}")
+                        (f"[green]{complete}/{n}" if complete == n else f"[red]{complete}/{n}")
+                        + (f" ({unchecked} not counted)" if unchecked else ""))
     console.print(table if details else summary)
     truth = Table(title="store vs sandbox truth (live deals)")
     for col in ("connection", "sandbox", "store", "equal"):

@@ -163,6 +163,7 @@ def test_other_objects(world, sim: PipedriveSimulator, connector: PipedriveConne
     assert isinstance(one, LineItem) and one.total == expected[0].total and one.quantity == expected[0].quantity
     assert connector.count("deals") == len(sim.truth("deals"))
     assert connector.count("accounts") == len(world.accounts)
+    assert connector.count("line_items") == len(expected)  # the completeness check of a line-item backfill
 
 
 def test_token_budget_is_read_and_honoured(sim: PipedriveSimulator, server: SandboxServer) -> None:

@@ -101,8 +101,9 @@ def test_sync_of_an_unreachable_crm_fails_cleanly_without_leaking_the_token(
 
 def test_the_demo_runs_from_any_directory(tmp_path: Path) -> None:
     """An installed CLI's demo needs no checkout as its working directory: the example rules are
-    found by absolute path and the written config resolves its paths beside itself."""
-    result = run("demo", "--deals", "30", "--workdir", str(tmp_path / "w"),
+    found by absolute path and the written config resolves its paths beside itself. The work
+    directory is relative, as the README's ``make demo`` gives it (``.crmsync/demo``)."""
+    result = run("demo", "--deals", "30", "--workdir", "w",
                  "--store-url", f"sqlite:///{tmp_path / 'demo.db'}", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "rule directory does not exist" not in result.stdout + result.stderr

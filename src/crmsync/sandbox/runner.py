@@ -141,7 +141,9 @@ class SandboxHandle:
             if system in FIELD_MAPPINGS:
                 entry["field_mappings"] = FIELD_MAPPINGS[system]
             if system == "salesforce":
-                entry["ca_bundle"] = str(self.ca.ca_path)
+                # absolute: a relative path in a config file means "beside the file", and the
+                # state directory may be given relative to the working directory
+                entry["ca_bundle"] = str(self.ca.ca_path.resolve())
             out.append(entry)
         return out
 
