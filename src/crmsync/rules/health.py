@@ -25,7 +25,7 @@ from typing import Any
 from crmsync.activity import InvoiceFact, MeterReading
 from crmsync.rules.conditions import ConditionError
 from crmsync.rules.decisions import CREATE_EXPANSION, CREATE_TASK, FINDING, Decision
-from crmsync.rules.routing import Router, unavailable_reason
+from crmsync.rules.routing import Router, remembered_owner
 from crmsync.rules.schema import HealthConfig, HealthFile, Milestone
 from crmsync.rules.template import compile_template
 
@@ -202,19 +202,9 @@ class CompiledHealth:
         if key in ctx.known_keys:
             return
         state_key = f"{r.connection}:{r.source_id}:{facts.subscription_id}"
-        owner = ctx.routing_state.get(NS_EXPANSION, state_key)
-        why = "owner chosen earlier"
-        if owner is None:
-            deal_owner = ctx.owner(r.connection, r.owner_id)
-            if exp.owner == "deal_owner" and unavailable_reason(deal_owner, ctx.now, respect_hours=False) is None:
-                owner, why = r.owner_id, "deal owner"
-            elif self.pool is not None and self.router is not None:
-                choice = self.router.pick_from_pool(self.pool, r, ctx)
-                owner, why = choice.owner, choice.why
-            else:
-                owner, why = r.owner_id, "deal owner (no pool available)"
-            if owner is not None:
-                ctx.routing_state.set(NS_EXPANSION, state_key, owner)
+        owner, why = remembered_owner(ctx, r, namespace=NS_EXPANSION, state_key=state_key,
+                                      prefer_deal_owner=exp.owner == "deal_owner", pool=self.pool,
+                                      router=self.router, no_pool="deal owner (no pool available)")
         fields = {"name": self.expansion_title(r, ctx), "account_id": r.account_id, "owner_id": owner,
                   "currency": r.currency, "pipeline_id": r.pipeline_id, "stage": exp.stage,
                   "close_date": ctx.today + dt.timedelta(days=60), "deal_type": "Expansion", "expansion_of": r.source_id}

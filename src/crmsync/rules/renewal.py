@@ -9,7 +9,7 @@ from typing import Any
 from crmsync.model import ObjectType
 from crmsync.rules.conditions import ConditionError, compile_condition
 from crmsync.rules.decisions import CREATE_RENEWAL, CREATE_TASK, Decision
-from crmsync.rules.routing import Router, unavailable_reason
+from crmsync.rules.routing import Router, remembered_owner
 from crmsync.rules.schema import RenewalFile
 from crmsync.rules.template import compile_template
 
@@ -66,19 +66,9 @@ class CompiledRenewal:
         if key in ctx.known_keys:
             return
         state_key = f"{r.connection}:{r.source_id}:{end.isoformat()}"
-        owner = ctx.routing_state.get(NS_RENEWAL, state_key)
-        why = "owner chosen earlier"
-        if owner is None:
-            deal_owner = ctx.owner(r.connection, r.owner_id)
-            if self.cfg.owner == "deal_owner" and unavailable_reason(deal_owner, ctx.now, respect_hours=False) is None:
-                owner, why = r.owner_id, "deal owner"
-            elif self.pool is not None and self.router is not None:
-                choice = self.router.pick_from_pool(self.pool, r, ctx)
-                owner, why = choice.owner, choice.why
-            else:
-                owner, why = r.owner_id, "deal owner (no pool configured)"
-            if owner is not None:
-                ctx.routing_state.set(NS_RENEWAL, state_key, owner)
+        owner, why = remembered_owner(ctx, r, namespace=NS_RENEWAL, state_key=state_key,
+                                      prefer_deal_owner=self.cfg.owner == "deal_owner", pool=self.pool,
+                                      router=self.router, no_pool="deal owner (no pool configured)")
         days_left = (end - ctx.today).days
         health = self.health.score(r, ctx) if self.health is not None else None
         health_note = f"; health {health.score} ({health.grade}): {health.explain()}" if health is not None else ""

@@ -242,6 +242,27 @@ class CompiledRoutingRule:
         self.match_by = tuple(spec.match_by)
 
 
+def remembered_owner(ctx: Any, record: Any, *, namespace: str, state_key: str, prefer_deal_owner: bool,
+                     pool: CompiledPool | None, router: Router | None, no_pool: str) -> tuple[str | None, str]:
+    """The owner of a follow-up deal (renewal, expansion) and why: the one chosen for it earlier, else
+    the deal owner when the rule prefers them and they are working, else the pool's pick, else the
+    deal owner (``no_pool`` says why). The choice is remembered, so a re-run picks the same person."""
+    owner = ctx.routing_state.get(namespace, state_key)
+    if owner is not None:
+        return owner, "owner chosen earlier"
+    deal_owner = ctx.owner(record.connection, record.owner_id)
+    if prefer_deal_owner and unavailable_reason(deal_owner, ctx.now, respect_hours=False) is None:
+        owner, why = record.owner_id, "deal owner"
+    elif pool is not None and router is not None:
+        choice = router.pick_from_pool(pool, record, ctx)
+        owner, why = choice.owner, choice.why
+    else:
+        owner, why = record.owner_id, no_pool
+    if owner is not None:
+        ctx.routing_state.set(namespace, state_key, owner)
+    return owner, why
+
+
 def _domain(email: str | None) -> str | None:
     if not email or "@" not in email:
         return None
