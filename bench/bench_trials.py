@@ -29,9 +29,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
 
+    from crmsync.decide.runner import current_rule_set, run_full
     from crmsync.report.shadow import shadow_report
     from crmsync.rules.loader import load_rules
-    from crmsync.rules.runner import current_rule_set, run_full
     from crmsync.sandbox.runner import CONNECTION_NAMES, CRM_OBJECTS, start_sandbox
     from crmsync.settings import load_settings
     from crmsync.store import Store

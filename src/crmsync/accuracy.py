@@ -185,7 +185,7 @@ def crm_scores(store: Store, connection: str, world: World, rule_set: RuleSet,
                catalog: BillingCatalog, cfg: CheckConfig | None = None) -> list[CheckScore]:
     """The same measure through a CRM: the records as crmsync pulled them into the store."""
     from crmsync.billing.crm_side import load_crm_side
-    from crmsync.rules.runner import build_context
+    from crmsync.decide.runner import build_context
 
     ctx = build_context(store, [connection], now=world.now)
     records: dict[str, list[tuple[int, Record]]] = {"deal": [], "lead": []}

@@ -141,7 +141,7 @@ def _sync_all(console: Console, settings: Settings, store: Store, handle: Sandbo
 
 
 def _rules(console: Console, settings: Settings, store: Store, details: bool = False) -> None:
-    from crmsync.rules.runner import run_full
+    from crmsync.decide.runner import run_full
 
     console.rule("rules: scoring, routing, hygiene, handoff, renewal")
     table = Table()
@@ -233,7 +233,7 @@ def _findings(console: Console, settings: Settings, store: Store, handle: Sandbo
 
     from crmsync.accuracy import crm_scores, crm_table, world_catalog
     from crmsync.billing.checks import CheckConfig
-    from crmsync.rules.runner import current_rule_set
+    from crmsync.decide.runner import current_rule_set
 
     console.rule("findings vs the problems the world planted")
     rules = current_rule_set(settings, store)[0]

@@ -40,7 +40,7 @@ def pull_calls(console: Console, settings: Settings, store: Store) -> None:
 def usage_and_health(console: Console, settings: Settings, store: Store, crm_connections: list[str],
                      details: bool = False, billing_sim: Any = None) -> None:
     from crmsync.connectors.meteroid import MeteroidConnector
-    from crmsync.rules.runner import run_full
+    from crmsync.decide.runner import run_full
     from crmsync.sync.activity import sync_usage
 
     if not settings.billing.connection:

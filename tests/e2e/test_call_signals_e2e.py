@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from crmsync.connectors import build_connector
-from crmsync.rules.runner import run_full
+from crmsync.decide.runner import run_full
 from crmsync.sandbox.core import Knobs
 from crmsync.sandbox.runner import CONNECTION_NAMES, CRM_OBJECTS, SandboxHandle, start_sandbox
 from crmsync.sandbox.salesforce.ids import make_id

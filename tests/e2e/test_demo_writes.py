@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from crmsync.connectors import build_connector
-from crmsync.rules.runner import run_full
+from crmsync.decide.runner import run_full
 from crmsync.sandbox.pipedrive.fields import DEAL_KEY_BY_NAME
 from crmsync.sandbox.runner import CONNECTION_NAMES, CRM_OBJECTS, SandboxHandle, start_sandbox
 from crmsync.settings import Settings, load_settings

@@ -16,8 +16,8 @@ import pytest
 from crmsync.billing_keys import customer_alias, subscription_marker
 from crmsync.connectors import build_connector
 from crmsync.connectors.meteroid import MeteroidConnector
+from crmsync.decide.runner import run_full
 from crmsync.model import Deal, ObjectType
-from crmsync.rules.runner import run_full
 from crmsync.sandbox.pipedrive.fields import DEAL_KEY_BY_NAME
 from crmsync.sandbox.runner import CONNECTION_NAMES, CRM_OBJECTS, SandboxHandle, start_sandbox
 from crmsync.settings import Settings, load_settings

@@ -13,9 +13,9 @@ from report_harness import NOW
 from typer.testing import CliRunner
 
 from crmsync.cli import app
+from crmsync.decide.runner import run_full
 from crmsync.model import Deal, Lead
 from crmsync.report.lifecycle import lead_facts, lifecycle_funnel
-from crmsync.rules.runner import run_full
 from crmsync.sandbox.runner import CONNECTION_NAMES, SandboxHandle, start_sandbox
 from crmsync.sandbox.world import generate_world
 from crmsync.settings import load_settings

@@ -11,8 +11,8 @@ import pytest
 
 from crmsync.activity import InvoiceFact, MeterReading
 from crmsync.billing_keys import subscription_marker
+from crmsync.decide.runner import run_full
 from crmsync.model import Deal, Owner
-from crmsync.rules.runner import run_full
 from crmsync.settings import Settings
 from crmsync.store import Store
 from crmsync.store.activity import upsert_invoices, upsert_readings

@@ -8,12 +8,12 @@ from decimal import Decimal
 from pathlib import Path
 
 from crmsync.activity import Call, CallParty, CrmRef, InvoiceFact, MeterReading
+from crmsync.decide.runner import outbox_item_for
 from crmsync.model import Contact
 from crmsync.rules.decisions import CREATE_EXPANSION, CREATE_TASK, FINDING
 from crmsync.rules.engine import evaluate
 from crmsync.rules.health import CustomerFacts, score_customer
 from crmsync.rules.loader import load_rules
-from crmsync.rules.runner import outbox_item_for
 from crmsync.rules.signals import build_signals, engagement_from_calls
 
 from .conftest import CONN, NOW, ctx, deal, owner

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from crmsync.decide.closing import OpenTask, close_decisions
 from crmsync.rules.budget import OpenCrmTasks, apply_budget
-from crmsync.rules.closing import OpenTask, close_decisions
 from crmsync.rules.decisions import CLOSE_TASK, CREATE_TASK, FINDING, TASK_BUNDLED, Decision
 from crmsync.rules.loader import RuleFileError, load_rules
 from crmsync.rules.schema import TaskPolicy

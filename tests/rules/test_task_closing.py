@@ -21,7 +21,7 @@ import pytest
 
 from crm_world import CRMS, copied_rules, one_crm_sandbox, settings_for
 from crmsync.connectors import build_connector
-from crmsync.rules.runner import run_full
+from crmsync.decide.runner import run_full
 from crmsync.sandbox.runner import CONNECTION_NAMES, CRM_OBJECTS, SandboxHandle
 from crmsync.settings import Settings
 from crmsync.store import OutboxItem, Store

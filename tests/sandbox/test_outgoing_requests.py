@@ -18,7 +18,7 @@ from openapi_validation import validate_client_request
 
 from crmsync.billing.sync import run_billing_sync
 from crmsync.connectors import build_connector
-from crmsync.rules.runner import run_full
+from crmsync.decide.runner import run_full
 from crmsync.sandbox.runner import CONNECTION_NAMES, CRM_OBJECTS, start_sandbox
 from crmsync.settings import load_settings
 from crmsync.store import Store

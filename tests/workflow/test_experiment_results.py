@@ -12,11 +12,11 @@ import pytest
 from scipy import stats
 from sqlalchemy import select
 
+from crmsync.decide.runner import build_context, known_decision_keys
 from crmsync.model import Lead, ObjectType, Owner
 from crmsync.report.experiments import experiment_results, experiments_page
 from crmsync.rules.engine import evaluate
 from crmsync.rules.loader import RuleSet, load_rules
-from crmsync.rules.runner import build_context, known_decision_keys
 from crmsync.store import Store
 from crmsync.store.workflow_tables import experiment_assignments
 from crmsync.trials.experiments import group_counts, run_experiments

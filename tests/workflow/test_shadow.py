@@ -20,9 +20,9 @@ import pytest
 from sqlalchemy import func, select
 
 from crm_world import CRMS, copied_rules, one_crm_sandbox, settings_for
+from crmsync.decide.runner import current_rule_set, run_full
 from crmsync.model import ObjectType, Record, now_utc
 from crmsync.report.shadow import shadow_page, shadow_report
-from crmsync.rules.runner import current_rule_set, run_full
 from crmsync.runtime.pipeline import RulesStep, SyncStep, run_connection_cycle
 from crmsync.sandbox.runner import CONNECTION_NAMES, CRM_OBJECTS, SandboxHandle
 from crmsync.settings import Settings

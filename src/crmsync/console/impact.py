@@ -17,12 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from crmsync.decide.runner import build_context, open_counts
 from crmsync.model import ObjectType, Owner, Record, now_utc
 from crmsync.rules.context import RuleContext
 from crmsync.rules.diff import diff_decision_lists, diff_rule_sets
 from crmsync.rules.explain import explain
 from crmsync.rules.loader import RuleSet
-from crmsync.rules.runner import build_context, open_counts
 from crmsync.rules.simulate import SimulationReport, simulate
 from crmsync.store import Store
 

@@ -12,11 +12,11 @@ from typing import Any
 
 from sqlalchemy import or_, select
 
+from crmsync.decide.runner import open_counts
 from crmsync.model import ObjectType, Owner, Record, Stage, now_utc
 from crmsync.rules.context import RuleContext
 from crmsync.rules.explain import explain
 from crmsync.rules.loader import RuleSet
-from crmsync.rules.runner import open_counts
 from crmsync.rules.state import StoreRoutingState
 from crmsync.store import Store
 from crmsync.store import outbox as store_outbox

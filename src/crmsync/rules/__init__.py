@@ -3,7 +3,7 @@
 ``loader.load_rules(directory) -> RuleSet`` reads and compiles ``scoring``, ``routing``,
 ``hygiene``, ``handoff`` and ``renewal`` (errors name file, line and key; ``RuleSetHolder`` keeps
 the last good set). ``engine.evaluate`` / ``engine.incremental`` turn records and a
-``context.RuleContext`` into ``decisions.Decision``s without I/O. The store edge is ``runner``
-(decisions -> decision-log and outbox rows in one transaction), with ``closing`` (open hygiene
-tasks) and ``digest``; the CLI is ``commands``.
+``context.RuleContext`` into ``decisions.Decision``s without I/O. Their edge to the store is the
+``crmsync.decide`` package (decisions -> decision-log and outbox rows in one transaction); the CLI
+is ``commands``.
 """

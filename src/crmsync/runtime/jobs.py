@@ -38,7 +38,7 @@ def sweep_connection(settings: Settings, store: Store, connection: str, *,
 
 
 def hygiene_digest(settings: Settings, store: Store) -> Any:
-    from crmsync.rules.digest import run_digest
+    from crmsync.decide.digest import run_digest
 
     return run_digest(settings, store)
 

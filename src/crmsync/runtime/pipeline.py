@@ -92,7 +92,7 @@ class RulesStep:
     name = "rules"
 
     def run(self, state: CycleState) -> None:
-        from crmsync.rules.runner import run_incremental
+        from crmsync.decide.runner import run_incremental
         from crmsync.sync.outbox import clear_rerun, pending_reruns
 
         if not state.conn.schedule.rules_after_sync:

@@ -29,7 +29,7 @@ def before_live_rules(settings: Settings, store: Store, connection: str, changed
                       now: dt.datetime) -> TrialsOutcome:
     """Experiments, then open shadow periods; a failure is logged and returned, never raised, so the
     live rules still run."""
-    from crmsync.rules.runner import OBJECT_NAMES, build_context, current_rule_set, known_decision_keys
+    from crmsync.decide.runner import OBJECT_NAMES, build_context, current_rule_set, known_decision_keys
     from crmsync.sync.outbox import filter_echoes
     from crmsync.trials.experiments import run_experiments
     from crmsync.trials.shadow import run_shadow

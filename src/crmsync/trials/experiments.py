@@ -72,7 +72,7 @@ def decide(experiment: CompiledExperiment, group: str, record: Record, rule_set:
 def run_experiments(store: Store, rule_set: RuleSet, records: Sequence[Record], ctx: RuleContext,
                     connection: str) -> ExperimentsRun:
     """Assign the eligible, unassigned ``records`` of every running experiment and queue their writes."""
-    from crmsync.rules.runner import _logged, outbox_item_for
+    from crmsync.decide.runner import _logged, outbox_item_for
 
     run = ExperimentsRun()
     running = [e for e in rule_set.experiments if e.running_on(ctx.today)]

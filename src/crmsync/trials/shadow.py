@@ -28,10 +28,10 @@ from typing import Any
 from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from crmsync.decide.closing import created_today, open_crm_tasks
 from crmsync.logging import get_logger
 from crmsync.model import ObjectType, Record, now_utc, utc
 from crmsync.rules.budget import apply_budget
-from crmsync.rules.closing import created_today, open_crm_tasks
 from crmsync.rules.decisions import Decision
 from crmsync.rules.engine import incremental
 from crmsync.rules.loader import RuleSet, load_rules
@@ -161,7 +161,7 @@ def _base(record: Record, rule_sets: Sequence[RuleSet]) -> dict[str, Any]:
 def _side_decisions(store: Store, rule_set: RuleSet, records: Sequence[Record], connection: str, now: dt.datetime,
                     known: set[str]) -> list[Decision]:
     """What one rule set newly decides for ``records``, as the live runner would (budget included)."""
-    from crmsync.rules.runner import _closings, build_context
+    from crmsync.decide.runner import _closings, build_context
 
     ctx = build_context(store, [connection], now=now, known_keys=known)
     assert isinstance(ctx.routing_state, StoreRoutingState)  # read through, never flushed
@@ -208,7 +208,7 @@ def _insert_ignore(conn: Any, table: Any, rows: list[dict[str, Any]], keys: list
 def run_shadow(store: Store, live: RuleSet, connection: str, changed: Sequence[tuple[str, str]], *,
                now: dt.datetime | None = None) -> list[ShadowRun]:
     """One cycle of every open shadow period for ``connection`` (call before the live rules run)."""
-    from crmsync.rules.runner import OBJECT_NAMES, known_decision_keys
+    from crmsync.decide.runner import OBJECT_NAMES, known_decision_keys
     from crmsync.sync.outbox import filter_echoes
 
     now = now or now_utc()

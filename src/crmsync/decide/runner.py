@@ -17,11 +17,11 @@ from typing import Any
 
 from sqlalchemy import and_, func, select
 
+from crmsync.decide.closing import active_findings, close_decisions, created_today, open_crm_tasks, open_tasks
 from crmsync.errors import describe_error
 from crmsync.logging import get_logger
 from crmsync.model import Account, ObjectType, Owner, Record, Stage, now_utc
 from crmsync.rules.budget import apply_budget
-from crmsync.rules.closing import active_findings, close_decisions, created_today, open_crm_tasks, open_tasks
 from crmsync.rules.context import RuleContext
 from crmsync.rules.decisions import (
     ASSIGN_OWNER,
@@ -112,7 +112,7 @@ def build_context(store: Store, connections: Iterable[str], *, now: dt.datetime 
                       open_counts=open_counts(store) if counts is None else dict(counts),
                       known_keys=known_keys if known_keys is not None else set())
     if settings is not None:
-        from crmsync.rules.inputs import load_inputs
+        from crmsync.decide.inputs import load_inputs
 
         calls = [c.name for c in settings.connections if c.enabled and c.kind == "gong"]
         billing = settings.billing.connection if settings.billing else None

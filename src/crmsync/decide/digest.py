@@ -20,7 +20,7 @@ from crmsync.settings import Settings
 from crmsync.store import Store
 from crmsync.store import tables as t
 
-log = get_logger("crmsync.rules.digest")
+log = get_logger("crmsync.decide.digest")
 
 
 @dataclass(frozen=True)
