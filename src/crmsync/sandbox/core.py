@@ -589,7 +589,13 @@ class SandboxServer:
 
     def stop(self) -> None:
         self._server.should_exit = True
-        if self._thread is not None:
+        if self._thread is None:
+            return
+        self._thread.join(timeout=1)  # a plain HTTP server is gone in ~0.2 s
+        if self._thread.is_alive():
+            # A TLS connection the client left open closes only when the client answers the TLS
+            # close (asyncio waits up to 30 s for it); nothing is in flight any more, so stop waiting.
+            self._server.force_exit = True
             self._thread.join(timeout=10)
 
     def __enter__(self) -> SandboxServer:
