@@ -234,3 +234,19 @@ def test_json_of_outbox_billing_and_rules(config: Path, sandbox: SandboxHandle) 
     diff = as_json(run("rules", "diff", "-c", str(config), "--rules-dir", str(RULES), "--against", str(RULES),
                        "--json"))
     assert diff["rule_changes"] == [] and diff["old"]["hash"] == diff["new"]["hash"]
+
+
+def test_backfill_dry_run_shows_a_plan_per_connection_with_totals_and_limits(config: Path,
+                                                                              sandbox: SandboxHandle) -> None:
+    for sim in sandbox.sims.values():
+        sim.log.reset()
+    result = run("backfill", "-c", str(config), "--connection", f"{PD},{HS}", "--object", "all", "--dry-run")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert out.index(PD) < out.index(HS)  # a table per connection, in the order asked
+    assert out.count("│ all ") == 2  # each connection's objects add up (they share its limit)
+    # the limits each plan came from, once per connection: Pipedrive's token budget as its headers said
+    assert out.count("limits: ") == 2 and "daily_tokens 1000000" in out
+    assert "Traceback" not in result.output
+    listed = {route for route in sandbox.sims["hubspot"].log.snapshot()["by_route"] if route.startswith("GET")}
+    assert "GET /crm/v3/objects/deals" not in listed  # planning counts, it does not list

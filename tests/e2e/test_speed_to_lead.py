@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from crm_world import copied_rules
 from crmsync.connectors import build_connector
 from crmsync.engagement.runner import run_sequences
 from crmsync.engagement.sync import sync_engagement
@@ -190,15 +191,9 @@ def _steps() -> Any:
 
 
 def test_the_same_rules_enrol_through_apollo(tmp_path: Path, store: Store) -> None:
-    import shutil
-
     from crmsync.sandbox.apollo import ApolloSimulator
 
-    rules = tmp_path / "rules"
-    shutil.copytree(ROOT / "config/rules", rules)
-    text = (rules / "sequence.yaml").read_text(encoding="utf-8").replace("tool: sandbox-outreach",
-                                                                          "tool: sandbox-apollo")
-    (rules / "sequence.yaml").write_text(text, encoding="utf-8")
+    rules = copied_rules(tmp_path, edits={"sequence.yaml": ("tool: sandbox-outreach", "tool: sandbox-apollo")})
     handle = start_sandbox(systems=("salesforce", "apollo"), world=generate_world(11, 40), state_dir=tmp_path)
     try:
         settings = load_settings(handle.write_config(tmp_path / "crmsync.yaml", store_url="sqlite:///unused.db",
@@ -231,15 +226,9 @@ def test_the_same_rules_enrol_through_apollo(tmp_path: Path, store: Store) -> No
 
 
 def test_the_same_rules_enrol_through_salesloft(tmp_path: Path, store: Store) -> None:
-    import shutil
-
     from crmsync.sandbox.salesloft import SalesloftSimulator
 
-    rules = tmp_path / "rules"
-    shutil.copytree(ROOT / "config/rules", rules)
-    text = (rules / "sequence.yaml").read_text(encoding="utf-8").replace("tool: sandbox-outreach",
-                                                                          "tool: sandbox-salesloft")
-    (rules / "sequence.yaml").write_text(text, encoding="utf-8")
+    rules = copied_rules(tmp_path, edits={"sequence.yaml": ("tool: sandbox-outreach", "tool: sandbox-salesloft")})
     handle = start_sandbox(systems=("salesforce", "salesloft"), world=generate_world(11, 40), state_dir=tmp_path)
     try:
         settings = load_settings(handle.write_config(tmp_path / "crmsync.yaml", store_url="sqlite:///unused.db",
