@@ -46,9 +46,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_pull import sandbox_calls, start_sandbox  # noqa: E402
 from bench_quota import DEFAULT_OPTIONS, LIMITS  # noqa: E402
 
+from crmsync.connectors.hubspot.mapping import DEALS as HUBSPOT_DEALS  # noqa: E402
+from crmsync.connectors.mapping import ObjectMapping  # noqa: E402
+from crmsync.connectors.salesforce.connector import API_VERSION as SALESFORCE_VERSION  # noqa: E402
+from crmsync.connectors.salesforce.mapping import DEALS as SALESFORCE_DEALS  # noqa: E402
+from crmsync.connectors.salesforce.soql import soql  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 VENVS = ROOT / ".bench-venvs"
 WRAPPER = Path(__file__).resolve().parent / "peer_wrapper.py"
+DLT_RUNNER = Path(__file__).resolve().parent / "dlt_peer.py"
 DEAL_TRUTH = {"hubspot": "deals", "salesforce": "Opportunity", "pipedrive": "deals"}
 
 
@@ -63,6 +70,10 @@ class Peer:
     # interpreters the peer's venv may be built on, preferred first; () = the bench's own
     pythons: tuple[str, ...] = ()
     why_pythons: str = ""
+
+    @property
+    def venv(self) -> str:
+        return self.package
 
 
 PEERS = [
@@ -80,6 +91,91 @@ PEERS = [
          why_pythons="its extractor's dataclass default (JsonDecoder) is refused by Python 3.11+ with every "
                      "airbyte-cdk release; it needs python3.10 (on PATH or from pyenv), which is not here"),
 ]
+
+
+def native_fields(mapping: ObjectMapping) -> list[str]:
+    """The native fields crmsync's own table reads for an object (id, stamps, mapped fields), in order."""
+    names = [mapping.id_field, mapping.modified_field, mapping.created_field,
+             *(f.source for f in mapping.fields), mapping.deleted_field]
+    return list(dict.fromkeys(n for n in names if n))
+
+
+@dataclass(frozen=True)
+class DltPeer:
+    """dlt with its declarative ``rest_api`` source, loading into dlt's duckdb destination.
+
+    ``source`` is the ``RESTAPIConfig`` a dlt user writes for the CRM's deals, as dlt's REST API
+    source docs describe it (dlthub.com/docs/dlt-ecosystem/verified-sources/rest_api/basic: ``client``
+    with ``base_url``, ``auth`` and ``paginator``; one resource with its endpoint ``path``, ``params``
+    and ``data_selector``). Strings may name ``{base}`` (the sandbox's base URL: the only thing that
+    points it at the sandbox), the connection's credentials and the ``{properties}`` / ``{soql}`` of
+    ``FIELDS``; ``bench/dlt_peer.py`` hands the filled dict to ``rest_api_source`` unchanged."""
+
+    crm: str
+    source: dict[str, Any]
+    name: str = "dlt-rest_api"
+    package: str = "dlt[duckdb]==1.31.0"
+    table: str = "deals"  # the resource's name = dlt's table
+    id_column: str = "id"  # after dlt's snake_case naming (Salesforce ``Id`` -> ``id``)
+    pythons: tuple[str, ...] = ()
+    why_pythons: str = ""
+
+    @property
+    def venv(self) -> str:
+        return "dlt"
+
+
+#: what the dlt user asks for: the fields crmsync's own deal table reads, so both move the same data
+FIELDS: dict[str, str] = {
+    "properties": ",".join(native_fields(HUBSPOT_DEALS)),
+    "soql": soql("SELECT {:fields} FROM Opportunity", native_fields(SALESFORCE_DEALS)),
+}
+
+
+def _resource(path: str, params: dict[str, Any], data_selector: str) -> dict[str, Any]:
+    return {"name": "deals", "primary_key": "id", "write_disposition": "replace",
+            "endpoint": {"path": path, "params": params, "data_selector": data_selector}}
+
+
+DLT_PEERS = [
+    # HubSpot CRM v3 objects list: 100 a page (the list maximum), properties as a comma list, the
+    # next page's ``after`` at ``paging.next.after``; a private app's token as Bearer.
+    DltPeer("hubspot", {
+        "client": {"base_url": "{base}/", "auth": {"type": "bearer", "token": "{access_token}"},
+                   "paginator": {"type": "cursor", "cursor_path": "paging.next.after", "cursor_param": "after"}},
+        "resources": [_resource("crm/v3/objects/deals", {"limit": 100, "properties": "{properties}"}, "results")],
+    }),
+    # Salesforce REST query (SOQL in ``q``), the next batch at ``nextRecordsUrl`` (a path on the
+    # instance); the token from the org's OAuth 2.0 client-credentials flow.
+    DltPeer("salesforce", {
+        "client": {"base_url": f"{{base}}/services/data/v{SALESFORCE_VERSION}/",
+                   "auth": {"type": "oauth2_client_credentials",
+                            "access_token_url": "{base}/services/oauth2/token",
+                            "client_id": "{client_id}", "client_secret": "{client_secret}"},
+                   "paginator": {"type": "json_link", "next_url_path": "nextRecordsUrl"}},
+        "resources": [_resource("query", {"q": "{soql}"}, "records")],
+    }),
+    # Pipedrive API v2 deals: 500 a page (the v2 maximum), ``additional_data.next_cursor`` into
+    # ``cursor``; the API token in the ``x-api-token`` header.
+    DltPeer("pipedrive", {
+        "client": {"base_url": "{base}/",
+                   "auth": {"type": "api_key", "name": "x-api-token", "api_key": "{api_token}", "location": "header"},
+                   "paginator": {"type": "cursor", "cursor_path": "additional_data.next_cursor",
+                                 "cursor_param": "cursor"}},
+        "resources": [_resource("api/v2/deals", {"limit": 500}, "data")],
+    }),
+]
+
+
+def fill(template: Any, values: dict[str, str]) -> Any:
+    """The template with every ``{name}`` in its strings replaced from ``values``."""
+    if isinstance(template, dict):
+        return {k: fill(v, values) for k, v in template.items()}
+    if isinstance(template, list):
+        return [fill(v, values) for v in template]
+    if isinstance(template, str):
+        return template.format_map(values)
+    return template
 
 
 @dataclass
@@ -106,9 +202,9 @@ def find_python(names: tuple[str, ...]) -> str | None:
     return None
 
 
-def venv_python(peer: Peer) -> Path:
+def venv_python(peer: Peer | DltPeer) -> Path:
     """The peer's own interpreter, its venv made and the package installed on first use."""
-    env = VENVS / peer.package
+    env = VENVS / peer.venv
     python = env / "bin" / "python"
     marker = env / ".installed"
     if marker.exists():
@@ -122,7 +218,7 @@ def venv_python(peer: Peer) -> Path:
                 raise RuntimeError(peer.why_pythons)
             base = chosen
         subprocess.run([base, "-m", "venv", str(env)], check=True)
-    log = VENVS / f"{peer.package}.log"
+    log = VENVS / f"{peer.venv}.log"
     with log.open("w") as out:
         done = subprocess.run([str(python), "-m", "pip", "install", "-q", peer.package], stdout=out, stderr=out)
     if done.returncode != 0:
@@ -174,6 +270,7 @@ def measured(cmd: list[str], *, env: dict[str, str] | None = None, stdout: Any =
 
 
 SHOW_ROUTES = False  # --routes: the sandbox's calls per route after each run
+TOOLS: set[str] = set()  # --peers: the peers to run (every one by default)
 
 
 def show_routes(tool: str, base: str, verify: Any) -> None:
@@ -292,6 +389,45 @@ def run_peer(peer: Peer, python: Path, config: Path, catalog: Path, work: Path, 
                "" if code == 0 else f"exit {code}" + (f": {why}" if why else ""))
 
 
+def dlt_values(entry: dict[str, Any], base: str) -> dict[str, str]:
+    creds = {k: str(v) for k, v in (entry.get("credentials") or {}).items()}
+    return {**creds, **FIELDS, "base": base.rstrip("/")}
+
+
+def dlt_env(ca: str | None) -> dict[str, str]:
+    """The peer's environment: no anonymous telemetry (no traffic but the sandbox), warnings only."""
+    return {**peer_env(ca), "RUNTIME__DLTHUB_TELEMETRY": "false", "RUNTIME__LOG_LEVEL": "WARNING"}
+
+
+def run_dlt(peer: DltPeer, python: Path, entry: dict[str, Any], work: Path, n: int, base: str, verify: Any,
+            ca: str | None) -> Run:
+    """One ``pipeline.run`` of the peer's rest_api source in its own process, into a fresh duckdb
+    file and pipelines directory (no state from an earlier run); the ids are counted afterwards in
+    the loaded table (not timed)."""
+    home = work / f"dlt-{n}"
+    home.mkdir()
+    spec = {"pipeline": f"bench_{peer.crm}", "pipelines_dir": str(home / "pipelines"),
+            "duckdb": str(home / "deals.duckdb"), "dataset": peer.crm, "table": peer.table,
+            "id_column": peer.id_column, "source": fill(peer.source, dlt_values(entry, base))}
+    spec_path = home / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    reset(base, verify)
+    wall, cpu, rss, code = measured([str(python), str(DLT_RUNNER), "run", str(spec_path)], env=dlt_env(ca),
+                                    stdout=subprocess.DEVNULL, cwd=home)
+    calls = sandbox_calls(base, verify)
+    show_routes(peer.name, base, verify)
+    loaded, why = 0, "" if code == 0 else f"exit {code}"
+    if code == 0:
+        counted = subprocess.run([str(python), str(DLT_RUNNER), "count", str(spec_path)], capture_output=True,
+                                 text=True, env=dlt_env(ca), cwd=home)
+        if counted.returncode == 0:
+            loaded = int(counted.stdout.strip().splitlines()[-1])
+        else:
+            why = "count failed: " + " | ".join(counted.stderr.strip().splitlines()[-2:])[:300]
+    truth = truth_count(base, verify, peer.crm)
+    return Run(peer.name, wall, cpu, rss, calls, loaded, truth, code == 0 and loaded == truth, why)
+
+
 def report(crm: str, runs: list[Run]) -> None:
     by_tool: dict[str, list[Run]] = {}
     for r in runs:
@@ -316,7 +452,8 @@ def report(crm: str, runs: list[Run]) -> None:
 
 
 def bench_crm(crm: str, deals: int, rounds: int, seed: int) -> None:
-    peers = [p for p in PEERS if p.crm == crm]
+    peers = [p for p in PEERS if p.crm == crm and p.name in TOOLS]
+    dlt_peers = [p for p in DLT_PEERS if p.crm == crm and p.name in TOOLS]
     with tempfile.TemporaryDirectory(prefix=f"bench-peers-{crm}-") as tmp:
         work = Path(tmp)
         proc, entry = start_sandbox(crm, deals, seed, work)
@@ -336,11 +473,19 @@ def bench_crm(crm: str, deals: int, rounds: int, seed: int) -> None:
                     ready.append((peer, python, config, catalog))
                 except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
                     print(f"{crm:<11} {peer.name}: cannot run here: {exc}", flush=True)
+            ready_dlt: list[tuple[DltPeer, Path]] = []
+            for dlt_peer in dlt_peers:
+                try:
+                    ready_dlt.append((dlt_peer, venv_python(dlt_peer)))
+                except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                    print(f"{crm:<11} {dlt_peer.name}: cannot run here: {exc}", flush=True)
             runs: list[Run] = []
             for n in range(rounds):  # alternating: crmsync, each peer, crmsync, ...
                 runs.append(run_crmsync(crm, entry, work, n, base, verify))
                 for peer, python, config, catalog in ready:
                     runs.append(run_peer(peer, python, config, catalog, work, n, base, verify, ca))
+                for dlt_peer, python in ready_dlt:
+                    runs.append(run_dlt(dlt_peer, python, entry, work, n, base, verify, ca))
             report(crm, runs)
         finally:
             proc.terminate()
@@ -354,9 +499,12 @@ def main() -> None:
     parser.add_argument("--crm", default="hubspot,salesforce,pipedrive")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--routes", action="store_true", help="print each run's sandbox calls per route")
+    parser.add_argument("--peers", default="", help="comma-separated peer names to run (default: all)")
     args = parser.parse_args()
     global SHOW_ROUTES
     SHOW_ROUTES = args.routes
+    every = {p.name for p in PEERS} | {p.name for p in DLT_PEERS}
+    TOOLS.update(args.peers.split(",") if args.peers else every)
     print(f"bench_peers: {args.deals:,} deals, {args.rounds} alternating rounds, documented limits on", flush=True)
     for crm in args.crm.split(","):
         bench_crm(crm, args.deals, args.rounds, args.seed)
