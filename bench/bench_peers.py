@@ -1,27 +1,46 @@
 """crmsync against the tools a user would pick instead, on the same sandbox world with limits on.
 
-Each peer is installed from PyPI into its own virtual environment under ``.bench-venvs/`` (outside
-git; created on first use) and pointed at the sandbox by ``bench/peer_wrapper.py``, which only
-rewrites the peer's base URL (``https://api.hubapi.com`` -> the sandbox) at the HTTP adapter. The
-sandbox runs in its own process with the documented limits of ``bench_quota.LIMITS``; runs
+The peers, each installed from PyPI into its own virtual environment under ``.bench-venvs/``
+(outside git; created on first use) and run in its own process:
+
+- **Airbyte sources** (``PEERS``): ``airbyte-source-hubspot``, ``-salesforce``, ``-pipedrive``, run
+  as their own entry points (``discover`` once, untimed; then ``read`` of the deals stream, full
+  refresh) through ``bench/peer_wrapper.py``, which only rewrites the peer's built-in base URL
+  (``https://api.hubapi.com`` -> the sandbox) at the ``requests`` adapter. Records are the RECORD
+  messages on stdout.
+- **dlt** (``DLT_PEERS``): ``dlt[duckdb]`` 1.31 and its declarative ``rest_api`` source
+  (``dlt.sources.rest_api``), the way dlt's REST API source docs describe a source for any REST API
+  (dlt's verified CRM sources come through ``dlt init`` from GitHub, which is not reachable here).
+  Each entry is a ``RESTAPIConfig`` as data: HubSpot ``GET /crm/v3/objects/deals`` (100 a page,
+  ``cursor`` paginator on ``paging.next.after``, Bearer token), Salesforce REST ``query`` (SOQL in
+  ``q``, ``json_link`` paginator on ``nextRecordsUrl``, OAuth 2.0 client credentials), Pipedrive
+  ``GET /api/v2/deals`` (500 a page, ``cursor`` paginator on ``additional_data.next_cursor``,
+  ``x-api-token`` header). The fields asked for are those crmsync's own deal table reads (``FIELDS``);
+  the client's ``base_url`` (and the token URL) is the sandbox's, nothing else changes.
+  ``bench/dlt_peer.py`` runs one ``pipeline.run`` into dlt's **duckdb** destination (a fresh file
+  and pipelines directory each run; dlt's telemetry off), and afterwards, untimed, counts the
+  distinct ids in the loaded ``deals`` table.
+
+The sandbox runs in its own process with the documented limits of ``bench_quota.LIMITS``; runs
 alternate crmsync / peer / crmsync / peer ... in one invocation, each in its own process (wall,
 CPU and peak RSS from ``wait4``), the sandbox's limiter and counters reset before each run. crmsync
 runs with ``bench_quota.DEFAULT_OPTIONS`` (Pipedrive without the per-deal changelog reads, which
-no peer makes) and, on Salesforce, without the ``OpportunityHistory`` reads (``PEER_OPTIONS``: the
-peer's Opportunity stream carries none, and at 20,000 deals they are 300 of crmsync's 316 calls);
-HubSpot's stage histories are read (50 deals a call, inline in the list), the peer reads none.
+no peer makes) and, on Salesforce, without the ``OpportunityHistory`` reads (``PEER_OPTIONS``: no
+peer's Opportunity stream carries them, and at 20,000 deals they are 300 of crmsync's 316 calls);
+HubSpot's stage histories are read (50 deals a call, inline in the list), no peer reads them.
 
 Prints per CRM and tool: wall, CPU, peak RSS, calls, records complete (distinct deal ids against
 the sandbox's truth) and the ratio crmsync/peer (median of the rounds). A peer that cannot be
-installed or run here is reported with the reason and skipped; a peer run that fails prints the
-error of its Airbyte TRACE message. A peer whose code needs another interpreter names it
+installed or run here is reported with the reason and skipped; an Airbyte run that fails prints the
+error of its TRACE message. A peer whose code needs another interpreter names it
 (``Peer.pythons``): Airbyte's Pipedrive source only imports on Python 3.10, taken from PATH or
 pyenv's versions. Peers run in the bench's temporary directory (Airbyte's Salesforce source
 leaves files named by UUID in its working directory).
 
-    python bench/bench_peers.py                       # 5,000 deals, 2 rounds, every CRM
+    python bench/bench_peers.py                       # 5,000 deals, 2 rounds, every CRM and peer
     python bench/bench_peers.py --deals 20000 --rounds 3 --crm hubspot
     python bench/bench_peers.py --deals 20000 --rounds 1 --crm salesforce --routes   # calls per route
+    python bench/bench_peers.py --crm pipedrive --peers dlt-rest_api                 # some peers only
 """
 
 from __future__ import annotations
