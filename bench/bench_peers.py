@@ -8,6 +8,11 @@ The peers, each installed from PyPI into its own virtual environment under ``.be
   refresh) through ``bench/peer_wrapper.py``, which only rewrites the peer's built-in base URL
   (``https://api.hubapi.com`` -> the sandbox) at the ``requests`` adapter. Records are the RECORD
   messages on stdout.
+- **Singer taps** (``PEERS`` with ``protocol="singer"``): ``tap-salesforce`` 2.8.1 (``api_type: REST``,
+  every Opportunity field selected) and ``tap-pipedrive`` 2.1.0 (deals stream, every field selected),
+  through the same wrapper; ``--discover`` once (untimed), then a sync with the catalog from a start
+  date of 2000-01-01; records are the Singer RECORD messages on stdout. ``tap-hubspot`` 4.5 is left out:
+  its deals stream reads HubSpot's legacy Deals v1 API with a legacy API key or an OAuth refresh.
 - **dlt** (``DLT_PEERS``): ``dlt[duckdb]`` 1.31 and its declarative ``rest_api`` source
   (``dlt.sources.rest_api``), the way dlt's REST API source docs describe a source for any REST API
   (dlt's verified CRM sources come through ``dlt init`` from GitHub, which is not reachable here).
@@ -89,10 +94,12 @@ class Peer:
     # interpreters the peer's venv may be built on, preferred first; () = the bench's own
     pythons: tuple[str, ...] = ()
     why_pythons: str = ""
+    protocol: str = "airbyte"  # "airbyte" (discover/read verbs, typed messages) | "singer" (--discover, RECORDs)
+    catalog_flag: str = "--catalog"  # how a Singer tap takes its catalog (older taps: --properties)
 
     @property
     def venv(self) -> str:
-        return self.package
+        return self.package.split("==")[0]
 
 
 PEERS = [
@@ -109,6 +116,17 @@ PEERS = [
          "https://api.pipedrive.com", "deals", pythons=("python3.10",),
          why_pythons="its extractor's dataclass default (JsonDecoder) is refused by Python 3.11+ with every "
                      "airbyte-cdk release; it needs python3.10 (on PATH or from pyenv), which is not here"),
+    # Singer taps (singer-io), run as their console entry points through the same wrapper. tap-salesforce
+    # in its REST mode (``api_type: REST``: describe, then queryAll with nextRecordsUrl; its BULK mode is
+    # the Bulk API 1.0, which the sandbox does not serve); tap-pipedrive's deals stream pages GET
+    # /api/v2/deals (100 a page, its own limit), and its discovery reads every item's v1 field listing
+    # (the sandbox gained /v1/personFields, /productFields, /noteFields for it). tap-hubspot 4.5 is not here: its deals stream reads the legacy
+    # Deals v1 API (/deals/v1/deal/paged, /properties/v1/deals/properties) with a legacy API key or an
+    # OAuth refresh, none of which the sandbox serves.
+    Peer("salesforce", "tap-salesforce", "tap-salesforce==2.8.1", "tap_salesforce:main",
+         "https://login.salesforce.com", "Opportunity", protocol="singer", catalog_flag="--properties"),
+    Peer("pipedrive", "tap-pipedrive", "tap-pipedrive==2.1.0", "tap_pipedrive.cli:main",
+         "https://api.pipedrive.com", "deals", protocol="singer"),
 ]
 
 
@@ -340,6 +358,12 @@ def run_crmsync(crm: str, entry: dict[str, Any], work: Path, n: int, base: str, 
 
 def peer_config(peer: Peer, entry: dict[str, Any]) -> dict[str, Any]:
     creds = entry["credentials"]
+    if peer.name == "tap-salesforce":
+        return {"client_id": creds["client_id"], "client_secret": creds["client_secret"],
+                "refresh_token": creds.get("refresh_token", creds["password"]), "start_date": "2000-01-01T00:00:00Z",
+                "api_type": "REST", "select_fields_by_default": True, "is_sandbox": False}
+    if peer.name == "tap-pipedrive":
+        return {"api_token": creds["api_token"], "start_date": "2000-01-01T00:00:00Z"}
     if peer.crm == "hubspot":
         return {"credentials": {"credentials_title": "Private App Credentials", "access_token": creds["access_token"]},
                 "start_date": "2000-01-01T00:00:00Z", "enable_experimental_streams": False}
@@ -355,18 +379,32 @@ def wrapped(python: Path, peer: Peer, base: str, *args: str) -> list[str]:
 
 
 def catalog_for(peer: Peer, python: Path, config: Path, base: str, work: Path, ca: str | None) -> Path:
-    """Discover once (not timed) and configure the deals stream, full refresh."""
-    found = subprocess.run(wrapped(python, peer, base, "discover", "--config", str(config)), capture_output=True,
+    """Discover once (not timed) and configure the deals stream: Airbyte full refresh; Singer the
+    stream and every field selected (metadata ``selected: true``), the tap's own replication."""
+    verb = ["discover", "--config", str(config)] if peer.protocol == "airbyte" else ["--config", str(config),
+                                                                                     "--discover"]
+    found = subprocess.run(wrapped(python, peer, base, *verb), capture_output=True,
                            text=True, env=peer_env(ca), timeout=600, cwd=work)
-    streams = []
+    streams: list[dict[str, Any]] = []
+    if peer.protocol == "singer":
+        text = found.stdout
+        streams = json.loads(text[text.index("{"):])["streams"] if "{" in text else []
     for line in found.stdout.splitlines():
         if line.startswith("{") and '"CATALOG"' in line:
             streams = json.loads(line)["catalog"]["streams"]
-    chosen = [s for s in streams if s["name"] == peer.stream]
+    name_of = "name" if peer.protocol == "airbyte" else "tap_stream_id"
+    chosen = [s for s in streams if s.get(name_of) == peer.stream]
     if not chosen:
         tail = (found.stderr or found.stdout).strip().splitlines()[-2:]
         raise RuntimeError(f"discover found no {peer.stream} stream ({' | '.join(tail)[:300]})")
-    catalog = {"streams": [{"stream": chosen[0], "sync_mode": "full_refresh", "destination_sync_mode": "overwrite"}]}
+    if peer.protocol == "singer":
+        stream = chosen[0]
+        for item in stream.get("metadata", []):
+            item.setdefault("metadata", {})["selected"] = True
+        catalog: dict[str, Any] = {"streams": [stream]}
+    else:
+        catalog = {"streams": [{"stream": chosen[0], "sync_mode": "full_refresh",
+                                "destination_sync_mode": "overwrite"}]}
     path = work / f"catalog-{peer.name}.json"
     path.write_text(json.dumps(catalog))
     return path
@@ -383,9 +421,10 @@ def run_peer(peer: Peer, python: Path, config: Path, catalog: Path, work: Path, 
              verify: Any, ca: str | None) -> Run:
     out = work / f"{peer.name}-{n}.jsonl"
     reset(base, verify)
+    verb = ["read", "--config", str(config), "--catalog", str(catalog)] if peer.protocol == "airbyte" else [
+        "--config", str(config), peer.catalog_flag, str(catalog)]
     with out.open("wb") as sink:
-        wall, cpu, rss, code = measured(wrapped(python, peer, base, "read", "--config", str(config), "--catalog",
-                                                str(catalog)), env=peer_env(ca), stdout=sink, cwd=work)
+        wall, cpu, rss, code = measured(wrapped(python, peer, base, *verb), env=peer_env(ca), stdout=sink, cwd=work)
     calls = sandbox_calls(base, verify)
     show_routes(peer.name, base, verify)
     ids: set[str] = set()
@@ -399,9 +438,12 @@ def run_peer(peer: Peer, python: Path, config: Path, catalog: Path, work: Path, 
             if b'"RECORD"' not in line:
                 continue
             message = json.loads(line)
-            record = message.get("record") or {}
-            if record.get("stream") == peer.stream:
-                data = record.get("data") or {}
+            if peer.protocol == "singer":  # {"type": "RECORD", "stream": ..., "record": {...}}
+                data = (message.get("record") or {}) if message.get("stream") == peer.stream else None
+            else:  # {"type": "RECORD", "record": {"stream": ..., "data": {...}}}
+                record = message.get("record") or {}
+                data = (record.get("data") or {}) if record.get("stream") == peer.stream else None
+            if data is not None:
                 ids.add(str(data.get("id") or data.get("Id")))
     truth = truth_count(base, verify, peer.crm)
     return Run(peer.name, wall, cpu, rss, calls, len(ids), truth, code == 0 and len(ids) == truth,
