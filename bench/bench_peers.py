@@ -1,27 +1,51 @@
 """crmsync against the tools a user would pick instead, on the same sandbox world with limits on.
 
-Each peer is installed from PyPI into its own virtual environment under ``.bench-venvs/`` (outside
-git; created on first use) and pointed at the sandbox by ``bench/peer_wrapper.py``, which only
-rewrites the peer's base URL (``https://api.hubapi.com`` -> the sandbox) at the HTTP adapter. The
-sandbox runs in its own process with the documented limits of ``bench_quota.LIMITS``; runs
+The peers, each installed from PyPI into its own virtual environment under ``.bench-venvs/``
+(outside git; created on first use) and run in its own process:
+
+- **Airbyte sources** (``PEERS``): ``airbyte-source-hubspot``, ``-salesforce``, ``-pipedrive``, run
+  as their own entry points (``discover`` once, untimed; then ``read`` of the deals stream, full
+  refresh) through ``bench/peer_wrapper.py``, which only rewrites the peer's built-in base URL
+  (``https://api.hubapi.com`` -> the sandbox) at the ``requests`` adapter. Records are the RECORD
+  messages on stdout.
+- **Singer taps** (``PEERS`` with ``protocol="singer"``): ``tap-salesforce`` 2.8.1 (``api_type: REST``,
+  every Opportunity field selected) and ``tap-pipedrive`` 2.1.0 (deals stream, every field selected),
+  through the same wrapper; ``--discover`` once (untimed), then a sync with the catalog from a start
+  date of 2000-01-01; records are the Singer RECORD messages on stdout. ``tap-hubspot`` 4.5 is left out:
+  its deals stream reads HubSpot's legacy Deals v1 API with a legacy API key or an OAuth refresh.
+- **dlt** (``DLT_PEERS``): ``dlt[duckdb]`` 1.31 and its declarative ``rest_api`` source
+  (``dlt.sources.rest_api``), the way dlt's REST API source docs describe a source for any REST API
+  (dlt's verified CRM sources come through ``dlt init`` from GitHub, which is not reachable here).
+  Each entry is a ``RESTAPIConfig`` as data: HubSpot ``GET /crm/v3/objects/deals`` (100 a page,
+  ``cursor`` paginator on ``paging.next.after``, Bearer token), Salesforce REST ``query`` (SOQL in
+  ``q``, ``json_link`` paginator on ``nextRecordsUrl``, OAuth 2.0 client credentials), Pipedrive
+  ``GET /api/v2/deals`` (500 a page, ``cursor`` paginator on ``additional_data.next_cursor``,
+  ``x-api-token`` header). The fields asked for are those crmsync's own deal table reads (``FIELDS``);
+  the client's ``base_url`` (and the token URL) is the sandbox's, nothing else changes.
+  ``bench/dlt_peer.py`` runs one ``pipeline.run`` into dlt's **duckdb** destination (a fresh file
+  and pipelines directory each run; dlt's telemetry off), and afterwards, untimed, counts the
+  distinct ids in the loaded ``deals`` table.
+
+The sandbox runs in its own process with the documented limits of ``bench_quota.LIMITS``; runs
 alternate crmsync / peer / crmsync / peer ... in one invocation, each in its own process (wall,
 CPU and peak RSS from ``wait4``), the sandbox's limiter and counters reset before each run. crmsync
 runs with ``bench_quota.DEFAULT_OPTIONS`` (Pipedrive without the per-deal changelog reads, which
-no peer makes) and, on Salesforce, without the ``OpportunityHistory`` reads (``PEER_OPTIONS``: the
-peer's Opportunity stream carries none, and at 20,000 deals they are 300 of crmsync's 316 calls);
-HubSpot's stage histories are read (50 deals a call, inline in the list), the peer reads none.
+no peer makes) and, on Salesforce, without the ``OpportunityHistory`` reads (``PEER_OPTIONS``: no
+peer's Opportunity stream carries them, and at 20,000 deals they are 300 of crmsync's 316 calls);
+HubSpot's stage histories are read (50 deals a call, inline in the list), no peer reads them.
 
 Prints per CRM and tool: wall, CPU, peak RSS, calls, records complete (distinct deal ids against
 the sandbox's truth) and the ratio crmsync/peer (median of the rounds). A peer that cannot be
-installed or run here is reported with the reason and skipped; a peer run that fails prints the
-error of its Airbyte TRACE message. A peer whose code needs another interpreter names it
+installed or run here is reported with the reason and skipped; an Airbyte run that fails prints the
+error of its TRACE message. A peer whose code needs another interpreter names it
 (``Peer.pythons``): Airbyte's Pipedrive source only imports on Python 3.10, taken from PATH or
 pyenv's versions. Peers run in the bench's temporary directory (Airbyte's Salesforce source
 leaves files named by UUID in its working directory).
 
-    python bench/bench_peers.py                       # 5,000 deals, 2 rounds, every CRM
+    python bench/bench_peers.py                       # 5,000 deals, 2 rounds, every CRM and peer
     python bench/bench_peers.py --deals 20000 --rounds 3 --crm hubspot
     python bench/bench_peers.py --deals 20000 --rounds 1 --crm salesforce --routes   # calls per route
+    python bench/bench_peers.py --crm pipedrive --peers dlt-rest_api                 # some peers only
 """
 
 from __future__ import annotations
@@ -46,9 +70,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_pull import sandbox_calls, start_sandbox  # noqa: E402
 from bench_quota import DEFAULT_OPTIONS, LIMITS  # noqa: E402
 
+from crmsync.connectors.hubspot.mapping import DEALS as HUBSPOT_DEALS  # noqa: E402
+from crmsync.connectors.mapping import ObjectMapping  # noqa: E402
+from crmsync.connectors.salesforce.connector import API_VERSION as SALESFORCE_VERSION  # noqa: E402
+from crmsync.connectors.salesforce.mapping import DEALS as SALESFORCE_DEALS  # noqa: E402
+from crmsync.connectors.salesforce.soql import soql  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 VENVS = ROOT / ".bench-venvs"
 WRAPPER = Path(__file__).resolve().parent / "peer_wrapper.py"
+DLT_RUNNER = Path(__file__).resolve().parent / "dlt_peer.py"
 DEAL_TRUTH = {"hubspot": "deals", "salesforce": "Opportunity", "pipedrive": "deals"}
 
 
@@ -63,6 +94,12 @@ class Peer:
     # interpreters the peer's venv may be built on, preferred first; () = the bench's own
     pythons: tuple[str, ...] = ()
     why_pythons: str = ""
+    protocol: str = "airbyte"  # "airbyte" (discover/read verbs, typed messages) | "singer" (--discover, RECORDs)
+    catalog_flag: str = "--catalog"  # how a Singer tap takes its catalog (older taps: --properties)
+
+    @property
+    def venv(self) -> str:
+        return self.package.split("==")[0]
 
 
 PEERS = [
@@ -79,7 +116,103 @@ PEERS = [
          "https://api.pipedrive.com", "deals", pythons=("python3.10",),
          why_pythons="its extractor's dataclass default (JsonDecoder) is refused by Python 3.11+ with every "
                      "airbyte-cdk release; it needs python3.10 (on PATH or from pyenv), which is not here"),
+    # Singer taps (singer-io), run as their console entry points through the same wrapper. tap-salesforce
+    # in its REST mode (``api_type: REST``: describe, then queryAll with nextRecordsUrl; its BULK mode is
+    # the Bulk API 1.0, which the sandbox does not serve); tap-pipedrive's deals stream pages GET
+    # /api/v2/deals (100 a page, its own limit), and its discovery reads every item's v1 field listing
+    # (the sandbox gained /v1/personFields, /productFields, /noteFields for it). tap-hubspot 4.5 is not here: its deals stream reads the legacy
+    # Deals v1 API (/deals/v1/deal/paged, /properties/v1/deals/properties) with a legacy API key or an
+    # OAuth refresh, none of which the sandbox serves.
+    Peer("salesforce", "tap-salesforce", "tap-salesforce==2.8.1", "tap_salesforce:main",
+         "https://login.salesforce.com", "Opportunity", protocol="singer", catalog_flag="--properties"),
+    Peer("pipedrive", "tap-pipedrive", "tap-pipedrive==2.1.0", "tap_pipedrive.cli:main",
+         "https://api.pipedrive.com", "deals", protocol="singer"),
 ]
+
+
+def native_fields(mapping: ObjectMapping) -> list[str]:
+    """The native fields crmsync's own table reads for an object (id, stamps, mapped fields), in order."""
+    names = [mapping.id_field, mapping.modified_field, mapping.created_field,
+             *(f.source for f in mapping.fields), mapping.deleted_field]
+    return list(dict.fromkeys(n for n in names if n))
+
+
+@dataclass(frozen=True)
+class DltPeer:
+    """dlt with its declarative ``rest_api`` source, loading into dlt's duckdb destination.
+
+    ``source`` is the ``RESTAPIConfig`` a dlt user writes for the CRM's deals, as dlt's REST API
+    source docs describe it (dlthub.com/docs/dlt-ecosystem/verified-sources/rest_api/basic: ``client``
+    with ``base_url``, ``auth`` and ``paginator``; one resource with its endpoint ``path``, ``params``
+    and ``data_selector``). Strings may name ``{base}`` (the sandbox's base URL: the only thing that
+    points it at the sandbox), the connection's credentials and the ``{properties}`` / ``{soql}`` of
+    ``FIELDS``; ``bench/dlt_peer.py`` hands the filled dict to ``rest_api_source`` unchanged."""
+
+    crm: str
+    source: dict[str, Any]
+    name: str = "dlt-rest_api"
+    package: str = "dlt[duckdb]==1.31.0"
+    table: str = "deals"  # the resource's name = dlt's table
+    id_column: str = "id"  # after dlt's snake_case naming (Salesforce ``Id`` -> ``id``)
+    pythons: tuple[str, ...] = ()
+    why_pythons: str = ""
+
+    @property
+    def venv(self) -> str:
+        return "dlt"
+
+
+#: what the dlt user asks for: the fields crmsync's own deal table reads, so both move the same data
+FIELDS: dict[str, str] = {
+    "properties": ",".join(native_fields(HUBSPOT_DEALS)),
+    "soql": soql("SELECT {:fields} FROM Opportunity", native_fields(SALESFORCE_DEALS)),
+}
+
+
+def _resource(path: str, params: dict[str, Any], data_selector: str) -> dict[str, Any]:
+    return {"name": "deals", "primary_key": "id", "write_disposition": "replace",
+            "endpoint": {"path": path, "params": params, "data_selector": data_selector}}
+
+
+DLT_PEERS = [
+    # HubSpot CRM v3 objects list: 100 a page (the list maximum), properties as a comma list, the
+    # next page's ``after`` at ``paging.next.after``; a private app's token as Bearer.
+    DltPeer("hubspot", {
+        "client": {"base_url": "{base}/", "auth": {"type": "bearer", "token": "{access_token}"},
+                   "paginator": {"type": "cursor", "cursor_path": "paging.next.after", "cursor_param": "after"}},
+        "resources": [_resource("crm/v3/objects/deals", {"limit": 100, "properties": "{properties}"}, "results")],
+    }),
+    # Salesforce REST query (SOQL in ``q``), the next batch at ``nextRecordsUrl`` (a path on the
+    # instance); the token from the org's OAuth 2.0 client-credentials flow.
+    DltPeer("salesforce", {
+        "client": {"base_url": f"{{base}}/services/data/v{SALESFORCE_VERSION}/",
+                   "auth": {"type": "oauth2_client_credentials",
+                            "access_token_url": "{base}/services/oauth2/token",
+                            "client_id": "{client_id}", "client_secret": "{client_secret}"},
+                   "paginator": {"type": "json_link", "next_url_path": "nextRecordsUrl"}},
+        "resources": [_resource("query", {"q": "{soql}"}, "records")],
+    }),
+    # Pipedrive API v2 deals: 500 a page (the v2 maximum), ``additional_data.next_cursor`` into
+    # ``cursor``; the API token in the ``x-api-token`` header.
+    DltPeer("pipedrive", {
+        "client": {"base_url": "{base}/",
+                   "auth": {"type": "api_key", "name": "x-api-token", "api_key": "{api_token}", "location": "header"},
+                   "paginator": {"type": "cursor", "cursor_path": "additional_data.next_cursor",
+                                 "cursor_param": "cursor"}},
+        "resources": [_resource("api/v2/deals", {"limit": 500}, "data")],
+    }),
+]
+
+
+def fill(template: Any, values: dict[str, str]) -> Any:
+    """The template with every ``{name}`` in its strings replaced from ``values``."""
+    if isinstance(template, dict):
+        return {k: fill(v, values) for k, v in template.items()}
+    if isinstance(template, list):
+        return [fill(v, values) for v in template]
+    if isinstance(template, str):
+        return template.format_map(values)
+    return template
 
 
 @dataclass
@@ -106,9 +239,9 @@ def find_python(names: tuple[str, ...]) -> str | None:
     return None
 
 
-def venv_python(peer: Peer) -> Path:
+def venv_python(peer: Peer | DltPeer) -> Path:
     """The peer's own interpreter, its venv made and the package installed on first use."""
-    env = VENVS / peer.package
+    env = VENVS / peer.venv
     python = env / "bin" / "python"
     marker = env / ".installed"
     if marker.exists():
@@ -122,7 +255,7 @@ def venv_python(peer: Peer) -> Path:
                 raise RuntimeError(peer.why_pythons)
             base = chosen
         subprocess.run([base, "-m", "venv", str(env)], check=True)
-    log = VENVS / f"{peer.package}.log"
+    log = VENVS / f"{peer.venv}.log"
     with log.open("w") as out:
         done = subprocess.run([str(python), "-m", "pip", "install", "-q", peer.package], stdout=out, stderr=out)
     if done.returncode != 0:
@@ -174,6 +307,7 @@ def measured(cmd: list[str], *, env: dict[str, str] | None = None, stdout: Any =
 
 
 SHOW_ROUTES = False  # --routes: the sandbox's calls per route after each run
+TOOLS: set[str] = set()  # --peers: the peers to run (every one by default)
 
 
 def show_routes(tool: str, base: str, verify: Any) -> None:
@@ -224,6 +358,12 @@ def run_crmsync(crm: str, entry: dict[str, Any], work: Path, n: int, base: str, 
 
 def peer_config(peer: Peer, entry: dict[str, Any]) -> dict[str, Any]:
     creds = entry["credentials"]
+    if peer.name == "tap-salesforce":
+        return {"client_id": creds["client_id"], "client_secret": creds["client_secret"],
+                "refresh_token": creds.get("refresh_token", creds["password"]), "start_date": "2000-01-01T00:00:00Z",
+                "api_type": "REST", "select_fields_by_default": True, "is_sandbox": False}
+    if peer.name == "tap-pipedrive":
+        return {"api_token": creds["api_token"], "start_date": "2000-01-01T00:00:00Z"}
     if peer.crm == "hubspot":
         return {"credentials": {"credentials_title": "Private App Credentials", "access_token": creds["access_token"]},
                 "start_date": "2000-01-01T00:00:00Z", "enable_experimental_streams": False}
@@ -239,18 +379,32 @@ def wrapped(python: Path, peer: Peer, base: str, *args: str) -> list[str]:
 
 
 def catalog_for(peer: Peer, python: Path, config: Path, base: str, work: Path, ca: str | None) -> Path:
-    """Discover once (not timed) and configure the deals stream, full refresh."""
-    found = subprocess.run(wrapped(python, peer, base, "discover", "--config", str(config)), capture_output=True,
+    """Discover once (not timed) and configure the deals stream: Airbyte full refresh; Singer the
+    stream and every field selected (metadata ``selected: true``), the tap's own replication."""
+    verb = ["discover", "--config", str(config)] if peer.protocol == "airbyte" else ["--config", str(config),
+                                                                                     "--discover"]
+    found = subprocess.run(wrapped(python, peer, base, *verb), capture_output=True,
                            text=True, env=peer_env(ca), timeout=600, cwd=work)
-    streams = []
+    streams: list[dict[str, Any]] = []
+    if peer.protocol == "singer":
+        text = found.stdout
+        streams = json.loads(text[text.index("{"):])["streams"] if "{" in text else []
     for line in found.stdout.splitlines():
         if line.startswith("{") and '"CATALOG"' in line:
             streams = json.loads(line)["catalog"]["streams"]
-    chosen = [s for s in streams if s["name"] == peer.stream]
+    name_of = "name" if peer.protocol == "airbyte" else "tap_stream_id"
+    chosen = [s for s in streams if s.get(name_of) == peer.stream]
     if not chosen:
         tail = (found.stderr or found.stdout).strip().splitlines()[-2:]
         raise RuntimeError(f"discover found no {peer.stream} stream ({' | '.join(tail)[:300]})")
-    catalog = {"streams": [{"stream": chosen[0], "sync_mode": "full_refresh", "destination_sync_mode": "overwrite"}]}
+    if peer.protocol == "singer":
+        stream = chosen[0]
+        for item in stream.get("metadata", []):
+            item.setdefault("metadata", {})["selected"] = True
+        catalog: dict[str, Any] = {"streams": [stream]}
+    else:
+        catalog = {"streams": [{"stream": chosen[0], "sync_mode": "full_refresh",
+                                "destination_sync_mode": "overwrite"}]}
     path = work / f"catalog-{peer.name}.json"
     path.write_text(json.dumps(catalog))
     return path
@@ -267,9 +421,10 @@ def run_peer(peer: Peer, python: Path, config: Path, catalog: Path, work: Path, 
              verify: Any, ca: str | None) -> Run:
     out = work / f"{peer.name}-{n}.jsonl"
     reset(base, verify)
+    verb = ["read", "--config", str(config), "--catalog", str(catalog)] if peer.protocol == "airbyte" else [
+        "--config", str(config), peer.catalog_flag, str(catalog)]
     with out.open("wb") as sink:
-        wall, cpu, rss, code = measured(wrapped(python, peer, base, "read", "--config", str(config), "--catalog",
-                                                str(catalog)), env=peer_env(ca), stdout=sink, cwd=work)
+        wall, cpu, rss, code = measured(wrapped(python, peer, base, *verb), env=peer_env(ca), stdout=sink, cwd=work)
     calls = sandbox_calls(base, verify)
     show_routes(peer.name, base, verify)
     ids: set[str] = set()
@@ -283,13 +438,55 @@ def run_peer(peer: Peer, python: Path, config: Path, catalog: Path, work: Path, 
             if b'"RECORD"' not in line:
                 continue
             message = json.loads(line)
-            record = message.get("record") or {}
-            if record.get("stream") == peer.stream:
-                data = record.get("data") or {}
+            if peer.protocol == "singer":  # {"type": "RECORD", "stream": ..., "record": {...}}
+                data = (message.get("record") or {}) if message.get("stream") == peer.stream else None
+            else:  # {"type": "RECORD", "record": {"stream": ..., "data": {...}}}
+                record = message.get("record") or {}
+                data = (record.get("data") or {}) if record.get("stream") == peer.stream else None
+            if data is not None:
                 ids.add(str(data.get("id") or data.get("Id")))
     truth = truth_count(base, verify, peer.crm)
     return Run(peer.name, wall, cpu, rss, calls, len(ids), truth, code == 0 and len(ids) == truth,
                "" if code == 0 else f"exit {code}" + (f": {why}" if why else ""))
+
+
+def dlt_values(entry: dict[str, Any], base: str) -> dict[str, str]:
+    creds = {k: str(v) for k, v in (entry.get("credentials") or {}).items()}
+    return {**creds, **FIELDS, "base": base.rstrip("/")}
+
+
+def dlt_env(ca: str | None) -> dict[str, str]:
+    """The peer's environment: no anonymous telemetry (no traffic but the sandbox), warnings only."""
+    return {**peer_env(ca), "RUNTIME__DLTHUB_TELEMETRY": "false", "RUNTIME__LOG_LEVEL": "WARNING"}
+
+
+def run_dlt(peer: DltPeer, python: Path, entry: dict[str, Any], work: Path, n: int, base: str, verify: Any,
+            ca: str | None) -> Run:
+    """One ``pipeline.run`` of the peer's rest_api source in its own process, into a fresh duckdb
+    file and pipelines directory (no state from an earlier run); the ids are counted afterwards in
+    the loaded table (not timed)."""
+    home = work / f"dlt-{n}"
+    home.mkdir()
+    spec = {"pipeline": f"bench_{peer.crm}", "pipelines_dir": str(home / "pipelines"),
+            "duckdb": str(home / "deals.duckdb"), "dataset": peer.crm, "table": peer.table,
+            "id_column": peer.id_column, "source": fill(peer.source, dlt_values(entry, base))}
+    spec_path = home / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    reset(base, verify)
+    wall, cpu, rss, code = measured([str(python), str(DLT_RUNNER), "run", str(spec_path)], env=dlt_env(ca),
+                                    stdout=subprocess.DEVNULL, cwd=home)
+    calls = sandbox_calls(base, verify)
+    show_routes(peer.name, base, verify)
+    loaded, why = 0, "" if code == 0 else f"exit {code}"
+    if code == 0:
+        counted = subprocess.run([str(python), str(DLT_RUNNER), "count", str(spec_path)], capture_output=True,
+                                 text=True, env=dlt_env(ca), cwd=home)
+        if counted.returncode == 0:
+            loaded = int(counted.stdout.strip().splitlines()[-1])
+        else:
+            why = "count failed: " + " | ".join(counted.stderr.strip().splitlines()[-2:])[:300]
+    truth = truth_count(base, verify, peer.crm)
+    return Run(peer.name, wall, cpu, rss, calls, loaded, truth, code == 0 and loaded == truth, why)
 
 
 def report(crm: str, runs: list[Run]) -> None:
@@ -316,7 +513,8 @@ def report(crm: str, runs: list[Run]) -> None:
 
 
 def bench_crm(crm: str, deals: int, rounds: int, seed: int) -> None:
-    peers = [p for p in PEERS if p.crm == crm]
+    peers = [p for p in PEERS if p.crm == crm and p.name in TOOLS]
+    dlt_peers = [p for p in DLT_PEERS if p.crm == crm and p.name in TOOLS]
     with tempfile.TemporaryDirectory(prefix=f"bench-peers-{crm}-") as tmp:
         work = Path(tmp)
         proc, entry = start_sandbox(crm, deals, seed, work)
@@ -336,11 +534,19 @@ def bench_crm(crm: str, deals: int, rounds: int, seed: int) -> None:
                     ready.append((peer, python, config, catalog))
                 except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
                     print(f"{crm:<11} {peer.name}: cannot run here: {exc}", flush=True)
+            ready_dlt: list[tuple[DltPeer, Path]] = []
+            for dlt_peer in dlt_peers:
+                try:
+                    ready_dlt.append((dlt_peer, venv_python(dlt_peer)))
+                except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                    print(f"{crm:<11} {dlt_peer.name}: cannot run here: {exc}", flush=True)
             runs: list[Run] = []
             for n in range(rounds):  # alternating: crmsync, each peer, crmsync, ...
                 runs.append(run_crmsync(crm, entry, work, n, base, verify))
                 for peer, python, config, catalog in ready:
                     runs.append(run_peer(peer, python, config, catalog, work, n, base, verify, ca))
+                for dlt_peer, python in ready_dlt:
+                    runs.append(run_dlt(dlt_peer, python, entry, work, n, base, verify, ca))
             report(crm, runs)
         finally:
             proc.terminate()
@@ -354,9 +560,12 @@ def main() -> None:
     parser.add_argument("--crm", default="hubspot,salesforce,pipedrive")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--routes", action="store_true", help="print each run's sandbox calls per route")
+    parser.add_argument("--peers", default="", help="comma-separated peer names to run (default: all)")
     args = parser.parse_args()
     global SHOW_ROUTES
     SHOW_ROUTES = args.routes
+    every = {p.name for p in PEERS} | {p.name for p in DLT_PEERS}
+    TOOLS.update(args.peers.split(",") if args.peers else every)
     print(f"bench_peers: {args.deals:,} deals, {args.rounds} alternating rounds, documented limits on", flush=True)
     for crm in args.crm.split(","):
         bench_crm(crm, args.deals, args.rounds, args.seed)

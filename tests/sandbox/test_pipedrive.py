@@ -418,7 +418,8 @@ def _openapi(name: str, base_url: str, paths: tuple[str, ...]) -> Any:
 V2_OPS = ("/deals", "/deals/{id}", "/deals/archived", "/deals/products", "/deals/{id}/products",
           "/deals/{id}/products/{product_attachment_id}", "/stages", "/pipelines", "/activities",
           "/activities/{id}", "/organizations", "/persons", "/products", "/deals/{id}/followers")
-V1_OPS = ("/users", "/users/me", "/users/{id}", "/dealFields", "/notes", "/notes/{id}", "/recents")
+V1_OPS = ("/users", "/users/me", "/users/{id}", "/dealFields", "/notes", "/notes/{id}", "/recents", "/personFields",
+          "/productFields", "/noteFields")
 
 
 def test_requests_and_responses_match_openapi(server: SandboxServer, client: httpx.Client) -> None:
@@ -459,6 +460,9 @@ def test_requests_and_responses_match_openapi(server: SandboxServer, client: htt
         (v1, base1, client.get("/v1/recents", params={"since_timestamp": "2000-01-01 00:00:00", "items": "deal",
                                                       "limit": 20})),
         (v1, base1, client.get("/v1/recents", params={"since_timestamp": "2000-01-01 00:00:00", "items": "note"})),
+        (v1, base1, client.get("/v1/personFields", params={"start": 0, "limit": 5})),
+        (v1, base1, client.get("/v1/productFields")),
+        (v1, base1, client.get("/v1/noteFields")),
     ]
     for api, base, response in exchanges:
         assert response.status_code in (200, 201), (response.request.url, response.text[:200])

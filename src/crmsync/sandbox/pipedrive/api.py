@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from crmsync.sandbox.core import exact_json, json_response
 from crmsync.sandbox.pipedrive import cursor as cursors
+from crmsync.sandbox.pipedrive.field_lists import note_fields, person_fields, product_fields
 from crmsync.sandbox.pipedrive.fields import activity_fields, deal_fields, organization_fields
 from crmsync.sandbox.pipedrive.hooks import error_response
 from crmsync.sandbox.pipedrive.recents import Recents, RecentsError
@@ -453,6 +454,9 @@ def api_routes(sim: PipedriveSimulator) -> list[Route]:
             Route(v1 + "/organizationFields", guarded(v1_fields(organization_fields), "Field"), methods=["GET"]),
             Route(v1 + "/deals/summary", guarded(deals_summary, "Deal"), methods=["GET"]),
             Route(v1 + "/recents", guarded(recents_list, "Item"), methods=["GET"]),
+            Route(v1 + "/personFields", guarded(v1_fields(person_fields), "Field"), methods=["GET"]),
+            Route(v1 + "/productFields", guarded(v1_fields(product_fields), "Field"), methods=["GET"]),
+            Route(v1 + "/noteFields", guarded(v1_fields(note_fields), "Field"), methods=["GET"]),
             Route(v1 + "/deals/{id:int}/changelog", guarded(deal_changelog, "Deal"), methods=["GET"]),
             Route(v1 + "/notes", guarded(notes, "Note"), methods=["GET", "POST"]),
             Route(v1 + "/notes/{id:int}", guarded(note_one, "Note"), methods=["GET", "PUT", "DELETE"]),
