@@ -48,6 +48,8 @@ def as_id(value: Any, name: str) -> str | None:
     """Ids are strings in the canonical model whatever the CRM sends (HubSpot str, Pipedrive int)."""
     if type(value) is str:
         return value or None
+    if type(value) is int:  # Pipedrive's ids
+        return str(value)
     if isinstance(value, dict):  # Pipedrive v1 embeds {"id": ..., "name": ...}
         value = value.get("id") if "id" in value else value.get("value")
     return as_str(value, name)
@@ -65,6 +67,8 @@ def as_int(value: Any, name: str) -> int | None:
 
 
 def as_decimal(value: Any, name: str) -> Any:
+    if type(value) is Decimal and value.is_finite():  # a JSON fraction, already Decimal (wire.decode_body)
+        return value
     if type(value) is str and value:  # fast path for the usual "1234.50"; anything odd takes the full check
         try:
             number = Decimal(value)
@@ -72,6 +76,8 @@ def as_decimal(value: Any, name: str) -> Any:
             return parse_decimal(value, field_name=name)
         if number.is_finite():
             return number
+    elif type(value) is int:  # a whole JSON number (Decimal from float_hook covers fractions)
+        return Decimal(value)
     return parse_decimal(value, field_name=name)
 
 
