@@ -191,7 +191,7 @@ class ObjectMapping:
         if modified is None:
             raise ModelError(f"{self.source_object} {source_id}: missing {self.modified_field}")
         plan = self._plan
-        values: dict[str, Any] = dict(self.defaults)
+        values: dict[str, Any] = {k: v for k, v in self.defaults.items() if v is not None} if self.defaults else {}
         extra: dict[str, Any] = {}
         for top, rest, source, convert, target, is_extra in plan.steps:
             found = raw.get(top)
@@ -203,20 +203,23 @@ class ObjectMapping:
                 value = convert(found, source)
             if is_extra:
                 extra[target] = value
-            elif value is not None or target not in values:
+            elif value is not None:  # a None never replaces a value (a default, an earlier mapping)
                 values[target] = value
         if self.created_field:
-            values["created_at"] = as_timestamp(_lookup(raw, self.created_field), self.created_field)
+            created = as_timestamp(_lookup(raw, self.created_field), self.created_field)
+            if created is not None:
+                values["created_at"] = created
         if self.deleted_field:
             values["deleted"] = bool(parse_bool(_lookup(raw, self.deleted_field), field_name=self.deleted_field))
         claimed = plan.claimed
-        for key, value in raw.items():
-            if key not in claimed:
-                extra[key] = value
+        unclaimed = {key: value for key, value in raw.items() if key not in claimed}
+        if extra:
+            extra.update(unclaimed)  # as before: a native field of that name wins over the mapped one
+        else:
+            extra = unclaimed
         try:
             return plan.record_cls(connection=connection, source_object=self.source_object, source_id=source_id,
-                                   modified_at=modified, extra=extra,
-                                   **{k: v for k, v in values.items() if v is not None})
+                                   modified_at=modified, extra=extra, **values)
         except TypeError as exc:  # a mapping names a field the record does not have
             raise ModelError(f"{self.source_object} {source_id}: {exc}") from exc
 
