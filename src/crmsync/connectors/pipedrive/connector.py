@@ -213,11 +213,12 @@ class PipedriveConnector:
               until: int | None, prefetch: bool = True) -> Iterator[tuple[list[dict[str, Any]], bool]]:
         """One ``updated_since`` pass: (new rows of a page, pass finished) per page.
 
-        The pages' requests run ahead of the caller (``_fetch_ahead``): while the caller maps and
-        commits a page, up to ``prefetch_pages`` later pages are requested, as fast as the shared
-        burst limiter lets them go. Each answer is decoded and passed through the checkpoint only
-        when the caller asks for that page, so the checkpoint order is unchanged and a pass stopped
-        early leaves nothing half-applied."""
+        The pages' requests run ahead of the caller (``_raw_pages`` in a ``ReadAhead`` worker, which
+        reads only each answer's envelope for its ``next_cursor``): while the caller maps and commits
+        a page, up to ``prefetch_pages`` later answers are fetched, as fast as the shared burst
+        limiter lets them go. Each answer is decoded and passed through the checkpoint only when the
+        caller asks for that page, so the checkpoint order is unchanged, and a pass closed early
+        stops its worker (answers fetched ahead and never handed over are read again next run)."""
         since, next_cursor = checkpoint.begin(override_since)
         query = {**params, "sort_by": "update_time", "sort_direction": "asc", "limit": self.page_limit}
         if since is not None:
