@@ -67,3 +67,12 @@ def test_a_refused_value_still_names_its_field(store: Store) -> None:
     with pytest.raises(ModelError, match="naive") as refused:
         store.upsert([deal])
     assert refused.value.field == "stage_changed_at"
+
+
+def test_json_text_takes_non_string_keys_and_refuses_what_it_cannot_write() -> None:
+    from crmsync.store.types import json_dumps
+
+    assert json_dumps({"a": Decimal("1.50"), "d": dt.date(2025, 1, 2)}) == '{"a":"1.50","d":"2025-01-02"}'
+    assert json_dumps({1: "x", "b": [1, 2]}) == '{"1":"x","b":[1,2]}'  # keys made text, as before
+    with pytest.raises(TypeError):
+        json_dumps({"x": object()})
