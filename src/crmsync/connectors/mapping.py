@@ -30,8 +30,8 @@ from crmsync.model import (
 
 Converter = Callable[[Any, str], Any]
 # one mapped field, resolved once: top-level key, nested path below it, source name, converter,
-# target (canonical field or extra key), whether it goes to ``extra``
-_Step = tuple[str, "tuple[str, ...] | None", str, Converter, str, bool]
+# target (canonical field or extra key), whether it goes to ``extra``, whether None stays None
+_Step = tuple[str, "tuple[str, ...] | None", str, Converter, str, bool, bool]
 
 
 def as_str(value: Any, name: str) -> str | None:
@@ -117,6 +117,8 @@ CONVERTERS: dict[str, Converter] = {
     "str": as_str, "id": as_id, "int": as_int, "decimal": as_decimal, "percent": as_percent,
     "bool": as_bool, "timestamp": as_timestamp, "date": as_date,
 }
+#: converters that turn a missing value (None) into None: ``to_record`` skips the call for them
+NONE_TO_NONE: frozenset[Converter] = frozenset(CONVERTERS.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +178,7 @@ class ObjectMapping:
             claimed.add(top)
             is_extra = fm.target.startswith("extra.")
             steps.append((top, tuple(rest.split(".")) if rest else None, fm.source, fm.convert,
-                          fm.target[6:] if is_extra else fm.target, is_extra))
+                          fm.target[6:] if is_extra else fm.target, is_extra, fm.convert in NONE_TO_NONE))
         for name in (self.created_field, self.deleted_field):
             if name:
                 claimed.add(name.split(".", 1)[0])
@@ -193,12 +195,14 @@ class ObjectMapping:
         plan = self._plan
         values: dict[str, Any] = {k: v for k, v in self.defaults.items() if v is not None} if self.defaults else {}
         extra: dict[str, Any] = {}
-        for top, rest, source, convert, target, is_extra in plan.steps:
+        for top, rest, source, convert, target, is_extra, none_to_none in plan.steps:
             found = raw.get(top)
             if rest is not None:
                 found = _walk(found, rest)
             if type(found) is str and (convert is as_str or convert is as_id):
                 value = found or None  # what both converters return for text, without the call
+            elif found is None and none_to_none:
+                value = None
             else:
                 value = convert(found, source)
             if is_extra:
