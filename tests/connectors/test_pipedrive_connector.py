@@ -271,3 +271,49 @@ def test_a_version_read_inside_its_own_second_is_read_again() -> None:
     assert not cp.accept(1, 100, read_at=105.0 + settle)  # settled: a closed lower bound does not re-emit it
     assert cp.accept(1, 101, read_at=105.0 + settle)  # a newer version always passes
     assert cp.to_dict()["seen"] == {"1": 101}
+
+
+def _requests_of(sim: PipedriveSimulator, route: str, at_least: int, deadline_s: float = 10.0) -> int:
+    """The simulator's count for ``route`` once it reaches ``at_least`` (it logs a request just after
+    answering it), or whatever it is when the deadline passes."""
+    deadline = time.monotonic() + deadline_s
+    while sim.log.by_route[route] < at_least and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return int(sim.log.by_route[route])
+
+
+def test_pages_are_requested_ahead_up_to_prefetch_pages_and_read_in_order(
+        sim: PipedriveSimulator, server: SandboxServer) -> None:
+    list_route = "GET /api/v2/deals"
+    plain = make(server, page_limit=40, prefetch=False)
+    expected, expected_cursor = drain(plain.pull("deals", None, backfill=True))
+    plain.close()
+    assert len(expected) == 400 // 40 + 1  # ten live pages, then the deleted pass
+    sim.log.reset()
+    ahead = make(server, page_limit=40, prefetch_pages=3)
+    pages = ahead.pull("deals", None, backfill=True)
+    first = next(pages)
+    # while the first page is held, the next three answers wait in the queue and the worker holds
+    # the fourth: five list requests, and no more however long the caller takes
+    assert _requests_of(sim, list_route, 5) == 5
+    assert sim.log.by_route[list_route] == 5
+    rest = list(pages)
+    ahead.close()
+    got = [first, *rest]
+    assert [[r.source_id for r in p.records] for p in got] == [[r.source_id for r in p.records] for p in expected]
+    assert [p.done for p in got] == [p.done for p in expected]
+    assert got[-1].cursor == expected_cursor
+    assert sim.log.snapshot()["by_status"].get("429", 0) == 0
+
+
+def test_a_pass_closed_early_stops_its_requests(sim: PipedriveSimulator, server: SandboxServer) -> None:
+    list_route = "GET /api/v2/deals"
+    sim.log.reset()
+    connector = make(server, page_limit=20, prefetch_pages=2)
+    pages = connector.pull("deals", None, backfill=True)
+    next(pages)
+    held = _requests_of(sim, list_route, 4)
+    pages.close()  # e.g. a stop requested: the worker finishes the request in hand, then ends
+    connector.close()
+    assert held == 4 and sim.log.by_route[list_route] <= held + 1
+    assert sim.log.by_route[list_route] < 400 // 20

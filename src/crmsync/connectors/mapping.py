@@ -30,8 +30,8 @@ from crmsync.model import (
 
 Converter = Callable[[Any, str], Any]
 # one mapped field, resolved once: top-level key, nested path below it, source name, converter,
-# target (canonical field or extra key), whether it goes to ``extra``
-_Step = tuple[str, "tuple[str, ...] | None", str, Converter, str, bool]
+# target (canonical field or extra key), whether it goes to ``extra``, whether None stays None
+_Step = tuple[str, "tuple[str, ...] | None", str, Converter, str, bool, bool]
 
 
 def as_str(value: Any, name: str) -> str | None:
@@ -48,6 +48,8 @@ def as_id(value: Any, name: str) -> str | None:
     """Ids are strings in the canonical model whatever the CRM sends (HubSpot str, Pipedrive int)."""
     if type(value) is str:
         return value or None
+    if type(value) is int:  # Pipedrive's ids
+        return str(value)
     if isinstance(value, dict):  # Pipedrive v1 embeds {"id": ..., "name": ...}
         value = value.get("id") if "id" in value else value.get("value")
     return as_str(value, name)
@@ -65,6 +67,8 @@ def as_int(value: Any, name: str) -> int | None:
 
 
 def as_decimal(value: Any, name: str) -> Any:
+    if type(value) is Decimal and value.is_finite():  # a JSON fraction, already Decimal (wire.decode_body)
+        return value
     if type(value) is str and value:  # fast path for the usual "1234.50"; anything odd takes the full check
         try:
             number = Decimal(value)
@@ -72,6 +76,8 @@ def as_decimal(value: Any, name: str) -> Any:
             return parse_decimal(value, field_name=name)
         if number.is_finite():
             return number
+    elif type(value) is int:  # a whole JSON number (Decimal from float_hook covers fractions)
+        return Decimal(value)
     return parse_decimal(value, field_name=name)
 
 
@@ -111,6 +117,8 @@ CONVERTERS: dict[str, Converter] = {
     "str": as_str, "id": as_id, "int": as_int, "decimal": as_decimal, "percent": as_percent,
     "bool": as_bool, "timestamp": as_timestamp, "date": as_date,
 }
+#: converters that turn a missing value (None) into None: ``to_record`` skips the call for them
+NONE_TO_NONE: frozenset[Converter] = frozenset(CONVERTERS.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +178,7 @@ class ObjectMapping:
             claimed.add(top)
             is_extra = fm.target.startswith("extra.")
             steps.append((top, tuple(rest.split(".")) if rest else None, fm.source, fm.convert,
-                          fm.target[6:] if is_extra else fm.target, is_extra))
+                          fm.target[6:] if is_extra else fm.target, is_extra, fm.convert in NONE_TO_NONE))
         for name in (self.created_field, self.deleted_field):
             if name:
                 claimed.add(name.split(".", 1)[0])
@@ -185,32 +193,37 @@ class ObjectMapping:
         if modified is None:
             raise ModelError(f"{self.source_object} {source_id}: missing {self.modified_field}")
         plan = self._plan
-        values: dict[str, Any] = dict(self.defaults)
+        values: dict[str, Any] = {k: v for k, v in self.defaults.items() if v is not None} if self.defaults else {}
         extra: dict[str, Any] = {}
-        for top, rest, source, convert, target, is_extra in plan.steps:
+        for top, rest, source, convert, target, is_extra, none_to_none in plan.steps:
             found = raw.get(top)
             if rest is not None:
                 found = _walk(found, rest)
             if type(found) is str and (convert is as_str or convert is as_id):
                 value = found or None  # what both converters return for text, without the call
+            elif found is None and none_to_none:
+                value = None
             else:
                 value = convert(found, source)
             if is_extra:
                 extra[target] = value
-            elif value is not None or target not in values:
+            elif value is not None:  # a None never replaces a value (a default, an earlier mapping)
                 values[target] = value
         if self.created_field:
-            values["created_at"] = as_timestamp(_lookup(raw, self.created_field), self.created_field)
+            created = as_timestamp(_lookup(raw, self.created_field), self.created_field)
+            if created is not None:
+                values["created_at"] = created
         if self.deleted_field:
             values["deleted"] = bool(parse_bool(_lookup(raw, self.deleted_field), field_name=self.deleted_field))
         claimed = plan.claimed
-        for key, value in raw.items():
-            if key not in claimed:
-                extra[key] = value
+        unclaimed = {key: value for key, value in raw.items() if key not in claimed}
+        if extra:
+            extra.update(unclaimed)  # as before: a native field of that name wins over the mapped one
+        else:
+            extra = unclaimed
         try:
             return plan.record_cls(connection=connection, source_object=self.source_object, source_id=source_id,
-                                   modified_at=modified, extra=extra,
-                                   **{k: v for k, v in values.items() if v is not None})
+                                   modified_at=modified, extra=extra, **values)
         except TypeError as exc:  # a mapping names a field the record does not have
             raise ModelError(f"{self.source_object} {source_id}: {exc}") from exc
 

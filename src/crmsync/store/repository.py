@@ -279,6 +279,9 @@ class Transaction:
     def resolve_quarantined_ids(self, connection: str, object_name: str, source_ids: Sequence[str]) -> int:
         """Records that have now been stored: their open quarantine entries are resolved."""
         c = t.quarantine.c
+        open_entry = select(c.id).where(c.connection == connection, c.object_name == object_name, ~c.resolved).limit(1)
+        if self.conn.execute(open_entry).first() is None:
+            return 0  # nothing open for this object (every page of a clean backfill): no per-id update
         changed = 0
         for chunk in _chunks(sorted(set(source_ids))):
             changed += self.conn.execute(update(t.quarantine).where(

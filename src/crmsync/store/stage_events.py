@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
 from sqlalchemy.dialects.sqlite import pysqlite
 
-from crmsync.model import Deal, ModelError, Record, now_utc, parse_timestamp
+from crmsync.model import UTC, Deal, ModelError, Record, now_utc, parse_timestamp
 from crmsync.store import tables as t
 from crmsync.store.types import aware_param, format_utc
 
@@ -119,35 +119,51 @@ def _stored_stages(conn: Connection, keys: Sequence[tuple[str, str]]) -> dict[tu
     return out
 
 
+#: an event as the insert takes it: (connection, deal_id, pipeline_id, from_stage_id, to_stage_id, at, source)
+EventRow = tuple[str, str, "str | None", "str | None", str, dt.datetime, str]
+
+
 def events_for_page(conn: Connection, records: Sequence[Record],
                     histories: Mapping[str, Sequence[Any]] | None = None) -> list[StageEvent]:
     """The events a page of deals implies, against what ``conn`` has stored (call before the upsert).
     ``histories`` (deal id -> the CRM's history, oldest first) wins over comparing with the store.
     Records of other kinds are ignored."""
+    return [StageEvent(*row) for row in _event_rows(conn, records, histories)]
+
+
+def _event_rows(conn: Connection, records: Sequence[Record],
+                histories: Mapping[str, Sequence[Any]] | None) -> list[EventRow]:
+    """``events_for_page`` as plain tuples (a page of new deals is one event per deal: the insert
+    takes tuples, so no event object is built for it); timestamps checked as ``StageEvent`` does."""
     newest = _newest(d for d in records if type(d) is Deal and not d.deleted)
     if not newest:
         return []
-    events: list[StageEvent] = []
+    rows: list[EventRow] = []
     compare: list[tuple[Deal, str]] = []
     for deal in newest.values():
         history = history_events(deal, histories.get(deal.source_id) if histories else None)
         if history:
-            events.extend(history)
+            rows.extend((e.connection, e.deal_id, e.pipeline_id, e.from_stage_id, e.to_stage_id, e.at, e.source)
+                        for e in history)
         elif deal.stage_id is not None:
             compare.append((deal, deal.stage_id))
     if not compare:
-        return events
+        return rows
     stored = _stored_stages(conn, [(d.connection, d.source_id) for d, _ in compare])
     for deal, stage_id in compare:
         before = stored.get((deal.connection, deal.source_id))
         if before is None:
             at = deal.stage_changed_at or deal.created_at or deal.modified_at
-            events.append(StageEvent(deal.connection, deal.source_id, deal.pipeline_id, None, stage_id, at))
+            from_stage = None
         elif deal.modified_at >= before.modified_at and before.stage_id != stage_id:
             at = deal.stage_changed_at or deal.modified_at
-            events.append(StageEvent(deal.connection, deal.source_id, deal.pipeline_id, before.stage_id,
-                                     stage_id, at))
-    return events
+            from_stage = before.stage_id
+        else:
+            continue
+        if at.tzinfo is not UTC and (at.tzinfo is None or at.utcoffset() is None):
+            raise ModelError(f"stage event {deal.connection}/{deal.source_id}: naive timestamp {at.isoformat()}")
+        rows.append((deal.connection, deal.source_id, deal.pipeline_id, from_stage, stage_id, at, "sync"))
+    return rows
 
 
 _INSERT_COLUMNS = ("connection", "deal_id", "pipeline_id", "from_stage_id", "to_stage_id", "at", "source",
@@ -176,14 +192,18 @@ def _insert_sql(dialect_name: str) -> str:
 def insert_events(conn: Connection, events: Sequence[StageEvent], *, recorded_at: dt.datetime | None = None) -> int:
     """Append events (duplicates of ``(connection, deal_id, at, to_stage_id)`` are skipped);
     returns how many rows were added."""
-    if not events:
+    return _insert_rows(conn, [(e.connection, e.deal_id, e.pipeline_id, e.from_stage_id, e.to_stage_id, e.at, e.source)
+                               for e in events], recorded_at)
+
+
+def _insert_rows(conn: Connection, rows: Sequence[EventRow], recorded_at: dt.datetime | None = None) -> int:
+    if not rows:
         return 0
     dialect_name = conn.dialect.name
     stamp: Callable[[Any], Any] = format_utc if dialect_name == "sqlite" else aware_param
     recorded = stamp(recorded_at or now_utc())
-    rows = [(e.connection, e.deal_id, e.pipeline_id, e.from_stage_id, e.to_stage_id, stamp(e.at), e.source, recorded)
-            for e in events]
-    result = conn.exec_driver_sql(_insert_sql(dialect_name), rows)
+    params = [(c, d, p, f, to, stamp(at), s, recorded) for c, d, p, f, to, at, s in rows]
+    result = conn.exec_driver_sql(_insert_sql(dialect_name), params)
     return max(result.rowcount, 0)
 
 
@@ -191,7 +211,7 @@ def record_stage_events(conn: Connection, deals: Sequence[Record],
                         histories: Mapping[str, Sequence[Any]] | None = None) -> int:
     """Compute and append the events of a page of deals; returns rows added. Call inside the page's
     transaction *before* upserting the deals."""
-    return insert_events(conn, events_for_page(conn, deals, histories))
+    return _insert_rows(conn, _event_rows(conn, deals, histories))
 
 
 def iter_stage_events(

@@ -38,7 +38,10 @@ def _json_default(value: Any) -> Any:
 
 def json_dumps(value: Any) -> str:
     """Serialise to JSON text (Decimal -> string, datetime/date -> ISO 8601 string)."""
-    return orjson.dumps(value, default=_json_default, option=_JSON_OPTIONS).decode()
+    try:  # string keys, the usual case: orjson is about twice as fast without OPT_NON_STR_KEYS
+        return orjson.dumps(value, default=_json_default).decode()
+    except TypeError:  # a non-string key (or a value nothing serialises: raised again below)
+        return orjson.dumps(value, default=_json_default, option=_JSON_OPTIONS).decode()
 
 
 def json_loads(text: str | bytes | int | float) -> Any:
@@ -65,7 +68,10 @@ def aware_param(value: Any) -> dt.datetime:
 def format_utc(value: Any) -> str:
     """Fixed-width ISO text of an aware datetime in UTC (the SQLite storage form)."""
     if type(value) is dt.datetime and value.tzinfo is UTC:  # the common case, fast
-        return value.isoformat(timespec="microseconds")
+        # orjson writes the same ISO text as isoformat() in a fraction of its time (called for
+        # every timestamp of every stored row); it leaves out zero microseconds, put back here
+        text = orjson.dumps(value).decode()
+        return text[1:-7] + ".000000+00:00" if len(text) == 27 else text[1:-1]
     return aware_param(value).astimezone(UTC).isoformat(timespec="microseconds")
 
 

@@ -99,6 +99,34 @@ class CompiledUpsert:
     synced_at_index: int
     hash_index: int
     converters: tuple[tuple[int, Converter], ...]  # (position in the field tuple, converter)
+    # (record, synced_at, content_hash) -> the parameter tuple: the same conversions as the loop over
+    # ``converters``, written out as one function per kind and dialect (see ``_row_builder``)
+    row_builder: Callable[[Any, Any, str], tuple[Any, ...]]
+
+
+def _row_builder(columns: tuple[str, ...], converters: dict[str, Converter]) -> Callable[[Any, Any, str], tuple[Any, ...]]:
+    """One function building a row's parameter tuple in ``columns`` order: ``synced_at`` and
+    ``content_hash`` from its arguments, each other column the record's field of that name, through
+    its converter when it has one and is not None. Generated once per kind (column names are the
+    record's dataclass field names, checked as identifiers), it does per row what the generic loop
+    does, without the loop: this runs for every record stored."""
+    parts = []
+    scope: dict[str, Any] = {}
+    for name in columns:
+        if not name.isidentifier():
+            raise RuntimeError(f"column {name!r} is not an identifier")
+        if name == "synced_at":
+            parts.append("synced")
+        elif name == "content_hash":
+            parts.append("digest")
+        elif name in converters:
+            scope[f"c_{name}"] = converters[name]
+            parts.append(f"(None if (v_{name} := r.{name}) is None else c_{name}(v_{name}))")
+        else:
+            parts.append(f"r.{name}")
+    source = f"def build(r, synced, digest):\n    return ({', '.join(parts)},)\n"
+    exec(compile(source, "<crmsync.store.upsert row builder>", "exec"), scope)  # noqa: S102 - names checked above
+    return scope["build"]  # type: ignore[no-any-return]
 
 
 def _build_statement(table: Table, dialect_name: str) -> Insert:
@@ -138,10 +166,12 @@ def _compile(table: Table, field_names: tuple[str, ...], dialect_name: str) -> C
     sql = compiled.string
     field_order = tuple(c for c in columns if c not in ("synced_at", "content_hash"))
     converters = []
+    by_name: dict[str, Converter] = {}
     for i, name in enumerate(field_order):
         conv = _converter(table.c[name].type, dialect_name)
         if conv is not None:
             converters.append((i, conv))
+            by_name[name] = conv
     return CompiledUpsert(
         sql=sql,
         columns=columns,
@@ -149,6 +179,7 @@ def _compile(table: Table, field_names: tuple[str, ...], dialect_name: str) -> C
         synced_at_index=columns.index("synced_at"),
         hash_index=columns.index("content_hash"),
         converters=tuple(converters),
+        row_builder=_row_builder(columns, by_name),
     )
 
 
@@ -237,8 +268,7 @@ def build_params(plan: KindPlan, records: Sequence[Record], dialect_name: str, s
     getter = compiled.field_getter
     converters = compiled.converters
     synced = format_utc(synced_at) if dialect_name == "sqlite" else aware_param(synced_at)
-    sync_i, hash_i = compiled.synced_at_index, compiled.hash_index
-    first, second = sorted(((sync_i, "s"), (hash_i, "h")))
+    build = compiled.row_builder
     record_cls = plan.record_cls
     currency_fields = plan.currency_fields
     content_hash_of = plan.content_hash
@@ -250,6 +280,12 @@ def build_params(plan: KindPlan, records: Sequence[Record], dialect_name: str, s
             currency = getattr(record, name)
             if currency is not None and (type(currency) is not str or len(currency) != 3):
                 raise ModelError(f"{_describe(record)}: {name} {currency!r} is not a 3-letter code", field=name)
+        digest = content_hash_of(record)
+        try:
+            out.append(build(record, synced, digest))
+            continue
+        except (ModelError, TypeError):
+            pass  # the loop below finds the field at fault and says so
         row = list(getter(record))
         i = -1
         try:
@@ -260,10 +296,7 @@ def build_params(plan: KindPlan, records: Sequence[Record], dialect_name: str, s
         except (ModelError, TypeError) as exc:
             names = [c for c in compiled.columns if c not in ("synced_at", "content_hash")]
             raise ModelError(f"{_describe(record)}: {exc}", field=names[i] if 0 <= i < len(names) else None) from exc
-        digest = content_hash_of(record)
-        row.insert(first[0], synced if first[1] == "s" else digest)
-        row.insert(second[0], synced if second[1] == "s" else digest)
-        out.append(tuple(row))
+        raise ModelError(f"{_describe(record)}: refused by the row builder but not by its converters")
     return out
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from crmsync.connectors.base import (
@@ -29,16 +28,19 @@ from crmsync.connectors.base import (
 from crmsync.connectors.cursor import StampRule, settle_seconds
 from crmsync.connectors.mapping import ObjectMapping, as_timestamp
 from crmsync.connectors.pipedrive.history import CHANGELOG_COST, read_histories
-from crmsync.connectors.pipedrive.http import DEFAULT_BASE_URL, PipedriveHttp
+from crmsync.connectors.pipedrive.http import DEFAULT_BASE_URL, PipedriveHttp, RawPage
 from crmsync.connectors.pipedrive.incremental import DEFAULT_RULE, Checkpoint
 from crmsync.connectors.pipedrive.mapping import MAPPINGS, prepare
 from crmsync.connectors.pipedrive.push import Pusher
 from crmsync.connectors.plan import BackfillPlan, Option, pages
 from crmsync.connectors.stage_history import HistoryBatch
+from crmsync.connectors.wire import decode_body
 from crmsync.model import Deal, ModelError, Record
+from crmsync.readahead import ReadAhead
 from crmsync.settings import ConnectionSettings
 
 PAGE_LIMIT = 500
+PREFETCH_PAGES = 3  # answers fetched ahead of the page being stored (bounded memory: ~0.85 MB each)
 IDS_PER_CALL = 100
 V2 = "/api/v2"
 # object -> (list path, extra params) for cursor-paged v2 endpoints
@@ -90,7 +92,9 @@ class PipedriveConnector:
         # update_time has whole seconds (settle_seconds, or its older name lookback_seconds)
         self.stamp_rule = StampRule(1.0, settle_seconds(options, DEFAULT_RULE.settle_s))
         self.page_limit = int(options.get("page_limit", PAGE_LIMIT))
-        self.prefetch = bool(options.get("prefetch", True))  # request the next page while one is stored
+        # request later pages while one is stored: up to prefetch_pages answers (~1.7 KB a deal) held
+        self.prefetch = bool(options.get("prefetch", True))
+        self.prefetch_pages = max(1, int(options.get("prefetch_pages", PREFETCH_PAGES)))
         self._field_names: dict[str, dict[str, str]] = {}
         self._mappings: dict[str, ObjectMapping] = {
             name: mapping.with_overrides(conn.field_mappings.get(name, {})) for name, mapping in MAPPINGS.items()}
@@ -130,12 +134,6 @@ class PipedriveConnector:
              body: Mapping[str, Any] | None = None, cost: int = COST_LIST, for_push: bool = False) -> dict[str, Any]:
         self.ensure_budget(cost, for_push=for_push)
         return self.http.request(method, path, params=params, body=body)
-
-    def call_timed(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-                   cost: int = COST_LIST) -> tuple[dict[str, Any], float]:
-        """``call`` plus a lower bound of the server time the answer was read at (its ``Date``)."""
-        self.ensure_budget(cost)
-        return self.http.request_timed(method, path, params=params)
 
     # --- field names --------------------------------------------------------------------------------
     def field_names(self, object_name: str) -> dict[str, str]:
@@ -215,44 +213,54 @@ class PipedriveConnector:
               until: int | None, prefetch: bool = True) -> Iterator[tuple[list[dict[str, Any]], bool]]:
         """One ``updated_since`` pass: (new rows of a page, pass finished) per page.
 
-        While the caller maps and commits a page, the next page's request is already in flight
-        (one worker thread, one request ahead; its answer is used only when the caller asks for
-        the next page, so the checkpoint order is unchanged)."""
+        The pages' requests run ahead of the caller (``_raw_pages`` in a ``ReadAhead`` worker, which
+        reads only each answer's envelope for its ``next_cursor``): while the caller maps and commits
+        a page, up to ``prefetch_pages`` later answers are fetched, as fast as the shared burst
+        limiter lets them go. Each answer is decoded and passed through the checkpoint only when the
+        caller asks for that page, so the checkpoint order is unchanged, and a pass closed early
+        stops its worker (answers fetched ahead and never handed over are read again next run)."""
         since, next_cursor = checkpoint.begin(override_since)
-
-        def fetch(api_cursor: str | None) -> dict[str, Any]:
-            query = {**params, "sort_by": "update_time", "sort_direction": "asc", "limit": self.page_limit}
-            if since is not None:
-                query["updated_since"] = _rfc3339(since)
-            if until is not None:
-                query["updated_until"] = _rfc3339(until)
-            if api_cursor:
-                query["cursor"] = api_cursor
-            answer, read_at = self.call_timed("GET", V2 + path, params=query)
-            answer["_read_at"] = read_at  # server time: was each record's second over when read?
-            return answer
-
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipedrive-prefetch") as pool:
-            data = fetch(next_cursor)
-            while True:
+        query = {**params, "sort_by": "update_time", "sort_direction": "asc", "limit": self.page_limit}
+        if since is not None:
+            query["updated_since"] = _rfc3339(since)
+        if until is not None:
+            query["updated_until"] = _rfc3339(until)
+        depth = self.prefetch_pages if prefetch and self.prefetch else 0
+        raw_pages: Iterator[RawPage] = self._raw_pages(V2 + path, query, next_cursor)
+        if depth > 0:
+            raw_pages = ReadAhead(raw_pages, depth=depth, name=f"pipedrive-prefetch-{self.name}")
+        try:
+            for raw in raw_pages:
+                read_at = raw.read_at
                 fresh = []
-                read_at = data.get("_read_at")
                 newest: int | None = None
-                for raw in data.get("data") or []:
-                    stamp = _epoch(raw.get("update_time"))
+                for row in decode_body(raw.content).get("data") or []:
+                    stamp = _epoch(row.get("update_time"))
                     if stamp is not None:
                         newest = stamp if newest is None else max(newest, stamp)
-                    if stamp is None or checkpoint.accept(int(raw["id"]), stamp, read_at, self.stamp_rule):
-                        fresh.append(raw)
+                    if stamp is None or checkpoint.accept(int(row["id"]), stamp, read_at, self.stamp_rule):
+                        fresh.append(row)
                 checkpoint.page_read(newest, read_at, self.stamp_rule)
-                next_cursor = (data.get("additional_data") or {}).get("next_cursor")
-                checkpoint.page_done(next_cursor)
-                ahead = pool.submit(fetch, next_cursor) if next_cursor and prefetch and self.prefetch else None
-                del data
-                yield fresh, next_cursor is None
-                if next_cursor is None:
+                checkpoint.page_done(raw.next_cursor)
+                finished = raw.next_cursor is None
+                del raw
+                yield fresh, finished
+                if finished:
                     return
-                data = ahead.result() if ahead is not None else fetch(next_cursor)
+        finally:
+            close = getattr(raw_pages, "close", None)
+            if close is not None:
+                close()
+
+    def _raw_pages(self, path: str, query: dict[str, Any], api_cursor: str | None) -> Iterator[RawPage]:
+        """The pass's answers in order, following ``next_cursor`` until the last page (undecoded)."""
+        while True:
+            self.ensure_budget(COST_LIST)
+            page = self.http.request_page(path, params={**query, "cursor": api_cursor} if api_cursor else query)
+            yield page
+            if page.next_cursor is None:
+                return
+            api_cursor = page.next_cursor
 
     def _pull_incremental(self, object_name: str, state: dict[str, Any], phases: list[str],
                           since: dt.datetime | None, until: dt.datetime | None) -> Iterator[Page]:

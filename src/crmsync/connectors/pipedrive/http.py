@@ -15,7 +15,7 @@ import hashlib
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import msgspec
@@ -43,6 +43,27 @@ _NUMERIC = re.compile(r"/\d+(?=/|$)")
 
 class NotFoundError(FatalError):
     """404: the record does not exist (or is not visible to this token)."""
+
+
+class _Envelope(msgspec.Struct):
+    """Pipedrive's answer envelope without its ``data``: msgspec checks the whole document's syntax
+    but builds no objects for the records (a fraction of a full decode)."""
+
+    success: Any = None
+    additional_data: Any = None
+    error: Any = None
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+
+
+class RawPage(NamedTuple):
+    """A list answer as it came (``content``, checked JSON), the server time it was read at and its
+    ``next_cursor``: enough to request the next page before this one is decoded."""
+
+    content: bytes
+    read_at: float
+    next_cursor: str | None
 
 
 def path_template(path: str) -> str:
@@ -98,7 +119,34 @@ class PipedriveHttp:
         )
         for attempt in retrying:
             with attempt:
-                return self._once(method, path, params, body)
+                response, read_at, where = self._once(method, path, params, body)
+                return self._classify(where, response), read_at
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def request_page(self, path: str, *, params: Mapping[str, Any] | None = None) -> RawPage:
+        """A GET of a cursor-paged list, checked like ``request`` (status, JSON, ``success``) but left
+        undecoded: the caller decodes ``content`` (``wire.decode_body``) while the next page is fetched."""
+        retrying = Retrying(
+            retry=retry_if_exception_type(RetriableError), stop=stop_after_attempt(self.max_attempts),
+            wait=self._wait, sleep=self._sleep, reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                response, read_at, where = self._once("GET", path, params, None)
+                self._check_status(where, response)
+                try:
+                    envelope = _ENVELOPE.decode(response.content)
+                except msgspec.ValidationError:  # JSON, but not an object: not Pipedrive's envelope
+                    envelope = None
+                except (msgspec.DecodeError, ValueError):
+                    raise RetriableError(f"{where}: truncated or invalid JSON body",
+                                         status=response.status_code) from None
+                if envelope is None or envelope.success is False:
+                    raise FatalError(f"{where}: unexpected answer ({_error_message(response)})",
+                                     status=response.status_code)
+                extra = envelope.additional_data
+                cursor = extra.get("next_cursor") if isinstance(extra, dict) else None
+                return RawPage(response.content, read_at, str(cursor) if cursor else None)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _wait(self, state: RetryCallState) -> float:
@@ -114,7 +162,7 @@ class PipedriveHttp:
             self._sleep(min(delay, self.max_wait_s))
 
     def _once(self, method: str, path: str, params: Mapping[str, Any] | None,
-              body: Mapping[str, Any] | None) -> tuple[dict[str, Any], float]:
+              body: Mapping[str, Any] | None) -> tuple[httpx.Response, float, str]:
         where = f"{method} {path_template(path)}"
         self._throttle()
         if self.burst is not None:
@@ -128,7 +176,7 @@ class PipedriveHttp:
             if self.burst is not None:
                 self.burst.release()
         self._observe(response)
-        return self._classify(where, response), read_at
+        return response, read_at, where
 
     def _observe(self, response: httpx.Response) -> None:
         headers = response.headers
@@ -154,6 +202,18 @@ class PipedriveHttp:
                 self._burst_reset_at = time.monotonic() + reset
 
     def _classify(self, where: str, response: httpx.Response) -> dict[str, Any]:
+        self._check_status(where, response)
+        status = response.status_code
+        try:
+            data = decode_body(response.content)
+        except (msgspec.DecodeError, ValueError):
+            raise RetriableError(f"{where}: truncated or invalid JSON body", status=status) from None
+        if not isinstance(data, dict) or data.get("success") is False:
+            raise FatalError(f"{where}: unexpected answer ({_error_message(response)})", status=status)
+        return data
+
+    def _check_status(self, where: str, response: httpx.Response) -> None:
+        """Raise the error an answer's status means (429, 5xx, 401, 404, other 4xx)."""
         status = response.status_code
         if status == 429:
             retry_after = _header_int(response.headers, "retry-after")
@@ -173,13 +233,6 @@ class PipedriveHttp:
             raise NotFoundError(f"{where}: 404 {_error_message(response)}", status=404)
         if status >= 400:
             raise FatalError(f"{where}: {status} {_error_message(response)}", status=status)
-        try:
-            data = decode_body(response.content)
-        except (msgspec.DecodeError, ValueError):
-            raise RetriableError(f"{where}: truncated or invalid JSON body", status=status) from None
-        if not isinstance(data, dict) or data.get("success") is False:
-            raise FatalError(f"{where}: unexpected answer ({_error_message(response)})", status=status)
-        return data
 
 
 def _error_message(response: httpx.Response) -> str:
