@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
-from functools import partial
-from typing import Any, TypeVar
-
-from simple_salesforce import Salesforce
-from simple_salesforce.exceptions import SalesforceError, SalesforceResourceNotFound
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from crmsync.connectors.base import (
     BudgetExhausted,
@@ -28,6 +26,7 @@ from crmsync.connectors.salesforce.history import read_histories
 from crmsync.connectors.salesforce.mapping import OBJECTS, PIPELINE_ID, SObjectSpec
 from crmsync.connectors.salesforce.pull import Reader
 from crmsync.connectors.salesforce.push import Pusher
+from crmsync.connectors.salesforce.rest import API_VERSION, RestReads
 from crmsync.connectors.salesforce.soql import soql
 from crmsync.connectors.salesforce.transport import NotFoundError, SalesforceSession
 from crmsync.connectors.stage_history import HistoryBatch
@@ -35,8 +34,10 @@ from crmsync.connectors.wire import encode_body
 from crmsync.model import Deal, ModelError, Pipeline
 from crmsync.settings import ConnectionSettings
 
+if TYPE_CHECKING:
+    from simple_salesforce import Salesforce
+
 T = TypeVar("T")
-API_VERSION = "59.0"
 PIPELINE_MODIFIED = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
@@ -80,23 +81,35 @@ class SalesforceConnector:
         except BaseException:
             self.session.close()
             raise
-        self.sf = Salesforce(session_id=self.session.access_token, instance_url=self.session.instance_url,
-                             session=self.session, version=API_VERSION, parse_float=Decimal)
+        self.rest = RestReads(self.session, API_VERSION)
         self._pusher = Pusher(self)
+
+    @cached_property
+    def sf(self) -> Salesforce:
+        """simple-salesforce over this session, for pushes: imported on first use (a pull never
+        loads it, nor the zeep/lxml/cryptography it brings; reads go through ``rest``)."""
+        from simple_salesforce import Salesforce
+
+        return Salesforce(session_id=self.session.access_token, instance_url=self.session.instance_url,
+                          session=self.session, version=API_VERSION, parse_float=Decimal)
 
     # --- plumbing -------------------------------------------------------------------------
     def call(self, action: Callable[[], T]) -> T:
         """Run one simple-salesforce call; its exceptions become FatalError (retries live in the session)."""
         try:
             return action()
-        except SalesforceError as exc:
-            code, message = _sf_error(exc)
-            kind = NotFoundError if isinstance(exc, SalesforceResourceNotFound) else FatalError
-            raise kind(f"Salesforce {exc.status} {code}: {message}".strip(), status=exc.status) from None
         except ValueError as exc:  # JSONDecodeError: simple-salesforce read a truncated or undecodable body
             if isinstance(exc, ModelError):
                 raise
             raise RetriableError("Salesforce: truncated or invalid JSON body") from None
+        except Exception as exc:
+            # simple-salesforce's errors; if it was never imported, no call raised one
+            errors = sys.modules.get("simple_salesforce.exceptions")
+            if errors is None or not isinstance(exc, errors.SalesforceError):
+                raise
+            code, message = _sf_error(exc)
+            kind = NotFoundError if isinstance(exc, errors.SalesforceResourceNotFound) else FatalError
+            raise kind(f"Salesforce {exc.status} {code}: {message}".strip(), status=exc.status) from None
 
     def check_budget(self, *, push: bool = False) -> None:
         """Stop before spending past this connection's share of the org's daily API calls.
@@ -134,14 +147,7 @@ class SalesforceConnector:
 
     def query(self, query: str, *, include_deleted: bool) -> list[dict[str, Any]]:
         """All records of one SOQL query, following ``nextRecordsUrl``."""
-        answer = self.call(lambda: self.sf.query(query, include_deleted=include_deleted))
-        records = list(answer["records"])
-        while not answer.get("done", True) and answer.get("nextRecordsUrl"):
-            url = answer["nextRecordsUrl"]
-            answer = self.call(partial(self.sf.query_more, url, identifier_is_url=True,
-                                       include_deleted=include_deleted))
-            records.extend(answer["records"])
-        return records
+        return self.rest.query(query, include_deleted=include_deleted)
 
     def query_timed(self, query: str, *, include_deleted: bool) -> tuple[list[dict[str, Any]], float | None]:
         """``query`` plus the earliest server read time of its requests (``Date`` minus round trip)."""
@@ -150,7 +156,7 @@ class SalesforceConnector:
         return rows, self.session.read_times.earliest()
 
     def sobject_deleted(self, sobject: str, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
-        return dict(self.call(lambda: getattr(self.sf, sobject).deleted(start, end)))
+        return self.rest.deleted(sobject, start, end)
 
     # --- the contract ---------------------------------------------------------------------
     def objects(self) -> Sequence[str]:
@@ -211,8 +217,7 @@ class SalesforceConnector:
             clauses.append(soql("SystemModstamp < {}", until))
         if clauses:
             query += " WHERE " + " AND ".join(clauses)
-        answer = self.call(lambda: self.sf.query(query))
-        return int(answer["totalSize"])
+        return self.rest.total(query)
 
     def list_ids(self, object_name: str) -> Iterator[list[str]]:
         spec = self.spec(object_name)
@@ -239,7 +244,7 @@ class SalesforceConnector:
         self.session.close()
 
 
-def _sf_error(exc: SalesforceError) -> tuple[str, str]:
+def _sf_error(exc: Any) -> tuple[str, str]:
     content = exc.content
     if isinstance(content, list) and content and isinstance(content[0], dict):
         return str(content[0].get("errorCode", "")), str(content[0].get("message", ""))[:200]
