@@ -49,7 +49,7 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA temp_store = MEMORY")
-        cursor.execute("PRAGMA cache_size = -65536")  # 64 MiB page cache per connection
+        cursor.execute("PRAGMA cache_size = -8192")  # 8 MiB page cache per connection
     finally:
         cursor.close()
 
