@@ -229,3 +229,19 @@ def csv_rows(body: IO[bytes], skip: int, size: int) -> Iterator[tuple[list[dict[
             chunk = []
         chunk.append({k: (v or None) for k, v in zip(header, row, strict=False)})
     yield chunk, True
+
+
+def query_rows(bulk: BulkQueries, operation: str, soql: str, *, poll_s: float, timeout_s: float,
+               before_call: Callable[[], None], parallel: int = 3,
+               chunk: int = 5_000) -> Iterator[tuple[dict[str, Any], str]]:
+    """Every row of one Bulk 2.0 query job, with the job's ``createdDate`` (its snapshot time):
+    the job created, waited for and its results pages read (``ResultFiles``)."""
+    before_call()
+    job = bulk.create(operation, soql)
+    job_id, created = str(job["id"]), str(job.get("createdDate") or "")
+    bulk.wait(job_id, poll_s=poll_s, timeout_s=timeout_s)
+    for results in ResultFiles(bulk, job_id, "", max_records=None, parallel=parallel, before_call=before_call):
+        with results.body:
+            for rows, _last in csv_rows(results.body, 0, chunk):
+                for row in rows:
+                    yield row, created
