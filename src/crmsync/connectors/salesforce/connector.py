@@ -199,20 +199,37 @@ class SalesforceConnector:
 
     def plan_backfill(self, object_name: str, *, since: dt.datetime | None = None,
                       until: dt.datetime | None = None) -> BackfillPlan:
-        """Bulk 2.0 at ``bulk_threshold`` records and more (job create + status polls + one results
-        call per ``bulk_page_size`` rows), else REST keyset pages of ``page_size``. Salesforce has no
-        per-second request limit (only the org's daily allocation and 25 concurrent long-running
-        requests), so the limits set no floor on wall time: what matters is the share of the day."""
+        """Bulk 2.0 at ``bulk_threshold`` records and more (job create, a status poll, ``resultPages``
+        listings of five and one results call per ``bulk_page_size`` rows, ``bulk_parallel`` at once),
+        else REST keyset pages of ``page_size``; deals add their stage history reads (``history_via``:
+        three Bulk jobs for a backfill of every deal, else three queries per 200 deals). Salesforce
+        has no per-second request limit (only the org's daily allocation and 25 concurrent
+        long-running requests), so the limits set no floor on wall time: what matters is the share
+        of the day."""
         records = self.count(object_name, since=since, until=until)
-        bulk = Option("bulk", pages(records, self.bulk_page_size) + 3, None, pages(records, self.bulk_page_size) + 3,
-                      f"Bulk 2.0 query job, results {self.bulk_page_size:,} rows a call")
-        rest = Option("rest", pages(records, self.page_size) + 1, None, pages(records, self.page_size) + 1,
-                      f"REST keyset, {self.page_size:,} a page")
+        results = pages(records, self.bulk_page_size)
+        bulk_calls = 2 + pages(results, 5) + results
+        rest_calls = pages(records, self.page_size) + 1
+        history, history_note = 0, ""
+        if object_name == "deals" and bool(self.conn.options.get("stage_history", True)):
+            if self.history_via == "bulk" and since is None and until is None:
+                history = 3 * (2 + 1 + 1) + max(0, pages(records * 5, self.bulk_page_size) - 1)
+                history_note = "; stage history: 3 Bulk jobs (OpportunityHistory, OpportunityFieldHistory, loss fields)"
+            else:
+                history = 3 * pages(records, 200)
+                history_note = "; stage history: 3 queries per 200 deals"
+        parallel = max(1, int(self.conn.options.get("bulk_parallel", 3)))
+        bulk = Option("bulk", bulk_calls + history, None, bulk_calls + history,
+                      f"Bulk 2.0 query job, {results:,} results page(s) of up to {self.bulk_page_size:,} rows, "
+                      f"{parallel} downloaded at once (resultPages){history_note}")
+        rest = Option("rest", rest_calls + history, None, rest_calls + history,
+                      f"REST keyset, {self.page_size:,} a page{history_note}")
         use_bulk = records >= self.bulk_threshold and until is None
         chosen = bulk if use_bulk else rest
         return BackfillPlan(self.name, object_name, records, chosen, (chosen, rest if use_bulk else bulk),
                             {"daily_allocation": str(self.usage.limit) if self.usage.limit else "?",
-                             "per_second": "none (Salesforce has no per-second request limit)"},
+                             "per_second": "none (Salesforce has no per-second request limit)",
+                             "bulk_threshold": f"{self.bulk_threshold:,} records"},
                             daily_remaining=self.usage.remaining)
 
     def count(self, object_name: str, *, since: dt.datetime | None = None,
