@@ -22,6 +22,7 @@ leaves files named by UUID in its working directory).
     python bench/bench_peers.py                       # 5,000 deals, 2 rounds, every CRM
     python bench/bench_peers.py --deals 20000 --rounds 3 --crm hubspot
     python bench/bench_peers.py --deals 20000 --rounds 1 --crm salesforce --routes   # calls per route
+    python bench/bench_peers.py --deals 20000 --rounds 1 --crm salesforce --option stage_history=true
 """
 
 from __future__ import annotations
@@ -174,6 +175,7 @@ def measured(cmd: list[str], *, env: dict[str, str] | None = None, stdout: Any =
 
 
 SHOW_ROUTES = False  # --routes: the sandbox's calls per route after each run
+EXTRA_OPTIONS: dict[str, Any] = {}  # --option KEY=VALUE: crmsync connection options over PEER_OPTIONS
 
 
 def show_routes(tool: str, base: str, verify: Any) -> None:
@@ -199,7 +201,8 @@ PEER_OPTIONS: dict[str, dict[str, Any]] = {"salesforce": {"stage_history": False
 
 def run_crmsync(crm: str, entry: dict[str, Any], work: Path, n: int, base: str, verify: Any) -> Run:
     config = work / f"crmsync-{n}.yaml"
-    options = {**entry.get("options", {}), **DEFAULT_OPTIONS.get(crm, {}), **PEER_OPTIONS.get(crm, {})}
+    options = {**entry.get("options", {}), **DEFAULT_OPTIONS.get(crm, {}), **PEER_OPTIONS.get(crm, {}),
+               **EXTRA_OPTIONS}
     conn = {**entry, "objects": ["deals"], "options": options}
     config.write_text(yaml.safe_dump({"store": {"url": f"sqlite:///{work / f'store-{n}.db'}"},
                                       "connections": [conn]}))
@@ -354,9 +357,14 @@ def main() -> None:
     parser.add_argument("--crm", default="hubspot,salesforce,pipedrive")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--routes", action="store_true", help="print each run's sandbox calls per route")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a crmsync connection option (YAML value) over PEER_OPTIONS, e.g. stage_history=true")
     args = parser.parse_args()
     global SHOW_ROUTES
     SHOW_ROUTES = args.routes
+    for opt in args.option:
+        key, _, value = opt.partition("=")
+        EXTRA_OPTIONS[key] = yaml.safe_load(value)
     print(f"bench_peers: {args.deals:,} deals, {args.rounds} alternating rounds, documented limits on", flush=True)
     for crm in args.crm.split(","):
         bench_crm(crm, args.deals, args.rounds, args.seed)
