@@ -152,14 +152,15 @@ class SalesforceConnector:
             raise FatalError(f"unknown object {object_name!r} (known: {', '.join(self.objects())})")
         return spec
 
-    def query(self, query: str, *, include_deleted: bool) -> list[dict[str, Any]]:
-        """All records of one SOQL query, following ``nextRecordsUrl``."""
-        return self.rest.query(query, include_deleted=include_deleted)
+    def query(self, query: str, *, include_deleted: bool, fields: Sequence[str] | None = None) -> list[Any]:
+        """All records of one SOQL query, following ``nextRecordsUrl`` (``rest.RestReads.query``)."""
+        return self.rest.query(query, include_deleted=include_deleted, fields=fields)
 
-    def query_timed(self, query: str, *, include_deleted: bool) -> tuple[list[dict[str, Any]], float | None]:
+    def query_timed(self, query: str, *, include_deleted: bool,
+                    fields: Sequence[str] | None = None) -> tuple[list[Any], float | None]:
         """``query`` plus the earliest server read time of its requests (``Date`` minus round trip)."""
         self.session.read_times.start()
-        rows = self.query(query, include_deleted=include_deleted)
+        rows = self.query(query, include_deleted=include_deleted, fields=fields)
         return rows, self.session.read_times.earliest()
 
     def sobject_deleted(self, sobject: str, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from crmsync.connectors.cursor import StampRule, lower
 from crmsync.connectors.salesforce.bulk import BulkQueries, ResultFiles, csv_rows
 from crmsync.connectors.salesforce.host import SalesforceHost
 from crmsync.connectors.salesforce.mapping import SObjectSpec
+from crmsync.connectors.salesforce.rest import as_row
 from crmsync.connectors.salesforce.soql import soql
 from crmsync.connectors.salesforce.transport import NotFoundError
 from crmsync.model import ModelError, Record, parse_timestamp
@@ -53,11 +54,12 @@ class Reader:
         self.fields = list(dict.fromkeys(["Id", *self.mapping.source_fields, *connector.extra_fields(name)]))
 
     # --- mapping --------------------------------------------------------------------------
-    def page(self, rows: list[dict[str, Any]], cursor: dict[str, Any], calls: int, done: bool = False) -> Page:
+    def page(self, rows: list[Any], cursor: dict[str, Any], calls: int, done: bool = False) -> Page:
         records: list[Record] = []
         bad: list[Quarantined] = []
         deleted: list[str] = []
-        for raw in rows:
+        for row in rows:
+            raw = as_row(row)
             try:
                 record = self.mapping.to_record(self.c.name, raw)
             except ModelError as exc:
@@ -103,11 +105,11 @@ class Reader:
                 query = soql("SELECT {:fields} FROM {:ident} WHERE (SystemModstamp > {} OR (SystemModstamp = {} "
                              "AND Id > {})) AND SystemModstamp < {} ORDER BY SystemModstamp, Id LIMIT {}",
                              self.fields, self.spec.sobject, ts, ts, last_id, until, size)
-            rows, read_at = self.c.query_timed(query, include_deleted=self.spec.replicable)
+            rows, read_at = self.c.query_timed(query, include_deleted=self.spec.replicable, fields=self.fields)
             last_page = len(rows) < size
-            last: dict[str, Any] | None = None
+            last: Mapping[str, Any] | None = None
             if rows:
-                last = rows[-1]
+                last = as_row(rows[-1])
                 ts = _last_stamp(rows) or ts
                 last_id = str(last["Id"])
                 after: dict[str, Any] = {"ts": iso(ts), "id": last_id}
@@ -244,13 +246,13 @@ def _not_before(after: dict[str, Any], saved: Mapping[str, Any]) -> dict[str, An
     return after
 
 
-def _last_stamp(rows: list[dict[str, Any]]) -> dt.datetime | None:
+def _last_stamp(rows: list[Any]) -> dt.datetime | None:
     """The newest SystemModstamp of a page that parses: a malformed one (its record is quarantined
     by the mapping) never stops the page; the keyset keeps the last row's id, so rows sorted
     after the malformed one are not skipped."""
     for row in reversed(rows):
         try:
-            stamp = parse_timestamp(row.get("SystemModstamp"), field_name="SystemModstamp")
+            stamp = parse_timestamp(as_row(row).get("SystemModstamp"), field_name="SystemModstamp")
         except ModelError:
             continue
         if stamp is not None:

@@ -133,7 +133,7 @@ class SalesforceSession(requests.Session):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def call_json(self, method: str, url: str, *, params: dict[str, Any] | None = None,
-                  body: bytes | None = None) -> Any:
+                  body: bytes | None = None, decoder: msgspec.json.Decoder[Any] | None = None) -> Any:
         """One JSON call decoded inside the retries (``EXACT_JSON``; a body cut short or undecodable
         is retried like a 5xx); a refusal raises ``refusal``. The body is decoded once, straight
         from the bytes, into plain dicts: no second parse, no ``OrderedDict`` per record."""
@@ -157,7 +157,7 @@ class SalesforceSession(requests.Session):
                     if not content:
                         return None
                     try:
-                        return EXACT_JSON.decode(content)
+                        return (decoder or EXACT_JSON).decode(content)
                     except msgspec.DecodeError:
                         raise RetriableError(f"{method} {path}: {response.status_code} with a truncated or "
                                              "invalid JSON body", status=response.status_code) from None
