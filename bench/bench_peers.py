@@ -31,7 +31,8 @@ alternate crmsync / peer / crmsync / peer ... in one invocation, each in its own
 CPU and peak RSS from ``wait4``), the sandbox's limiter and counters reset before each run. crmsync
 runs with ``bench_quota.DEFAULT_OPTIONS`` (Pipedrive without the per-deal changelog reads, which
 no peer makes) and, on Salesforce, without the ``OpportunityHistory`` reads (``PEER_OPTIONS``: no
-peer's Opportunity stream carries them, and at 20,000 deals they are 300 of crmsync's 316 calls);
+peer's Opportunity stream carries them; read in batch by three Bulk jobs they are 17 of crmsync's 33
+calls at 20,000 deals, ``--option stage_history=true`` measures them);
 HubSpot's stage histories are read (50 deals a call, inline in the list), no peer reads them.
 
 Prints per CRM and tool: wall, CPU, peak RSS, calls, records complete (distinct deal ids against
@@ -46,6 +47,7 @@ leaves files named by UUID in its working directory).
     python bench/bench_peers.py --deals 20000 --rounds 3 --crm hubspot
     python bench/bench_peers.py --deals 20000 --rounds 1 --crm salesforce --routes   # calls per route
     python bench/bench_peers.py --crm pipedrive --peers dlt-rest_api                 # some peers only
+    python bench/bench_peers.py --deals 20000 --rounds 1 --crm salesforce --option stage_history=true
 """
 
 from __future__ import annotations
@@ -308,6 +310,7 @@ def measured(cmd: list[str], *, env: dict[str, str] | None = None, stdout: Any =
 
 SHOW_ROUTES = False  # --routes: the sandbox's calls per route after each run
 TOOLS: set[str] = set()  # --peers: the peers to run (every one by default)
+EXTRA_OPTIONS: dict[str, Any] = {}  # --option KEY=VALUE: crmsync connection options over PEER_OPTIONS
 
 
 def show_routes(tool: str, base: str, verify: Any) -> None:
@@ -333,7 +336,8 @@ PEER_OPTIONS: dict[str, dict[str, Any]] = {"salesforce": {"stage_history": False
 
 def run_crmsync(crm: str, entry: dict[str, Any], work: Path, n: int, base: str, verify: Any) -> Run:
     config = work / f"crmsync-{n}.yaml"
-    options = {**entry.get("options", {}), **DEFAULT_OPTIONS.get(crm, {}), **PEER_OPTIONS.get(crm, {})}
+    options = {**entry.get("options", {}), **DEFAULT_OPTIONS.get(crm, {}), **PEER_OPTIONS.get(crm, {}),
+               **EXTRA_OPTIONS}
     conn = {**entry, "objects": ["deals"], "options": options}
     config.write_text(yaml.safe_dump({"store": {"url": f"sqlite:///{work / f'store-{n}.db'}"},
                                       "connections": [conn]}))
@@ -561,11 +565,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--routes", action="store_true", help="print each run's sandbox calls per route")
     parser.add_argument("--peers", default="", help="comma-separated peer names to run (default: all)")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a crmsync connection option (YAML value) over PEER_OPTIONS, e.g. stage_history=true")
     args = parser.parse_args()
     global SHOW_ROUTES
     SHOW_ROUTES = args.routes
     every = {p.name for p in PEERS} | {p.name for p in DLT_PEERS}
     TOOLS.update(args.peers.split(",") if args.peers else every)
+    for opt in args.option:
+        key, _, value = opt.partition("=")
+        EXTRA_OPTIONS[key] = yaml.safe_load(value)
     print(f"bench_peers: {args.deals:,} deals, {args.rounds} alternating rounds, documented limits on", flush=True)
     for crm in args.crm.split(","):
         bench_crm(crm, args.deals, args.rounds, args.seed)

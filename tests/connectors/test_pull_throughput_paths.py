@@ -140,6 +140,7 @@ def sf_connector(sim: SalesforceSimulator, server: SandboxServer, ca: LocalCA, *
 def test_bulk_results_page_is_streamed_in_chunks_and_resumes_mid_page(
         sf_server: tuple[SalesforceSimulator, SandboxServer, LocalCA]) -> None:
     sim, server, ca = sf_server
+    sim.bulk.result_page_rows = 700  # the pages resultPages lists (the server sizes them)
     options = {"bulk_threshold": 100, "bulk_page_size": 700, "bulk_chunk": 250}
     sf = sf_connector(sim, server, ca, **options)
     pages = sf.pull("deals", None, backfill=True)

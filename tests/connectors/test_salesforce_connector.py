@@ -227,6 +227,7 @@ def test_pull_resumes_mid_tie_without_loss_or_duplicates(org: Org) -> None:
 
 
 def test_bulk_backfill_resumes_the_same_job_from_its_locator(org: Org) -> None:
+    org.sim.bulk.result_page_rows = 300  # the pages resultPages lists (the server sizes them)
     sf = org.connector(bulk_threshold=500, bulk_page_size=300)
     store: dict[str, Any] = {}
     pages = sf.pull("deals", None, backfill=True)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -94,3 +97,19 @@ def test_url_forms() -> None:
     assert normalize_url("sqlite:///x.db").drivername == "sqlite"
     with pytest.raises(StoreError):
         normalize_url("mysql://u@h/db")
+
+
+def test_a_store_at_the_head_is_not_migrated_again_and_alembic_stays_unloaded(tmp_path: Path) -> None:
+    from crmsync.store.repository import shipped_head
+
+    assert shipped_head() == head_revision()  # the text scan finds the head alembic finds
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    fresh = Store.open(url)
+    fresh.upgrade()  # a new store: alembic migrates it
+    assert fresh.current_revision() == head_revision()
+    fresh.close()
+    probe = ("import sys\nfrom crmsync.store import Store\ns = Store.open(sys.argv[1])\ns.upgrade()\n"
+             "print(any(m == 'alembic' or m.startswith('alembic.') for m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe, url], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

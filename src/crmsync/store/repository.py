@@ -5,6 +5,8 @@ and ``Transaction`` (the unit of work: records, cursor, quarantine, outbox, deci
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,6 +40,26 @@ from crmsync.store.types import UTCDateTime
 from crmsync.store.upsert import plan_for, upsert_records
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_REVISION = re.compile(r"^revision(?:\s*:\s*str)?\s*=\s*[\"']([^\"']+)[\"']", re.M)
+_DOWN_REVISION = re.compile(r"^down_revision(?:\s*:[^=\n]*)?\s*=\s*(?:None\b|[\"']([^\"']+)[\"'])", re.M)
+
+
+@functools.lru_cache(maxsize=1)
+def shipped_head() -> str | None:
+    """The head of the migration chain, read from the version files' text without importing alembic
+    (None when that is not one plain chain, e.g. a merge: then alembic decides)."""
+    revisions: set[str] = set()
+    downs: set[str] = set()
+    for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        revision, down = _REVISION.search(text), _DOWN_REVISION.search(text)
+        if revision is None or down is None:
+            return None
+        revisions.add(revision.group(1))
+        if down.group(1):
+            downs.add(down.group(1))
+    heads = revisions - downs
+    return next(iter(heads)) if len(heads) == 1 else None
 _IN_CHUNK = 500  # ids per IN (...) list
 
 
@@ -467,7 +489,10 @@ class Store:
         return config
 
     def upgrade(self, revision: str = "head") -> None:
-        """Apply the migrations up to ``revision`` (idempotent)."""
+        """Apply the migrations up to ``revision`` (idempotent). A store already at the shipped head
+        is left alone without loading alembic and the migration scripts (about 8 MB a process)."""
+        if revision == "head" and self._at_shipped_head():
+            return
         from alembic import command
 
         with self.engine.connect() as conn:
@@ -476,6 +501,19 @@ class Store:
                 if conn.dialect.name == "postgresql":  # one migrator at a time across workers
                     conn.execute(text("SELECT pg_advisory_xact_lock(7265734)"))
                 command.upgrade(self._alembic_config(conn), revision)
+
+    def _at_shipped_head(self) -> bool:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        head = shipped_head()
+        if head is None:
+            return False
+        try:
+            with self.engine.connect() as conn:
+                versions = [row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))]
+        except SQLAlchemyError:  # no version table yet: a new store
+            return False
+        return versions == [head]
 
     def head_revision(self) -> str | None:
         """The newest migration this crmsync ships (what ``upgrade()`` goes to)."""

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
-from functools import partial
-from typing import Any, TypeVar
-
-from simple_salesforce import Salesforce
-from simple_salesforce.exceptions import SalesforceError, SalesforceResourceNotFound
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from crmsync.connectors.base import (
     BudgetExhausted,
@@ -24,10 +22,11 @@ from crmsync.connectors.cursor import StampRule, settle_seconds
 from crmsync.connectors.mapping import ObjectMapping
 from crmsync.connectors.plan import BackfillPlan, Option, pages
 from crmsync.connectors.salesforce.auth import connect
-from crmsync.connectors.salesforce.history import read_histories
+from crmsync.connectors.salesforce.history import BatchedHistories, read_histories
 from crmsync.connectors.salesforce.mapping import OBJECTS, PIPELINE_ID, SObjectSpec
 from crmsync.connectors.salesforce.pull import Reader
 from crmsync.connectors.salesforce.push import Pusher
+from crmsync.connectors.salesforce.rest import API_VERSION, RestReads
 from crmsync.connectors.salesforce.soql import soql
 from crmsync.connectors.salesforce.transport import NotFoundError, SalesforceSession
 from crmsync.connectors.stage_history import HistoryBatch
@@ -35,8 +34,10 @@ from crmsync.connectors.wire import encode_body
 from crmsync.model import Deal, ModelError, Pipeline
 from crmsync.settings import ConnectionSettings
 
+if TYPE_CHECKING:
+    from simple_salesforce import Salesforce
+
 T = TypeVar("T")
-API_VERSION = "59.0"
 PIPELINE_MODIFIED = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
@@ -51,7 +52,9 @@ class SalesforceConnector:
     Options (``conn.options``): ``page_size`` (REST keyset LIMIT, ≤2000, default 2000),
     ``settle_seconds`` (300; see ``connectors.cursor``), ``bulk_threshold`` (records; a backfill of at least this many uses
     Bulk 2.0, default 100000), ``bulk_page_size`` (50000), ``bulk_poll_seconds`` (1.0),
-    ``track_deletes`` (getDeleted window per cycle, default true), ``extra_fields``
+    ``track_deletes`` (getDeleted window per cycle, default true), ``history_via`` (``bulk``: a
+    backfill of every deal reads stage histories by three Bulk jobs; ``ids``: per page, 200 ids a
+    query), ``bulk_parallel`` (results pages downloaded at once, 3), ``extra_fields``
     ({object: [field, ...]} selected and kept in ``extra``), ``max_attempts`` (5), ``timeout_seconds``.
     """
 
@@ -71,6 +74,10 @@ class SalesforceConnector:
         self.bulk_poll_s = float(options.get("bulk_poll_seconds", 1.0))
         self.bulk_timeout_s = float(options.get("bulk_timeout_seconds", 3600))
         self.track_deletes = bool(options.get("track_deletes", True))
+        via = str(options.get("history_via", "bulk"))
+        if via not in ("bulk", "ids"):
+            raise FatalError(f"connection {conn.name}: history_via must be bulk or ids, not {via!r}")
+        self.history_via = via
         self.session = SalesforceSession(ca_bundle=conn.ca_bundle, usage=self.usage,
                                          max_attempts=int(options.get("max_attempts", 5)),
                                          max_wait_s=float(options.get("max_wait_seconds", 60)),
@@ -80,23 +87,36 @@ class SalesforceConnector:
         except BaseException:
             self.session.close()
             raise
-        self.sf = Salesforce(session_id=self.session.access_token, instance_url=self.session.instance_url,
-                             session=self.session, version=API_VERSION, parse_float=Decimal)
+        self.rest = RestReads(self.session, API_VERSION)
         self._pusher = Pusher(self)
+        self._batched_histories: BatchedHistories | None = None
+
+    @cached_property
+    def sf(self) -> Salesforce:
+        """simple-salesforce over this session, for pushes: imported on first use (a pull never
+        loads it, nor the zeep/lxml/cryptography it brings; reads go through ``rest``)."""
+        from simple_salesforce import Salesforce
+
+        return Salesforce(session_id=self.session.access_token, instance_url=self.session.instance_url,
+                          session=self.session, version=API_VERSION, parse_float=Decimal)
 
     # --- plumbing -------------------------------------------------------------------------
     def call(self, action: Callable[[], T]) -> T:
         """Run one simple-salesforce call; its exceptions become FatalError (retries live in the session)."""
         try:
             return action()
-        except SalesforceError as exc:
-            code, message = _sf_error(exc)
-            kind = NotFoundError if isinstance(exc, SalesforceResourceNotFound) else FatalError
-            raise kind(f"Salesforce {exc.status} {code}: {message}".strip(), status=exc.status) from None
         except ValueError as exc:  # JSONDecodeError: simple-salesforce read a truncated or undecodable body
             if isinstance(exc, ModelError):
                 raise
             raise RetriableError("Salesforce: truncated or invalid JSON body") from None
+        except Exception as exc:
+            # simple-salesforce's errors; if it was never imported, no call raised one
+            errors = sys.modules.get("simple_salesforce.exceptions")
+            if errors is None or not isinstance(exc, errors.SalesforceError):
+                raise
+            code, message = _sf_error(exc)
+            kind = NotFoundError if isinstance(exc, errors.SalesforceResourceNotFound) else FatalError
+            raise kind(f"Salesforce {exc.status} {code}: {message}".strip(), status=exc.status) from None
 
     def check_budget(self, *, push: bool = False) -> None:
         """Stop before spending past this connection's share of the org's daily API calls.
@@ -132,25 +152,19 @@ class SalesforceConnector:
             raise FatalError(f"unknown object {object_name!r} (known: {', '.join(self.objects())})")
         return spec
 
-    def query(self, query: str, *, include_deleted: bool) -> list[dict[str, Any]]:
-        """All records of one SOQL query, following ``nextRecordsUrl``."""
-        answer = self.call(lambda: self.sf.query(query, include_deleted=include_deleted))
-        records = list(answer["records"])
-        while not answer.get("done", True) and answer.get("nextRecordsUrl"):
-            url = answer["nextRecordsUrl"]
-            answer = self.call(partial(self.sf.query_more, url, identifier_is_url=True,
-                                       include_deleted=include_deleted))
-            records.extend(answer["records"])
-        return records
+    def query(self, query: str, *, include_deleted: bool, fields: Sequence[str] | None = None) -> list[Any]:
+        """All records of one SOQL query, following ``nextRecordsUrl`` (``rest.RestReads.query``)."""
+        return self.rest.query(query, include_deleted=include_deleted, fields=fields)
 
-    def query_timed(self, query: str, *, include_deleted: bool) -> tuple[list[dict[str, Any]], float | None]:
+    def query_timed(self, query: str, *, include_deleted: bool,
+                    fields: Sequence[str] | None = None) -> tuple[list[Any], float | None]:
         """``query`` plus the earliest server read time of its requests (``Date`` minus round trip)."""
         self.session.read_times.start()
-        rows = self.query(query, include_deleted=include_deleted)
+        rows = self.query(query, include_deleted=include_deleted, fields=fields)
         return rows, self.session.read_times.earliest()
 
     def sobject_deleted(self, sobject: str, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
-        return dict(self.call(lambda: getattr(self.sf, sobject).deleted(start, end)))
+        return self.rest.deleted(sobject, start, end)
 
     # --- the contract ---------------------------------------------------------------------
     def objects(self) -> Sequence[str]:
@@ -165,6 +179,10 @@ class SalesforceConnector:
                        {"ts": PIPELINE_MODIFIED.isoformat()}, done=True)
             return
         reader = Reader(self, object_name, self.spec(object_name))
+        if object_name == "deals":
+            # a backfill of every deal reads their stage histories in batch (history.BatchedHistories)
+            whole = backfill and since is None and until is None
+            self._batched_histories = BatchedHistories(self) if whole and self.history_via == "bulk" else None
         if cursor and cursor.get("mode") == "bulk":
             yield from reader.bulk(cursor, since)
             return
@@ -182,20 +200,37 @@ class SalesforceConnector:
 
     def plan_backfill(self, object_name: str, *, since: dt.datetime | None = None,
                       until: dt.datetime | None = None) -> BackfillPlan:
-        """Bulk 2.0 at ``bulk_threshold`` records and more (job create + status polls + one results
-        call per ``bulk_page_size`` rows), else REST keyset pages of ``page_size``. Salesforce has no
-        per-second request limit (only the org's daily allocation and 25 concurrent long-running
-        requests), so the limits set no floor on wall time: what matters is the share of the day."""
+        """Bulk 2.0 at ``bulk_threshold`` records and more (job create, a status poll, ``resultPages``
+        listings of five and one results call per ``bulk_page_size`` rows, ``bulk_parallel`` at once),
+        else REST keyset pages of ``page_size``; deals add their stage history reads (``history_via``:
+        three Bulk jobs for a backfill of every deal, else three queries per 200 deals). Salesforce
+        has no per-second request limit (only the org's daily allocation and 25 concurrent
+        long-running requests), so the limits set no floor on wall time: what matters is the share
+        of the day."""
         records = self.count(object_name, since=since, until=until)
-        bulk = Option("bulk", pages(records, self.bulk_page_size) + 3, None, pages(records, self.bulk_page_size) + 3,
-                      f"Bulk 2.0 query job, results {self.bulk_page_size:,} rows a call")
-        rest = Option("rest", pages(records, self.page_size) + 1, None, pages(records, self.page_size) + 1,
-                      f"REST keyset, {self.page_size:,} a page")
+        results = pages(records, self.bulk_page_size)
+        bulk_calls = 2 + pages(results, 5) + results
+        rest_calls = pages(records, self.page_size) + 1
+        history, history_note = 0, ""
+        if object_name == "deals" and bool(self.conn.options.get("stage_history", True)):
+            if self.history_via == "bulk" and since is None and until is None:
+                history = 3 * (2 + 1 + 1) + max(0, pages(records * 5, self.bulk_page_size) - 1)
+                history_note = "; stage history: 3 Bulk jobs (OpportunityHistory, OpportunityFieldHistory, loss fields)"
+            else:
+                history = 3 * pages(records, 200)
+                history_note = "; stage history: 3 queries per 200 deals"
+        parallel = max(1, int(self.conn.options.get("bulk_parallel", 3)))
+        bulk = Option("bulk", bulk_calls + history, None, bulk_calls + history,
+                      f"Bulk 2.0 query job, {results:,} results page(s) of up to {self.bulk_page_size:,} rows, "
+                      f"{parallel} downloaded at once (resultPages){history_note}")
+        rest = Option("rest", rest_calls + history, None, rest_calls + history,
+                      f"REST keyset, {self.page_size:,} a page{history_note}")
         use_bulk = records >= self.bulk_threshold and until is None
         chosen = bulk if use_bulk else rest
         return BackfillPlan(self.name, object_name, records, chosen, (chosen, rest if use_bulk else bulk),
                             {"daily_allocation": str(self.usage.limit) if self.usage.limit else "?",
-                             "per_second": "none (Salesforce has no per-second request limit)"},
+                             "per_second": "none (Salesforce has no per-second request limit)",
+                             "bulk_threshold": f"{self.bulk_threshold:,} records"},
                             daily_remaining=self.usage.remaining)
 
     def count(self, object_name: str, *, since: dt.datetime | None = None,
@@ -211,8 +246,7 @@ class SalesforceConnector:
             clauses.append(soql("SystemModstamp < {}", until))
         if clauses:
             query += " WHERE " + " AND ".join(clauses)
-        answer = self.call(lambda: self.sf.query(query))
-        return int(answer["totalSize"])
+        return self.rest.total(query)
 
     def list_ids(self, object_name: str) -> Iterator[list[str]]:
         spec = self.spec(object_name)
@@ -233,13 +267,16 @@ class SalesforceConnector:
     def stage_histories(self, deals: Sequence[Deal]) -> HistoryBatch:
         """The opportunities' stage histories (``crmsync.connectors.salesforce.history``)."""
         self.check_budget()
+        batched = self._batched_histories
+        if batched is not None:
+            return batched.take(deals)
         return read_histories(self, deals)
 
     def close(self) -> None:
         self.session.close()
 
 
-def _sf_error(exc: SalesforceError) -> tuple[str, str]:
+def _sf_error(exc: Any) -> tuple[str, str]:
     content = exc.content
     if isinstance(content, list) and content and isinstance(content[0], dict):
         return str(content[0].get("errorCode", "")), str(content[0].get("message", ""))[:200]

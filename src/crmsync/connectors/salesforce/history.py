@@ -11,15 +11,26 @@ moves. Loss reason and competitor are read from the opportunity's ``Loss_Reason_
 The stage id crmsync uses for Salesforce is the ``StageName`` (connectors/salesforce/mapping.py).
 Ids go 200 to a query (a SOQL ``IN`` list that keeps the URL short); both queries follow
 ``nextRecordsUrl``.
+
+A backfill of the whole object reads them in batch instead (``BatchedHistories``): one Bulk 2.0
+query job over each of ``OpportunityHistory``, ``OpportunityFieldHistory`` (``Field =
+'StageName'``) and the lost opportunities' loss fields, read when the first page of deals asks,
+kept compactly per opportunity (stage, microseconds) and handed out page by page. The jobs are
+snapshots taken at their ``createdDate``: a deal whose SystemModstamp is not settled by then
+(``StampRule.boundary``: the stamp's second plus ``settle_seconds``), or one none of them
+mentions, is read by ids as before, so every page gets what the per-page reads would have stored.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 from crmsync.connectors.base import FatalError
+from crmsync.connectors.salesforce.bulk import BulkQueries, query_rows
 from crmsync.connectors.salesforce.host import SalesforceHost
 from crmsync.connectors.salesforce.soql import soql
 from crmsync.connectors.stage_history import (
@@ -34,6 +45,100 @@ from crmsync.model import Deal, parse_timestamp
 
 IDS_PER_QUERY = 200
 DEFAULT_LOSS_FIELDS = {"Loss_Reason__c": LOSS_REASON, "Competitor__c": COMPETITOR}
+
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+MICRO = dt.timedelta(microseconds=1)
+
+
+class BatchedHistories:
+    """The stage histories of a whole-object backfill, read by three Bulk 2.0 jobs (see above)."""
+
+    def __init__(self, connector: SalesforceHost) -> None:
+        self.c = connector
+        self.loaded = False
+        self.failed = False
+        # deal id -> [stage, microseconds since the epoch, stage, microseconds, ...] (flat: ~44 bytes a row)
+        self.rows: dict[str, list[Any]] = {}
+        self.extra: dict[str, dict[str, Any]] = {}
+        self.snapshot: dt.datetime | None = None  # the earliest job's createdDate
+        self.settled_before: float | None = None  # deals stamped at or before this are answered by the batch
+        self.calls = 0
+
+    def load(self) -> None:
+        before = self.c.usage.calls
+        self.loaded = True
+        bulk = BulkQueries(self.c.rest)
+        stages: dict[str, str] = {}
+        rows = self.rows
+
+        def add(deal_id: Any, stage: Any, created: Any) -> None:
+            if not stage or not deal_id:
+                return
+            at = parse_timestamp(created, field_name="OpportunityHistory.CreatedDate")
+            if at is not None:
+                name = stages.setdefault(str(stage), str(stage))
+                rows.setdefault(sys.intern(str(deal_id)), []).extend((name, (at - EPOCH) // MICRO))
+
+        for row, created in self._rows(bulk, "SELECT OpportunityId, StageName, CreatedDate FROM OpportunityHistory"):
+            self._snap(created)
+            add(row.get("OpportunityId"), row.get("StageName"), row.get("CreatedDate"))
+        for row, created in self._rows(bulk, "SELECT OpportunityId, NewValue, CreatedDate FROM "
+                                             "OpportunityFieldHistory WHERE Field = 'StageName'"):
+            self._snap(created)
+            add(row.get("OpportunityId"), row.get("NewValue"), row.get("CreatedDate"))
+        fields: dict[str, str] = dict(self.c.conn.options.get("loss_fields", DEFAULT_LOSS_FIELDS))
+        if fields:
+            try:
+                for row, created in self._rows(bulk, soql("SELECT Id, {:fields} FROM Opportunity WHERE IsClosed = true "
+                                                          "AND IsWon = false", list(fields))):
+                    self._snap(created)
+                    self.extra[str(row["Id"])] = {key: row.get(name) for name, key in fields.items()}
+            except FatalError as exc:
+                if "INVALID_FIELD" not in str(exc):  # the org has no such fields: no loss reasons
+                    raise
+        self.calls = self.c.usage.calls - before
+        if self.snapshot is not None:
+            # a deal stamped in the snapshot's second or later, or within the settle time before it
+            # (a transaction stamped earlier may commit after it: connectors.cursor), is read by id
+            self.settled_before = self.c.stamp_rule.boundary(self.snapshot.timestamp())
+
+    def _rows(self, bulk: BulkQueries, query: str) -> Any:
+        return query_rows(bulk, "query", query, poll_s=self.c.bulk_poll_s, timeout_s=self.c.bulk_timeout_s,
+                          before_call=self.c.check_budget)
+
+    def _snap(self, created: str) -> None:
+        at = parse_timestamp(created) if created else None
+        if at is not None and (self.snapshot is None or at < self.snapshot):
+            self.snapshot = at
+
+    def take(self, deals: Sequence[Deal]) -> HistoryBatch:
+        """The page's histories out of the batch (and let go of them); the deals the batch cannot
+        answer for are read by ids."""
+        calls = 0
+        if not self.loaded:
+            self.load()
+            calls += self.calls
+        histories: dict[str, list[StageEntry]] = {}
+        extra: dict[str, dict[str, Any]] = {}
+        unanswered: list[Deal] = []
+        for deal in deals:
+            flat = self.rows.get(deal.source_id)
+            if flat is None or self.settled_before is None or deal.modified_at.timestamp() > self.settled_before:
+                unanswered.append(deal)
+                continue
+            del self.rows[deal.source_id]
+            histories[deal.source_id] = collapse(StageEntry(flat[i], EPOCH + flat[i + 1] * MICRO)
+                                                 for i in range(0, len(flat), 2))
+            found = self.extra.pop(deal.source_id, None)
+            if found is not None and deal.is_closed and not deal.is_won:
+                extra[deal.source_id] = found
+        if unanswered:
+            rest = read_histories(self.c, unanswered)
+            histories.update(rest.histories)
+            extra.update(rest.extra)
+            calls += rest.api_calls
+        return HistoryBatch(histories, extra, calls)
 
 
 def read_histories(connector: SalesforceHost, deals: Sequence[Deal]) -> HistoryBatch:

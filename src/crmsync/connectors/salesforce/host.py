@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Any, Protocol
-
-from simple_salesforce import Salesforce
+from typing import TYPE_CHECKING, Any, Protocol
 
 from crmsync.connectors.base import PushResult, Usage
 from crmsync.connectors.cursor import StampRule
 from crmsync.connectors.salesforce.transport import SalesforceSession
 from crmsync.settings import ConnectionSettings
+
+if TYPE_CHECKING:
+    from simple_salesforce import Salesforce
+
+    from crmsync.connectors.salesforce.rest import RestReads
 
 
 class SalesforceHost(Protocol):
@@ -23,7 +26,11 @@ class SalesforceHost(Protocol):
     name: str
     usage: Usage
     session: SalesforceSession
-    sf: Salesforce
+    rest: RestReads
+
+    @property
+    def sf(self) -> Salesforce: ...  # simple-salesforce, loaded on first use (pushes)
+
     page_size: int
     stamp_rule: StampRule
     bulk_page_size: int

@@ -8,37 +8,33 @@ Cursor shapes (what the engine saves after each Page):
   within a cycle.
 - bulk: ``{"mode": "bulk", "job": id, "locator": str, "skip": rows, "job_created": iso}``; a
   restarted process fetches the same job from that locator and skips the rows of that results page
-  already committed. One results call (up to 50,000 rows) is parsed as a stream into Pages of
-  ``bulk_chunk`` rows (5,000), so a big results page never holds all its records at once. When the
+  already committed. Results pages are downloaded ``bulk_parallel`` (3) at a time through
+  ``resultPages`` into temporary files (``salesforce.bulk``) and each is parsed from its file into
+  Pages of ``bulk_chunk`` rows (5,000), so a results page is never held in memory whole. When the
   job has expired the pull falls back to keyset.
 """
 
 from __future__ import annotations
 
-import collections
-import csv
 import datetime as dt
-import io
-import time
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
-import requests
-from simple_salesforce.bulk2 import Operation, _Bulk2Client
-
-from crmsync.connectors.base import FatalError, Page, Quarantined, RetriableError
+from crmsync.connectors.base import Page, Quarantined
 from crmsync.connectors.cursor import StampRule, lower
+from crmsync.connectors.salesforce.bulk import BulkQueries, ResultFiles, csv_rows
 from crmsync.connectors.salesforce.host import SalesforceHost
 from crmsync.connectors.salesforce.mapping import SObjectSpec
+from crmsync.connectors.salesforce.rest import as_row
 from crmsync.connectors.salesforce.soql import soql
-from crmsync.connectors.salesforce.transport import NotFoundError, error_code
+from crmsync.connectors.salesforce.transport import NotFoundError
 from crmsync.model import ModelError, Record, parse_timestamp
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 DELETED_WINDOW = dt.timedelta(days=15) - dt.timedelta(minutes=2)
 BULK_CHUNK = 5_000  # rows per Page out of one Bulk results call (options.bulk_chunk)
+BULK_PARALLEL = 3  # results pages downloaded at once (options.bulk_parallel)
 
 
 def iso(value: dt.datetime) -> str:
@@ -58,11 +54,12 @@ class Reader:
         self.fields = list(dict.fromkeys(["Id", *self.mapping.source_fields, *connector.extra_fields(name)]))
 
     # --- mapping --------------------------------------------------------------------------
-    def page(self, rows: list[dict[str, Any]], cursor: dict[str, Any], calls: int, done: bool = False) -> Page:
+    def page(self, rows: list[Any], cursor: dict[str, Any], calls: int, done: bool = False) -> Page:
         records: list[Record] = []
         bad: list[Quarantined] = []
         deleted: list[str] = []
-        for raw in rows:
+        for row in rows:
+            raw = as_row(row)
             try:
                 record = self.mapping.to_record(self.c.name, raw)
             except ModelError as exc:
@@ -108,10 +105,11 @@ class Reader:
                 query = soql("SELECT {:fields} FROM {:ident} WHERE (SystemModstamp > {} OR (SystemModstamp = {} "
                              "AND Id > {})) AND SystemModstamp < {} ORDER BY SystemModstamp, Id LIMIT {}",
                              self.fields, self.spec.sobject, ts, ts, last_id, until, size)
-            rows, read_at = self.c.query_timed(query, include_deleted=self.spec.replicable)
+            rows, read_at = self.c.query_timed(query, include_deleted=self.spec.replicable, fields=self.fields)
             last_page = len(rows) < size
+            last: Mapping[str, Any] | None = None
             if rows:
-                last = rows[-1]
+                last = as_row(rows[-1])
                 ts = _last_stamp(rows) or ts
                 last_id = str(last["Id"])
                 after: dict[str, Any] = {"ts": iso(ts), "id": last_id}
@@ -132,7 +130,11 @@ class Reader:
                 after["read_at"] = iso(dt.datetime.fromtimestamp(read_at, dt.UTC))
             emitted = True
             final = last_page and not (self.spec.replicable and self.c.track_deletes)
-            yield self.page(rows, after, self.c.usage.calls - before, done=final)
+            page = self.page(rows, after, self.c.usage.calls - before, done=final)
+            # the decoded rows are let go before the page is handed over: while it waits in the
+            # engine's read-ahead, only its records are alive, not the JSON they came from too
+            del rows, last
+            yield page
             if last_page:
                 break
         if self.spec.replicable and self.c.track_deletes:
@@ -160,8 +162,7 @@ class Reader:
 
     # --- bulk -----------------------------------------------------------------------------
     def bulk(self, cursor: Mapping[str, Any] | None, since: dt.datetime | None) -> Iterator[Page]:
-        client = _Bulk2Client(self.spec.sobject, self.c.sf.bulk2_url, {"Content-Type": "application/json"},
-                              self.c.session)
+        queries = BulkQueries(self.c.rest)
         skip = 0
         if cursor and cursor.get("mode") == "bulk":
             job_id, locator, created = str(cursor["job"]), str(cursor.get("locator") or ""), str(cursor["job_created"])
@@ -171,138 +172,48 @@ class Reader:
             query = soql("SELECT {:fields} FROM {:ident}", self.fields, self.spec.sobject)
             if since is not None:
                 query += soql(" WHERE SystemModstamp >= {}", since)
-            op = Operation.query_all if self.spec.replicable else Operation.query
-            job = self.c.call(lambda: client.create_job(op, query))
+            job = queries.create("queryAll" if self.spec.replicable else "query", query)
             job_id, locator, created = str(job["id"]), "", str(job["createdDate"])
             # Checkpoint the job before any result: a crash from here on resumes this same job.
             yield Page([], {"mode": "bulk", "job": job_id, "locator": "", "job_created": created},
                        api_calls=self.c.usage.calls - before)
         try:
-            yield from self._bulk_results(client, job_id, locator, created, skip)
+            yield from self._bulk_results(queries, job_id, locator, created, skip)
         except NotFoundError:
             # The job expired or was deleted: start over with REST keyset (upserts absorb repeats).
             yield from self.keyset(None, since, None)
 
-    def _bulk_results(self, client: _Bulk2Client, job_id: str, locator: str, created: str,
+    def _bulk_results(self, queries: BulkQueries, job_id: str, locator: str, created: str,
                       skip: int = 0) -> Iterator[Page]:
         before = self.c.usage.calls
-        deadline = time.monotonic() + self.c.bulk_timeout_s
-        while True:
-            state = self.c.call(lambda: client.get_job(job_id, True))["state"]
-            if state == "JobComplete":
-                break
-            if state in ("Failed", "Aborted"):
-                raise FatalError(f"bulk job {job_id} ended in state {state}")
-            if time.monotonic() > deadline:
-                raise FatalError(f"bulk job {job_id} did not complete in {self.c.bulk_timeout_s:.0f}s")
-            time.sleep(self.c.bulk_poll_s)
-        chunk_size = max(1, int(self.c.conn.options.get("bulk_chunk", BULK_CHUNK)))
-        prefetch = bool(self.c.conn.options.get("prefetch", True))
-        # One worker downloads the next results page (its locator comes with the current one)
-        # while this thread parses and the engine stores the current one: at most two CSV bodies
-        # (~22 MB per 50,000 opportunities) and one chunk of records are alive at a time.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sf-bulk-prefetch") as pool:
-            ahead: Future[tuple[list[bytes], str]] | None = None
-            while True:
-                if ahead is not None:
-                    body, next_locator = ahead.result()
-                else:
-                    self.c.check_budget()
-                    body, next_locator = self._results_page(client, job_id, locator)
-                ahead = None
-                if next_locator and prefetch:
-                    self.c.check_budget()
-                    ahead = pool.submit(self._results_page, client, job_id, next_locator)
-                here: dict[str, Any] = {"mode": "bulk", "job": job_id, "locator": locator, "job_created": created}
-                if next_locator:
-                    after: dict[str, Any] = {"mode": "bulk", "job": job_id, "locator": next_locator,
-                                             "job_created": created}
-                else:  # finished: the next incremental cycle starts at the job's snapshot time
-                    after = {"ts": iso(parse_timestamp(created) or EPOCH), "id": ""}
-                done_rows = skip
-                emitted = False
-                for rows, last in _csv_chunks(body, skip, chunk_size):
+        queries.wait(job_id, poll_s=self.c.bulk_poll_s, timeout_s=self.c.bulk_timeout_s)
+        options = self.c.conn.options
+        chunk_size = max(1, int(options.get("bulk_chunk", BULK_CHUNK)))
+        # Results pages download ``bulk_parallel`` at a time (``resultPages``) into temporary
+        # files while this thread parses and the engine stores; ``prefetch: false`` reads one at a time.
+        parallel = max(1, int(options.get("bulk_parallel", BULK_PARALLEL))) if options.get("prefetch", True) else 1
+        files = ResultFiles(queries, job_id, locator, max_records=self.c.bulk_page_size, parallel=parallel,
+                            before_call=self.c.check_budget,
+                            use_result_pages=bool(options.get("bulk_result_pages", True)) and parallel > 1)
+        for results in files:
+            here: dict[str, Any] = {"mode": "bulk", "job": job_id, "locator": results.locator,
+                                    "job_created": created}
+            if results.next_locator:
+                after: dict[str, Any] = {"mode": "bulk", "job": job_id, "locator": results.next_locator,
+                                         "job_created": created}
+            else:  # finished: the next incremental cycle starts at the job's snapshot time
+                after = {"ts": iso(parse_timestamp(created) or EPOCH), "id": ""}
+            done_rows = skip
+            with results.body:
+                for rows, last in csv_rows(results.body, skip, chunk_size):
                     done_rows += len(rows)
-                    cursor = after if last else {**here, "skip": done_rows}
-                    yield self.page(rows, cursor, self.c.usage.calls - before, done=last and not next_locator)
+                    page_cursor = after if last else {**here, "skip": done_rows}
+                    page = self.page(rows, page_cursor, self.c.usage.calls - before,
+                                     done=last and not results.next_locator)
+                    del rows  # only the records wait in the read-ahead, not the CSV rows too
+                    yield page
                     before = self.c.usage.calls
-                    emitted = True
-                if not emitted:
-                    yield self.page([], after, self.c.usage.calls - before, done=not next_locator)
-                    before = self.c.usage.calls
-                del body
-                skip = 0
-                locator = next_locator
-                if not locator:
-                    return
-
-    def _results_page(self, client: _Bulk2Client, job_id: str, locator: str) -> tuple[list[bytes], str]:
-        """One Bulk 2.0 results call (the request simple-salesforce's ``get_query_results`` sends),
-        kept as bytes: (CSV body in 1 MB pieces, next locator or ""). Pieces, not one 22 MB
-        buffer: freed piece by piece as they are parsed, they leave no big holes in the heap."""
-        url = client._construct_request_url(job_id, True) + "/results"
-        params: dict[str, Any] = {"maxRecords": self.c.bulk_page_size}
-        if locator:
-            params["locator"] = locator
-        response = self.c.session.get(url, params=params, stream=True,
-                                      headers=client._get_headers(client.JSON_CONTENT_TYPE, client.CSV_CONTENT_TYPE))
-        with response:
-            status = response.status_code
-            if status >= 300:
-                code, message = error_code(response)
-                kind = NotFoundError if status == 404 else FatalError
-                raise kind(f"Salesforce {status} {code}: {message}".strip(), status=status)
-            next_locator = response.headers.get("Sforce-Locator", "")
-            try:
-                pieces = list(response.iter_content(1 << 20))
-            except requests.RequestException as exc:
-                raise RetriableError(f"GET bulk results of {job_id}: body cut short ({type(exc).__name__})") from None
-        return pieces, "" if next_locator == "null" else next_locator
-
-
-class _Pieces(io.RawIOBase):
-    """A readable stream over a list of byte pieces, letting go of each piece once read."""
-
-    def __init__(self, pieces: list[bytes]) -> None:
-        super().__init__()
-        self._pieces = collections.deque(pieces)
-        pieces.clear()
-        self._current = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._current:
-            if not self._pieces:
-                return 0
-            self._current = memoryview(self._pieces.popleft())
-        n = min(len(buffer), len(self._current))
-        buffer[:n] = self._current[:n]
-        self._current = self._current[n:]
-        return n
-
-
-def _csv_chunks(body: list[bytes], skip: int, size: int) -> Iterator[tuple[list[dict[str, Any]], bool]]:
-    """Rows of one Bulk CSV results page as dicts ("" read as null, NUL bytes dropped as
-    simple-salesforce does), ``size`` at a time, after skipping the first ``skip`` rows; decoded
-    as it is read, so the page is never held as text. The flag marks the page's last chunk."""
-    text = io.TextIOWrapper(io.BufferedReader(_Pieces(body)), encoding="utf-8", newline="")
-    lines = (line.replace("\x00", "") if "\x00" in line else line for line in text)
-    reader = (row for row in csv.reader(lines) if row)  # blank lines are no rows
-    header = next(reader, None)
-    if header is None:
-        return
-    for _ in range(skip):
-        if next(reader, None) is None:
-            break
-    chunk: list[dict[str, Any]] = []
-    for row in reader:
-        if len(chunk) == size:
-            yield chunk, False
-            chunk = []
-        chunk.append({k: (v or None) for k, v in zip(header, row, strict=False)})
-    yield chunk, True
+            skip = 0
 
 
 def _deleted_date(item: Mapping[str, Any]) -> dt.datetime | None:
@@ -335,13 +246,13 @@ def _not_before(after: dict[str, Any], saved: Mapping[str, Any]) -> dict[str, An
     return after
 
 
-def _last_stamp(rows: list[dict[str, Any]]) -> dt.datetime | None:
+def _last_stamp(rows: list[Any]) -> dt.datetime | None:
     """The newest SystemModstamp of a page that parses: a malformed one (its record is quarantined
     by the mapping) never stops the page; the keyset keeps the last row's id, so rows sorted
     after the malformed one are not skipped."""
     for row in reversed(rows):
         try:
-            stamp = parse_timestamp(row.get("SystemModstamp"), field_name="SystemModstamp")
+            stamp = parse_timestamp(as_row(row).get("SystemModstamp"), field_name="SystemModstamp")
         except ModelError:
             continue
         if stamp is not None:

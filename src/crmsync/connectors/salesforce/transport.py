@@ -13,10 +13,12 @@ import datetime as dt
 import re
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import msgspec
 import orjson
 import requests
 from tenacity import (
@@ -41,8 +43,20 @@ TOKEN_PATH = "/services/oauth2/token"
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
+#: JSON as Salesforce writes it, non-integers as Decimal (money stays exact), objects as plain dicts
+EXACT_JSON = msgspec.json.Decoder(float_hook=Decimal)
+
+
 class NotFoundError(FatalError):
     """404: a record, job or resource that does not (or no longer) exist."""
+
+
+def refusal(method: str, path: str, response: requests.Response) -> FatalError:
+    """A 4xx that is neither retried nor an auth or quota stop, in the connector taxonomy."""
+    status = response.status_code
+    code, message = error_code(response)
+    kind = NotFoundError if status == 404 else FatalError
+    return kind(f"Salesforce {status} {code}: {message}".strip(), status=status)
 
 
 Login = Callable[["SalesforceSession"], tuple[str, str]]
@@ -116,6 +130,37 @@ class SalesforceSession(requests.Session):
         for attempt in retrying:
             with attempt:
                 return self._once(method_s, url_s, args, dict(kwargs))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def call_json(self, method: str, url: str, *, params: dict[str, Any] | None = None,
+                  body: bytes | None = None, decoder: msgspec.json.Decoder[Any] | None = None) -> Any:
+        """One JSON call decoded inside the retries (``EXACT_JSON``; a body cut short or undecodable
+        is retried like a 5xx); a refusal raises ``refusal``. The body is decoded once, straight
+        from the bytes, into plain dicts: no second parse, no ``OrderedDict`` per record."""
+        retrying = Retrying(retry=retry_if_exception_type(RetriableError), stop=stop_after_attempt(self.max_attempts),
+                            wait=self._wait, reraise=True)
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        path = urlsplit(url).path
+        for attempt in retrying:
+            with attempt:
+                response = self._once(method, url, (), {"params": params, "data": body, "headers": headers,
+                                                        "stream": True})
+                with response:
+                    try:
+                        content = response.content
+                    except requests.RequestException:
+                        raise RetriableError(f"{method} {path}: body cut short") from None
+                    if response.status_code >= 300:
+                        raise refusal(method, path, response)
+                    if not content:
+                        return None
+                    try:
+                        return (decoder or EXACT_JSON).decode(content)
+                    except msgspec.DecodeError:
+                        raise RetriableError(f"{method} {path}: {response.status_code} with a truncated or "
+                                             "invalid JSON body", status=response.status_code) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _once(self, method: str, url: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> requests.Response:

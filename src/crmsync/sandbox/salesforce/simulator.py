@@ -145,7 +145,7 @@ class SalesforceSimulator(Simulator):
         if head == "composite":
             return await self.rest.composite(request, version, tail[1:])
         if head == "jobs":
-            return await self.bulk.handle(request, tail[1:])
+            return await self.bulk.handle(request, tail[1:], version)
         if head == "limits" and request.method == "GET":
             snap = self.limiter.snapshot()
             limit = snap["daily_limit"] or 100_000
