@@ -1,5 +1,29 @@
 """crmsync against the tools a user would pick instead, on the same sandbox world with limits on.
 
+What each row measures (one process each unless said; wall, CPU and peak RSS from ``wait4``):
+
+- ``crmsync`` (like for like): ``crmsync backfill --object deals`` into its SQLite store: extract
+  AND store (deal rows, cursors, completeness check against the CRM's count), without stage
+  histories on HubSpot and Salesforce (``PEER_OPTIONS``: no peer reads them) and without
+  Pipedrive's per-deal changelog reads (``bench_quota.DEFAULT_OPTIONS``). Ratios are this row / peer.
+- ``crmsync + stage history`` (``--with-history``, HubSpot and Salesforce): a second crmsync run
+  per round with crmsync's own default work, stage histories read and stored (HubSpot: 50 deals a
+  list call instead of 100; Salesforce: the ``OpportunityHistory`` reads). Not like for like: more
+  calls and more stored than any peer; printed with its own ratios.
+- ``<Airbyte source> (extract only)``: the source's ``read`` alone, records as RECORD messages on
+  stdout, counted and thrown away; an Airbyte destination needs the Airbyte platform, not run here.
+- ``<Singer tap> (extract only)``: the tap alone, records on stdout, counted and thrown away.
+- ``<Singer tap> | target-postgres`` (pipeline: extract AND load, what a Singer user runs): the tap
+  piped into ``meltanolabs-target-postgres`` (``TARGETS``) writing to a throwaway database on the
+  local PostgreSQL (127.0.0.1:5432, created before the run, dropped after). Wall from the start of
+  both until both have exited; CPU summed over both; peak RSS is the sum of the two peaks (they run
+  at the same time), each shown in brackets (tap + target); records complete are the distinct ids
+  in the table the target created (counted afterwards, untimed). The PostgreSQL server's own CPU
+  and memory are not in the figure (crmsync's SQLite work is in its process), so the pipeline row
+  under-counts the load side.
+- ``dlt-rest_api + duckdb load``: dlt's extract, normalize and load into duckdb in one process;
+  records complete counted in the loaded table.
+
 The peers, each installed from PyPI into its own virtual environment under ``.bench-venvs/``
 (outside git; created on first use) and run in its own process:
 
@@ -13,6 +37,13 @@ The peers, each installed from PyPI into its own virtual environment under ``.be
   through the same wrapper; ``--discover`` once (untimed), then a sync with the catalog from a start
   date of 2000-01-01; records are the Singer RECORD messages on stdout. ``tap-hubspot`` 4.5 is left out:
   its deals stream reads HubSpot's legacy Deals v1 API with a legacy API key or an OAuth refresh.
+- **Singer target** (``TARGETS``): ``meltanolabs-target-postgres`` 0.8.1 (MeltanoLabs' Postgres
+  loader on the Meltano Singer SDK, released 2026-10, installs and runs on the bench's Python 3.11),
+  defaults except the connection and ``default_target_schema: public``, run from its console entry
+  point in its venv. Not chosen: ``target-sqlite`` 0.2.0 (2019; it installs SQLAlchemy 1.2.12,
+  which uses ``collections.MutableMapping`` and fails at import on Python 3.10+), the older
+  ``target-postgres`` 1.1.3 (2018) and ``pipelinewise-target-postgres`` (2023), and
+  ``target-duckdb`` (dlt's row already loads duckdb).
 - **dlt** (``DLT_PEERS``): ``dlt[duckdb]`` 1.31 and its declarative ``rest_api`` source
   (``dlt.sources.rest_api``), the way dlt's REST API source docs describe a source for any REST API
   (dlt's verified CRM sources come through ``dlt init`` from GitHub, which is not reachable here).
@@ -27,15 +58,15 @@ The peers, each installed from PyPI into its own virtual environment under ``.be
   distinct ids in the loaded ``deals`` table.
 
 The sandbox runs in its own process with the documented limits of ``bench_quota.LIMITS``; runs
-alternate crmsync / peer / crmsync / peer ... in one invocation, each in its own process (wall,
-CPU and peak RSS from ``wait4``), the sandbox's limiter and counters reset before each run. crmsync
-runs with ``bench_quota.DEFAULT_OPTIONS`` (Pipedrive without the per-deal changelog reads, which
-no peer makes) and, on Salesforce, without the ``OpportunityHistory`` reads (``PEER_OPTIONS``: no
-peer's Opportunity stream carries them, and at 20,000 deals they are 300 of crmsync's 316 calls);
-HubSpot's stage histories are read (50 deals a call, inline in the list), no peer reads them.
+alternate crmsync / [crmsync + stage history] / each peer (a Singer tap alone, then its pipeline)
+/ crmsync / ... in one invocation, each in its own process, the sandbox's limiter and counters reset
+before each run. crmsync's like-for-like run is described above; at 20,000 deals the Salesforce
+``OpportunityHistory`` reads are 300 of crmsync's 316 calls, and HubSpot's inline histories halve
+the list page (404 calls instead of 202).
 
-Prints per CRM and tool: wall, CPU, peak RSS, calls, records complete (distinct deal ids against
-the sandbox's truth) and the ratio crmsync/peer (median of the rounds). A peer that cannot be
+Prints per CRM and row: wall, CPU, peak RSS, calls (the sandbox's count), records complete
+(distinct deal ids against the sandbox's truth) and the ratio crmsync/row (median of the rounds).
+``--peers`` names peers (``tap-pipedrive`` runs the tap alone and its pipeline). A peer that cannot be
 installed or run here is reported with the reason and skipped; an Airbyte run that fails prints the
 error of its TRACE message. A peer whose code needs another interpreter names it
 (``Peer.pythons``): Airbyte's Pipedrive source only imports on Python 3.10, taken from PATH or
@@ -46,6 +77,7 @@ leaves files named by UUID in its working directory).
     python bench/bench_peers.py --deals 20000 --rounds 3 --crm hubspot
     python bench/bench_peers.py --deals 20000 --rounds 1 --crm salesforce --routes   # calls per route
     python bench/bench_peers.py --crm pipedrive --peers dlt-rest_api                 # some peers only
+    python bench/bench_peers.py --deals 20000 --with-history     # also crmsync with stage histories
 """
 
 from __future__ import annotations
