@@ -62,7 +62,7 @@ alternate crmsync / [crmsync + stage history] / each peer (a Singer tap alone, t
 / crmsync / ... in one invocation, each in its own process, the sandbox's limiter and counters reset
 before each run. crmsync's like-for-like run is described above; at 20,000 deals the Salesforce
 ``OpportunityHistory`` reads are 300 of crmsync's 316 calls, and HubSpot's inline histories halve
-the list page (404 calls instead of 202).
+the list page (404 calls instead of 203, the count call included).
 
 Prints per CRM and row: wall, CPU, peak RSS, calls (the sandbox's count), records complete
 (distinct deal ids against the sandbox's truth) and the ratio crmsync/row (median of the rounds).
