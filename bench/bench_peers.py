@@ -1,5 +1,29 @@
 """crmsync against the tools a user would pick instead, on the same sandbox world with limits on.
 
+What each row measures (one process each unless said; wall, CPU and peak RSS from ``wait4``):
+
+- ``crmsync`` (like for like): ``crmsync backfill --object deals`` into its SQLite store: extract
+  AND store (deal rows, cursors, completeness check against the CRM's count), without stage
+  histories on HubSpot and Salesforce (``PEER_OPTIONS``: no peer reads them) and without
+  Pipedrive's per-deal changelog reads (``bench_quota.DEFAULT_OPTIONS``). Ratios are this row / peer.
+- ``crmsync + stage history`` (``--with-history``, HubSpot and Salesforce): a second crmsync run
+  per round with crmsync's own default work, stage histories read and stored (HubSpot: 50 deals a
+  list call instead of 100; Salesforce: the ``OpportunityHistory`` reads). Not like for like: more
+  calls and more stored than any peer; printed with its own ratios.
+- ``<Airbyte source> (extract only)``: the source's ``read`` alone, records as RECORD messages on
+  stdout, counted and thrown away; an Airbyte destination needs the Airbyte platform, not run here.
+- ``<Singer tap> (extract only)``: the tap alone, records on stdout, counted and thrown away.
+- ``<Singer tap> | target-postgres`` (pipeline: extract AND load, what a Singer user runs): the tap
+  piped into ``meltanolabs-target-postgres`` (``TARGETS``) writing to a throwaway database on the
+  local PostgreSQL (127.0.0.1:5432, created before the run, dropped after). Wall from the start of
+  both until both have exited; CPU summed over both; peak RSS is the sum of the two peaks (they run
+  at the same time), each shown in brackets (tap + target); records complete are the distinct ids
+  in the table the target created (counted afterwards, untimed). The PostgreSQL server's own CPU
+  and memory are not in the figure (crmsync's SQLite work is in its process), so the pipeline row
+  under-counts the load side.
+- ``dlt-rest_api + duckdb load``: dlt's extract, normalize and load into duckdb in one process;
+  records complete counted in the loaded table.
+
 The peers, each installed from PyPI into its own virtual environment under ``.bench-venvs/``
 (outside git; created on first use) and run in its own process:
 
@@ -13,6 +37,13 @@ The peers, each installed from PyPI into its own virtual environment under ``.be
   through the same wrapper; ``--discover`` once (untimed), then a sync with the catalog from a start
   date of 2000-01-01; records are the Singer RECORD messages on stdout. ``tap-hubspot`` 4.5 is left out:
   its deals stream reads HubSpot's legacy Deals v1 API with a legacy API key or an OAuth refresh.
+- **Singer target** (``TARGETS``): ``meltanolabs-target-postgres`` 0.8.1 (MeltanoLabs' Postgres
+  loader on the Meltano Singer SDK, released 2026-10, installs and runs on the bench's Python 3.11),
+  defaults except the connection and ``default_target_schema: public``, run from its console entry
+  point in its venv. Not chosen: ``target-sqlite`` 0.2.0 (2019; it installs SQLAlchemy 1.2.12,
+  which uses ``collections.MutableMapping`` and fails at import on Python 3.10+), the older
+  ``target-postgres`` 1.1.3 (2018) and ``pipelinewise-target-postgres`` (2023), and
+  ``target-duckdb`` (dlt's row already loads duckdb).
 - **dlt** (``DLT_PEERS``): ``dlt[duckdb]`` 1.31 and its declarative ``rest_api`` source
   (``dlt.sources.rest_api``), the way dlt's REST API source docs describe a source for any REST API
   (dlt's verified CRM sources come through ``dlt init`` from GitHub, which is not reachable here).
@@ -27,16 +58,15 @@ The peers, each installed from PyPI into its own virtual environment under ``.be
   distinct ids in the loaded ``deals`` table.
 
 The sandbox runs in its own process with the documented limits of ``bench_quota.LIMITS``; runs
-alternate crmsync / peer / crmsync / peer ... in one invocation, each in its own process (wall,
-CPU and peak RSS from ``wait4``), the sandbox's limiter and counters reset before each run. crmsync
-runs with ``bench_quota.DEFAULT_OPTIONS`` (Pipedrive without the per-deal changelog reads, which
-no peer makes) and, on Salesforce, without the ``OpportunityHistory`` reads (``PEER_OPTIONS``: no
-peer's Opportunity stream carries them; read in batch by three Bulk jobs they are 17 of crmsync's 33
-calls at 20,000 deals, ``--option stage_history=true`` measures them);
-HubSpot's stage histories are read (50 deals a call, inline in the list), no peer reads them.
+alternate crmsync / [crmsync + stage history] / each peer (a Singer tap alone, then its pipeline)
+/ crmsync / ... in one invocation, each in its own process, the sandbox's limiter and counters reset
+before each run. crmsync's like-for-like run is described above. At 20,000 deals HubSpot's inline
+histories halve the list page (404 calls instead of 203, the count call included); Salesforce's,
+read in batch by three Bulk jobs, are 17 of 33 calls (read by ids, ``history_via: ids``, 300 of 316).
 
-Prints per CRM and tool: wall, CPU, peak RSS, calls, records complete (distinct deal ids against
-the sandbox's truth) and the ratio crmsync/peer (median of the rounds). A peer that cannot be
+Prints per CRM and row: wall, CPU, peak RSS, calls (the sandbox's count), records complete
+(distinct deal ids against the sandbox's truth) and the ratio crmsync/row (median of the rounds).
+``--peers`` names peers (``tap-pipedrive`` runs the tap alone and its pipeline). A peer that cannot be
 installed or run here is reported with the reason and skipped; an Airbyte run that fails prints the
 error of its TRACE message. A peer whose code needs another interpreter names it
 (``Peer.pythons``): Airbyte's Pipedrive source only imports on Python 3.10, taken from PATH or
@@ -48,6 +78,7 @@ leaves files named by UUID in its working directory).
     python bench/bench_peers.py --deals 20000 --rounds 1 --crm salesforce --routes   # calls per route
     python bench/bench_peers.py --crm pipedrive --peers dlt-rest_api                 # some peers only
     python bench/bench_peers.py --deals 20000 --rounds 1 --crm salesforce --option stage_history=true
+    python bench/bench_peers.py --deals 20000 --with-history     # also crmsync with stage histories
 """
 
 from __future__ import annotations
@@ -130,6 +161,29 @@ PEERS = [
     Peer("pipedrive", "tap-pipedrive", "tap-pipedrive==2.1.0", "tap_pipedrive.cli:main",
          "https://api.pipedrive.com", "deals", protocol="singer"),
 ]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A Singer target from PyPI that lands what a tap writes on stdout in a database, in its own venv:
+    each run gets a throwaway database on the local PostgreSQL, created before and dropped after the
+    run, the ids that landed counted with ``psql`` (untimed)."""
+
+    name: str
+    package: str
+    module: str  # its console entry point, module:function
+    pythons: tuple[str, ...] = ()
+    why_pythons: str = ""
+
+    @property
+    def venv(self) -> str:
+        return self.package.split("==")[0]
+
+
+TARGETS = [
+    Target("target-postgres", "meltanolabs-target-postgres==0.8.1", "target_postgres.target:TargetPostgres.cli"),
+]
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}  # the local PostgreSQL, trust auth on loopback
 
 
 def native_fields(mapping: ObjectMapping) -> list[str]:
@@ -228,6 +282,7 @@ class Run:
     truth: int
     ok: bool
     why: str = ""
+    rss_parts: tuple[float, ...] = ()  # a pipeline's peak RSS per process (tap, target); rss_mb is their sum
 
 
 def find_python(names: tuple[str, ...]) -> str | None:
@@ -241,7 +296,7 @@ def find_python(names: tuple[str, ...]) -> str | None:
     return None
 
 
-def venv_python(peer: Peer | DltPeer) -> Path:
+def venv_python(peer: Peer | DltPeer | Target) -> Path:
     """The peer's own interpreter, its venv made and the package installed on first use."""
     env = VENVS / peer.venv
     python = env / "bin" / "python"
@@ -308,6 +363,39 @@ def measured(cmd: list[str], *, env: dict[str, str] | None = None, stdout: Any =
     return wall, float(usage["cpu"]), float(usage["rss_kb"]) / 1024, code
 
 
+def measured_pipeline(tap: list[str], target: list[str], *, env: dict[str, str], cwd: Path) -> tuple[
+        float, list[tuple[float, float, int]]]:
+    """``tap | target``, each from its own fresh launcher: the wall from the start until both have
+    exited, and (CPU s, peak RSS MB, exit status) of each process (they run at the same time)."""
+    paths = []
+    for _ in range(2):
+        with tempfile.NamedTemporaryFile(prefix="bench-usage-", suffix=".json", delete=False) as handle:
+            paths.append(Path(handle.name))
+    try:
+        with tempfile.TemporaryFile() as err_tap, tempfile.TemporaryFile() as err_target:
+            started = time.perf_counter()
+            first = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(paths[0]), *tap], env=env,
+                                     stdout=subprocess.PIPE, stderr=err_tap, cwd=cwd)
+            second = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(paths[1]), *target], env=env,
+                                      stdin=first.stdout, stdout=subprocess.DEVNULL, stderr=err_target, cwd=cwd)
+            assert first.stdout is not None
+            first.stdout.close()  # the target's end only: the tap sees a broken pipe if the target dies
+            codes = [first.wait(), second.wait()]
+            wall = time.perf_counter() - started
+            parts = []
+            for path, code, err, who in zip(paths, codes, (err_tap, err_target), ("tap", "target"), strict=True):
+                usage = json.loads(path.read_text() or '{"cpu": 0, "rss_kb": 0}')
+                parts.append((float(usage["cpu"]), float(usage["rss_kb"]) / 1024, code))
+                if code != 0:
+                    err.seek(0)
+                    tail = err.read().decode("utf-8", "replace").strip().splitlines()[-3:]
+                    print(f"    ({who} exit {code}: {' | '.join(tail)[:400]})", flush=True)
+    finally:
+        for path in paths:
+            path.unlink(missing_ok=True)
+    return wall, parts
+
+
 SHOW_ROUTES = False  # --routes: the sandbox's calls per route after each run
 TOOLS: set[str] = set()  # --peers: the peers to run (every one by default)
 EXTRA_OPTIONS: dict[str, Any] = {}  # --option KEY=VALUE: crmsync connection options over PEER_OPTIONS
@@ -330,18 +418,21 @@ def truth_count(base: str, verify: Any, crm: str) -> int:
     return len(httpx.get(f"{base}/_sandbox/objects/{DEAL_TRUTH[crm]}", verify=verify, timeout=120).json())
 
 
-#: the same work as the peer: its Salesforce Opportunity stream reads no stage history
-PEER_OPTIONS: dict[str, dict[str, Any]] = {"salesforce": {"stage_history": False}}
+#: the same work as the peers: no peer's deals / Opportunity stream reads stage histories
+PEER_OPTIONS: dict[str, dict[str, Any]] = {"hubspot": {"stage_history": False}, "salesforce": {"stage_history": False}}
+CRMSYNC = "crmsync"  # the like-for-like row: PEER_OPTIONS
+WITH_HISTORY = "crmsync + stage history"  # --with-history: crmsync's own default work (histories read)
 
 
-def run_crmsync(crm: str, entry: dict[str, Any], work: Path, n: int, base: str, verify: Any) -> Run:
-    config = work / f"crmsync-{n}.yaml"
-    options = {**entry.get("options", {}), **DEFAULT_OPTIONS.get(crm, {}), **PEER_OPTIONS.get(crm, {}),
-               **EXTRA_OPTIONS}
+def run_crmsync(crm: str, entry: dict[str, Any], work: Path, n: int, base: str, verify: Any,
+                history: bool = False) -> Run:
+    config = work / f"crmsync-{n}{'-history' if history else ''}.yaml"
+    options = {**entry.get("options", {}), **DEFAULT_OPTIONS.get(crm, {}),
+               **({} if history else PEER_OPTIONS.get(crm, {})), **EXTRA_OPTIONS}
     conn = {**entry, "objects": ["deals"], "options": options}
-    config.write_text(yaml.safe_dump({"store": {"url": f"sqlite:///{work / f'store-{n}.db'}"},
+    config.write_text(yaml.safe_dump({"store": {"url": f"sqlite:///{config.with_suffix('.db')}"},
                                       "connections": [conn]}))
-    out = work / f"crmsync-{n}.json"
+    out = config.with_suffix(".json")
     reset(base, verify)
     env = {**os.environ, "CRMSYNC_LOG_LEVEL": "warning"}
     subprocess.run([sys.executable, "-m", "crmsync.cli", "db", "upgrade", "--config", str(config)], check=True,
@@ -356,7 +447,7 @@ def run_crmsync(crm: str, entry: dict[str, Any], work: Path, n: int, base: str, 
     doc = json.loads(text[text.index("{"):]) if "{" in text else {}
     truth = truth_count(base, verify, crm)
     stored = int(doc.get("stored_count") or 0)
-    return Run("crmsync", wall, cpu, rss, calls, stored, truth, code == 0 and stored == truth,
+    return Run(WITH_HISTORY if history else CRMSYNC, wall, cpu, rss, calls, stored, truth, code == 0 and stored == truth,
                "" if code == 0 else f"exit {code}")
 
 
@@ -450,8 +541,67 @@ def run_peer(peer: Peer, python: Path, config: Path, catalog: Path, work: Path, 
             if data is not None:
                 ids.add(str(data.get("id") or data.get("Id")))
     truth = truth_count(base, verify, peer.crm)
-    return Run(peer.name, wall, cpu, rss, calls, len(ids), truth, code == 0 and len(ids) == truth,
+    return Run(f"{peer.name} (extract only)", wall, cpu, rss, calls, len(ids), truth, code == 0 and len(ids) == truth,
                "" if code == 0 else f"exit {code}" + (f": {why}" if why else ""))
+
+
+def psql(sql: str, database: str = "postgres", **names: str) -> str:
+    """One statement through ``psql`` on stdin; ``names`` are psql variables (``:'x'`` a literal,
+    ``:"x"`` an identifier), quoted by psql."""
+    args = ["psql", "-h", str(PG["host"]), "-p", str(PG["port"]), "-U", str(PG["user"]), "-d", database,
+            "-v", "ON_ERROR_STOP=1", "-At", *(f"--set={k}={v}" for k, v in names.items())]
+    return subprocess.run(args, input=sql, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def target_config(database: str) -> dict[str, Any]:
+    """A fresh destination for one run: a new database on the local PostgreSQL."""
+    psql('CREATE DATABASE :"db"', db=database)
+    return {**PG, "password": "", "database": database, "default_target_schema": "public"}
+
+
+def landed(database: str, stream: str) -> int:
+    """Distinct deal ids in the table the target made for the stream (its name and the id column's
+    case as the target chose them)."""
+    found = psql("SELECT table_schema || '.' || table_name || '.' || column_name FROM information_schema.columns "
+                 "WHERE lower(table_name) = lower(:'stream') AND lower(column_name) = 'id'", database, stream=stream)
+    if not found:
+        return 0
+    schema, table, column = found.splitlines()[0].split(".")
+    return int(psql('SELECT COUNT(DISTINCT :"column") FROM :"schema".:"table"', database,
+                    column=column, schema=schema, table=table))
+
+
+def run_pipeline(peer: Peer, python: Path, config: Path, catalog: Path, target: Target, target_python: Path,
+                 work: Path, n: int, base: str, verify: Any, ca: str | None) -> Run:
+    """``tap | target`` as a Singer user runs it, into a fresh destination; both processes measured;
+    the records complete are the distinct ids that landed in the destination (counted untimed)."""
+    home = work / f"{peer.name}-{target.name}-{n}"
+    home.mkdir()
+    database = f"bench_peers_{os.getpid()}_{peer.crm}_{n}"
+    target_conf = home / "target.json"
+    target_conf.write_text(json.dumps(target_config(database)))
+    try:
+        reset(base, verify)
+        tap_cmd = wrapped(python, peer, base, "--config", str(config), peer.catalog_flag, str(catalog))
+        target_cmd = [str(target_python), "-c", _ENTRY, target.module, "--config", str(target_conf)]
+        wall, parts = measured_pipeline(tap_cmd, target_cmd, env=peer_env(ca), cwd=home)
+        calls = sandbox_calls(base, verify)
+        show_routes(f"{peer.name} | {target.name}", base, verify)
+        codes = [code for _, _, code in parts]
+        ok_run = all(code == 0 for code in codes)
+        count = landed(database, peer.stream) if ok_run else 0
+    finally:
+        psql('DROP DATABASE IF EXISTS :"db"', db=database)
+    truth = truth_count(base, verify, peer.crm)
+    return Run(f"{peer.name} | {target.name}", wall, sum(cpu for cpu, _, _ in parts), sum(rss for _, rss, _ in parts),
+               calls, count, truth, ok_run and count == truth,
+               "" if ok_run else "exit " + "/".join(str(c) for c in codes),
+               rss_parts=tuple(rss for _, rss, _ in parts))
+
+
+#: runs ``module:function`` (a console entry point) with the rest of the command line, in any venv
+_ENTRY = ("import importlib, sys; m, _, f = sys.argv[1].partition(':'); sys.argv = [m, *sys.argv[2:]]; "
+          "o = importlib.import_module(m)\nfor part in f.split('.'): o = getattr(o, part)\no()")
 
 
 def dlt_values(entry: dict[str, Any], base: str) -> dict[str, str]:
@@ -490,7 +640,7 @@ def run_dlt(peer: DltPeer, python: Path, entry: dict[str, Any], work: Path, n: i
         else:
             why = "count failed: " + " | ".join(counted.stderr.strip().splitlines()[-2:])[:300]
     truth = truth_count(base, verify, peer.crm)
-    return Run(peer.name, wall, cpu, rss, calls, loaded, truth, code == 0 and loaded == truth, why)
+    return Run(f"{peer.name} + duckdb load", wall, cpu, rss, calls, loaded, truth, code == 0 and loaded == truth, why)
 
 
 def report(crm: str, runs: list[Run]) -> None:
@@ -501,22 +651,28 @@ def report(crm: str, runs: list[Run]) -> None:
     def med(tool: str, attr: str) -> float:
         return statistics.median(getattr(r, attr) for r in by_tool[tool])
 
+    def rss(tool: str) -> str:
+        parts = [statistics.median(r.rss_parts[i] for r in by_tool[tool]) for i in range(len(by_tool[tool][0].rss_parts))]
+        return f"{med(tool, 'rss_mb'):5.0f} MB" + (" (" + " + ".join(f"{p:.0f}" for p in parts) + ")" if parts else "")
+
     for tool, rs in by_tool.items():
         last = rs[-1]
-        print(f"{crm:<11} {tool:<26} wall {med(tool, 'wall'):7.1f}s  CPU {med(tool, 'cpu'):6.1f}s  "
-              f"peak RSS {med(tool, 'rss_mb'):5.0f} MB  calls {int(med(tool, 'calls')):6,}  records "
+        print(f"{crm:<11} {tool:<40} wall {med(tool, 'wall'):7.1f}s  CPU {med(tool, 'cpu'):6.1f}s  "
+              f"peak RSS {rss(tool)}  calls {int(med(tool, 'calls')):6,}  records "
               f"{last.records:,}/{last.truth:,} {'complete' if all(r.ok for r in rs) else 'INCOMPLETE'}"
               + (f" ({last.why})" if last.why else ""), flush=True)
-    if "crmsync" in by_tool:
+    for ours in (CRMSYNC, WITH_HISTORY):
+        if ours not in by_tool:
+            continue
         for tool in by_tool:
-            if tool == "crmsync":
+            if tool in (CRMSYNC, WITH_HISTORY):
                 continue
-            print(f"{crm:<11} crmsync/{tool}: wall {med('crmsync', 'wall') / med(tool, 'wall'):.2f}, CPU "
-                  f"{med('crmsync', 'cpu') / med(tool, 'cpu'):.2f}, RSS {med('crmsync', 'rss_mb') / med(tool, 'rss_mb'):.2f}",
+            print(f"{crm:<11} {ours}/{tool}: wall {med(ours, 'wall') / med(tool, 'wall'):.2f}, CPU "
+                  f"{med(ours, 'cpu') / med(tool, 'cpu'):.2f}, RSS {med(ours, 'rss_mb') / med(tool, 'rss_mb'):.2f}",
                   flush=True)
 
 
-def bench_crm(crm: str, deals: int, rounds: int, seed: int) -> None:
+def bench_crm(crm: str, deals: int, rounds: int, seed: int, with_history: bool = False) -> None:
     peers = [p for p in PEERS if p.crm == crm and p.name in TOOLS]
     dlt_peers = [p for p in DLT_PEERS if p.crm == crm and p.name in TOOLS]
     with tempfile.TemporaryDirectory(prefix=f"bench-peers-{crm}-") as tmp:
@@ -538,6 +694,12 @@ def bench_crm(crm: str, deals: int, rounds: int, seed: int) -> None:
                     ready.append((peer, python, config, catalog))
                 except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
                     print(f"{crm:<11} {peer.name}: cannot run here: {exc}", flush=True)
+            targets: list[tuple[Target, Path]] = []
+            for target in TARGETS if any(peer.protocol == "singer" for peer, *_ in ready) else []:
+                try:
+                    targets.append((target, venv_python(target)))
+                except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                    print(f"{crm:<11} {target.name}: cannot run here: {exc}", flush=True)
             ready_dlt: list[tuple[DltPeer, Path]] = []
             for dlt_peer in dlt_peers:
                 try:
@@ -547,8 +709,13 @@ def bench_crm(crm: str, deals: int, rounds: int, seed: int) -> None:
             runs: list[Run] = []
             for n in range(rounds):  # alternating: crmsync, each peer, crmsync, ...
                 runs.append(run_crmsync(crm, entry, work, n, base, verify))
+                if with_history and crm in PEER_OPTIONS:
+                    runs.append(run_crmsync(crm, entry, work, n, base, verify, history=True))
                 for peer, python, config, catalog in ready:
                     runs.append(run_peer(peer, python, config, catalog, work, n, base, verify, ca))
+                    for target, target_python in targets if peer.protocol == "singer" else []:
+                        runs.append(run_pipeline(peer, python, config, catalog, target, target_python, work, n,
+                                                 base, verify, ca))
                 for dlt_peer, python in ready_dlt:
                     runs.append(run_dlt(dlt_peer, python, entry, work, n, base, verify, ca))
             report(crm, runs)
@@ -567,6 +734,8 @@ def main() -> None:
     parser.add_argument("--peers", default="", help="comma-separated peer names to run (default: all)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="a crmsync connection option (YAML value) over PEER_OPTIONS, e.g. stage_history=true")
+    parser.add_argument("--with-history", action="store_true",
+                        help="also run crmsync with stage histories read (HubSpot, Salesforce), a row of its own")
     args = parser.parse_args()
     global SHOW_ROUTES
     SHOW_ROUTES = args.routes
@@ -577,7 +746,7 @@ def main() -> None:
         EXTRA_OPTIONS[key] = yaml.safe_load(value)
     print(f"bench_peers: {args.deals:,} deals, {args.rounds} alternating rounds, documented limits on", flush=True)
     for crm in args.crm.split(","):
-        bench_crm(crm, args.deals, args.rounds, args.seed)
+        bench_crm(crm, args.deals, args.rounds, args.seed, args.with_history)
 
 
 if __name__ == "__main__":
