@@ -13,6 +13,7 @@ follow the deals changed since their own watermark: ``/deals/products?deal_ids=`
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -32,6 +33,7 @@ from crmsync.connectors.pipedrive.http import DEFAULT_BASE_URL, PipedriveHttp, R
 from crmsync.connectors.pipedrive.incremental import DEFAULT_RULE, Checkpoint
 from crmsync.connectors.pipedrive.mapping import MAPPINGS, prepare
 from crmsync.connectors.pipedrive.push import Pusher
+from crmsync.connectors.pipedrive.windows import WindowedPull, WindowedState, chains_for
 from crmsync.connectors.plan import BackfillPlan, Option, pages
 from crmsync.connectors.stage_history import HistoryBatch
 from crmsync.connectors.wire import decode_body
@@ -99,6 +101,8 @@ class PipedriveConnector:
         self._mappings: dict[str, ObjectMapping] = {
             name: mapping.with_overrides(conn.field_mappings.get(name, {})) for name, mapping in MAPPINGS.items()}
         self._pusher = Pusher(self)
+        self._budget_lock = threading.Lock()
+        self._tokens_in_flight = 0
 
     @property
     def mappings(self) -> dict[str, ObjectMapping]:
@@ -186,9 +190,63 @@ class PipedriveConnector:
             yield from self._pull_full(object_name)
         elif object_name == "line_items":
             yield from self._pull_line_items(state, since, until)
+        elif self._windowed(object_name, state, since, until, backfill):
+            yield from self._pull_windows(state)
         else:
             phases = ["live", "deleted"] if object_name == "deals" else ["live"]
             yield from self._pull_incremental(object_name, state, phases, since, until)
+
+    # --- windowed deal backfill (``windows``) -------------------------------------------------------
+    def _windowed(self, object_name: str, state: dict[str, Any], since: dt.datetime | None,
+                  until: dt.datetime | None, backfill: bool) -> bool:
+        """A whole-history deal backfill reads windows side by side (``options.backfill_windows``:
+        ``auto``, or a number of chains; 1 turns it off). A backfill begun as one chain resumes as one."""
+        if not (backfill and object_name == "deals" and since is None and until is None):
+            return False
+        if state and not WindowedState.is_windowed(state):
+            return False
+        return self._fixed_chains() != 1
+
+    def _fixed_chains(self) -> int | None:
+        value = self.conn.options.get("backfill_windows", "auto")
+        return None if value in (None, "auto") else max(1, int(value))
+
+    def chains(self, round_trip_s: float) -> int:
+        """Chains to keep in flight for a round trip of ``round_trip_s`` (``windows.chains_for``)."""
+        fixed = self._fixed_chains()
+        if fixed is not None:
+            return fixed
+        burst = self.http.burst
+        allowed = burst.allowed if burst is not None and burst.limit else None
+        return chains_for(burst.rate if burst is not None else None, round_trip_s, allowed,
+                          burst.window_s if burst is not None else 2.0)
+
+    def _pull_windows(self, state: dict[str, Any]) -> Iterator[Page]:
+        self.field_names("deals")  # read once, before the chains' workers run
+        windowed = WindowedState.from_cursor(state) if state else WindowedState.fresh()
+
+        def fetch(query: dict[str, Any], api_cursor: str | None) -> RawPage:
+            # chains run at once: the tokens of requests in flight count as spent for the budget check
+            with self._budget_lock:
+                self.ensure_budget(COST_LIST + self._tokens_in_flight)
+                self._tokens_in_flight += COST_LIST
+            try:
+                params = {**query, "cursor": api_cursor} if api_cursor else query
+                return self.http.request_page(V2 + INCREMENTAL["deals"], params=params)
+            finally:
+                with self._budget_lock:
+                    self._tokens_in_flight -= COST_LIST
+
+        def map_rows(rows: list[dict[str, Any]], deleted_phase: bool) -> tuple[list[Record], list[Quarantined],
+                                                                                list[str]]:
+            if deleted_phase:
+                _only_deleted("deals", rows)
+            records, bad = self._map("deals", rows)
+            return records, bad, [r.source_id for r in records if r.deleted]
+
+        run = WindowedPull(windowed, fetch=fetch, map_rows=map_rows, epoch=_epoch, rule=self.stamp_rule,
+                           page_limit=self.page_limit, chains=self.chains, name=f"pipedrive-windows-{self.name}")
+        yield from run.pages()
 
     def _pull_users(self) -> Iterator[Page]:
         data = self.call("GET", "/v1/users", cost=20)
