@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -376,9 +377,18 @@ class PipedriveConnector:
                       until: dt.datetime | None = None) -> BackfillPlan:
         """Cursor-paged list at ``page_limit`` (500) a page, sent as fast as the token's burst limit
         allows (``x-ratelimit-limit`` per 2 s, learned from the answers); the daily token budget
-        (``x-daily-ratelimit-token-*``) bounds how much of it one day can carry."""
+        (``x-daily-ratelimit-token-*``) bounds how much of it one day can carry. A whole-history deal
+        backfill reads ``update_time`` windows side by side (``windows``): as many chains as the
+        round trip of the count call says must be in flight to keep the burst limit busy, capped by
+        it; each window's end costs at most one page more."""
+        began = time.monotonic()
         records = self.count(object_name, since=since, until=until)
+        round_trip = time.monotonic() - began
         calls = pages(records, self.page_limit) + 1  # + the deleted-records pass
+        windowed = self._windowed(object_name, {}, since, until, backfill=True)
+        chains = min(self.chains(round_trip), pages(records, self.page_limit)) if windowed else 1
+        calls += chains - 1  # a split window ends inside a page that the window above reads again
+        list_calls = calls
         tokens = calls * 10  # GET /api/v2/deals and friends cost 10 tokens (x-token-cost)
         history = object_name == "deals" and bool(self.conn.options.get("stage_history", True))
         if history:  # at most one changelog call per deal (those that never moved need none), 20 tokens
@@ -387,11 +397,16 @@ class PipedriveConnector:
         burst = self.http.burst
         rate = burst.rate if burst is not None else None
         seconds = calls / rate if rate else None
+        if seconds is not None:  # a chain cannot go faster than one answer per round trip
+            seconds = max(seconds, list_calls * round_trip / chains)
         remaining = self.usage.remaining
         if seconds is not None and remaining is not None and tokens > remaining:
             seconds = None  # the budget runs out first: the engine stops cleanly and resumes tomorrow
-        chosen = Option("cursor list", calls, seconds, tokens,
-                        f"{self.page_limit} a page at the burst limit, {tokens:,} tokens"
+        strategy = "windowed cursor list" if chains > 1 else "cursor list"
+        how = (f"{chains} update_time windows at once (round trip {round_trip * 1000:.0f} ms), split where "
+               "the data is; " if chains > 1 else "")
+        chosen = Option(strategy, calls, seconds, tokens,
+                        how + f"{self.page_limit} a page at the burst limit, {tokens:,} tokens"
                         + (f"; stage history: up to {records:,} changelog calls (options.stage_history: false "
                            "skips them)" if history else ""))
         limits = {"burst": f"{burst.limit} per {burst.window_s:g}s" if burst is not None and burst.limit
