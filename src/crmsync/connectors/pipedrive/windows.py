@@ -24,9 +24,9 @@ Guarantees, as with one chain:
 - a request's ``updated_until`` stays the bound its chain started with (a cursor is only reused
   with the query it came from); a lowered bound is applied to the rows;
 - the last window is open above, so a deal edited during the backfill (its ``update_time`` moves
-  to now) is read by it or, once it has ended, by incremental sync: the hand-over cursor starts
-  at the backfill's start (server time minus settling), so the first incremental pass re-reads
-  every edit made while the windows ran;
+  to now) is read by it or, once it has ended, by incremental sync: the hand-over cursor is that
+  window's checkpoint (its watermark is the newest stamp read, as one chain's would be; every edit
+  made after it ended is stamped later), so the first incremental pass reads every such edit;
 - the ``status=deleted`` pass is one more chain, run beside the windows.
 """
 
@@ -91,7 +91,7 @@ class Window:
 
 @dataclass
 class WindowedState:
-    started: int | None = None  # backfill start on the server's clock minus settling (hand-over point)
+    started: int | None = None  # backfill start on the server's clock minus settling (top of the splits)
     chains: int | None = None  # chains in flight (chosen from the first answer, or options)
     windows: list[Window] = field(default_factory=list)
 
@@ -113,10 +113,22 @@ class WindowedState:
                 "windows": [w.to_dict() for w in self.windows]}
 
     def handover(self) -> dict[str, Any]:
-        """The incremental cursor a finished backfill hands over: live deals from the backfill's
-        start (every edit made while it ran is read again), deletions from the deleted chain's end."""
+        """The incremental cursor a finished backfill hands over, as one chain would: the checkpoint
+        of the window open above (it holds the newest stamps, its seen versions and its open floor;
+        every window below ends under the backfill's settled start), or, when that window read
+        nothing, the newest stamp any window read; deletions from the deleted chain's end."""
+        live = [w for w in self.windows if w.phase == "live"]
+        top = next((w for w in live if w.hi is None), None)
+        if top is not None and top.checkpoint.watermark is not None:
+            chosen = Checkpoint.from_dict(top.checkpoint.to_dict())
+        else:
+            marks = [w.checkpoint.watermark for w in live if w.checkpoint.watermark is not None]
+            chosen = Checkpoint(watermark=max(marks) if marks else None)
+        floors = [w.checkpoint.open_floor for w in live if w.checkpoint.open_floor is not None]
+        if floors:
+            chosen.open_floor = min(floors)
         deleted = next((w.checkpoint for w in self.windows if w.phase == "deleted"), Checkpoint())
-        return {"live": Checkpoint(watermark=self.started).to_dict(), "deleted": deleted.to_dict()}
+        return {"live": chosen.to_dict(), "deleted": deleted.to_dict()}
 
 
 def rfc3339(epoch: int) -> str:
