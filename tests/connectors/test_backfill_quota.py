@@ -242,7 +242,8 @@ def test_pipedrive_backfills_at_the_burst_limit_without_a_429(tmp_path: Path) ->
         conns = [ConnectionSettings(name=f"pd-{n}", kind="pipedrive", base_url=server.url,
                                     credentials={"api_token": SecretStr(sorted(sim.api_tokens)[0])},
                                     objects=["deals", "accounts"],
-                                    options={"page_limit": 200, "stage_history": False, "settle_seconds": 0})
+                                    options={"page_limit": 200, "stage_history": False, "settle_seconds": 0,
+                                             "backfill_windows": "auto"})
                  for n in "ab"]
         store = store_at(tmp_path)
         plan = plan_backfills(Settings(connections=conns[:1]), [("pd-a", "deals")])[0][2]

@@ -46,7 +46,7 @@ def limited(crm: CrmUnderTest, latency_ms: float = 30) -> None:
 
 
 def engine_for(store: Store, crm: CrmUnderTest, **options: Any) -> SyncEngine:
-    conn = crm.connection(stage_history=False, **options)
+    conn = crm.connection(stage_history=False, backfill_windows="auto", **options)
     return SyncEngine(store, build_connector(conn), conn)
 
 
@@ -138,7 +138,7 @@ def test_edits_creates_and_deletes_during_a_windowed_backfill(store: Store, crm:
 
 @pytest.mark.deals(4000)
 def test_sigkill_mid_windowed_backfill_then_resume(store: Store, crm: CrmUnderTest, tmp_path: Path) -> None:
-    conn = crm.connection(stage_history=False)
+    conn = crm.connection(stage_history=False, backfill_windows="auto")
     config = tmp_path / "crmsync.yaml"
     url = store.engine.url.render_as_string(hide_password=False)
     config.write_text(yaml.safe_dump({"store": {"url": url},
