@@ -285,12 +285,12 @@ def _requests_of(sim: PipedriveSimulator, route: str, at_least: int, deadline_s:
 def test_pages_are_requested_ahead_up_to_prefetch_pages_and_read_in_order(
         sim: PipedriveSimulator, server: SandboxServer) -> None:
     list_route = "GET /api/v2/deals"
-    plain = make(server, page_limit=40, prefetch=False)
+    plain = make(server, page_limit=40, prefetch=False, backfill_windows=1)
     expected, expected_cursor = drain(plain.pull("deals", None, backfill=True))
     plain.close()
     assert len(expected) == 400 // 40 + 1  # ten live pages, then the deleted pass
     sim.log.reset()
-    ahead = make(server, page_limit=40, prefetch_pages=3)
+    ahead = make(server, page_limit=40, prefetch_pages=3, backfill_windows=1)
     pages = ahead.pull("deals", None, backfill=True)
     first = next(pages)
     # while the first page is held, the next three answers wait in the queue and the worker holds
@@ -309,7 +309,7 @@ def test_pages_are_requested_ahead_up_to_prefetch_pages_and_read_in_order(
 def test_a_pass_closed_early_stops_its_requests(sim: PipedriveSimulator, server: SandboxServer) -> None:
     list_route = "GET /api/v2/deals"
     sim.log.reset()
-    connector = make(server, page_limit=20, prefetch_pages=2)
+    connector = make(server, page_limit=20, prefetch_pages=2, backfill_windows=1)
     pages = connector.pull("deals", None, backfill=True)
     next(pages)
     held = _requests_of(sim, list_route, 4)
