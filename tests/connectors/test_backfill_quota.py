@@ -25,6 +25,7 @@ from crmsync.settings import ConnectionSettings, Settings
 from crmsync.store import Store
 from crmsync.sync.engine import SyncEngine
 from crmsync.sync.runner import plan_backfills, run_backfills
+from request_rates import most_in_any_window
 
 LIST = "GET /crm/v3/objects/deals"
 
@@ -54,16 +55,6 @@ def limited(deals: int, *, burst: int, window: float) -> HubSpotSimulator:
     return HubSpotSimulator(generate_world(31, deals), Knobs(burst_limit=burst, burst_window_s=window,
                                                             search_per_second=50))
 
-
-def most_in_any_window(times: list[float], window: float) -> int:
-    """The most requests the simulator answered within any ``window`` seconds."""
-    times = sorted(times)
-    best, lo = 0, 0
-    for hi, at in enumerate(times):
-        while times[lo] <= at - window:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 # --- the limiter itself -------------------------------------------------------------------------------

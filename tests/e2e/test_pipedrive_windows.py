@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,8 @@ from crmsync.connectors.pipedrive.windows import FORMAT
 from crmsync.model import ObjectType
 from crmsync.store import Store
 from crmsync.sync.engine import ObjectResult, SyncEngine, backfill_cursor_name
+from request_rates import most_in_any_window
+from waiting import wait_until
 
 BURST = 12  # requests per 2 s, as the sandbox counts them (x-ratelimit-limit)
 pytestmark = pytest.mark.parametrize("crm", ["pipedrive"], indirect=True)
@@ -49,15 +50,6 @@ def engine_for(store: Store, crm: CrmUnderTest, **options: Any) -> SyncEngine:
     conn = crm.connection(stage_history=False, backfill_windows="auto", **options)
     return SyncEngine(store, build_connector(conn), conn)
 
-
-def most_in_any_window(times: list[float], window: float) -> int:
-    times = sorted(times)
-    best, start = 0, 0
-    for end, at in enumerate(times):
-        while times[start] <= at - window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 class Windows:
@@ -162,10 +154,11 @@ def test_sigkill_mid_windowed_backfill_then_resume(store: Store, crm: CrmUnderTe
         connector = (saved or {}).get("connector") or {}
         return sum(1 for w in connector.get("windows") or [] if w["phase"] == "live" and not w["done"])
 
-    deadline = time.monotonic() + 60
-    while (store.count(ObjectType.DEAL, conn.name) < 1000 or running_windows() < 2) and time.monotonic() < deadline:
+    def mid_backfill() -> bool:
         assert child.poll() is None, "the backfill finished before it could be killed"
-        time.sleep(0.05)
+        return store.count(ObjectType.DEAL, conn.name) >= 1000 and running_windows() >= 2
+
+    wait_until(mid_backfill, timeout=60, what="1,000 deals stored with two windows running", interval=0.05)
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=10)
     crm.sim.knobs.update({"latency_ms": 0})
