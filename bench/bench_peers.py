@@ -344,8 +344,7 @@ sys.exit(os.waitstatus_to_exitcode(status))
 def measured(cmd: list[str], *, env: dict[str, str] | None = None, stdout: Any = None,
              cwd: Path | None = None) -> tuple[float, float, float, int]:
     """(wall s, CPU s, peak RSS MB, exit status) of one process, from wait4 in a fresh launcher."""
-    with tempfile.NamedTemporaryFile(prefix="bench-usage-", suffix=".json", delete=False) as handle:
-        usage_path = Path(handle.name)
+    usage_path = _usage_path()
     try:
         started = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(usage_path), *cmd], env=env, stdout=stdout,
@@ -354,23 +353,37 @@ def measured(cmd: list[str], *, env: dict[str, str] | None = None, stdout: Any =
         err = proc.stderr.read()
         code = proc.wait()
         wall = time.perf_counter() - started
-        usage = json.loads(usage_path.read_text() or '{"cpu": 0, "rss_kb": 0}')
+        cpu, rss_mb = _usage(usage_path)
     finally:
         usage_path.unlink(missing_ok=True)
+    _say_exit("", code, err)
+    return wall, cpu, rss_mb, code
+
+
+def _usage_path() -> Path:
+    """A file the launcher writes its child's wait4 usage into."""
+    with tempfile.NamedTemporaryFile(prefix="bench-usage-", suffix=".json", delete=False) as handle:
+        return Path(handle.name)
+
+
+def _usage(path: Path) -> tuple[float, float]:
+    """(CPU s, peak RSS MB) as the launcher wrote them (zeros if it wrote nothing)."""
+    usage = json.loads(path.read_text() or '{"cpu": 0, "rss_kb": 0}')
+    return float(usage["cpu"]), float(usage["rss_kb"]) / 1024
+
+
+def _say_exit(who: str, code: int, err: bytes) -> None:
+    """A failed process's exit status and the last lines of its stderr."""
     if code != 0:
         tail = err.decode("utf-8", "replace").strip().splitlines()[-3:]
-        print(f"    (exit {code}: {' | '.join(tail)[:400]})", flush=True)
-    return wall, float(usage["cpu"]), float(usage["rss_kb"]) / 1024, code
+        print(f"    ({who + ' ' if who else ''}exit {code}: {' | '.join(tail)[:400]})", flush=True)
 
 
 def measured_pipeline(tap: list[str], target: list[str], *, env: dict[str, str], cwd: Path) -> tuple[
         float, list[tuple[float, float, int]]]:
     """``tap | target``, each from its own fresh launcher: the wall from the start until both have
     exited, and (CPU s, peak RSS MB, exit status) of each process (they run at the same time)."""
-    paths = []
-    for _ in range(2):
-        with tempfile.NamedTemporaryFile(prefix="bench-usage-", suffix=".json", delete=False) as handle:
-            paths.append(Path(handle.name))
+    paths = [_usage_path(), _usage_path()]
     try:
         with tempfile.TemporaryFile() as err_tap, tempfile.TemporaryFile() as err_target:
             started = time.perf_counter()
@@ -384,12 +397,9 @@ def measured_pipeline(tap: list[str], target: list[str], *, env: dict[str, str],
             wall = time.perf_counter() - started
             parts = []
             for path, code, err, who in zip(paths, codes, (err_tap, err_target), ("tap", "target"), strict=True):
-                usage = json.loads(path.read_text() or '{"cpu": 0, "rss_kb": 0}')
-                parts.append((float(usage["cpu"]), float(usage["rss_kb"]) / 1024, code))
-                if code != 0:
-                    err.seek(0)
-                    tail = err.read().decode("utf-8", "replace").strip().splitlines()[-3:]
-                    print(f"    ({who} exit {code}: {' | '.join(tail)[:400]})", flush=True)
+                parts.append((*_usage(path), code))
+                err.seek(0)
+                _say_exit(who, code, err.read())
     finally:
         for path in paths:
             path.unlink(missing_ok=True)
