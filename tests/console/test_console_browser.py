@@ -136,7 +136,9 @@ def test_a_viewer_cannot_publish_and_a_forged_form_is_refused(page: Any, console
 
 def test_pages_have_labels_landmarks_and_work_from_the_keyboard(page: Any, console: ConsoleUnderTest) -> None:
     page.goto(console.url + "/login")
-    page.keyboard.type(ADMIN[0])  # the username field has the focus
+    # autofocus is applied at a rendering step that can come after "load": wait for it, then type
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'username'")
+    page.keyboard.type(ADMIN[0])
     page.keyboard.press("Tab")
     page.keyboard.type(ADMIN[1])
     page.keyboard.press("Enter")
