@@ -71,6 +71,20 @@ class ConnectionSettings(_Strict):
     def _valid_base_url(cls, value: str | None) -> str | None:
         return None if value is None else check_http_url(value)
 
+    @field_validator("options")
+    @classmethod
+    def _valid_engine_options(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """The sync engine's own knobs (the connectors check theirs)."""
+        for name, whole in (("commit_pages", True), ("commit_seconds", False)):
+            if name not in value:
+                continue
+            number = value[name]
+            kinds = int if whole else int | float
+            if isinstance(number, bool) or not isinstance(number, kinds) or number <= 0:
+                wanted = "a whole number" if whole else "a number"
+                raise ValueError(f"options.{name}: expected {wanted} above 0, got {number!r}")
+        return value
+
     @property
     def is_crm(self) -> bool:
         return self.kind in CRM_KINDS

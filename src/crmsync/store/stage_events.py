@@ -24,13 +24,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, String, any_, bindparam, func, select
+import orjson
+from sqlalchemy import ColumnElement, Connection, Engine, String, any_, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
 from sqlalchemy.dialects.sqlite import pysqlite
 
 from crmsync.model import UTC, Deal, ModelError, Record, now_utc, parse_timestamp
 from crmsync.store import tables as t
+from crmsync.store.sqlite_batch import execute_rows
 from crmsync.store.types import aware_param, format_utc
 
 HISTORY_KEY = "stage_history"
@@ -100,10 +102,12 @@ def _newest(deals: Iterable[Any]) -> dict[tuple[str, str], Deal]:
 
 def _stored_stages(conn: Connection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], _Stored]:
     deals = t.record_table("deal")
-    if conn.dialect.name == "postgresql":  # one array parameter: an index scan (a long IN list was not)
+    sqlite_side = conn.dialect.name == "sqlite"
+    wanted: ColumnElement[bool]
+    if sqlite_side:  # one JSON parameter: no IN list to render each time
+        wanted = deals.c.source_id.in_(select(func.json_each(bindparam("ids")).table_valued("value").c.value))
+    else:  # one array parameter: an index scan (a long IN list was not)
         wanted = deals.c.source_id == any_(bindparam("ids", type_=postgresql.ARRAY(String())))
-    else:
-        wanted = deals.c.source_id.in_(bindparam("ids", expanding=True))
     stmt = select(deals.c.source_id, deals.c.stage_id, deals.c.modified_at).where(
         deals.c.connection == bindparam("connection"), wanted
     )
@@ -113,7 +117,9 @@ def _stored_stages(conn: Connection, keys: Sequence[tuple[str, str]]) -> dict[tu
     out: dict[tuple[str, str], _Stored] = {}
     for connection, ids in by_connection.items():
         for start in range(0, len(ids), _LOOKUP_CHUNK):
-            rows = conn.execute(stmt, {"connection": connection, "ids": ids[start : start + _LOOKUP_CHUNK]})
+            chunk = ids[start : start + _LOOKUP_CHUNK]
+            rows = conn.execute(stmt, {"connection": connection,
+                                       "ids": orjson.dumps(chunk).decode() if sqlite_side else chunk})
             for source_id, stage_id, modified_at in rows:
                 out[(connection, source_id)] = _Stored(stage_id, modified_at)
     return out
@@ -203,6 +209,8 @@ def _insert_rows(conn: Connection, rows: Sequence[EventRow], recorded_at: dt.dat
     stamp: Callable[[Any], Any] = format_utc if dialect_name == "sqlite" else aware_param
     recorded = stamp(recorded_at or now_utc())
     params = [(c, d, p, f, to, stamp(at), s, recorded) for c, d, p, f, to, at, s in rows]
+    if dialect_name == "sqlite":  # one statement, not a GIL hand-over per row (``store.sqlite_batch``)
+        return execute_rows(conn, _insert_sql(dialect_name), params)
     result = conn.exec_driver_sql(_insert_sql(dialect_name), params)
     return max(result.rowcount, 0)
 

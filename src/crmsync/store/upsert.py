@@ -2,7 +2,8 @@
 statement per kind (SQLAlchemy Core, sqlite / postgresql dialects), compiled once with positional
 parameters and executed with prebuilt parameter tuples, no ORM objects on the way:
 
-* SQLite: ``executemany`` of the single-row statement (sqlite3 runs the loop in C);
+* SQLite: one multi-row ``INSERT .. VALUES (..), (..)`` per page (``store.sqlite_batch`` says why
+  not ``executemany``: a GIL hand-over per row);
 * PostgreSQL: the same, psycopg 3 runs ``executemany`` in pipeline mode (one round trip per page).
   Multi-row ``VALUES`` statements (100-1,000 rows each) measured 3-5x *slower* here than the
   pipelined executemany (bench/bench_store.py), so they are not used.
@@ -42,6 +43,7 @@ from sqlalchemy.sql.dml import Insert
 
 from crmsync.model import RECORD_TYPES, ModelError, ObjectType, Record
 from crmsync.store.clean import storable_json
+from crmsync.store.sqlite_batch import execute_rows
 from crmsync.store.tables import record_table
 from crmsync.store.types import (
     ExactDecimal,
@@ -312,7 +314,10 @@ def upsert_records(conn: Connection, records: Sequence[Record], synced_at: dt.da
         plan = PLANS[object_type]
         compiled = plan.compiled[dialect_name]
         params = build_params(plan, newest_by_key(group), dialect_name, synced_at)
-        if params:
-            result = conn.exec_driver_sql(compiled.sql, params)
-            written += result.rowcount
+        if not params:
+            continue
+        if dialect_name == "sqlite":
+            written += execute_rows(conn, compiled.sql, params)
+        else:
+            written += conn.exec_driver_sql(compiled.sql, params).rowcount
     return written

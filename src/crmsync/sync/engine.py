@@ -29,6 +29,7 @@ from crmsync.store.clean import clean_record
 from crmsync.store.stage_events import record_stage_events
 from crmsync.sync.budget import ApiBudget
 from crmsync.sync.history import read_stage_histories
+from crmsync.sync.page_group import PageGroup
 from crmsync.sync.poison import Refused, write_isolating
 
 log = get_logger("crmsync.sync")
@@ -43,6 +44,9 @@ OBJECT_TYPES: dict[str, ObjectType] = {
 CHILD_PARENT_FIELD: dict[ObjectType, str] = {ObjectType.LINE_ITEM: "deal_id"}
 # A backfill reads ahead only while at least this many calls are left in its budget.
 READ_AHEAD_MARGIN = 100
+# A backfill commits every this many pages, or sooner when the group has been open this long.
+BACKFILL_COMMIT_PAGES = 4
+BACKFILL_COMMIT_SECONDS = 1.0
 # Reference data first so deals find their owners and stages already stored.
 PULL_ORDER = ("owners", "pipelines", "stages", "products", "price_book_entries", "accounts", "contacts",
               "leads", "deals", "line_items", "tasks")
@@ -168,9 +172,10 @@ class SyncEngine:
             pages = ReadAhead(pages, depth=int(self.conn.options.get("read_ahead_pages", 1)),
                               name=f"readahead-{self.conn.name}")
         object_type = OBJECT_TYPES[result.object_name]
+        group = self._page_group(result.mode)
         try:
             for page in pages:
-                self._apply(result, object_type, cursor_name, page, dry_run)
+                self._apply(result, object_type, cursor_name, page, dry_run, group)
                 if progress is not None:
                     progress(result, page)
                 if page.done:
@@ -181,9 +186,18 @@ class SyncEngine:
                     break
                 self.budget.check()
         finally:
+            group.commit()  # the pages applied so far, whatever ended the pull
             close = getattr(pages, "close", None)
             if close is not None:
                 close()
+
+    def _page_group(self, mode: str) -> PageGroup:
+        """Backfills commit every ``options.commit_pages`` pages (default 4) or ``commit_seconds``
+        (default 1.0); incremental cycles commit every page (``sync.page_group``)."""
+        options = self.conn.options
+        pages = int(options.get("commit_pages", BACKFILL_COMMIT_PAGES)) if mode == "backfill" else 1
+        seconds = float(options.get("commit_seconds", BACKFILL_COMMIT_SECONDS))
+        return PageGroup(self.store, max_pages=pages, max_seconds=seconds)
 
     def _may_read_ahead(self) -> bool:
         """Backfills fetch the next page while one is written (``options.read_ahead``, default on),
@@ -198,7 +212,7 @@ class SyncEngine:
         return remaining is None or remaining - self.conn.budget.reserve_for_push >= READ_AHEAD_MARGIN
 
     def _apply(self, result: ObjectResult, object_type: ObjectType, cursor_name: str, page: Page,
-               dry_run: bool) -> None:
+               dry_run: bool, group: PageGroup) -> None:
         records, refused = _clean_all(r for r in page.records if _is_kind(r, object_type))
         result.pages += 1
         result.deleted += len(page.deleted_ids)
@@ -213,7 +227,7 @@ class SyncEngine:
             else None  # the CRM's own stage history, read before the transaction (network I/O)
         history_calls = history.api_calls if history is not None else 0
         result.api_calls += history_calls
-        with self.store.transaction() as tx:
+        with group.page(last=page.done) as tx:
             histories = history.histories if history is not None else None
             refused += write_isolating(tx, records, lambda t_, rs: _write_records(t_, rs, histories))
             if len(refused) > 0:
