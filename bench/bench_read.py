@@ -7,18 +7,13 @@ answers, their decoding, the cursor checkpoint and the field mapping to canonica
 the deals (and quarantined rows) read, wall seconds, crmsync's CPU seconds (``time.process_time``:
 this process, every thread, so the read-ahead worker counts) and CPU µs per deal.
 
-``--digest`` also prints a hash of every record and quarantined row in pull order (their ``repr``,
-so field values, types and ``extra``'s key order all count): two builds that map the same world
-the same way print the same digest. The hashing's own CPU is measured and left out of the figures.
-
     python bench/bench_read.py --deals 100000                 # Pipedrive
-    python bench/bench_read.py --deals 100000 --crm hubspot,salesforce --digest
+    python bench/bench_read.py --deals 100000 --crm hubspot,salesforce
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import subprocess
 import sys
 import tempfile
@@ -39,7 +34,7 @@ from crmsync.settings import ConnectionSettings  # noqa: E402
 READ_OPTIONS: dict[str, dict[str, Any]] = {"hubspot": {"limits_raised": True}}
 
 
-def bench_crm(crm: str, deals: int, seed: int, options: dict[str, Any], digest: bool) -> dict[str, Any]:
+def bench_crm(crm: str, deals: int, seed: int, options: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"bench-read-{crm}-") as tmp:
         proc, entry = start_sandbox(crm, deals, seed, Path(tmp))
         try:
@@ -50,23 +45,16 @@ def bench_crm(crm: str, deals: int, seed: int, options: dict[str, Any], digest: 
             disable_limits(str(conn.base_url), verify)
             httpx.post(f"{conn.base_url}/_sandbox/counters", verify=verify).raise_for_status()
             connector = build_connector(conn)
-            hasher = hashlib.blake2b(digest_size=16)
             records = quarantined = pages = 0
-            hash_cpu = 0.0
             t0, cpu0 = time.perf_counter(), time.process_time()
             for page in connector.pull("deals", None, backfill=True):
                 pages += 1
                 records += len(page.records)
                 quarantined += len(page.quarantined)
-                if digest:
-                    h0 = time.process_time()
-                    for item in (*page.records, *page.quarantined):
-                        hasher.update(repr(item).encode())
-                    hash_cpu += time.process_time() - h0
-            wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0 - hash_cpu
+            wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
             connector.close()
             return {"crm": crm, "records": records, "quarantined": quarantined, "pages": pages, "wall": wall,
-                    "cpu": cpu, "digest": hasher.hexdigest() if digest else None}
+                    "cpu": cpu}
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -74,9 +62,8 @@ def bench_crm(crm: str, deals: int, seed: int, options: dict[str, Any], digest: 
 
 def line(r: dict[str, Any]) -> str:
     per_deal = r["cpu"] * 1e6 / r["records"] if r["records"] else 0.0
-    text = (f"{r['crm']:<11} {r['records']:,} deals ({r['quarantined']} quarantined, {r['pages']:,} pages) "
+    return (f"{r['crm']:<11} {r['records']:,} deals ({r['quarantined']} quarantined, {r['pages']:,} pages) "
             f"| wall {r['wall']:.1f}s | CPU {r['cpu']:.2f}s | {per_deal:.1f} us CPU per deal")
-    return text + (f" | digest {r['digest']}" if r["digest"] else "")
 
 
 def main() -> None:
@@ -84,7 +71,6 @@ def main() -> None:
     parser.add_argument("--deals", type=int, default=20_000, help="deals in the sandbox (100000 for the figures)")
     parser.add_argument("--crm", default="pipedrive", help="pipedrive, hubspot, salesforce (comma-separated)")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--digest", action="store_true", help="also print a hash of the records pulled")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="a connection option for the pull (YAML value), e.g. prefetch_pages=1")
     args = parser.parse_args()
@@ -93,7 +79,6 @@ def main() -> None:
         print(f"bench_read: {args.deals:,} deals per CRM, connector pull only", flush=True)
         for crm in crms:
             cmd = [sys.executable, __file__, "--deals", str(args.deals), "--crm", crm, "--seed", str(args.seed)]
-            cmd += ["--digest"] if args.digest else []
             for opt in args.option:
                 cmd += ["--option", opt]
             subprocess.run(cmd, check=True)
@@ -102,7 +87,7 @@ def main() -> None:
     for opt in args.option:
         key, _, value = opt.partition("=")
         options[key] = yaml.safe_load(value)
-    print(line(bench_crm(crms[0], args.deals, args.seed, options, args.digest)), flush=True)
+    print(line(bench_crm(crms[0], args.deals, args.seed, options)), flush=True)
 
 
 if __name__ == "__main__":
