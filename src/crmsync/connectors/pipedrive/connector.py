@@ -32,7 +32,7 @@ from crmsync.connectors.mapping import ObjectMapping, as_timestamp
 from crmsync.connectors.pipedrive.history import CHANGELOG_COST, read_histories
 from crmsync.connectors.pipedrive.http import DEFAULT_BASE_URL, PipedriveHttp, RawPage
 from crmsync.connectors.pipedrive.incremental import DEFAULT_RULE, Checkpoint
-from crmsync.connectors.pipedrive.mapping import MAPPINGS, prepare
+from crmsync.connectors.pipedrive.mapping import MAPPINGS, Reader
 from crmsync.connectors.pipedrive.push import Pusher
 from crmsync.connectors.pipedrive.windows import WindowedPull, WindowedState, chains_for
 from crmsync.connectors.plan import BackfillPlan, Option, pages
@@ -101,6 +101,7 @@ class PipedriveConnector:
         self._field_names: dict[str, dict[str, str]] = {}
         self._mappings: dict[str, ObjectMapping] = {
             name: mapping.with_overrides(conn.field_mappings.get(name, {})) for name, mapping in MAPPINGS.items()}
+        self._readers: dict[str, Reader] = {}
         self._pusher = Pusher(self)
         self._budget_lock = threading.Lock()
         self._tokens_in_flight = 0
@@ -165,16 +166,24 @@ class PipedriveConnector:
         return {name: key for key, name in self.field_names(object_name).items()}
 
     # --- mapping ------------------------------------------------------------------------------------
-    def _map(self, object_name: str, rows: list[dict[str, Any]]) -> tuple[list[Record], list[Quarantined]]:
-        mapping = self._mappings[object_name]
+    def _reader(self, object_name: str) -> Reader:
+        """The object's ``prepare`` + ``to_record`` (one per field listing: read once per run)."""
         names = self.field_names(object_name)
+        reader = self._readers.get(object_name)
+        if reader is None or reader.names is not names:
+            reader = self._readers[object_name] = Reader(object_name, self._mappings[object_name], names)
+        return reader
+
+    def _map(self, object_name: str, rows: list[dict[str, Any]]) -> tuple[list[Record], list[Quarantined]]:
+        reader = self._reader(object_name)
+        to_record, name = reader.to_record, self.name
         records: list[Record] = []
         bad: list[Quarantined] = []
         for raw in rows:
             try:
-                records.append(mapping.to_record(self.name, prepare(object_name, raw, names)))
+                records.append(to_record(name, raw))
             except ModelError as exc:
-                bad.append(Quarantined(mapping.source_object, str(raw.get("id")), dict(raw), str(exc)))
+                bad.append(Quarantined(reader.mapping.source_object, str(raw.get("id")), dict(raw), str(exc)))
         return records, bad
 
     # --- pull ---------------------------------------------------------------------------------------
