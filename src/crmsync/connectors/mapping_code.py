@@ -150,7 +150,8 @@ class _Generator:
             self.lines += _convert("v", m.as_timestamp, "CF", "as_timestamp")
             self.assign("created_at", "v")
         if self.mapping.deleted_field:
-            self.add(f"v = bool(parse_bool({self.lookup(self.mapping.deleted_field)}, field_name=DF))")
+            self.add(f"v = {self.lookup(self.mapping.deleted_field)}")
+            self.add("v = v if type(v) is bool else bool(parse_bool(v, field_name=DF))")
             self.assign("deleted", "v", known_not_none=True)
         self.extra(extras)
         self.construct()
@@ -224,14 +225,17 @@ class _Generator:
             self.add(f"    {line}")
 
     def extra(self, extras: list[tuple[str, str]]) -> None:
-        """The mapped extras, then the unclaimed keys (in a dict display a repeated key keeps its
-        first place and takes the later value, as ``dict.update`` did)."""
-        pairs = [f"{key!r}: {local}" for key, local in extras]
+        """The mapped extras, then the unclaimed keys, as ``dict.update`` did: a repeated key keeps
+        its first place and takes the later value. A layout's keys are known, so its ``extra`` is a
+        copy of their template (presized) filled in place (a dict display this long grows as it goes)."""
+        pairs = [(key, local) for key, local in extras]
         if self.layout is not None:
-            pairs += [f"{key!r}: {self.read(key)}" for key, _ in self.layout if key not in self.plan.claimed]
-            self.add(f"extra = {{{', '.join(pairs)}}}")
+            pairs += [(key, self.read(key)) for key, _ in self.layout if key not in self.plan.claimed]
+            self.scope["TEMPLATE"] = dict.fromkeys(key for key, _ in pairs)
+            self.add("extra = TEMPLATE.copy()")
+            self.lines += [f"    extra[{key!r}] = {value}" for key, value in pairs]
         elif pairs:
-            self.add(f"extra = {{{', '.join(pairs)}}}")
+            self.add(f"extra = {{{', '.join(f'{key!r}: {local}' for key, local in pairs)}}}")
             self.add("extra.update({k: v for k, v in raw.items() if k not in claimed})")
         else:
             self.add("extra = {k: v for k, v in raw.items() if k not in claimed}")
@@ -278,6 +282,9 @@ def _convert(var: str, convert: Any, source: str, call: str) -> list[str]:
                 f"{pad}elif {var} is not None:", f"{pad}    {var} = {call}({var}, {source})"]
     if convert is m.as_decimal:
         return [f"{pad}if type({var}) is int:", f"{pad}    {var} = Decimal({var})",
+                f"{pad}elif {var} is not None:", f"{pad}    {var} = {call}({var}, {source})"]
+    if convert is m.as_percent:  # a whole percent: as_decimal's Decimal, over 100
+        return [f"{pad}if type({var}) is int:", f"{pad}    {var} = Decimal({var}) / 100",
                 f"{pad}elif {var} is not None:", f"{pad}    {var} = {call}({var}, {source})"]
     return [f"{pad}if {var} is not None:", f"{pad}    {var} = {call}({var}, {source})"]
 

@@ -53,11 +53,19 @@ FIELD_LISTS = {"deals": "/v1/dealFields", "accounts": "/v1/organizationFields"}
 # token costs (x-token-cost in Pipedrive's spec) of the calls the budget check looks ahead at
 COST_LIST = 10
 COST_SMALL_LIST = 5
+_fromiso = dt.datetime.fromisoformat
 
 
 def _epoch(value: str | None) -> int | None:
     """``update_time`` in epoch seconds; None when missing or malformed (the mapping then
     quarantines that record with the reason, and the checkpoint does not move for it)."""
+    if type(value) is str:  # as_timestamp's common case (ISO 8601 in UTC), without its call
+        try:
+            parsed = _fromiso(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is dt.UTC:
+            return int(parsed.timestamp())
     try:
         ts = as_timestamp(value, "update_time")
     except ModelError:
@@ -301,6 +309,7 @@ class PipedriveConnector:
         if depth > 0:
             raw_pages = ReadAhead(raw_pages, depth=depth, name=f"pipedrive-prefetch-{self.name}")
         try:
+            accept, rule = checkpoint.accept, self.stamp_rule
             for raw in raw_pages:
                 read_at = raw.read_at
                 fresh = []
@@ -308,8 +317,8 @@ class PipedriveConnector:
                 for row in decode_body(raw.content).get("data") or []:
                     stamp = _epoch(row.get("update_time"))
                     if stamp is not None:
-                        newest = stamp if newest is None else max(newest, stamp)
-                    if stamp is None or checkpoint.accept(int(row["id"]), stamp, read_at, self.stamp_rule):
+                        newest = stamp if newest is None or stamp > newest else newest
+                    if stamp is None or accept(int(row["id"]), stamp, read_at, rule):
                         fresh.append(row)
                 checkpoint.page_read(newest, read_at, self.stamp_rule)
                 checkpoint.page_done(raw.next_cursor)
