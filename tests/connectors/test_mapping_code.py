@@ -12,18 +12,20 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from mapping_oracle import reference_to_record
 
+from crmsync.connectors import mapping as m
 from crmsync.connectors import mapping_code
 from crmsync.connectors.hubspot.mapping import MAPPINGS as HUBSPOT
 from crmsync.connectors.mapping import FieldMap, ObjectMapping, as_date, as_decimal, as_timestamp
+from crmsync.connectors.pipedrive import mapping as pipedrive_mapping
 from crmsync.connectors.pipedrive.mapping import MAPPINGS as PIPEDRIVE
 from crmsync.connectors.pipedrive.mapping import Reader, prepare
 from crmsync.connectors.salesforce.mapping import OBJECTS as SALESFORCE
+from crmsync.connectors.salesforce.mapping import as_day_start
 from crmsync.model import ModelError, ObjectType
-
-from mapping_oracle import reference_to_record
 
 ALL: dict[str, ObjectMapping] = {
     **{f"hubspot.{k}": v for k, v in HUBSPOT.items()},
@@ -50,8 +52,32 @@ values = st.one_of(
                     st.one_of(st.none(), st.integers(0, 9), st.text(max_size=3)), max_size=3),
     st.lists(st.integers(0, 5), max_size=2),
 )
-STAMP = st.sampled_from(["2024-01-02T03:04:05Z", "2024-01-02T03:04:05.250Z", "2024-01-02T04:04:05+01:00",
-                         "2024-01-02T03:04:05+0000", 1704164645000, "", None, "garbage", "2024-01-02T03:04:05"])
+GOOD_STAMP = st.sampled_from(["2024-01-02T03:04:05Z", "2024-01-02T03:04:05.250Z", "2024-01-02T04:04:05+01:00",
+                              "2024-01-02T03:04:05+0000", 1704164645000])
+STAMP = st.one_of(GOOD_STAMP, st.sampled_from(["", None, "garbage", "2024-01-02T03:04:05"]))
+# per converter, values it takes (a row is mostly valid, so records come out and are compared too)
+VALID: dict[Any, st.SearchStrategy[Any]] = {
+    m.as_str: st.one_of(st.none(), st.just(""), st.text(max_size=6), st.integers(0, 99)),
+    m.as_id: st.one_of(st.none(), st.integers(0, 10**6), st.text("ab12", max_size=4),
+                       st.fixed_dictionaries({"id": st.integers(1, 9)})),
+    m.as_int: st.one_of(st.none(), st.integers(-5, 10**6), st.sampled_from(["12", "3.0", ""])),
+    m.as_decimal: st.one_of(st.none(), st.integers(-5, 10**6), st.decimals(places=2, allow_nan=False,
+                                                                           allow_infinity=False),
+                            st.sampled_from(["12.50", "1e3", "", "0.1"])),
+    m.as_bool: st.one_of(st.none(), st.booleans(), st.sampled_from(["true", "false", "1", "0", 0, 1])),
+    m.as_timestamp: st.one_of(st.none(), GOOD_STAMP),
+    m.as_date: st.one_of(st.none(), st.sampled_from(["2024-02-29", "2024-02-29T23:00:00-05:00", "", "2024-03-01"])),
+}
+VALID[m.as_percent] = VALID[m.as_decimal]
+VALID[as_day_start] = VALID[m.as_date]
+VALID[pipedrive_mapping._not] = VALID[m.as_bool]
+OTHER = st.one_of(st.none(), st.text(max_size=6), st.integers(0, 99), st.sampled_from(["won", "lost", "open"]))
+
+
+def value_for(convert: Any, dirty: bool) -> st.SearchStrategy[Any]:
+    """A value the converter takes; in a dirty row, sometimes anything (a refusal must match too)."""
+    valid = VALID.get(convert, OTHER)
+    return st.one_of(valid, valid, valid, values) if dirty else valid
 
 
 def source_keys(mapping: ObjectMapping) -> list[str]:
@@ -63,19 +89,24 @@ def source_keys(mapping: ObjectMapping) -> list[str]:
 @st.composite
 def rows(draw: st.DrawFn, mapping: ObjectMapping) -> dict[str, Any]:
     """A native row: the mapped keys (some left out, some nested), a few unclaimed ones, shuffled."""
+    converters = {f.source: f.convert for f in mapping.fields}
+    if mapping.deleted_field:
+        converters[mapping.deleted_field] = m.as_bool
+    dirty = draw(st.sampled_from([False, False, True]))  # a third of the rows may hold bad values
     row: dict[str, Any] = {}
     for key in source_keys(mapping):
-        if draw(st.integers(0, 9)) == 0:
+        if draw(st.sampled_from([False] * 9 + [True])):
             continue  # a key the answer lacks
         if key == mapping.id_field:
-            row[key] = draw(st.one_of(st.integers(0, 99), st.sampled_from(["", "a1", None]), values))
+            row[key] = draw(st.one_of(st.integers(0, 99), st.sampled_from(["a1", "", None]) if dirty else st.just("a1")))
         elif key in (mapping.modified_field, mapping.created_field):
-            row[key] = draw(STAMP)
+            row[key] = draw(st.one_of(GOOD_STAMP, STAMP) if dirty else GOOD_STAMP)
         elif any(f.source.startswith(key + ".") for f in mapping.fields):
-            row[key] = draw(st.one_of(values, st.fixed_dictionaries({}, optional={
-                f.source.split(".", 1)[1]: values for f in mapping.fields if f.source.startswith(key + ".")})))
+            row[key] = draw(st.one_of(st.fixed_dictionaries({}, optional={
+                f.source.split(".", 1)[1]: value_for(f.convert, dirty)
+                for f in mapping.fields if f.source.startswith(key + ".")}), values))
         else:
-            row[key] = draw(values)
+            row[key] = draw(value_for(converters.get(key), dirty))
     for name in draw(st.lists(st.sampled_from(["zeta", "alpha", "status", "score", "Status", "attributes"]),
                               max_size=3, unique=True)):
         row[name] = draw(values)  # unclaimed keys, and names a mapped extra also uses
@@ -101,6 +132,7 @@ def test_generated_functions_map_as_the_step_loop_did(name: str, data: st.DataOb
     expected = outcome(lambda: reference_to_record(mapping, "c", row))
     assert outcome(lambda: mapping.to_record("c", row)) == expected  # specialised to this row's layout
     assert outcome(lambda: mapping.compiled.generic()("c", row, None)) == expected  # layout-free
+    event(f"{name}: {expected[0]}")  # hypothesis --hypothesis-show-statistics: records are compared too
 
 
 def test_rows_of_one_layout_share_one_generated_function() -> None:
