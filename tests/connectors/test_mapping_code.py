@@ -25,7 +25,7 @@ from crmsync.connectors.pipedrive.mapping import MAPPINGS as PIPEDRIVE
 from crmsync.connectors.pipedrive.mapping import Reader, prepare
 from crmsync.connectors.salesforce.mapping import OBJECTS as SALESFORCE
 from crmsync.connectors.salesforce.mapping import as_day_start
-from crmsync.model import ModelError, ObjectType
+from crmsync.model import ModelError, ObjectType, utc
 
 ALL: dict[str, ObjectMapping] = {
     **{f"hubspot.{k}": v for k, v in HUBSPOT.items()},
@@ -284,3 +284,16 @@ def test_pipedrive_reader_past_max_layouts_takes_prepare(monkeypatch: pytest.Mon
         assert repr(reader.to_record("pd", raw)) == \
             repr(reference_to_record(PIPEDRIVE["deals"], "pd", prepare("deals", raw, NAMES)))
     assert len(reader._by_layout) == 1
+
+
+def test_records_hold_utc_stamps_whatever_offset_the_crm_sent() -> None:
+    """``model.utc`` returns a UTC datetime as it is and converts any other offset (the record's
+    ``modified_at``/``created_at`` go through it); a naive one is refused."""
+    aware = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    assert utc(aware) is aware
+    shifted = utc(dt.datetime(2024, 1, 2, 4, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=1))))
+    assert shifted == aware and shifted.tzinfo is dt.UTC
+    deal = PIPEDRIVE["deals"].to_record("pd", {**DEAL, "update_time": "2024-01-02T04:04:05+01:00"})
+    assert deal.modified_at.tzinfo is dt.UTC and deal.modified_at == aware
+    with pytest.raises(ModelError, match="naive"):
+        utc(dt.datetime(2024, 1, 2))
