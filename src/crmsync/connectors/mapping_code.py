@@ -5,8 +5,8 @@ same keys in the same order on every row. So per layout (the row's keys; for Pip
 ``custom_fields`` keys) one function is generated that reads each mapped field by its known key,
 converts it with the converter's common case written out (text, a Pipedrive int id, a UTC ISO
 timestamp, a ``YYYY-MM-DD`` date, a whole-number amount: anything else calls the converter itself,
-so errors name the field as before), and builds ``extra`` as one dict display of the unclaimed
-keys, instead of a loop over steps, a ``values`` dict and a comprehension over every key.
+so errors name the field as before), and fills ``extra`` key by key into a copy of the layout's
+template dict, instead of a loop over steps, a ``values`` dict and a comprehension over every key.
 
 What each generated function does is what the step loop did, in the same order:
 - id (``as_id``; missing: "<object>: missing <id>"), then the modification stamp (missing:
