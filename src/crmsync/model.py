@@ -60,6 +60,8 @@ def field_of(exc: BaseException) -> str | None:
 
 def utc(value: dt.datetime, *, field_name: str = "timestamp") -> dt.datetime:
     """Return ``value`` converted to UTC; naive datetimes are refused, never guessed."""
+    if value.tzinfo is UTC:  # already UTC (what every connector hands over): astimezone would return it as is
+        return value
     if value.tzinfo is None or value.utcoffset() is None:
         raise ModelError(f"{field_name}: naive datetime {value.isoformat()} (expected timezone-aware)")
     return value.astimezone(UTC)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crmsync.model import (
     RECORD_TYPES,
@@ -27,6 +27,9 @@ from crmsync.model import (
     parse_decimal,
     parse_timestamp,
 )
+
+if TYPE_CHECKING:
+    from crmsync.connectors.mapping_code import CompiledMapping
 
 Converter = Callable[[Any, str], Any]
 # one mapped field, resolved once: top-level key, nested path below it, source name, converter,
@@ -184,48 +187,17 @@ class ObjectMapping:
                 claimed.add(name.split(".", 1)[0])
         return _Plan(frozenset(claimed), tuple(steps), RECORD_TYPES[self.object_type])
 
+    @cached_property
+    def compiled(self) -> CompiledMapping:
+        """The generated ``to_record`` functions of this mapping (``crmsync.connectors.mapping_code``)."""
+        from crmsync.connectors.mapping_code import CompiledMapping  # it imports this module's converters
+
+        return CompiledMapping(self)
+
     def to_record(self, connection: str, raw: Mapping[str, Any]) -> Record:
-        """Map one native record; raises ModelError naming the field on bad data."""
-        source_id = as_id(raw.get(self.id_field), self.id_field)
-        if not source_id:
-            raise ModelError(f"{self.source_object}: missing {self.id_field}")
-        modified = as_timestamp(_lookup(raw, self.modified_field), self.modified_field)
-        if modified is None:
-            raise ModelError(f"{self.source_object} {source_id}: missing {self.modified_field}")
-        plan = self._plan
-        values: dict[str, Any] = {k: v for k, v in self.defaults.items() if v is not None} if self.defaults else {}
-        extra: dict[str, Any] = {}
-        for top, rest, source, convert, target, is_extra, none_to_none in plan.steps:
-            found = raw.get(top)
-            if rest is not None:
-                found = _walk(found, rest)
-            if type(found) is str and (convert is as_str or convert is as_id):
-                value = found or None  # what both converters return for text, without the call
-            elif found is None and none_to_none:
-                value = None
-            else:
-                value = convert(found, source)
-            if is_extra:
-                extra[target] = value
-            elif value is not None:  # a None never replaces a value (a default, an earlier mapping)
-                values[target] = value
-        if self.created_field:
-            created = as_timestamp(_lookup(raw, self.created_field), self.created_field)
-            if created is not None:
-                values["created_at"] = created
-        if self.deleted_field:
-            values["deleted"] = bool(parse_bool(_lookup(raw, self.deleted_field), field_name=self.deleted_field))
-        claimed = plan.claimed
-        unclaimed = {key: value for key, value in raw.items() if key not in claimed}
-        if extra:
-            extra.update(unclaimed)  # as before: a native field of that name wins over the mapped one
-        else:
-            extra = unclaimed
-        try:
-            return plan.record_cls(connection=connection, source_object=self.source_object, source_id=source_id,
-                                   modified_at=modified, extra=extra, **values)
-        except TypeError as exc:  # a mapping names a field the record does not have
-            raise ModelError(f"{self.source_object} {source_id}: {exc}") from exc
+        """Map one native record; raises ModelError naming the field on bad data (generated code per
+        row layout, ``crmsync.connectors.mapping_code``)."""
+        return self.compiled.to_record(connection, raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,18 +209,6 @@ class _Plan:
 
 def _walk(node: Any, parts: tuple[str, ...]) -> Any:
     for part in parts:
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(part)
-    return node
-
-
-def _lookup(raw: Mapping[str, Any], path: str) -> Any:
-    """``properties.amount`` walks nested dicts (HubSpot keeps values under ``properties``)."""
-    if "." not in path:
-        return raw.get(path)
-    node: Any = raw
-    for part in path.split("."):
         if not isinstance(node, Mapping):
             return None
         node = node.get(part)

@@ -32,7 +32,7 @@ from crmsync.connectors.mapping import ObjectMapping, as_timestamp
 from crmsync.connectors.pipedrive.history import CHANGELOG_COST, read_histories
 from crmsync.connectors.pipedrive.http import DEFAULT_BASE_URL, PipedriveHttp, RawPage
 from crmsync.connectors.pipedrive.incremental import DEFAULT_RULE, Checkpoint
-from crmsync.connectors.pipedrive.mapping import MAPPINGS, prepare
+from crmsync.connectors.pipedrive.mapping import MAPPINGS, Reader
 from crmsync.connectors.pipedrive.push import Pusher
 from crmsync.connectors.pipedrive.windows import WindowedPull, WindowedState, chains_for
 from crmsync.connectors.plan import BackfillPlan, Option, pages
@@ -53,11 +53,19 @@ FIELD_LISTS = {"deals": "/v1/dealFields", "accounts": "/v1/organizationFields"}
 # token costs (x-token-cost in Pipedrive's spec) of the calls the budget check looks ahead at
 COST_LIST = 10
 COST_SMALL_LIST = 5
+_fromiso = dt.datetime.fromisoformat
 
 
 def _epoch(value: str | None) -> int | None:
     """``update_time`` in epoch seconds; None when missing or malformed (the mapping then
     quarantines that record with the reason, and the checkpoint does not move for it)."""
+    if type(value) is str:  # as_timestamp's common case (ISO 8601 in UTC), without its call
+        try:
+            parsed = _fromiso(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is dt.UTC:
+            return int(parsed.timestamp())
     try:
         ts = as_timestamp(value, "update_time")
     except ModelError:
@@ -101,6 +109,7 @@ class PipedriveConnector:
         self._field_names: dict[str, dict[str, str]] = {}
         self._mappings: dict[str, ObjectMapping] = {
             name: mapping.with_overrides(conn.field_mappings.get(name, {})) for name, mapping in MAPPINGS.items()}
+        self._readers: dict[str, Reader] = {}
         self._pusher = Pusher(self)
         self._budget_lock = threading.Lock()
         self._tokens_in_flight = 0
@@ -165,16 +174,24 @@ class PipedriveConnector:
         return {name: key for key, name in self.field_names(object_name).items()}
 
     # --- mapping ------------------------------------------------------------------------------------
-    def _map(self, object_name: str, rows: list[dict[str, Any]]) -> tuple[list[Record], list[Quarantined]]:
-        mapping = self._mappings[object_name]
+    def _reader(self, object_name: str) -> Reader:
+        """The object's ``prepare`` + ``to_record`` (one per field listing: read once per run)."""
         names = self.field_names(object_name)
+        reader = self._readers.get(object_name)
+        if reader is None or reader.names is not names:
+            reader = self._readers[object_name] = Reader(object_name, self._mappings[object_name], names)
+        return reader
+
+    def _map(self, object_name: str, rows: list[dict[str, Any]]) -> tuple[list[Record], list[Quarantined]]:
+        reader = self._reader(object_name)
+        to_record, name = reader.to_record, self.name
         records: list[Record] = []
         bad: list[Quarantined] = []
         for raw in rows:
             try:
-                records.append(mapping.to_record(self.name, prepare(object_name, raw, names)))
+                records.append(to_record(name, raw))
             except ModelError as exc:
-                bad.append(Quarantined(mapping.source_object, str(raw.get("id")), dict(raw), str(exc)))
+                bad.append(Quarantined(reader.mapping.source_object, str(raw.get("id")), dict(raw), str(exc)))
         return records, bad
 
     # --- pull ---------------------------------------------------------------------------------------
@@ -292,6 +309,7 @@ class PipedriveConnector:
         if depth > 0:
             raw_pages = ReadAhead(raw_pages, depth=depth, name=f"pipedrive-prefetch-{self.name}")
         try:
+            accept, rule = checkpoint.accept, self.stamp_rule
             for raw in raw_pages:
                 read_at = raw.read_at
                 fresh = []
@@ -299,8 +317,8 @@ class PipedriveConnector:
                 for row in decode_body(raw.content).get("data") or []:
                     stamp = _epoch(row.get("update_time"))
                     if stamp is not None:
-                        newest = stamp if newest is None else max(newest, stamp)
-                    if stamp is None or checkpoint.accept(int(row["id"]), stamp, read_at, self.stamp_rule):
+                        newest = stamp if newest is None or stamp > newest else newest
+                    if stamp is None or accept(int(row["id"]), stamp, read_at, rule):
                         fresh.append(row)
                 checkpoint.page_read(newest, read_at, self.stamp_rule)
                 checkpoint.page_done(raw.next_cursor)

@@ -8,7 +8,7 @@ names from ``/v1/dealFields`` (or ``organizationFields``) before mapping, so map
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from crmsync.connectors.mapping import (
@@ -23,7 +23,8 @@ from crmsync.connectors.mapping import (
     as_str,
     as_timestamp,
 )
-from crmsync.model import ObjectType
+from crmsync.connectors.mapping_code import MAX_LAYOUTS, RowFunction
+from crmsync.model import ObjectType, Record
 
 KEY_MARKER = re.compile(r"\[crmsync:([A-Za-z0-9_.:-]{1,120})\]")
 _V1_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
@@ -172,31 +173,92 @@ def flatten(raw: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+def _owner(row: dict[str, Any]) -> None:
+    for key in ("created", "modified", "last_login"):
+        row[key] = v1_time(row.get(key))
+    if not row.get("modified"):
+        row["modified"] = row.get("created")
+
+
+def _contact(row: dict[str, Any]) -> None:
+    emails = row.get("emails") or []
+    primary = next((e for e in emails if isinstance(e, Mapping) and e.get("primary")), None)
+    row["primary_email"] = (primary or (emails[0] if emails else {})).get("value") if emails else None
+
+
+def _product(row: dict[str, Any]) -> None:
+    prices = row.get("prices") or []
+    first = prices[0] if prices and isinstance(prices[0], Mapping) else {}
+    row["unit_price"], row["unit_currency"] = first.get("price"), first.get("currency")
+
+
+def _line_item(row: dict[str, Any]) -> None:
+    discount = row.get("discount")
+    percentage = row.get("discount_type") in (None, "percentage")
+    row["discount_percent"] = discount if percentage else None
+    row["discount_amount"] = None if percentage else discount
+
+
+def _task(row: dict[str, Any]) -> None:
+    match = KEY_MARKER.search(str(row.get("note") or ""))
+    row["crmsync_key"] = match.group(1) if match else None
+
+
+#: per-object reshaping after ``flatten`` (the other objects are ``flatten`` alone)
+RESHAPE: dict[str, Callable[[dict[str, Any]], None]] = {
+    "owners": _owner, "contacts": _contact, "products": _product, "line_items": _line_item, "tasks": _task}
+
+
 def prepare(object_name: str, raw: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
     """Per-object reshaping before the table applies (still native names, never canonical ones)."""
     row = flatten(raw, names)
-    if object_name == "owners":
-        for key in ("created", "modified", "last_login"):
-            row[key] = v1_time(row.get(key))
-        if not row.get("modified"):
-            row["modified"] = row.get("created")
-    elif object_name == "contacts":
-        emails = row.get("emails") or []
-        primary = next((e for e in emails if isinstance(e, Mapping) and e.get("primary")), None)
-        row["primary_email"] = (primary or (emails[0] if emails else {})).get("value") if emails else None
-    elif object_name == "products":
-        prices = row.get("prices") or []
-        first = prices[0] if prices and isinstance(prices[0], Mapping) else {}
-        row["unit_price"], row["unit_currency"] = first.get("price"), first.get("currency")
-    elif object_name == "line_items":
-        discount = row.get("discount")
-        percentage = row.get("discount_type") in (None, "percentage")
-        row["discount_percent"] = discount if percentage else None
-        row["discount_amount"] = None if percentage else discount
-    elif object_name == "tasks":
-        match = KEY_MARKER.search(str(row.get("note") or ""))
-        row["crmsync_key"] = match.group(1) if match else None
+    reshape = RESHAPE.get(object_name)
+    if reshape is not None:
+        reshape(row)
     return row
+
+
+class Reader:
+    """``mapping.to_record(connection, prepare(object_name, raw, names))`` for one object.
+
+    For an object whose preparation is ``flatten`` alone (deals, organizations, pipelines, stages)
+    it makes no flattened copy: per row layout (the row's keys and its ``custom_fields`` keys) the
+    mapping generates a function reading each value where ``flatten`` would have put it, the layout
+    being worked out by ``flatten`` itself on the key names, so renamed custom fields and name
+    collisions (the hash key stays) come out as before. Other rows take ``prepare``."""
+
+    def __init__(self, object_name: str, mapping: ObjectMapping, names: Mapping[str, str]) -> None:
+        self.object_name = object_name
+        self.mapping = mapping
+        self.names = names
+        self._by_layout: dict[Any, RowFunction | None] = {}
+        self._flat_only = object_name not in RESHAPE
+
+    def to_record(self, connection: str, raw: Mapping[str, Any]) -> Record:
+        if self._flat_only:
+            custom = raw.get("custom_fields")
+            if custom is None or type(custom) is dict:
+                key = (tuple(raw), None if custom is None else tuple(custom))
+                fn = self._by_layout.get(key, _UNSEEN)
+                if fn is _UNSEEN:
+                    fn = self._function(key)
+                if fn is not None:
+                    return fn(connection, raw, custom)
+        return self.mapping.to_record(connection, prepare(self.object_name, raw, self.names))
+
+    def _function(self, key: tuple[tuple[str, ...], tuple[str, ...] | None]) -> RowFunction | None:
+        if len(self._by_layout) >= MAX_LAYOUTS:
+            return None
+        raw_keys, custom_keys = key
+        marks: dict[str, Any] = {k: (0, k) for k in raw_keys}
+        if custom_keys is not None:
+            marks["custom_fields"] = {k: (1, k) for k in custom_keys}
+        fn = self.mapping.compiled.for_layout(tuple(flatten(marks, self.names).items()))
+        self._by_layout[key] = fn
+        return fn
+
+
+_UNSEEN: Any = object()
 
 
 def key_marker(key: str) -> str:
