@@ -218,8 +218,8 @@ class PipedriveConnector:
     def _windowed(self, object_name: str, state: dict[str, Any], since: dt.datetime | None,
                   until: dt.datetime | None, backfill: bool) -> bool:
         """A whole-history deal backfill reads windows side by side when ``options.backfill_windows``
-        is ``auto`` or a number of chains above 1 (default 1: one chain). A backfill begun as one
-        chain resumes as one; one begun in windows resumes in windows."""
+        is ``auto`` (the default) or a number of chains above 1; 1 is one chain. A backfill begun as
+        one chain resumes as one; one begun in windows resumes in windows."""
         if not (backfill and object_name == "deals" and since is None and until is None):
             return False
         if state:
@@ -227,9 +227,9 @@ class PipedriveConnector:
         return self._fixed_chains() != 1
 
     def _fixed_chains(self) -> int | None:
-        # off by default: on the shared 2-core bench machine the windows did not shorten the 100k
-        # backfill reliably (the engine's CPU per page is the bound there; docs/engineering.md)
-        value = self.conn.options.get("backfill_windows", 1)
+        # on by default since the engine's CPU for 100,000 deals (7-8 s) went under the limits' 10 s
+        # floor: one chain is then bound by its round trips (docs/engineering.md, bench_quota)
+        value = self.conn.options.get("backfill_windows", "auto")
         return None if value in (None, "auto") else max(1, int(value))
 
     def chains(self, round_trip_s: float) -> int:
