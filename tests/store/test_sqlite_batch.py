@@ -21,6 +21,15 @@ def test_a_batch_is_cut_into_statements_within_the_parameter_limit(monkeypatch: 
     assert [flat for _, flat in cut][2] == ["k6", 6, "k7", 7]
 
 
+def test_batches_are_cut_into_a_few_fixed_sizes_so_few_statements_are_prepared() -> None:
+    params = [(f"k{i}", i) for i in range(1_337)]
+    sizes = [sql.count("(?, ?)") for sql, _ in sqlite_batch.statements(UPSERT, params)]
+    assert sizes == [500, 500, 256, 64, 16, 1]
+    assert [sql.count("(?, ?)") for sql, _ in sqlite_batch.statements(UPSERT, params[:500])] == [500]  # a page
+    seen = {n for total in range(1, 3_000) for n in sqlite_batch._sizes(total, sqlite_batch.MAX_ROWS)}
+    assert len(seen) <= 12
+
+
 def test_rows_changed_count_inserts_and_updates_but_not_refused_updates(tmp_path: object) -> None:
     engine = create_engine(f"sqlite:///{tmp_path}/batch.db")
     with engine.begin() as conn:

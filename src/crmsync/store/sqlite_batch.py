@@ -9,7 +9,11 @@ statement of many rows is one step, in C, while the other threads run. Its param
 C too; only the flat parameter list is built in Python.
 
 A statement takes at most ``SQLITE_LIMIT_VARIABLE_NUMBER`` parameters (32,766 by default since
-SQLite 3.32), so a batch is cut into statements of ``rows_per_statement`` rows.
+SQLite 3.32), and sqlite3 keeps every statement it prepared (128 a connection) with its compiled
+program, which grows with its rows: a batch is cut into statements of a few fixed sizes (``_SIZES``,
+at most ``MAX_ROWS`` rows and the limit), so one template is prepared in at most a dozen sizes. Cut by the exact size of each rest, the stage events of 100,000 Salesforce deals (pages of
+5,000 deals, some 60,000 events each) prepared a new statement a page and grew the process by about
+18 MB a page, to 609 MB (``bench/bench_quota.py --deals 100000 --crm salesforce``).
 """
 
 from __future__ import annotations
@@ -35,8 +39,25 @@ def _variable_limit() -> int:
         probe.close()
 
 
+#: rows of the largest statement
+MAX_ROWS = 500
+#: the sizes a batch is cut into: the CRMs' page sizes (Pipedrive 500, HubSpot 100, Salesforce
+#: REST 200 and 2,000 = 4 x 500) whole, anything else down to powers of two
+_SIZES = tuple(sorted({500, 200, 100, *(1 << k for k in range(9))}, reverse=True))
+
+
 def rows_per_statement(width: int) -> int:
-    return max(1, _variable_limit() // width)
+    return max(1, min(MAX_ROWS, _variable_limit() // width))
+
+
+def _sizes(total: int, step: int) -> Iterator[int]:
+    """``total`` rows as statements of the largest allowed sizes (``_SIZES`` up to ``step``)."""
+    allowed = sorted({step, *(size for size in _SIZES if size <= step)}, reverse=True)
+    rest = total
+    while rest:
+        size = next((s for s in allowed if s <= rest), 1)
+        yield size
+        rest -= size
 
 
 @functools.lru_cache(maxsize=64)
@@ -55,10 +76,11 @@ def statements(single_row_sql: str, params: Sequence[tuple[Any, ...]]) -> Iterat
     if not params:
         return
     width = len(params[0])
-    step = rows_per_statement(width)
-    for start in range(0, len(params), step):
-        chunk = params[start : start + step]
-        yield multi_row_sql(single_row_sql, width, len(chunk)), list(chain.from_iterable(chunk))
+    start = 0
+    for size in _sizes(len(params), rows_per_statement(width)):
+        chunk = params[start : start + size]
+        start += size
+        yield multi_row_sql(single_row_sql, width, size), list(chain.from_iterable(chunk))
 
 
 def execute_rows(conn: Any, single_row_sql: str, params: Sequence[tuple[Any, ...]]) -> int:
