@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from crmsync.connectors.mapping import ObjectMapping, _walk, as_id, as_str, as_timestamp
+from crmsync.connectors.mapping import ObjectMapping, as_id, as_str, as_timestamp, walk_path
 from crmsync.model import ModelError, Record, parse_bool
 
 
@@ -34,7 +34,7 @@ def reference_to_record(self: ObjectMapping, connection: str, raw: Mapping[str, 
     for top, rest, source, convert, target, is_extra, none_to_none in plan.steps:
         found = raw.get(top)
         if rest is not None:
-            found = _walk(found, rest)
+            found = walk_path(found, rest)
         if type(found) is str and (convert is as_str or convert is as_id):
             value = found or None
         elif found is None and none_to_none:

@@ -10,118 +10,33 @@ that record with the reason and goes on.
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from crmsync.model import (
-    RECORD_TYPES,
-    ModelError,
-    ObjectType,
-    Record,
-    parse_bool,
-    parse_date,
-    parse_decimal,
-    parse_timestamp,
+from crmsync.connectors.converters import (
+    CONVERTERS,
+    NONE_TO_NONE,
+    Converter,
+    as_bool,
+    as_date,
+    as_decimal,
+    as_id,
+    as_int,
+    as_percent,
+    as_str,
+    as_timestamp,
+    walk_path,
 )
+from crmsync.model import RECORD_TYPES, ModelError, ObjectType, Record
 
 if TYPE_CHECKING:
     from crmsync.connectors.mapping_code import CompiledMapping
 
-Converter = Callable[[Any, str], Any]
 # one mapped field, resolved once: top-level key, nested path below it, source name, converter,
 # target (canonical field or extra key), whether it goes to ``extra``, whether None stays None
 _Step = tuple[str, "tuple[str, ...] | None", str, Converter, str, bool, bool]
-
-
-def as_str(value: Any, name: str) -> str | None:
-    if type(value) is str:  # the common case first (called for most fields of every record)
-        return value or None
-    if value is None or value == "":
-        return None
-    if isinstance(value, dict | list):
-        raise ModelError(f"{name}: expected text, got {type(value).__name__}")
-    return str(value)
-
-
-def as_id(value: Any, name: str) -> str | None:
-    """Ids are strings in the canonical model whatever the CRM sends (HubSpot str, Pipedrive int)."""
-    if type(value) is str:
-        return value or None
-    if type(value) is int:  # Pipedrive's ids
-        return str(value)
-    if isinstance(value, dict):  # Pipedrive v1 embeds {"id": ..., "name": ...}
-        value = value.get("id") if "id" in value else value.get("value")
-    return as_str(value, name)
-
-
-def as_int(value: Any, name: str) -> int | None:
-    if type(value) is int:
-        return value
-    number = parse_decimal(value, field_name=name)
-    if number is None:
-        return None
-    if number != number.to_integral_value():
-        raise ModelError(f"{name}: {value!r} is not a whole number")
-    return int(number)
-
-
-def as_decimal(value: Any, name: str) -> Any:
-    if type(value) is Decimal and value.is_finite():  # a JSON fraction, already Decimal (wire.decode_body)
-        return value
-    if type(value) is str and value:  # fast path for the usual "1234.50"; anything odd takes the full check
-        try:
-            number = Decimal(value)
-        except InvalidOperation:
-            return parse_decimal(value, field_name=name)
-        if number.is_finite():
-            return number
-    elif type(value) is int:  # a whole JSON number (Decimal from float_hook covers fractions)
-        return Decimal(value)
-    return parse_decimal(value, field_name=name)
-
-
-def as_percent(value: Any, name: str) -> Any:
-    """0-100 percent (Salesforce Probability, Pipedrive probability) to a 0..1 fraction."""
-    number = as_decimal(value, name)
-    return None if number is None else number / 100
-
-
-def as_bool(value: Any, name: str) -> bool | None:
-    if type(value) is bool:
-        return value
-    return parse_bool(value, field_name=name)
-
-
-def as_timestamp(value: Any, name: str) -> Any:
-    if type(value) is str and value:  # ISO 8601 in UTC parses in C; any other form takes the full parser
-        try:
-            parsed = dt.datetime.fromisoformat(value)
-        except ValueError:
-            return parse_timestamp(value, field_name=name)
-        if parsed.tzinfo is dt.UTC:
-            return parsed
-    return parse_timestamp(value, field_name=name)
-
-
-def as_date(value: Any, name: str) -> Any:
-    if type(value) is str and len(value) == 10:
-        try:
-            return dt.date.fromisoformat(value)
-        except ValueError:
-            pass
-    return parse_date(value, field_name=name)
-
-
-CONVERTERS: dict[str, Converter] = {
-    "str": as_str, "id": as_id, "int": as_int, "decimal": as_decimal, "percent": as_percent,
-    "bool": as_bool, "timestamp": as_timestamp, "date": as_date,
-}
-#: converters that turn a missing value (None) into None: ``to_record`` skips the call for them
-NONE_TO_NONE: frozenset[Converter] = frozenset(CONVERTERS.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +105,7 @@ class ObjectMapping:
     @cached_property
     def compiled(self) -> CompiledMapping:
         """The generated ``to_record`` functions of this mapping (``crmsync.connectors.mapping_code``)."""
-        from crmsync.connectors.mapping_code import CompiledMapping  # it imports this module's converters
+        from crmsync.connectors.mapping_code import CompiledMapping  # generated code, built on first use
 
         return CompiledMapping(self)
 
@@ -207,9 +122,7 @@ class _Plan:
     record_cls: type[Record]
 
 
-def _walk(node: Any, parts: tuple[str, ...]) -> Any:
-    for part in parts:
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(part)
-    return node
+__all__ = [  # the converters are imported from here by the connectors' field tables
+    "CONVERTERS", "NONE_TO_NONE", "Converter", "FieldMap", "ObjectMapping", "as_bool", "as_date", "as_decimal",
+    "as_id", "as_int", "as_percent", "as_str", "as_timestamp", "walk_path",
+]

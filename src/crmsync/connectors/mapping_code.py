@@ -30,10 +30,32 @@ import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
-from crmsync.connectors import mapping as m
+from crmsync.connectors import converters as m
 from crmsync.model import ModelError, Record, parse_bool
+
+
+class MappingSpec(Protocol):
+    """What the generated code reads of an ``ObjectMapping`` (a protocol: ``connectors.mapping``
+    imports this module, so this one does not import it back)."""
+
+    @property
+    def object_name(self) -> str: ...
+    @property
+    def source_object(self) -> str: ...
+    @property
+    def id_field(self) -> str: ...
+    @property
+    def modified_field(self) -> str: ...
+    @property
+    def created_field(self) -> str | None: ...
+    @property
+    def deleted_field(self) -> str | None: ...
+    @property
+    def defaults(self) -> Mapping[str, Any]: ...
+    @property
+    def _plan(self) -> Any: ...
 
 #: where a flat row's value is: (0, key) ``raw[key]``, (1, key) ``nested[key]`` (e.g. Pipedrive's
 #: ``custom_fields``), keyed by the name the mapping sees
@@ -62,7 +84,7 @@ class _Target:
 class CompiledMapping:
     """The generated functions of one ``ObjectMapping`` (built lazily, one per layout seen)."""
 
-    def __init__(self, mapping: m.ObjectMapping) -> None:
+    def __init__(self, mapping: MappingSpec) -> None:
         self.mapping = mapping
         self.plan = mapping._plan
         self._by_layout: dict[tuple[Any, ...], RowFunction] = {}
@@ -94,7 +116,7 @@ class CompiledMapping:
         return fn
 
 
-def _targets(mapping: m.ObjectMapping, plan: Any) -> dict[str, _Target]:
+def _targets(mapping: MappingSpec, plan: Any) -> dict[str, _Target]:
     """Every canonical field the mapping may set, with how the record class takes it."""
     fields = plan.record_cls.__dataclass_fields__
     names = [target for _, _, _, _, target, is_extra, _ in plan.steps if not is_extra]
@@ -126,7 +148,7 @@ class _Generator:
         self.assigned: set[str] = set()
         self.scope: dict[str, Any] = {
             "ModelError": ModelError, "UTC": dt.UTC, "fromiso": dt.datetime.fromisoformat,
-            "date_fromiso": dt.date.fromisoformat, "Decimal": Decimal, "walk": m._walk, "parse_bool": parse_bool,
+            "date_fromiso": dt.date.fromisoformat, "Decimal": Decimal, "walk": m.walk_path, "parse_bool": parse_bool,
             "as_id": m.as_id, "as_timestamp": m.as_timestamp, "cls": self.plan.record_cls,
             "claimed": self.plan.claimed, "SO": self.mapping.source_object, "IDF": self.mapping.id_field,
             "MODF": self.mapping.modified_field, "CF": self.mapping.created_field, "DF": self.mapping.deleted_field,
