@@ -8,8 +8,15 @@ connection settings a user would write. ``truth_ids`` / ``truth_names`` read wha
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
+import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from crmsync.model import Deal, ObjectType
 from crmsync.sandbox.core import LocalCA, SandboxServer, Simulator
@@ -90,3 +97,22 @@ def assert_store_equals_truth(store: Store, crm: CrmUnderTest, connection: str) 
     wrong = {k for k in truth if truth[k] != stored[k]}
     assert not wrong, f"{len(wrong)} deals differ, e.g. {[(k, truth[k], stored[k]) for k in sorted(wrong)[:3]]}"
     assert store.count(ObjectType.DEAL, connection) == len(truth)
+
+
+def backfill_in_child(store: Store, conn: ConnectionSettings, workdir: Path, object_name: str = "deals") -> subprocess.Popen[bytes]:
+    """Start ``crmsync``'s backfill of ``object_name`` for ``conn`` into ``store`` in a child
+    process (a config written in ``workdir``), for a test to kill it mid-backfill."""
+    config = workdir / "crmsync.yaml"
+    url = store.engine.url.render_as_string(hide_password=False)
+    entry = conn.model_dump(mode="json", exclude_none=True) | {
+        "credentials": {k: v.get_secret_value() for k, v in conn.credentials.items()}}
+    config.write_text(yaml.safe_dump({"store": {"url": url}, "connections": [entry]}))
+    script = textwrap.dedent(f"""
+        from crmsync.settings import load_settings
+        from crmsync.store import Store
+        from crmsync.sync.runner import run_backfill
+        settings = load_settings({str(config)!r})
+        run_backfill(settings, Store.open(settings.store.url), {conn.name!r}, {object_name!r})
+    """)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    return subprocess.Popen([sys.executable, "-c", script], env=env)

@@ -9,18 +9,13 @@ requests in flight), or the tests would prove nothing about them.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from e2e_harness import CrmUnderTest, assert_store_equals_truth
+from e2e_harness import CrmUnderTest, assert_store_equals_truth, backfill_in_child
 
 from crmsync.connectors import build_connector, ratelimit
 from crmsync.connectors.base import Page
@@ -131,22 +126,8 @@ def test_edits_creates_and_deletes_during_a_windowed_backfill(store: Store, crm:
 @pytest.mark.deals(4000)
 def test_sigkill_mid_windowed_backfill_then_resume(store: Store, crm: CrmUnderTest, tmp_path: Path) -> None:
     conn = crm.connection(stage_history=False, backfill_windows="auto")
-    config = tmp_path / "crmsync.yaml"
-    url = store.engine.url.render_as_string(hide_password=False)
-    config.write_text(yaml.safe_dump({"store": {"url": url},
-                                      "connections": [conn.model_dump(mode="json", exclude_none=True) | {
-                                          "credentials": {k: v.get_secret_value()
-                                                          for k, v in conn.credentials.items()}}]}))
     limited(crm, latency_ms=60)  # slow pages so the kill lands mid-backfill
-    script = textwrap.dedent(f"""
-        from crmsync.settings import load_settings
-        from crmsync.store import Store
-        from crmsync.sync.runner import run_backfill
-        settings = load_settings({str(config)!r})
-        run_backfill(settings, Store.open(settings.store.url), {conn.name!r}, "deals")
-    """)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    child = subprocess.Popen([sys.executable, "-c", script], env=env)
+    child = backfill_in_child(store, conn, tmp_path)
     cursor_name = backfill_cursor_name("deals", None, None)
 
     def running_windows() -> int:

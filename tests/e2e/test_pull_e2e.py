@@ -10,18 +10,12 @@ then resumed from its checkpoint.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import signal
-import subprocess
-import sys
-import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from e2e_harness import CrmUnderTest, assert_store_equals_truth
+from e2e_harness import CrmUnderTest, assert_store_equals_truth, backfill_in_child
 
 from crmsync.connectors import build_connector
 from crmsync.connectors.base import Page
@@ -30,6 +24,7 @@ from crmsync.sandbox.core import FaultRule
 from crmsync.sandbox.runner import DEAL_NAME_FIELD
 from crmsync.store import Store
 from crmsync.sync.engine import ObjectResult, SyncEngine, backfill_cursor_name
+from waiting import wait_until
 
 
 def engine_for(store: Store, crm: CrmUnderTest, **options: Any) -> SyncEngine:
@@ -151,26 +146,14 @@ def test_budget_runs_out_mid_backfill_then_resumes(store: Store, crm: CrmUnderTe
 @pytest.mark.deals(3000)
 def test_sigkill_mid_backfill_then_resume(store: Store, crm: CrmUnderTest, tmp_path: Path) -> None:
     conn = crm.connection()
-    config = tmp_path / "crmsync.yaml"
-    url = store.engine.url.render_as_string(hide_password=False)
-    config.write_text(yaml.safe_dump({"store": {"url": url},
-                                      "connections": [conn.model_dump(mode="json", exclude_none=True) | {
-                                          "credentials": {k: v.get_secret_value()
-                                                          for k, v in conn.credentials.items()}}]}))
     crm.sim.knobs.update({"latency_ms": 40})  # slow pages so the kill lands mid-backfill
-    script = textwrap.dedent(f"""
-        from crmsync.settings import load_settings
-        from crmsync.store import Store
-        from crmsync.sync.runner import run_backfill
-        settings = load_settings({str(config)!r})
-        run_backfill(settings, Store.open(settings.store.url), {conn.name!r}, "deals")
-    """)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    child = subprocess.Popen([sys.executable, "-c", script], env=env)
-    deadline = time.monotonic() + 60
-    while store.count(ObjectType.DEAL, conn.name) < 300 and time.monotonic() < deadline:
+    child = backfill_in_child(store, conn, tmp_path)
+
+    def mid_backfill() -> bool:
         assert child.poll() is None, "the backfill finished before it could be killed"
-        time.sleep(0.05)
+        return store.count(ObjectType.DEAL, conn.name) >= 300
+
+    wait_until(mid_backfill, timeout=60, what="300 deals stored", interval=0.05)
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=10)
     crm.sim.knobs.update({"latency_ms": 0})
