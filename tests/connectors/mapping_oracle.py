@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from crmsync.connectors.mapping import ObjectMapping, as_id, as_str, as_timestamp, walk_path
+from crmsync.connectors.converters import as_id, as_str, as_timestamp, walk_path
+from crmsync.connectors.mapping import ObjectMapping
 from crmsync.model import ModelError, Record, parse_bool
 
 

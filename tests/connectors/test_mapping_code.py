@@ -16,10 +16,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from mapping_oracle import reference_to_record
 
-from crmsync.connectors import mapping as m
+from crmsync.connectors import converters as m
 from crmsync.connectors import mapping_code
+from crmsync.connectors.converters import as_date, as_decimal, as_timestamp
 from crmsync.connectors.hubspot.mapping import MAPPINGS as HUBSPOT
-from crmsync.connectors.mapping import FieldMap, ObjectMapping, as_date, as_decimal, as_timestamp
+from crmsync.connectors.mapping import FieldMap, ObjectMapping
 from crmsync.connectors.pipedrive import mapping as pipedrive_mapping
 from crmsync.connectors.pipedrive.mapping import MAPPINGS as PIPEDRIVE
 from crmsync.connectors.pipedrive.mapping import Reader, prepare

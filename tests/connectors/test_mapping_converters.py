@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from crmsync.connectors.mapping import CONVERTERS, NONE_TO_NONE
+from crmsync.connectors.converters import CONVERTERS, NONE_TO_NONE
 from crmsync.connectors.pipedrive.mapping import DEALS
 
 

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from crmsync.connectors.base import Page
-from crmsync.connectors.mapping import FieldMap, ObjectMapping, as_date, as_decimal, as_int, as_timestamp
+from crmsync.connectors.converters import as_date, as_decimal, as_int, as_timestamp
+from crmsync.connectors.mapping import FieldMap, ObjectMapping
 from crmsync.connectors.pipedrive import PipedriveConnector
 from crmsync.connectors.salesforce import SalesforceConnector
 from crmsync.model import ModelError, ObjectType, parse_date, parse_decimal, parse_timestamp

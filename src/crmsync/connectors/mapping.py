@@ -15,20 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from crmsync.connectors.converters import (
-    CONVERTERS,
-    NONE_TO_NONE,
-    Converter,
-    as_bool,
-    as_date,
-    as_decimal,
-    as_id,
-    as_int,
-    as_percent,
-    as_str,
-    as_timestamp,
-    walk_path,
-)
+from crmsync.connectors.converters import CONVERTERS, NONE_TO_NONE, Converter, as_str
 from crmsync.model import RECORD_TYPES, ModelError, ObjectType, Record
 
 if TYPE_CHECKING:
@@ -120,9 +107,3 @@ class _Plan:
     claimed: frozenset[str]  # native top-level keys that do not go to ``extra`` as they are
     steps: tuple[_Step, ...]
     record_cls: type[Record]
-
-
-__all__ = [  # the converters are imported from here by the connectors' field tables
-    "CONVERTERS", "NONE_TO_NONE", "Converter", "FieldMap", "ObjectMapping", "as_bool", "as_date", "as_decimal",
-    "as_id", "as_int", "as_percent", "as_str", "as_timestamp", "walk_path",
-]

@@ -9,16 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from crmsync.connectors.mapping import (
-    FieldMap,
-    ObjectMapping,
-    as_bool,
-    as_date,
-    as_decimal,
-    as_id,
-    as_int,
-    as_timestamp,
-)
+from crmsync.connectors.converters import as_bool, as_date, as_decimal, as_id, as_int, as_timestamp
+from crmsync.connectors.mapping import FieldMap, ObjectMapping
 from crmsync.model import ModelError, ObjectType
 
 ENVELOPE = frozenset({"createdAt", "updatedAt", "archived", "archivedAt", "hs_object_id", "objectWriteTraceId",

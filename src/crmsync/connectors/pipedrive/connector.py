@@ -27,8 +27,9 @@ from crmsync.connectors.base import (
     Quarantined,
     Usage,
 )
+from crmsync.connectors.converters import as_timestamp
 from crmsync.connectors.cursor import StampRule, settle_seconds
-from crmsync.connectors.mapping import ObjectMapping, as_timestamp
+from crmsync.connectors.mapping import ObjectMapping
 from crmsync.connectors.pipedrive.history import CHANGELOG_COST, read_histories
 from crmsync.connectors.pipedrive.http import DEFAULT_BASE_URL, PipedriveHttp, RawPage
 from crmsync.connectors.pipedrive.incremental import DEFAULT_RULE, Checkpoint

@@ -11,9 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from crmsync.connectors.mapping import (
-    FieldMap,
-    ObjectMapping,
+from crmsync.connectors.converters import (
     as_bool,
     as_date,
     as_decimal,
@@ -23,6 +21,7 @@ from crmsync.connectors.mapping import (
     as_str,
     as_timestamp,
 )
+from crmsync.connectors.mapping import FieldMap, ObjectMapping
 from crmsync.connectors.mapping_code import MAX_LAYOUTS, RowFunction
 from crmsync.model import ObjectType, Record
 

@@ -6,9 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from crmsync.connectors.mapping import (
-    FieldMap,
-    ObjectMapping,
+from crmsync.connectors.converters import (
     as_bool,
     as_date,
     as_decimal,
@@ -18,6 +16,7 @@ from crmsync.connectors.mapping import (
     as_str,
     as_timestamp,
 )
+from crmsync.connectors.mapping import FieldMap, ObjectMapping
 from crmsync.model import ObjectType, parse_date
 
 PIPELINE_ID = "default"  # Salesforce has one opportunity stage list; crmsync sees it as one pipeline
