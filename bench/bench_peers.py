@@ -102,6 +102,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_pull import sandbox_calls, start_sandbox  # noqa: E402
 from bench_quota import DEFAULT_OPTIONS, LIMITS  # noqa: E402
+from crm_runs import connection_options  # noqa: E402
 
 from crmsync.connectors.hubspot.mapping import DEALS as HUBSPOT_DEALS  # noqa: E402
 from crmsync.connectors.mapping import ObjectMapping  # noqa: E402
@@ -751,9 +752,7 @@ def main() -> None:
     SHOW_ROUTES = args.routes
     every = {p.name for p in PEERS} | {p.name for p in DLT_PEERS}
     TOOLS.update(args.peers.split(",") if args.peers else every)
-    for opt in args.option:
-        key, _, value = opt.partition("=")
-        EXTRA_OPTIONS[key] = yaml.safe_load(value)
+    EXTRA_OPTIONS.update(connection_options(args.option))
     print(f"bench_peers: {args.deals:,} deals, {args.rounds} alternating rounds, documented limits on", flush=True)
     for crm in args.crm.split(","):
         bench_crm(crm, args.deals, args.rounds, args.seed, args.with_history)

@@ -30,7 +30,6 @@ import argparse
 import math
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_pull import sandbox_calls, start_sandbox  # noqa: E402
+from crm_runs import connection_options, run_each_crm  # noqa: E402
 
 from crmsync.connectors import build_connector  # noqa: E402
 from crmsync.settings import ConnectionSettings  # noqa: E402
@@ -146,20 +146,11 @@ def main() -> None:
                         help="a connection option for the backfill (YAML value), e.g. backfill_via=search")
     args = parser.parse_args()
     crms = args.crm.split(",")
-    if len(crms) > 1:  # one process per CRM, so each peak RSS is that CRM's own
-        print(f"bench_quota: {args.deals:,} deals per CRM, documented limits on", flush=True)
-        for crm in crms:
-            cmd = [sys.executable, __file__, "--deals", str(args.deals), "--crm", crm, "--seed", str(args.seed)]
-            for opt in args.option:
-                cmd += ["--option", opt]
-            subprocess.run(cmd, check=True)
+    if len(crms) > 1:
+        run_each_crm(__file__, crms, args.deals, args.seed, args.option,
+                     f"bench_quota: {args.deals:,} deals per CRM, documented limits on")
         return
-    import yaml
-
-    options = {}
-    for opt in args.option:
-        key, _, value = opt.partition("=")
-        options[key] = yaml.safe_load(value)
+    options = connection_options(args.option)
     options = {**DEFAULT_OPTIONS.get(crms[0], {}), **options}
     shown = " ".join(f"{k}={v}" for k, v in options.items())
     print(line(bench_crm(crms[0], args.deals, args.seed, options)) + (f" | options {shown}" if shown else ""),

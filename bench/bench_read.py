@@ -14,7 +14,6 @@ this process, every thread, so the read-ahead worker counts) and CPU µs per dea
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_pull import disable_limits, start_sandbox  # noqa: E402
+from crm_runs import connection_options, run_each_crm  # noqa: E402
 
 from crmsync.connectors import build_connector  # noqa: E402
 from crmsync.settings import ConnectionSettings  # noqa: E402
@@ -75,18 +74,11 @@ def main() -> None:
                         help="a connection option for the pull (YAML value), e.g. prefetch_pages=1")
     args = parser.parse_args()
     crms = args.crm.split(",")
-    if len(crms) > 1:  # one process per CRM, so none inherits another's warm caches
-        print(f"bench_read: {args.deals:,} deals per CRM, connector pull only", flush=True)
-        for crm in crms:
-            cmd = [sys.executable, __file__, "--deals", str(args.deals), "--crm", crm, "--seed", str(args.seed)]
-            for opt in args.option:
-                cmd += ["--option", opt]
-            subprocess.run(cmd, check=True)
+    if len(crms) > 1:
+        run_each_crm(__file__, crms, args.deals, args.seed, args.option,
+                     f"bench_read: {args.deals:,} deals per CRM, connector pull only")
         return
-    options = {}
-    for opt in args.option:
-        key, _, value = opt.partition("=")
-        options[key] = yaml.safe_load(value)
+    options = connection_options(args.option)
     print(line(bench_crm(crms[0], args.deals, args.seed, options)), flush=True)
 
 

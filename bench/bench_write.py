@@ -25,11 +25,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy import event
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_pull import start_sandbox  # noqa: E402
+from crm_runs import connection_options  # noqa: E402
 
 from crmsync.connectors import build_connector  # noqa: E402
 from crmsync.connectors.base import Page  # noqa: E402
@@ -76,8 +76,8 @@ def main() -> None:
         proc, entry = start_sandbox(args.crm, args.deals, args.seed, Path(tmp))
         try:
             entry["objects"] = ["deals"]
-            options = {key: yaml.safe_load(value) for key, _, value in (o.partition("=") for o in args.option)}
-            entry["options"] = {**entry.get("options", {}), "stage_history": False, "read_ahead": False, **options}
+            entry["options"] = {**entry.get("options", {}), "stage_history": False, "read_ahead": False,
+                                **connection_options(args.option)}
             conn = ConnectionSettings.model_validate(entry)
             connector = build_connector(conn)
             pages = list(connector.pull("deals", None, backfill=True))
