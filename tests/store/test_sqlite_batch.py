@@ -18,7 +18,7 @@ def test_a_batch_is_cut_into_statements_within_the_parameter_limit(monkeypatch: 
     params = [(f"k{i}", i) for i in range(8)]
     cut = list(sqlite_batch.statements(UPSERT, params))
     assert [sql.count("(?, ?)") for sql, _ in cut] == [3, 3, 2]
-    assert [flat for _, flat in cut][2] == ["k6", 6, "k7", 7]
+    assert [flat for _, flat in cut][2] == ("k6", 6, "k7", 7)
 
 
 def test_batches_are_cut_into_a_few_fixed_sizes_so_few_statements_are_prepared() -> None:

@@ -10,10 +10,11 @@ C too; only the flat parameter list is built in Python.
 
 A statement takes at most ``SQLITE_LIMIT_VARIABLE_NUMBER`` parameters (32,766 by default since
 SQLite 3.32), and sqlite3 keeps every statement it prepared (128 a connection) with its compiled
-program, which grows with its rows: a batch is cut into statements of a few fixed sizes (``_SIZES``,
-at most ``MAX_ROWS`` rows and the limit), so one template is prepared in at most a dozen sizes. Cut by the exact size of each rest, the stage events of 100,000 Salesforce deals (pages of
-5,000 deals, some 60,000 events each) prepared a new statement a page and grew the process by about
-18 MB a page, to 609 MB (``bench/bench_quota.py --deals 100000 --crm salesforce``).
+program, which grows with its rows. So a batch is cut into statements of a few fixed sizes
+(``_SIZES``, at most ``MAX_ROWS`` rows and within the limit), and one template is prepared in at
+most a dozen sizes. Cut by the exact size of each rest, the stage events of 100,000 Salesforce
+deals (pages of 5,000 deals, some 60,000 events each) prepared a new statement a page and grew the
+process by about 18 MB a page, to 609 MB (``bench/bench_quota.py --deals 100000 --crm salesforce``).
 """
 
 from __future__ import annotations
@@ -70,9 +71,8 @@ def multi_row_sql(single_row_sql: str, width: int, rows: int) -> str:
     return single_row_sql.replace(values, "VALUES " + ", ".join([one] * rows))
 
 
-def statements(single_row_sql: str, params: Sequence[tuple[Any, ...]]) -> Iterator[tuple[str, list[Any]]]:
-    """(SQL, flat parameters) for ``params`` (tuples of one width), as few statements as the
-    variable limit allows."""
+def statements(single_row_sql: str, params: Sequence[tuple[Any, ...]]) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """(SQL, flat parameters) for ``params`` (tuples of one width), in statements of ``_sizes``."""
     if not params:
         return
     width = len(params[0])
@@ -80,7 +80,7 @@ def statements(single_row_sql: str, params: Sequence[tuple[Any, ...]]) -> Iterat
     for size in _sizes(len(params), rows_per_statement(width)):
         chunk = params[start : start + size]
         start += size
-        yield multi_row_sql(single_row_sql, width, size), list(chain.from_iterable(chunk))
+        yield multi_row_sql(single_row_sql, width, size), tuple(chain.from_iterable(chunk))
 
 
 def execute_rows(conn: Any, single_row_sql: str, params: Sequence[tuple[Any, ...]]) -> int:
@@ -88,5 +88,5 @@ def execute_rows(conn: Any, single_row_sql: str, params: Sequence[tuple[Any, ...
     returns the rows the statements changed."""
     changed = 0
     for sql, flat in statements(single_row_sql, params):
-        changed += max(conn.exec_driver_sql(sql, tuple(flat)).rowcount, 0)
+        changed += max(conn.exec_driver_sql(sql, flat).rowcount, 0)
     return changed

@@ -17,6 +17,7 @@ pages before it are committed before the error goes on.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -81,10 +82,8 @@ class PageGroup:
         except Exception:  # noqa: BLE001 - the page's own error is the one raised
             self._end(failed=True)
             return
-        try:
+        with contextlib.suppress(Exception):  # as above; the group is closed either way (``_end``)
             self._end(failed=False)
-        except Exception:  # noqa: BLE001 - as above
-            self._open = self._tx = None
 
     def _end(self, *, failed: bool) -> None:
         opened, self._open, self._tx = self._open, None, None

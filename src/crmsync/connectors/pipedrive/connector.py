@@ -35,7 +35,7 @@ from crmsync.connectors.pipedrive.http import DEFAULT_BASE_URL, PipedriveHttp, R
 from crmsync.connectors.pipedrive.incremental import DEFAULT_RULE, Checkpoint
 from crmsync.connectors.pipedrive.mapping import MAPPINGS, Reader
 from crmsync.connectors.pipedrive.push import Pusher
-from crmsync.connectors.pipedrive.windows import WindowedPull, WindowedState, chains_for
+from crmsync.connectors.pipedrive.windows import WindowedPull, WindowedState, chains_for, rfc3339
 from crmsync.connectors.plan import BackfillPlan, Option, pages
 from crmsync.connectors.stage_history import HistoryBatch
 from crmsync.connectors.wire import decode_body
@@ -54,28 +54,16 @@ FIELD_LISTS = {"deals": "/v1/dealFields", "accounts": "/v1/organizationFields"}
 # token costs (x-token-cost in Pipedrive's spec) of the calls the budget check looks ahead at
 COST_LIST = 10
 COST_SMALL_LIST = 5
-_fromiso = dt.datetime.fromisoformat
 
 
 def _epoch(value: str | None) -> int | None:
     """``update_time`` in epoch seconds; None when missing or malformed (the mapping then
     quarantines that record with the reason, and the checkpoint does not move for it)."""
-    if type(value) is str:  # as_timestamp's common case (ISO 8601 in UTC), without its call
-        try:
-            parsed = _fromiso(value)
-        except ValueError:
-            parsed = None
-        if parsed is not None and parsed.tzinfo is dt.UTC:
-            return int(parsed.timestamp())
     try:
         ts = as_timestamp(value, "update_time")
     except ModelError:
         return None
     return int(ts.timestamp()) if ts else None
-
-
-def _rfc3339(epoch: int) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _only_deleted(object_name: str, rows: list[dict[str, Any]]) -> None:
@@ -302,9 +290,9 @@ class PipedriveConnector:
         since, next_cursor = checkpoint.begin(override_since)
         query = {**params, "sort_by": "update_time", "sort_direction": "asc", "limit": self.page_limit}
         if since is not None:
-            query["updated_since"] = _rfc3339(since)
+            query["updated_since"] = rfc3339(since)
         if until is not None:
-            query["updated_until"] = _rfc3339(until)
+            query["updated_until"] = rfc3339(until)
         depth = self.prefetch_pages if prefetch and self.prefetch else 0
         raw_pages: Iterator[RawPage] = self._raw_pages(V2 + path, query, next_cursor)
         if depth > 0:
@@ -469,9 +457,9 @@ class PipedriveConnector:
         while True:
             params: dict[str, Any] = {"limit": PAGE_LIMIT, "sort_by": "id"}
             if since is not None:
-                params["updated_since"] = _rfc3339(int(since.timestamp()))
+                params["updated_since"] = rfc3339(int(since.timestamp()))
             if until is not None:
-                params["updated_until"] = _rfc3339(int(until.timestamp()))
+                params["updated_until"] = rfc3339(int(until.timestamp()))
             if next_cursor:
                 params["cursor"] = next_cursor
             data = self.call("GET", V2 + INCREMENTAL[object_name], params=params)
