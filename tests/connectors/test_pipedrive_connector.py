@@ -8,10 +8,12 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 
 from crmsync.connectors.base import AuthError, BudgetExhausted, Page, PushItem
 from crmsync.connectors.pipedrive import PipedriveConnector
+from crmsync.connectors.pipedrive.http import PipedriveHttp
 from crmsync.connectors.pipedrive.incremental import DEFAULT_RULE
 from crmsync.model import Deal, LineItem
 from crmsync.sandbox import FaultRule, Knobs, SandboxServer, generate_world
@@ -185,6 +187,30 @@ def test_token_budget_is_read_and_honoured(sim: PipedriveSimulator, server: Sand
     # Pushes may still use the reserve.
     result = connector.push([PushItem("deals", "update", {"name": "reserved"}, source_id="3")])
     assert result[0].ok
+
+
+def _answer(remaining: int, date: str, limit: int = 2_000) -> httpx.Response:
+    return httpx.Response(200, headers={"x-daily-ratelimit-token-limit": str(limit),
+                                        "x-daily-ratelimit-token-remaining": str(remaining), "date": date})
+
+
+def test_an_answer_arriving_late_does_not_give_back_spent_tokens() -> None:
+    """Windowed chains' answers come back in any order: the count of one the server answered
+    earlier must not raise what is left; a new server day or a new limit does."""
+    http = PipedriveHttp("https://127.0.0.1:9", "token", pace=False)
+    try:
+        day = "Thu, 03 Dec 2026 10:00:00 GMT"
+        http._observe(_answer(1_190, day))
+        http._observe(_answer(1_200, day))  # sent before the first, answered after it
+        assert http.usage.remaining == 1_190 and http.usage.used == 810
+        http._observe(_answer(1_180, day))
+        assert http.usage.remaining == 1_180
+        http._observe(_answer(5_000, "Thu, 03 Dec 2026 10:00:01 GMT", limit=6_000))  # a raised limit
+        assert http.usage.remaining == 5_000 and http.usage.limit == 6_000
+        http._observe(_answer(5_990, "Fri, 04 Dec 2026 00:00:02 GMT", limit=6_000))  # the next day
+        assert http.usage.remaining == 5_990
+    finally:
+        http.close()
 
 
 def test_retries_on_burst_429_and_5xx(sim: PipedriveSimulator, server: SandboxServer) -> None:
