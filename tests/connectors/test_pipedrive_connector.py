@@ -189,26 +189,26 @@ def test_token_budget_is_read_and_honoured(sim: PipedriveSimulator, server: Sand
     assert result[0].ok
 
 
-def _answer(remaining: int, date: str, limit: int = 2_000) -> httpx.Response:
+def _answer(remaining: int, limit: int = 2_000) -> httpx.Response:
     return httpx.Response(200, headers={"x-daily-ratelimit-token-limit": str(limit),
-                                        "x-daily-ratelimit-token-remaining": str(remaining), "date": date})
+                                        "x-daily-ratelimit-token-remaining": str(remaining)})
 
 
 def test_an_answer_arriving_late_does_not_give_back_spent_tokens() -> None:
-    """Windowed chains' answers come back in any order: the count of one the server answered
-    earlier must not raise what is left; a new server day or a new limit does."""
+    """Windowed chains' answers come back in any order: the count of one sent before the known
+    count arrived must not raise what is left; one sent after it (a reset) or a new limit does."""
     http = PipedriveHttp("https://127.0.0.1:9", "token", pace=False)
     try:
-        day = "Thu, 03 Dec 2026 10:00:00 GMT"
-        http._observe(_answer(1_190, day))
-        http._observe(_answer(1_200, day))  # sent before the first, answered after it
+        before = time.monotonic()
+        http._observe(_answer(1_190), sent_at=before)
+        http._observe(_answer(1_200), sent_at=before)  # in flight beside the first, arrived after it
         assert http.usage.remaining == 1_190 and http.usage.used == 810
-        http._observe(_answer(1_180, day))
+        http._observe(_answer(1_180), sent_at=before)
         assert http.usage.remaining == 1_180
-        http._observe(_answer(5_000, "Thu, 03 Dec 2026 10:00:01 GMT", limit=6_000))  # a raised limit
+        http._observe(_answer(5_000, limit=6_000), sent_at=before)  # a raised limit
         assert http.usage.remaining == 5_000 and http.usage.limit == 6_000
-        http._observe(_answer(5_990, "Fri, 04 Dec 2026 00:00:02 GMT", limit=6_000))  # the next day
-        assert http.usage.remaining == 5_990
+        http._observe(_answer(5_990, limit=6_000), sent_at=time.monotonic())  # the budget was reset
+        assert http.usage.remaining == 5_990 and http.usage.used == 10
     finally:
         http.close()
 

@@ -12,6 +12,7 @@ Errors at the HTTP edge are classified once: ``RetriableError`` (429, 5xx, timeo
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -87,6 +88,33 @@ class Usage:
     burst_remaining: int | None = None
     observed_at: dt.datetime | None = None
     clock_skew_s: float | None = None  # the server's Date header minus our clock (1 s resolution)
+    # when the answer behind ``remaining`` arrived (monotonic clock), and the lock that keeps the
+    # threads of one connector from interleaving the compare-and-set of ``note_quota``
+    _remaining_arrived_at: float | None = field(default=None, init=False, repr=False, compare=False)
+    _quota_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False,
+                                        compare=False)
+
+    def note_quota(self, limit: int | None, remaining: int | None, *, sent_at: float,
+                   arrived_at: float) -> None:
+        """Take a quota count (``limit`` and ``remaining``, as one answer reported them).
+
+        Requests in flight together come back in any order, so an answer the server gave first can
+        arrive last: taking its count would raise what is left and let a budget check allow a call
+        the budget no longer has. So a count above the known one, under the same limit, from a
+        request sent (``sent_at``, monotonic) before the known count arrived is stale and dropped.
+        A request sent after it was answered after it too: a higher count there is a real reset
+        (a new day, whatever the portal's midnight) and is taken. A limit change is always taken."""
+        with self._quota_lock:
+            if remaining is not None:
+                known, known_at = self.remaining, self._remaining_arrived_at
+                stale = (known is not None and known_at is not None and remaining > known
+                         and limit == self.limit and sent_at < known_at)
+                if not stale:
+                    self.remaining, self._remaining_arrived_at = remaining, arrived_at
+            if limit is not None:
+                self.limit = limit
+            if self.limit is not None and self.remaining is not None:
+                self.used = self.limit - self.remaining
 
     def note_server_date(self, header: str | None) -> None:
         """Read an HTTP ``Date`` header (RFC 9110 IMF-fixdate) into ``clock_skew_s``."""

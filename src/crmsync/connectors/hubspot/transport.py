@@ -109,9 +109,9 @@ class HubSpotTransport:
             status = getattr(exc, "status", None)
             if status is None:
                 raise
-            self._observe(getattr(exc, "headers", None))
+            self._observe(getattr(exc, "headers", None), sent_at=started)
             raise classify(operation, int(status), getattr(exc, "body", None), getattr(exc, "headers", None)) from None
-        self._observe(response.headers)
+        self._observe(response.headers, sent_at=started)
         self.read_times.note((response.headers or {}).get("Date"), time.monotonic() - started, sent_at)
         data = response.data
         if response.status == 204 or not data:
@@ -122,7 +122,7 @@ class HubSpotTransport:
             raise RetriableError(f"hubspot {operation}: truncated or invalid JSON body",
                                  status=response.status) from None
 
-    def _observe(self, headers: Any) -> None:
+    def _observe(self, headers: Any, *, sent_at: float) -> None:
         self.usage.calls += 1
         if not headers:
             return
@@ -136,13 +136,9 @@ class HubSpotTransport:
             except ValueError:
                 return None
 
-        daily, remaining = number("Daily"), number("Daily-Remaining")
-        if daily is not None:
-            self.usage.limit = daily
-        if remaining is not None:
-            self.usage.remaining = remaining
-            if daily is not None:
-                self.usage.used = daily - remaining
+        # the list backfill has several requests in flight: their answers arrive in any order
+        self.usage.note_quota(number("Daily"), number("Daily-Remaining"), sent_at=sent_at,
+                              arrived_at=time.monotonic())
         burst = number("Remaining")
         if burst is not None:
             self.usage.burst_remaining = burst

@@ -13,10 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
 
 import httpx
@@ -98,8 +96,6 @@ class PipedriveHttp:
         self.max_wait_s = max_wait_s
         self._sleep = sleep
         self._burst_reset_at: float | None = None
-        self._daily_lock = threading.Lock()  # answers of several threads update the daily budget
-        self._remaining_day: dt.date | None = None  # the server's UTC day of ``usage.remaining``
         # one burst limiter per token in this process, shared by every connector and thread using
         # it; unlimited until an answer's x-ratelimit-limit says what the limit is
         fingerprint = hashlib.sha256(token.encode()).hexdigest()[:12]
@@ -173,31 +169,26 @@ class PipedriveHttp:
             self.burst.acquire()
         content = encode_body(body) if body is not None else None
         headers = {"content-type": "application/json"} if content is not None else None
+        sent_at = time.monotonic()
         try:
             response, read_at = send(self.client, method, path, where=where, params=params, content=content,
                                      headers=headers)
         finally:
             if self.burst is not None:
                 self.burst.release()
-        self._observe(response)
+        self._observe(response, sent_at=sent_at)
         return response, read_at, where
 
-    def _observe(self, response: httpx.Response) -> None:
+    def _observe(self, response: httpx.Response, *, sent_at: float) -> None:
         headers = response.headers
         usage = self.usage
         usage.calls += 1
         usage.observed_at = dt.datetime.now(dt.UTC)
         usage.note_server_date(headers.get("date"))
-        limit = _header_int(headers, "x-daily-ratelimit-token-limit")
-        remaining = _header_int(headers, "x-daily-ratelimit-token-remaining")
-        with self._daily_lock:
-            day = _server_day(headers.get("date"))
-            if remaining is not None and not self._stale(limit, remaining, day):
-                usage.remaining, self._remaining_day = remaining, day
-            if limit is not None:
-                usage.limit = limit
-            if usage.limit is not None and usage.remaining is not None:
-                usage.used = usage.limit - usage.remaining
+        # several windowed chains' answers update the daily budget, in any order
+        usage.note_quota(_header_int(headers, "x-daily-ratelimit-token-limit"),
+                         _header_int(headers, "x-daily-ratelimit-token-remaining"),
+                         sent_at=sent_at, arrived_at=time.monotonic())
         if self.burst is not None:
             self.burst.update(_header_int(headers, "x-ratelimit-limit"))
         burst = _header_int(headers, "x-ratelimit-remaining")
@@ -206,17 +197,6 @@ class PipedriveHttp:
             reset = _header_int(headers, "x-ratelimit-reset")
             if burst <= 0 and reset is not None:
                 self._burst_reset_at = time.monotonic() + reset
-
-    def _stale(self, limit: int | None, remaining: int, day: dt.date | None) -> bool:
-        """True for an answer that reports more tokens left than one already seen, under the same
-        limit on the same server day. Requests in flight together (windowed backfills) come back
-        in any order: one the server answered first can arrive last, and taking its count would let
-        the budget check allow a call the budget no longer has. Tokens come back only with a new
-        day or a new limit (a new day is read from the Date header's UTC date, so a budget that
-        resets at another midnight is seen as spent a little longer: the safe side)."""
-        known = self.usage.remaining
-        return (known is not None and remaining > known and limit == self.usage.limit
-                and day is not None and day == self._remaining_day)
 
     def _classify(self, where: str, response: httpx.Response) -> dict[str, Any]:
         self._check_status(where, response)
@@ -261,14 +241,3 @@ def _error_message(response: httpx.Response) -> str:
     if isinstance(data, dict) and isinstance(data.get("error"), str):
         return data["error"][:200]
     return "(no error message)"
-
-
-def _server_day(header: str | None) -> dt.date | None:
-    """The UTC date of an HTTP ``Date`` header (None when absent or unreadable)."""
-    if not header:
-        return None
-    try:
-        server = parsedate_to_datetime(header)
-    except (TypeError, ValueError):
-        return None
-    return server.astimezone(dt.UTC).date() if server.tzinfo is not None else None

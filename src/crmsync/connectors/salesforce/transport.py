@@ -183,7 +183,7 @@ class SalesforceSession(requests.Session):
                 raise RetriableError(f"{method} {path}: connection failed") from None
             self.usage.calls += 1
             self.read_times.note(response.headers.get("Date"), time.monotonic() - started, sent_at)
-            self._read_usage(response)
+            self._read_usage(response, sent_at=started)
             status = response.status_code
             if status == 401 and not is_token:
                 code, _ = error_code(response)
@@ -213,7 +213,7 @@ class SalesforceSession(requests.Session):
                                      status=status) from None
         return response
 
-    def _read_usage(self, response: requests.Response) -> None:
+    def _read_usage(self, response: requests.Response, *, sent_at: float) -> None:
         self.usage.note_server_date(response.headers.get("Date"))
         info = response.headers.get("Sforce-Limit-Info")
         if not info:
@@ -221,5 +221,6 @@ class SalesforceSession(requests.Session):
         match = _USAGE.search(info)
         if match:
             used, limit = int(match.group(1)), int(match.group(2))
-            self.usage.used, self.usage.limit, self.usage.remaining = used, limit, max(0, limit - used)
+            # parallel result downloads answer in any order: a late answer must not lower ``used``
+            self.usage.note_quota(limit, max(0, limit - used), sent_at=sent_at, arrived_at=time.monotonic())
             self.usage.observed_at = dt.datetime.now(dt.UTC)
