@@ -343,3 +343,27 @@ def test_a_pass_closed_early_stops_its_requests(sim: PipedriveSimulator, server:
     connector.close()
     assert held == 4 and sim.log.by_route[list_route] <= held + 1
     assert sim.log.by_route[list_route] < 400 // 20
+
+
+def _burst_answer(remaining: int, limit: int = 40) -> httpx.Response:
+    return httpx.Response(200, headers={"x-ratelimit-limit": str(limit), "x-ratelimit-remaining": str(remaining),
+                                        "x-ratelimit-reset": "1"})
+
+
+@pytest.mark.parametrize(("ours", "waits"), [(40, False), (3, True)])
+def test_a_spent_burst_window_waits_for_its_reset_only_when_others_spent_it(ours: int, waits: bool) -> None:
+    """Our limiter holds every request of this process in the server's window: when it holds as
+    many as the server counts, it already waits exactly (the header's whole-second reset would
+    stall every chain up to a second more); when the server counts more, another client shares
+    the token and the reset is kept."""
+    http = PipedriveHttp("https://127.0.0.1:9", f"token-burst-{ours}", pace=True)
+    try:
+        assert http.burst is not None
+        http.burst.update(40)
+        for _ in range(ours):
+            http.burst.acquire()
+            http.burst.release()
+        http._observe(_burst_answer(0), sent_at=time.monotonic())
+        assert (http._burst_reset_at is not None) is waits
+    finally:
+        http.close()

@@ -84,6 +84,15 @@ class RollingLimiter:
             self.waited_s += waited
             return waited
 
+    def held(self) -> int:
+        """Slots held now: requests in flight plus those answered within the last window. Never
+        fewer than the server counts of this process's requests in its window (see the class)."""
+        with self._cond:
+            horizon = self._clock() - self.window_s
+            while self._answered and self._answered[0] <= horizon:
+                self._answered.popleft()
+            return len(self._answered) + self._in_flight
+
     def release(self) -> None:
         """The request's answer (or failure) came back: its slot frees ``window_s`` from now."""
         with self._cond:

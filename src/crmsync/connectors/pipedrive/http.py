@@ -195,8 +195,19 @@ class PipedriveHttp:
         if burst is not None:
             usage.burst_remaining = burst
             reset = _header_int(headers, "x-ratelimit-reset")
-            if burst <= 0 and reset is not None:
+            if burst <= 0 and reset is not None and not self._own_requests_fill(headers):
                 self._burst_reset_at = time.monotonic() + reset
+
+    def _own_requests_fill(self, headers: httpx.Headers) -> bool:
+        """True when the burst window the server reports spent holds no more requests than our own
+        limiter does: then the limiter already waits exactly as long as needed, while the header's
+        reset (whole seconds, rounded up) would stall every chain up to a second longer. A window
+        spent beyond what we hold means another client shares the token: then its reset is kept."""
+        limit = _header_int(headers, "x-ratelimit-limit")
+        if self.burst is None or self.burst.limit is None or limit is None:
+            return False
+        counted = limit - max(0, _header_int(headers, "x-ratelimit-remaining") or 0)
+        return self.burst.held() >= counted
 
     def _classify(self, where: str, response: httpx.Response) -> dict[str, Any]:
         self._check_status(where, response)

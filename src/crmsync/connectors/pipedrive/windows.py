@@ -10,8 +10,9 @@ over everything. Its first answer gives the oldest ``update_time``, the server t
 start) and the round trip; from those, ``chains`` (how many requests must be in flight to keep the
 burst limit busy: rate x round trip + 1, capped by the burst limit) and the first splits follow.
 A window is split at the middle of its remaining time span, the part above the middle becoming a
-new window; whenever a window finishes, the window with the most records still to read (its own
-density so far times its remaining span) gives up its upper half. So the windows follow the data's
+new window; whenever a window finishes, the window with the most records still to read (its
+density, so far or over its last full page, whichever is higher, times its remaining span) gives up
+its upper half. So the windows follow the data's
 real distribution (deals are heavily skewed toward recent update times) without a single counting
 call; a split costs at most the rest of one page (the split window drops rows at or above its new
 bound and ends there; the new window reads them).
@@ -69,6 +70,7 @@ class Window:
     done: bool = False
     rows: int = 0  # rows kept so far (density estimate; not saved)
     position: int | None = None  # newest update_time kept so far (not saved)
+    recent: tuple[int, int] | None = None  # the last full page's rows and stamp span (not saved)
     stop: threading.Event = field(default_factory=threading.Event, repr=False)
     slots: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(DEPTH), repr=False)
 
@@ -82,12 +84,18 @@ class Window:
                    checkpoint=Checkpoint.from_dict(data.get("checkpoint")), done=bool(data.get("done")))
 
     def remaining_estimate(self, started: int) -> float:
-        """Records this window still has to read: its density so far times its remaining span."""
+        """Records this window still has to read: its density times its remaining span. The density
+        is the higher of the window's so far and its last full page's: deals crowd toward recent
+        update times, so the average of what a window has read underestimates what is above it
+        (the open top window's last pages were left to one chain, up to 8 pages at the end)."""
         if self.phase != "live" or self.done or self.position is None or self.lo is None:
             return 0.0
         top = self.hi if self.hi is not None else started
-        span_read = max(self.position - self.lo, 1)
-        return self.rows / span_read * max(top - self.position, 0)
+        density = self.rows / max(self.position - self.lo, 1)
+        if self.recent is not None:
+            rows, span = self.recent
+            density = max(density, rows / max(span, 1))
+        return density * max(top - self.position, 0)
 
 
 @dataclass
@@ -271,6 +279,10 @@ class WindowedPull:
         finished = raw.next_cursor is None or beyond
         checkpoint.page_done(None if finished else raw.next_cursor)
         window.rows += len(kept)
+        if len(kept) == self.page_limit and newest is not None:
+            oldest = self.epoch(kept[0].get("update_time"))  # ascending: the first row is the oldest
+            if oldest is not None:
+                window.recent = (len(kept), newest - oldest)
         if newest is not None:
             window.position = newest if window.position is None else max(window.position, newest)
             if window.lo is None:
