@@ -45,7 +45,7 @@ CHILD_PARENT_FIELD: dict[ObjectType, str] = {ObjectType.LINE_ITEM: "deal_id"}
 # A backfill reads ahead only while at least this many calls are left in its budget.
 READ_AHEAD_MARGIN = 100
 # A backfill commits every this many pages, or sooner when the group has been open this long.
-BACKFILL_COMMIT_PAGES = 4
+BACKFILL_COMMIT_PAGES = 16
 BACKFILL_COMMIT_SECONDS = 1.0
 # Reference data first so deals find their owners and stages already stored.
 PULL_ORDER = ("owners", "pipelines", "stages", "products", "price_book_entries", "accounts", "contacts",
