@@ -145,7 +145,10 @@ def test_budget_runs_out_mid_backfill_then_resumes(store: Store, crm: CrmUnderTe
 
 @pytest.mark.deals(3000)
 def test_sigkill_mid_backfill_then_resume(store: Store, crm: CrmUnderTest, tmp_path: Path) -> None:
-    conn = crm.connection()
+    # Page groups of 2: the default group (16 pages of 200) holds Salesforce's whole 3,000 deals,
+    # so the kill would land after the only commit.
+    commit_pages = 2
+    conn = crm.connection(commit_pages=commit_pages)
     crm.sim.knobs.update({"latency_ms": 40})  # slow pages so the kill lands mid-backfill
     child = backfill_in_child(store, conn, tmp_path)
 
@@ -166,6 +169,8 @@ def test_sigkill_mid_backfill_then_resume(store: Store, crm: CrmUnderTest, tmp_p
     assert resumed.status == "ok", resumed.error
     assert resumed.complete is True
     assert resumed.records < len(crm.truth())  # resumed, did not start over
+    page_size = int(conn.options.get("page_size", conn.options.get("page_limit", 100)))
+    assert resumed.records <= len(crm.truth()) - partial + commit_pages * page_size  # one group re-read at most
     assert_store_equals_truth(store, crm, conn.name)
 
 

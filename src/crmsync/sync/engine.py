@@ -192,7 +192,7 @@ class SyncEngine:
                 close()
 
     def _page_group(self, mode: str) -> PageGroup:
-        """Backfills commit every ``options.commit_pages`` pages (default 4) or ``commit_seconds``
+        """Backfills commit every ``options.commit_pages`` pages (default 16) or ``commit_seconds``
         (default 1.0); incremental cycles commit every page (``sync.page_group``)."""
         options = self.conn.options
         pages = int(options.get("commit_pages", BACKFILL_COMMIT_PAGES)) if mode == "backfill" else 1
