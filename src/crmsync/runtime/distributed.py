@@ -4,14 +4,16 @@ No home-made coordination: procrastinate's job table is the queue and its locks 
 
 - The schedule stays in crmsync's tables (``kv_state`` namespace ``worker_schedule``, see
   ``schedule_state``). A procrastinate *periodic* task, ``crmsync.dispatch``, runs every few seconds
-  (once per tick across all workers: procrastinate deduplicates periodic defers), reads which
+  (once per tick across all workers: procrastinate deduplicates periodic defers; and one at a time,
+  under a session advisory lock, as one tick's run may outlast the tick), reads which
   connections are due and defers ``crmsync.sync_connection(connection=...)`` with
   ``lock="sync:<name>"`` (a connection never syncs on two workers at once) and
   ``queueing_lock="sync:<name>"`` (at most one waiting job per connection: no pile-up).
 - Stalled-job recovery: workers send heartbeats; the same periodic task finds ``doing`` jobs whose
   worker stopped heartbeating (``JobManager.get_stalled_jobs``), closes the dead worker's open run
   rows as failed, and puts the job back to ``todo`` (``retry_job``): another worker continues it from
-  the last committed page.
+  the last committed page. If a job for that connection is already waiting, the stalled one is
+  closed instead and the waiting one does the work.
 - Large backfills are split into time-window slices (``defer_backfill``), each a
   ``crmsync.backfill_slice`` job resumable through the engine's per-window backfill cursor; any worker
   can take or continue a slice. Slices of one connection run one at a time (``lock="backfill:<name>"``).
@@ -27,7 +29,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +38,7 @@ import procrastinate
 import psycopg
 from procrastinate import exceptions as pexc
 from procrastinate.job_context import JobContext
+from procrastinate.jobs import Job, Status
 from procrastinate.schema import SchemaManager
 from procrastinate.worker import Worker
 from sqlalchemy import select, update
@@ -61,6 +65,7 @@ SYNC_TASK = "crmsync.sync_connection"
 BACKFILL_TASK = "crmsync.backfill_slice"
 DISPATCH_TASK = "crmsync.dispatch"
 SCHEMA_LOCK_KEY = 7265735  # advisory lock: one schema installer at a time
+DISPATCH_LOCK_KEY = 7265736  # advisory lock: one dispatch (recovery and deferral) at a time
 CONTEXT_KEY = "crmsync"
 
 
@@ -144,11 +149,27 @@ def build_app(conninfo: str, *, dispatch_every: int = 2) -> procrastinate.App:
     @app.task(name=DISPATCH_TASK, pass_context=True, queueing_lock="crmsync.dispatch")
     async def dispatch(context: JobContext, timestamp: int) -> dict[str, Any]:
         runtime = _runtime(context)
-        recovered = await recover_stalled(context.app, runtime)
-        deferred = await dispatch_due(context.app, runtime)
+        async with sole_dispatcher(conninfo) as sole:
+            if not sole:
+                return {"skipped": "another worker is dispatching"}
+            recovered = await recover_stalled(context.app, runtime)
+            deferred = await dispatch_due(context.app, runtime)
         return {"deferred": deferred, "recovered": recovered}
 
     return app
+
+
+@asynccontextmanager
+async def sole_dispatcher(conninfo: str) -> AsyncIterator[bool]:
+    """True while this worker's dispatch is the only one running. The periodic dispatch job's queueing
+    lock only keeps one *waiting*, so a dispatch can start while another still runs on a second worker:
+    both would read the same due connections and recover the same stalled jobs. A session advisory
+    lock (not a job lock, which a killed worker would hold until its job is recovered, by a dispatch)
+    goes away with the session, however the worker ends."""
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (DISPATCH_LOCK_KEY,))
+        row = await cursor.fetchone()
+        yield bool(row and row[0])
 
 
 def sync_app_defer_slice(context: JobContext, connection: str, object_name: str, since: str | None,
@@ -167,7 +188,9 @@ async def defer_sync(app: procrastinate.App, connection: str, reason: str) -> st
 
 
 async def dispatch_due(app: procrastinate.App, runtime: Runtime) -> int:
-    """Defer a sync for every due connection; move its ``next_due_at`` on (the finish moves it again)."""
+    """Defer a sync for every due connection; move its ``next_due_at`` on (the finish moves it again).
+    Deferred before it is moved on: a worker killed between the two leaves the connection due, not
+    skipped for an interval."""
     now = now_utc()
     names = [c.name for c in sync_connections(runtime.settings)]
     due = await asyncio.to_thread(schedule_state.due_connections, runtime.store, names, now)
@@ -195,7 +218,7 @@ async def recover_stalled(app: procrastinate.App, runtime: Runtime) -> int:
         kind = "sync" if job.task_name == SYNC_TASK else "backfill"
         try:
             closed = await asyncio.to_thread(close_orphan_runs, runtime.store, connection, kind)
-            await app.job_manager.retry_job(job)
+            outcome = await _requeue_or_close(app, job)
         except Exception as exc:  # noqa: BLE001 - another worker recovered it first
             log.info("recover.skipped", job=job.id, error=type(exc).__name__)
             continue
@@ -203,8 +226,21 @@ async def recover_stalled(app: procrastinate.App, runtime: Runtime) -> int:
         assert job.id is not None
         runtime.recovered.append(job.id)
         log.warning("recover.stalled_job", job=job.id, task=job.task_name, connection=connection,
-                    closed_runs=closed)
+                    closed_runs=closed, outcome=outcome)
     return count
+
+
+async def _requeue_or_close(app: procrastinate.App, job: Job) -> str:
+    """Put a stalled job back to ``todo``; if the connection already has a job waiting under the same
+    queueing lock (deferred while this one ran: a webhook, or two dispatches racing), that job does the
+    same work, so the stalled one is closed as failed instead. Requeueing it is refused by the queueing
+    lock's unique index, and left ``doing`` it would hold the connection's lock forever."""
+    try:
+        await app.job_manager.retry_job(job)
+    except pexc.UniqueViolation:
+        await app.job_manager.finish_job(job, Status.FAILED, delete_job=False)
+        return "closed; a queued job takes over"
+    return "requeued"
 
 
 def close_orphan_runs(store: Store, connection: str, kind: str) -> int:
