@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from crmsync.connectors.salesforce import SalesforceConnector
+from crmsync.connectors.salesforce.connector import REST_PAGE_SIZE
 from crmsync.sandbox import LocalCA, SandboxServer, generate_world
 from crmsync.sandbox.runner import CONNECTION_NAMES, start_sandbox
 from crmsync.sandbox.salesforce import SalesforceSimulator
@@ -132,7 +133,7 @@ def test_dry_run_shows_the_salesforce_plan(tmp_path: Path) -> None:
         plan = answer["plans"][0]
         assert plan["records"] == len(sim.truth("Opportunity")) and plan["strategy"] == "rest"
         # REST pages + count, and the batched stage history: 3 Bulk jobs
-        assert plan["calls"] == math.ceil(plan["records"] / 2000) + 1 + 12
+        assert plan["calls"] == math.ceil(plan["records"] / REST_PAGE_SIZE) + 1 + 12
         assert "stage history: 3 Bulk jobs" in plan["note"] and plan["quota_share"] is not None
         assert plan["alternatives"][0]["strategy"] == "bulk"
         assert "jobs/query" not in json.dumps(sim.log.snapshot()["by_route"])  # counted, nothing pulled

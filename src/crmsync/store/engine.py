@@ -49,10 +49,12 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA temp_store = MEMORY")
-        # 8 MiB page cache per connection: a backfill writes every page once, so a larger cache only
-        # grows the process (64 MiB filled with a 20,000-deal backfill's written pages, +16 MB peak
-        # RSS, bench_peers); pages past it are read back from the OS page cache
-        cursor.execute("PRAGMA cache_size = -8192")
+        # 2 MiB page cache per connection (SQLite's own default): a backfill writes every page once,
+        # so a larger cache only grows the process, by its size for every pooled connection (8 MiB
+        # each: +4 MB peak RSS for a 20,000-deal backfill, bench_peers; 64 MiB: +16 MB), and writes
+        # no faster (400,000 deals replayed, bench_write --pragma cache_size=-8192: 75-100 us CPU a
+        # deal in 4 rounds, -2048: 85-88); pages past it are read back from the OS page cache
+        cursor.execute("PRAGMA cache_size = -2048")
         # checkpoint the WAL every 10,000 pages (40 MiB), not 1,000: a backfill's random keys touch
         # index pages all over the B-trees, and each checkpoint writes every page touched since
         # the last one back to the database (400,000 deals replayed: with 16-page commits, 64
