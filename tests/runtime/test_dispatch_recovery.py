@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import psycopg
 from procrastinate import App
@@ -32,6 +35,15 @@ from crmsync.settings import load_settings
 from crmsync.store import Store
 
 from .conftest import write_config
+
+T = TypeVar("T")
+
+
+def run_alone(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on a thread of its own: the browser tests' Playwright (sync API) keeps an event
+    loop running on the main thread for the whole session."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def _jobs(conninfo: str, connection: str) -> list[tuple[int, str, int]]:
@@ -75,7 +87,7 @@ def test_a_stalled_job_goes_back_to_the_queue(tmp_path: Path, pg_database: str) 
     runtime = _runtime(tmp_path, pg_database)
     app = build_app(conninfo)
 
-    stalled, recovered = asyncio.run(_scenario(app, conninfo, runtime, second_job=False))
+    stalled, recovered = run_alone(_scenario(app, conninfo, runtime, second_job=False))
 
     assert recovered == 1 and runtime.recovered == [stalled]
     assert _jobs(conninfo, "pd-07") == [(stalled, "todo", 1)]
@@ -88,7 +100,7 @@ def test_a_stalled_job_with_one_already_waiting_is_closed_so_the_waiting_one_run
     runtime = _runtime(tmp_path, pg_database)
     app = build_app(conninfo)
 
-    stalled, recovered = asyncio.run(_scenario(app, conninfo, runtime, second_job=True))
+    stalled, recovered = run_alone(_scenario(app, conninfo, runtime, second_job=True))
 
     jobs = _jobs(conninfo, "pd-07")
     assert recovered == 1
@@ -103,7 +115,7 @@ def test_a_stalled_job_with_one_already_waiting_is_closed_so_the_waiting_one_run
         return job.id if job else None
 
     # Nothing holds the connection's lock any more: a live worker gets the waiting job.
-    assert asyncio.run(next_job_runs()) == waiting[0]
+    assert run_alone(next_job_runs()) == waiting[0]
 
 
 def test_one_dispatcher_at_a_time_and_the_lock_goes_with_the_session(pg_database: str) -> None:
@@ -117,7 +129,7 @@ def test_one_dispatcher_at_a_time_and_the_lock_goes_with_the_session(pg_database
             pass
         return first, second, after
 
-    assert asyncio.run(scenario()) == (True, False, True)
+    assert run_alone(scenario()) == (True, False, True)
 
     # A worker killed mid-dispatch: its session ends, so does the lock.
     holder = psycopg.connect(conninfo, autocommit=True)
@@ -127,6 +139,6 @@ def test_one_dispatcher_at_a_time_and_the_lock_goes_with_the_session(pg_database
         async with sole_dispatcher(conninfo) as sole:
             return sole
 
-    assert asyncio.run(try_once()) is False
+    assert run_alone(try_once()) is False
     holder.close()
-    assert asyncio.run(try_once()) is True
+    assert run_alone(try_once()) is True
