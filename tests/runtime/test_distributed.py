@@ -100,9 +100,15 @@ def test_three_workers_share_fifty_connections_and_survive_a_kill(tmp_path: Path
             wait_while_progressing(all_synced, progress, stall=90, cap=420, what="every connection to be synced")
         except AssertionError:
             states = schedule_state.load_all(store)
-            pending = {n: (s.get("last_status"), s.get("last_reason")) for n, s in states.items()
-                       if s.get("last_status") != "ok"}
-            raise AssertionError(f"not synced: {pending}; queue empty: {queue_empty()}") from None
+            names = [f"pd-{i:02d}" for i in range(N_CONNECTIONS)]
+            pending = {n: (states.get(n, {}).get("last_status"), states.get(n, {}).get("last_reason"))
+                       for n in names if states.get(n, {}).get("last_status") != "ok"}
+            unfinished = {n: (states[n].get("last_started_at"), states[n].get("last_finished_at")) for n in names
+                          if n in states and states[n].get("last_finished_at", "") < states[n].get("last_started_at", "~")}
+            short = {n: store.count(ObjectType.DEAL, n) for n in names
+                     if store.count(ObjectType.DEAL, n) != len(small_world.deals)}
+            raise AssertionError(f"not synced: {pending}; started after the last finish: {unfinished}; "
+                                 f"deals short: {short}; queue empty: {queue_empty()}") from None
 
         runs = _sync_runs(store)
         recovered = [r for r in runs if r[4] and "worker lost" in r[4]]
