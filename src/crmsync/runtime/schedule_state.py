@@ -51,9 +51,12 @@ def load_all(store: Store, namespace: str = SCHEDULE_NS) -> dict[str, dict[str, 
 
 
 def update(store: Store, connection: str, **values: Any) -> dict[str, Any]:
-    """Merge ``values`` into the connection's schedule row (datetimes stored as ISO strings)."""
+    """Merge ``values`` into the connection's schedule row (datetimes stored as ISO strings). The row
+    is created before it is locked: a worker's ``mark_started`` and a dispatcher's update of a
+    connection that never ran both read an absent row otherwise, and the later write drops the other's
+    keys (a lost ``last_started_at`` once left a finished sync looking never started)."""
     with store.transaction() as tx:
-        current = tx.get_state(SCHEDULE_NS, connection, for_update=True)
+        current = tx.lock_state(SCHEDULE_NS, connection, {})
         merged = dict(current) if isinstance(current, dict) else {}
         for key, value in values.items():
             merged[key] = _iso(value) if isinstance(value, dt.datetime) else value
