@@ -2,7 +2,7 @@
 workers; a dead worker's sync job goes back to the queue, or, when the connection already has a job
 waiting, is closed so that job can run.
 
-The second case is what a webhook or two racing dispatches leave behind: while a sync job runs, its
+The second case is what a webhook, or a dispatch that found the connection due again, leaves behind: while a sync job runs, its
 queueing lock (a unique index over ``todo`` jobs only) lets another job for the same connection wait.
 Requeueing the dead one would break that index, and leaving it ``doing`` would hold the connection's
 lock forever (seen once in CI as one connection of fifty never synced after a worker was killed).

@@ -39,6 +39,21 @@ def _sync_runs(store: Store) -> list[tuple[str, dt.datetime, dt.datetime | None,
             select(c.connection, c.started_at, c.finished_at, c.status, c.error).where(c.kind == "sync"))]
 
 
+def _unsynced(store: Store, deals: int) -> dict[str, str]:
+    """Each connection not synced completely yet, and why."""
+    states = schedule_state.load_all(store)
+    why: dict[str, str] = {}
+    for name in (f"pd-{i:02d}" for i in range(N_CONNECTIONS)):
+        state = states.get(name, {})
+        if state.get("last_status") != "ok":
+            why[name] = f"status {state.get('last_status')} ({state.get('last_reason')})"
+        elif state.get("last_finished_at", "") < state.get("last_started_at", "~"):
+            why[name] = f"started {state.get('last_started_at')}, last finished {state.get('last_finished_at')}"
+        elif (stored := store.count(ObjectType.DEAL, name)) != deals:
+            why[name] = f"{stored} deals stored"
+    return why
+
+
 @pytest.mark.timeout(600)
 def test_three_workers_share_fifty_connections_and_survive_a_kill(tmp_path: Path, pg_database: str,
                                                                   small_world: World) -> None:
@@ -82,11 +97,7 @@ def test_three_workers_share_fifty_connections_and_survive_a_kill(tmp_path: Path
             return row is not None and row[0] == 0
 
         def all_synced() -> bool:
-            states = schedule_state.load_all(store)
-            finished = [n for n, s in states.items() if s.get("last_status") == "ok"
-                        and s.get("last_finished_at", "") >= s.get("last_started_at", "~")]
-            return len(finished) == N_CONNECTIONS and queue_empty() and all(
-                store.count(ObjectType.DEAL, f"pd-{i:02d}") == len(small_world.deals) for i in range(N_CONNECTIONS))
+            return not _unsynced(store, len(small_world.deals)) and queue_empty()
 
         def progress() -> tuple[int, int]:
             with psycopg.connect(conninfo) as conn:
@@ -99,16 +110,7 @@ def test_three_workers_share_fifty_connections_and_survive_a_kill(tmp_path: Path
             # and on a loaded machine the last jobs take longer; it fails when nothing moves for 90 s.
             wait_while_progressing(all_synced, progress, stall=90, cap=420, what="every connection to be synced")
         except AssertionError:
-            states = schedule_state.load_all(store)
-            names = [f"pd-{i:02d}" for i in range(N_CONNECTIONS)]
-            pending = {n: (states.get(n, {}).get("last_status"), states.get(n, {}).get("last_reason"))
-                       for n in names if states.get(n, {}).get("last_status") != "ok"}
-            unfinished = {n: (states[n].get("last_started_at"), states[n].get("last_finished_at")) for n in names
-                          if n in states and states[n].get("last_finished_at", "") < states[n].get("last_started_at", "~")}
-            short = {n: store.count(ObjectType.DEAL, n) for n in names
-                     if store.count(ObjectType.DEAL, n) != len(small_world.deals)}
-            raise AssertionError(f"not synced: {pending}; started after the last finish: {unfinished}; "
-                                 f"deals short: {short}; queue empty: {queue_empty()}") from None
+            raise AssertionError(f"not synced: {_unsynced(store, len(small_world.deals))}; queue empty: {queue_empty()}") from None
 
         runs = _sync_runs(store)
         recovered = [r for r in runs if r[4] and "worker lost" in r[4]]

@@ -232,7 +232,7 @@ async def recover_stalled(app: procrastinate.App, runtime: Runtime) -> int:
 
 async def _requeue_or_close(app: procrastinate.App, job: Job) -> str:
     """Put a stalled job back to ``todo``; if the connection already has a job waiting under the same
-    queueing lock (deferred while this one ran: a webhook, or two dispatches racing), that job does the
+    queueing lock (deferred while this one ran: a webhook, or a dispatch finding it due), that job does the
     same work, so the stalled one is closed as failed instead. Requeueing it is refused by the queueing
     lock's unique index, and left ``doing`` it would hold the connection's lock forever."""
     try:
